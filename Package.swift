@@ -1,0 +1,85 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layout (STYLE.md): thin C modules, then Swift modules by concern; the
+// executables stay thin (parse flags, build the service, run it).
+let package = Package(
+    name: "ScenePS",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ps-server", targets: ["ps-server"]),
+        .executable(name: "worker", targets: ["worker"]),
+        .executable(name: "psctl", targets: ["psctl"]),
+        .executable(name: "ps-bench", targets: ["ps-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C: system libraries and the committed protobuf-c output.
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .target(
+            name: "ScenePSWire",
+            path: "Sources/ScenePSWire",
+            cSettings: [.unsafeFlags(["-Wno-everything"])],
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+
+        // Swift modules by concern.
+        .target(name: "ScenePSCore", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
+        .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
+        .target(name: "ScenePSServer", dependencies: [
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ScenePSClient", dependencies: [
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
+        .target(name: "ScenePSModel", dependencies: ["ScenePSCore", "CBLAS"]),
+        .target(name: "ScenePSWorker", dependencies: [
+            "ScenePSCore", "ScenePSClient", "ScenePSData", "ScenePSModel", "CBLAS",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Executables.
+        .executableTarget(name: "ps-server", dependencies: [
+            "ScenePSCore", "ScenePSServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "worker", dependencies: [
+            "ScenePSCore", "ScenePSWorker",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "psctl", dependencies: [
+            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "ps-bench", dependencies: [
+            "ScenePSCore", "ScenePSClient", "ScenePSServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "tools/ps-bench"),
+
+        // Tests.
+        .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),
+        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire"]),
+        .testTarget(name: "ScenePSServerTests", dependencies: [
+            "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ",
+        ]),
+        .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
+        .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel"]),
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
+    ]
+)

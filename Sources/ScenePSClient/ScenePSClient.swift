@@ -1,0 +1,2 @@
+/// Module `ScenePSClient`.
+public enum ScenePSClientModule {}

@@ -1,0 +1,2 @@
+/// Module `ScenePSData`.
+public enum ScenePSDataModule {}

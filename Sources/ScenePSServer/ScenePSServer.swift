@@ -1,0 +1,2 @@
+/// Module `ScenePSServer`.
+public enum ScenePSServerModule {}

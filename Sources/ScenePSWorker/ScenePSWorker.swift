@@ -1,0 +1,2 @@
+/// Module `ScenePSWorker`.
+public enum ScenePSWorkerModule {}
