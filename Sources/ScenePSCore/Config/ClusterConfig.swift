@@ -1,0 +1,224 @@
+import Foundation
+import Yams
+
+/// The cluster configuration file (YAML). `cluster/default.yaml` documents
+/// every key; every key is optional and has the default shown there.
+/// Identity (which shard, which scene) comes from flags; tunables from here.
+public struct ClusterConfig: Sendable, Equatable, Codable {
+    public enum ModelKind: String, Sendable, Codable, CaseIterable { case msif, baseline }
+    public enum Ablation: String, Sendable, Codable, CaseIterable {
+        case full
+        case sameScene = "same-scene"
+        case longOnly = "long-only"
+        case shortOnly = "short-only"
+        case noSceneGates = "no-scene-gates"
+    }
+    public enum InitKind: String, Sendable, Codable, CaseIterable { case zeros, uniform, normal }
+
+    public struct Adam: Sendable, Equatable, Codable {
+        public var learningRate: Double
+        public var beta1 = 0.9
+        public var beta2 = 0.999
+        public var epsilon = 1e-8
+        public var l2 = 0.0
+        public init(learningRate: Double, l2: Double = 0) { self.learningRate = learningRate; self.l2 = l2 }
+    }
+
+    public struct Model: Sendable, Equatable, Codable {
+        public var kind: ModelKind = .msif
+        public var d = 32
+        public var lLong = 50
+        public var lShort = 10
+        public var heads = 2
+        public var ffn = 64
+        public var experts = 4
+        public var expertWidths = [128, 64]
+        public var headWidth = 32
+        public var baselineHidden = [64, 32]
+        public var ablation: Ablation = .full
+        public init() {}
+    }
+
+    public struct Table: Sendable, Equatable, Codable {
+        public var initKind: InitKind
+        public var initScale: Double
+        public var frozen = false
+        /// Per-table optimiser; nil = the `optimizer.sparse` settings.
+        public var adam: Adam?
+        public init(initKind: InitKind, initScale: Double) { self.initKind = initKind; self.initScale = initScale }
+    }
+
+    public struct Training: Sendable, Equatable, Codable {
+        public var batchSize = 256
+        public var epochs = 1
+        public var computeThreads = 1
+        public var logEvery = 100
+        public var timeoutSeconds = 10.0
+        public var retries = 3
+        public init() {}
+    }
+
+    public struct Data: Sendable, Equatable, Codable {
+        public var testFraction = 0.1
+        public var validFraction = 0.1
+        public var chunkSize = 8192
+        public init() {}
+    }
+
+    public var servers = 2
+    public var basePort = 17_200
+    public var seed: UInt64 = 42
+    public var model = Model()
+    public var denseAdam = Adam(learningRate: 0.001)
+    public var sparseAdam = Adam(learningRate: 0.01)
+    /// Sparse tables by name; the model's tables always exist, these override.
+    public var tables: [String: Table] = ClusterConfig.defaultTables
+    public var training = Training()
+    public var data = Data()
+    /// Workers of each scene not named in `scenes`.
+    public var workersPerScene = 1
+    /// Scene name → workers. Empty: the scenes found in the log.
+    public var scenes: [String: Int] = [:]
+    /// Scene names in the order they were listed (YAML mapping order).
+    public var sceneOrder: [String] = []
+
+    public init() {}
+
+    /// The sparse tables of the model, in wire-id order.
+    public static let sparseTableNames = ["item", "category", "user", "scene", "behaviour_scene", "item_bias"]
+
+    public static var defaultTables: [String: Table] {
+        var t: [String: Table] = [:]
+        for name in sparseTableNames { t[name] = Table(initKind: .uniform, initScale: 0.05) }
+        t["item_bias"] = Table(initKind: .zeros, initScale: 0)
+        return t
+    }
+
+    /// Workers for a scene, by its name.
+    public func workers(forScene name: String) -> Int { scenes[name] ?? workersPerScene }
+}
+
+extension ClusterConfig {
+    /// Reads and validates a config file. Errors name the file, the line, the
+    /// key and what was expected.
+    public static func load(path: String) throws -> ClusterConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ScenePSError.config("\(path): cannot read the config file (\(error.localizedDescription))")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    public static func parse(yaml: String, file: String = "<config>") throws -> ClusterConfig {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw ScenePSError.config("\(file): not valid YAML: \(error)")
+        }
+        var c = ClusterConfig()
+        guard let root else { return c }   // an empty file means all defaults
+        let r = ConfigReader(file: file, node: root)
+        let top = try r.keys(allowed: ["servers", "base_port", "seed", "model", "optimizer", "tables",
+                                       "training", "data", "workers_per_scene", "scenes"])
+        if let n = top["servers"] { c.servers = try r.int("servers", n, min: 1, max: 256) }
+        if let n = top["base_port"] { c.basePort = try r.int("base_port", n, min: 1024, max: 65_000) }
+        if let n = top["seed"] { c.seed = UInt64(try r.int("seed", n, min: 0)) }
+        if let n = top["workers_per_scene"] { c.workersPerScene = try r.int("workers_per_scene", n, min: 1, max: 64) }
+        if let n = top["model"] { c.model = try parseModel(r.child("model", n)) }
+        if let n = top["optimizer"] {
+            let o = r.child("optimizer", n)
+            let keys = try o.keys(allowed: ["dense", "sparse"])
+            if let d = keys["dense"] { c.denseAdam = try parseAdam(o.child("dense", d), base: c.denseAdam) }
+            if let s = keys["sparse"] { c.sparseAdam = try parseAdam(o.child("sparse", s), base: c.sparseAdam) }
+        }
+        if let n = top["tables"] {
+            let t = r.child("tables", n)
+            for (name, node) in try t.keys(allowed: Set(sparseTableNames)) {
+                c.tables[name] = try parseTable(t.child(name, node), base: c.tables[name]!, sparse: c.sparseAdam)
+            }
+        }
+        if let n = top["training"] { c.training = try parseTraining(r.child("training", n)) }
+        if let n = top["data"] {
+            let d = r.child("data", n)
+            let keys = try d.keys(allowed: ["test_fraction", "valid_fraction", "chunk_size"])
+            if let v = keys["test_fraction"] { c.data.testFraction = try d.double("test_fraction", v, min: 0.001, max: 0.9) }
+            if let v = keys["valid_fraction"] { c.data.validFraction = try d.double("valid_fraction", v, min: 0, max: 0.9) }
+            if let v = keys["chunk_size"] { c.data.chunkSize = try d.int("chunk_size", v, min: 1) }
+        }
+        if let n = top["scenes"] {
+            let s = r.child("scenes", n)
+            guard let mapping = n.mapping else {
+                throw s.error("", "expected a mapping of scene name to its number of workers, e.g. {home: 2, shop: 1}")
+            }
+            for (k, v) in mapping {
+                guard let name = k.string, !name.isEmpty else { throw s.error("", "scene names must be strings", at: k) }
+                c.scenes[name] = try s.int(name, v, min: 1, max: 64)
+                c.sceneOrder.append(name)
+            }
+        }
+        try c.validate(file: file)
+        return c
+    }
+
+    /// Cross-field checks, before any process starts.
+    public func validate(file: String = "<config>") throws {
+        let m = model
+        func bad(_ key: String, _ why: String) -> ScenePSError { .config("\(file): model.\(key): \(why)") }
+        if m.d % m.heads != 0 { throw bad("heads", "heads (\(m.heads)) must divide d (\(m.d))") }
+        if m.lShort > m.lLong { throw bad("l_short", "l_short (\(m.lShort)) must not exceed l_long (\(m.lLong))") }
+        if m.expertWidths.count != 2 { throw bad("expert_widths", "expected two widths [hidden, output], found \(m.expertWidths.count)") }
+        if m.kind == .baseline && m.ablation != .full && m.ablation != .sameScene {
+            throw bad("ablation", "'\(m.ablation.rawValue)' applies to the msif model only")
+        }
+    }
+
+    private static func parseModel(_ r: ConfigReader) throws -> Model {
+        var m = Model()
+        let k = try r.keys(allowed: ["kind", "d", "l_long", "l_short", "heads", "ffn", "experts", "expert_widths",
+                                     "head_width", "baseline_hidden", "ablation"])
+        if let n = k["kind"] { m.kind = ModelKind(rawValue: try r.string("kind", n, oneOf: ModelKind.allCases.map(\.rawValue)))! }
+        if let n = k["d"] { m.d = try r.int("d", n, min: 1, max: 4096) }
+        if let n = k["l_long"] { m.lLong = try r.int("l_long", n, min: 1, max: 10_000) }
+        if let n = k["l_short"] { m.lShort = try r.int("l_short", n, min: 1, max: 10_000) }
+        if let n = k["heads"] { m.heads = try r.int("heads", n, min: 1, max: 64) }
+        if let n = k["ffn"] { m.ffn = try r.int("ffn", n, min: 1, max: 65_536) }
+        if let n = k["experts"] { m.experts = try r.int("experts", n, min: 1, max: 64) }
+        if let n = k["expert_widths"] { m.expertWidths = try r.ints("expert_widths", n) }
+        if let n = k["head_width"] { m.headWidth = try r.int("head_width", n, min: 1, max: 65_536) }
+        if let n = k["baseline_hidden"] { m.baselineHidden = try r.ints("baseline_hidden", n) }
+        if let n = k["ablation"] { m.ablation = Ablation(rawValue: try r.string("ablation", n, oneOf: Ablation.allCases.map(\.rawValue)))! }
+        return m
+    }
+
+    private static func parseAdam(_ r: ConfigReader, base: Adam) throws -> Adam {
+        var a = base
+        let k = try r.keys(allowed: ["learning_rate", "beta1", "beta2", "epsilon", "l2"])
+        if let n = k["learning_rate"] { a.learningRate = try r.double("learning_rate", n, min: 0, max: 10) }
+        if let n = k["beta1"] { a.beta1 = try r.double("beta1", n, min: 0, max: 0.999999) }
+        if let n = k["beta2"] { a.beta2 = try r.double("beta2", n, min: 0, max: 0.999999999) }
+        if let n = k["epsilon"] { a.epsilon = try r.double("epsilon", n, min: 1e-30, max: 1) }
+        if let n = k["l2"] { a.l2 = try r.double("l2", n, min: 0, max: 10) }
+        return a
+    }
+
+    private static func parseTable(_ r: ConfigReader, base: Table, sparse: Adam) throws -> Table {
+        var t = base
+        let k = try r.keys(allowed: ["init", "init_scale", "frozen", "optimizer"])
+        if let n = k["init"] { t.initKind = InitKind(rawValue: try r.string("init", n, oneOf: InitKind.allCases.map(\.rawValue)))! }
+        if let n = k["init_scale"] { t.initScale = try r.double("init_scale", n, min: 0, max: 100) }
+        if let n = k["frozen"] { t.frozen = try r.bool("frozen", n) }
+        if let n = k["optimizer"] { t.adam = try parseAdam(r.child("optimizer", n), base: t.adam ?? sparse) }
+        return t
+    }
+
+    private static func parseTraining(_ r: ConfigReader) throws -> Training {
+        var t = Training()
+        let k = try r.keys(allowed: ["batch_size", "epochs", "compute_threads", "log_every", "timeout_seconds", "retries"])
+        if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
+        if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
+        if let n = k["compute_threads"] { t.computeThreads = try r.int("compute_threads", n, min: 1, max: 256) }
+        if let n = k["log_every"] { t.logEvery = try r.int("log_every", n, min: 1) }
+        if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }
+        if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
+        return t
+    }
+}

@@ -1,0 +1,62 @@
+import XCTest
+@testable import ScenePSCore
+
+final class ClusterConfigTests: XCTestCase {
+    static var defaultConfigPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("cluster/default.yaml").path
+    }
+
+    func testDefaultFileEqualsBuiltInDefaults() throws {
+        let c = try ClusterConfig.load(path: Self.defaultConfigPath)
+        XCTAssertEqual(c, ClusterConfig(), "cluster/default.yaml must document the built-in defaults")
+    }
+
+    func testOverridesAndScenes() throws {
+        let c = try ClusterConfig.parse(yaml: """
+            servers: 3
+            model: {kind: baseline, d: 16, heads: 4}
+            optimizer: {sparse: {learning_rate: 0.05, l2: 1.0e-6}}
+            tables: {item: {init: normal, init_scale: 0.01, frozen: true}}
+            scenes: {home: 2, shop: 1}
+            """)
+        XCTAssertEqual(c.servers, 3)
+        XCTAssertEqual(c.model.kind, .baseline)
+        XCTAssertEqual(c.model.d, 16)
+        XCTAssertEqual(c.sparseAdam.learningRate, 0.05)
+        XCTAssertEqual(c.sparseAdam.l2, 1e-6)
+        XCTAssertEqual(c.tables["item"]?.initKind, .normal)
+        XCTAssertEqual(c.tables["item"]?.frozen, true)
+        XCTAssertEqual(c.sceneOrder, ["home", "shop"])
+        XCTAssertEqual(c.workers(forScene: "home"), 2)
+        XCTAssertEqual(c.workers(forScene: "video"), 1)
+    }
+
+    func assertConfigError(_ yaml: String, contains parts: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ClusterConfig.parse(yaml: yaml, file: "c.yaml"), file: file, line: line) { error in
+            let text = "\(error)"
+            for p in parts { XCTAssertTrue(text.contains(p), "'\(text)' should mention '\(p)'", file: file, line: line) }
+        }
+    }
+
+    func testUnknownKeyNamesFileLineAndKey() {
+        assertConfigError("servers: 2\nmodel:\n  dd: 3\n", contains: ["c.yaml:3", "model.dd", "unknown key"])
+    }
+
+    func testBadValueNamesWhatIsExpected() {
+        assertConfigError("training:\n  batch_size: many\n", contains: ["c.yaml:2", "training.batch_size", "integer"])
+        assertConfigError("servers: 0\n", contains: ["servers", "1..."])
+        assertConfigError("model: {ablation: nope}\n", contains: ["model.ablation", "same-scene"])
+        assertConfigError("model: [1, 2]\n", contains: ["model", "mapping"])
+        assertConfigError("scenes: {home: 0}\n", contains: ["scenes.home"])
+    }
+
+    func testInconsistentSizesRejected() {
+        assertConfigError("model: {d: 30, heads: 4}\n", contains: ["heads", "divide"])
+        assertConfigError("model: {l_long: 5, l_short: 10}\n", contains: ["l_short", "l_long"])
+    }
+
+    func testEmptyFileIsDefaults() throws {
+        XCTAssertEqual(try ClusterConfig.parse(yaml: ""), ClusterConfig())
+    }
+}
