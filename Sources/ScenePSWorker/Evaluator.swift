@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSData
+import ScenePSModel
+
+/// Scores a split of the data set with the model as the servers hold it now.
+public final class Evaluator {
+    public struct Predictions: Sendable {
+        public var scene: [Int32] = []
+        public var label: [Float] = []
+        public var probability: [Double] = []
+        public var user: [UInt64] = []
+        public var truth: [Float] = []
+        public var cold: [Bool] = []
+    }
+
+    public enum Split: String, Sendable, CaseIterable { case valid, test }
+
+    let config: ClusterConfig
+    let manifest: DatasetManifest
+    let dataDir: String
+    let store: ParameterStore
+    let logger: Logger
+    let model: any CTRModel<Float>
+    var assembler: BatchAssembler
+    let batchSize = 1024
+
+    public init(config: ClusterConfig, dataDir: String, store: ParameterStore, logger: Logger) throws {
+        self.config = config
+        self.dataDir = dataDir
+        self.store = store
+        self.logger = logger
+        manifest = try DatasetManifest.load(directory: dataDir)
+        model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: batchSize)
+        assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
+                                   sameSceneOnly: config.model.ablation == .sameScene,
+                                   sceneKeys: manifest.scenes.map(\.key))
+    }
+
+    public var sceneNames: [String] { manifest.scenes.map(\.name) }
+
+    public func predict(_ split: Split) throws -> Predictions {
+        var out = Predictions()
+        var samples = SampleBatch(lLong: manifest.lLong, capacity: batchSize)
+        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: batchSize)
+        var logits = [Float](repeating: 0, count: batchSize)
+        let denseCount = model.layout.count
+        // The dense part is pulled once: evaluation runs while nothing trains.
+        var dense: [Float]? = nil
+        for scene in manifest.scenes {
+            for ref in (split == .test ? scene.test : scene.valid) {
+                let chunk = try ChunkFile(path: (dataDir as NSString).appendingPathComponent(ref.file))
+                var start = 0
+                while start < chunk.count {
+                    let end = min(start + batchSize, chunk.count)
+                    samples.removeAll()
+                    chunk.append(start..<end, to: &samples)
+                    start = end
+                    try assembler.index(samples)
+                    let pulled = try store.pull(assembler.pulls, denseTable: ModelTables.denseID,
+                                                denseCount: dense == nil ? denseCount : 0)
+                    if dense == nil { dense = pulled.dense }
+                    assembler.gather(rows: pulled.rows, into: &input)
+                    dense!.withUnsafeBufferPointer { p in model.logits(parameters: p, input: input, into: &logits) }
+                    for i in 0..<samples.count {
+                        out.scene.append(samples.scene[i])
+                        out.label.append(samples.label[i])
+                        out.probability.append(1 / (1 + Foundation.exp(-Double(logits[i]))))
+                        out.user.append(samples.user[i])
+                        out.truth.append(samples.truth[i])
+                        out.cold.append(samples.cold[i])
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,2 +1,0 @@
-/// Module `ScenePSWorker`.
-public enum ScenePSWorkerModule {}

@@ -1,0 +1,174 @@
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSData
+import ScenePSModel
+
+/// Which worker this is: identity comes from flags, never from the config.
+public struct WorkerIdentity: Sendable {
+    public var scene: String
+    public var index: Int
+    public var count: Int
+    public init(scene: String, index: Int, count: Int) { self.scene = scene; self.index = index; self.count = count }
+    public var name: String { "\(scene)-\(index)" }
+}
+
+/// What a worker reports when it is done (RUN_DIR/workers/<scene>-<i>.json).
+public struct WorkerReport: Codable, Sendable {
+    public var scene: String
+    public var index: Int
+    public var examples: Int
+    public var steps: Int
+    public var epochs: Int
+    public var startedAt: Double      // Unix seconds
+    public var finishedAt: Double
+    public var trainSeconds: Double
+    public var finalLoss: Double
+    public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
+}
+
+/// The training loop of one worker: its share of its scene's chunks, each
+/// minibatch pulled, computed and pushed without waiting for other workers.
+public final class Trainer {
+    let config: ClusterConfig
+    let manifest: DatasetManifest
+    let dataDir: String
+    let identity: WorkerIdentity
+    let store: ParameterStoreSetup
+    let logger: Logger
+    let sceneIndex: Int
+    let model: any CTRModel<Float>
+    var assembler: BatchAssembler
+    let tables: ModelTables
+
+    public init(config: ClusterConfig, dataDir: String, identity: WorkerIdentity,
+                store: ParameterStoreSetup, logger: Logger) throws {
+        self.config = config
+        self.dataDir = dataDir
+        self.identity = identity
+        self.store = store
+        self.logger = logger
+        manifest = try DatasetManifest.load(directory: dataDir)
+        guard let s = manifest.scenes.first(where: { $0.name == identity.scene }) else {
+            let known = manifest.scenes.map(\.name).joined(separator: ", ")
+            throw ScenePSError.invalidArgument("scene '\(identity.scene)' is not in the data set at \(dataDir) (its scenes: \(known))")
+        }
+        sceneIndex = s.index
+        model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
+        assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
+                                   sameSceneOnly: config.model.ablation == .sameScene,
+                                   sceneKeys: manifest.scenes.map(\.key))
+        tables = ModelTables(config: config, denseSize: model.layout.count)
+    }
+
+    /// This worker's chunks: every `count`-th chunk of its scene's training set.
+    var myChunks: [ChunkRef] {
+        let all = manifest.scenes[sceneIndex].train
+        return all.indices.filter { $0 % identity.count == identity.index }.map { all[$0] }
+    }
+
+    public func run() throws -> WorkerReport {
+        let started = Date().timeIntervalSince1970
+        try store.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
+        let chunks = myChunks
+        let B = config.training.batchSize
+        let denseCount = model.layout.count
+        var samples = SampleBatch(lLong: manifest.lLong, capacity: B)
+        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
+        var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
+        var denseGrad = [Float](repeating: 0, count: denseCount)
+        var labels = [Float](repeating: 0, count: B)
+        var logits = [Float](repeating: 0, count: B)
+        var progress = Progress(logEvery: config.training.logEvery)
+        var rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(identity.name))
+        var steps = 0, examples = 0
+        var lastLoss = Double.nan
+        let t0 = Date()
+        logger.info("training", metadata: ["worker": "\(identity.name)", "chunks": "\(chunks.count)",
+                                           "epochs": "\(config.training.epochs)", "dense.floats": "\(denseCount)"])
+        for epoch in 1...config.training.epochs {
+            for ref in chunks.shuffled(using: &rng) {
+                let path = (dataDir as NSString).appendingPathComponent(ref.file)
+                let chunk = try ChunkFile(path: path)
+                let order = Array(0..<chunk.count).shuffled(using: &rng)
+                var start = 0
+                while start < order.count {
+                    let end = min(start + B, order.count)
+                    samples.removeAll()
+                    chunk.append(order[start..<end], to: &samples)
+                    start = end
+                    try assembler.index(samples)
+                    let pulled = try store.pull(assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+                    assembler.gather(rows: pulled.rows, into: &input)
+                    let n = samples.count
+                    if labels.count < n { labels = .init(repeating: 0, count: n) }
+                    for i in 0..<n { labels[i] = samples.label[i] }
+                    for i in denseGrad.indices { denseGrad[i] = 0 }
+                    let loss = pulled.dense.withUnsafeBufferPointer { params in
+                        labels.withUnsafeBufferPointer { y in
+                            denseGrad.withUnsafeMutableBufferPointer { g in
+                                model.lossAndGradients(parameters: params, input: input,
+                                                       labels: UnsafeBufferPointer(rebasing: y[0..<n]),
+                                                       parameterGradient: g, inputGradient: &inputGrad, logits: &logits)
+                            }
+                        }
+                    }
+                    guard loss.isFinite else {
+                        let rows = samples.row.prefix(8).map(String.init).joined(separator: ",")
+                        throw ScenePSError(.training, "loss is \(loss) at step \(steps + 1) (epoch \(epoch), chunk \(ref.file), log rows \(rows)…): not pushing; check learning rates and the data")
+                    }
+                    let grads = assembler.scatter(inputGrad)
+                    let pushes = zip(assembler.pulls, grads).map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
+                    try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad)
+                    steps += 1
+                    examples += n
+                    lastLoss = Double(loss)
+                    progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
+                    if steps % config.training.logEvery == 0 {
+                        progress.log(logger, worker: identity.name, epoch: epoch, step: steps,
+                                     examples: examples, seconds: Date().timeIntervalSince(t0))
+                    }
+                }
+            }
+        }
+        let seconds = Date().timeIntervalSince(t0)
+        progress.log(logger, worker: identity.name, epoch: config.training.epochs, step: steps, examples: examples, seconds: seconds)
+        return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
+                            epochs: config.training.epochs, startedAt: started,
+                            finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss)
+    }
+}
+
+/// Running loss and AUC over the most recent training examples, for progress lines.
+struct Progress {
+    let logEvery: Int
+    var labels: [Float] = []
+    var scores: [Double] = []
+    var losses: [Double] = []
+    let window = 20_000
+
+    init(logEvery: Int) { self.logEvery = logEvery }
+
+    mutating func record(labels l: ArraySlice<Float>, logits: ArraySlice<Float>, loss: Double) {
+        labels.append(contentsOf: l)
+        scores.append(contentsOf: logits.map(Double.init))
+        losses.append(loss)
+        if labels.count > 2 * window {
+            labels.removeFirst(labels.count - window)
+            scores.removeFirst(scores.count - window)
+        }
+        if losses.count > 2 * logEvery { losses.removeFirst(losses.count - logEvery) }
+    }
+
+    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) {
+        let recent = losses.suffix(logEvery)
+        let loss = recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count)
+        let auc = Evaluation.auc(labels: Array(labels.suffix(window)), scores: Array(scores.suffix(window)))
+        let rate = seconds > 0 ? Double(examples) / seconds : 0
+        logger.info("progress", metadata: [
+            "worker": "\(worker)", "epoch": "\(epoch)", "step": "\(step)", "examples": "\(examples)",
+            "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
+            "running_auc": "\(String(format: "%.4f", auc))",
+        ])
+    }
+}

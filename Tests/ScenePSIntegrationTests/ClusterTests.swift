@@ -1,0 +1,93 @@
+import Foundation
+import XCTest
+
+/// End to end: cluster/local.sh starts real ps-server and worker processes
+/// on loopback, trains, evaluates and writes summary.json.
+final class ClusterTests: XCTestCase {
+    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
+
+    /// Two scenes of a small generated log, one of them sparse.
+    func makeData(_ dir: URL, rows: Int) throws {
+        let r = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "\(rows)", "--scenes", "home,shop",
+                                        "--users", "3000", "--items", "4000", "--seed", "7"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+    }
+
+    func writeConfig(_ dir: URL, _ yaml: String) throws -> String {
+        let p = dir.appendingPathComponent("config.yaml")
+        try yaml.write(to: p, atomically: true, encoding: .utf8)
+        return p.path
+    }
+
+    func testTwoServersThreeWorkersTrainBaselineAboveChance() throws {
+        try Harness.requireBinaries()
+        let dir = try Harness.tempDir("train")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeData(dir, rows: 60_000)
+        let config = try writeConfig(dir, """
+            model: {kind: baseline}
+            training: {epochs: 2, log_every: 20}
+            scenes: {home: 2, shop: 1}
+            """)
+        let run = dir.appendingPathComponent("run")
+        let r = try Harness.run(launcher, ["--config", config, "--log", dir.appendingPathComponent("log.csv").path,
+                                           "--truth", dir.appendingPathComponent("truth.csv").path,
+                                           "--run-dir", run.path, "--servers", "2",
+                                           "--base-port", "\(Harness.basePort(slot: 0))"], timeout: 600)
+        XCTAssertEqual(r.status, 0, String(r.output.suffix(6000)))
+        XCTAssertTrue(r.output.contains("[server-1]"), "server output is prefixed and streamed")
+        XCTAssertTrue(r.output.contains("[worker-shop-0]") && r.output.contains("[worker-home-1]"))
+        XCTAssertTrue(r.output.contains("progress"), "workers print progress")
+
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(s["servers"] as? Int, 2)
+        XCTAssertEqual(s["workers"] as? [String: Int], ["home": 2, "shop": 1])
+        for key in ["examples_per_sec", "wall_seconds"] {
+            let v = try XCTUnwrap(s[key] as? Double, key)
+            XCTAssertGreaterThan(v, 0, key)
+        }
+        let overall = try XCTUnwrap(s["overall"] as? [String: Any])
+        let scenes = try XCTUnwrap(s["scenes"] as? [String: [String: Any]])
+        XCTAssertEqual(Set(scenes.keys), ["home", "shop"])
+        for (name, m) in scenes.merging(["overall": overall], uniquingKeysWith: { a, _ in a }) {
+            for key in ["auc", "gauc", "logloss"] { XCTAssertNotNil(m[key] as? Double, "\(name).\(key)") }
+            XCTAssertGreaterThan(m["examples"] as? Int ?? 0, 0, name)
+        }
+        let auc = try XCTUnwrap(overall["auc"] as? Double)
+        let oracle = try XCTUnwrap(overall["oracle_auc"] as? Double)
+        XCTAssertGreaterThan(auc, 0.6, "asynchronous training must learn: test AUC \(auc), oracle \(oracle)")
+        XCTAssertLessThan(auc, oracle + 0.01, "no model beats the oracle")
+        for (name, m) in scenes {
+            XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.55, "scene \(name)")
+        }
+    }
+
+    func testLauncherFailsAndNamesTheServerWhenOneIsKilled() throws {
+        try Harness.requireBinaries()
+        let dir = try Harness.tempDir("kill")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeData(dir, rows: 20_000)
+        let config = try writeConfig(dir, """
+            model: {kind: baseline}
+            training: {epochs: 1000, timeout_seconds: 1, retries: 1}
+            scenes: {home: 1, shop: 1}
+            """)
+        let port = Harness.basePort(slot: 1)
+        let launcher = try Harness.Running(self.launcher, ["--config", config, "--log", dir.appendingPathComponent("log.csv").path,
+                                                          "--run-dir", dir.appendingPathComponent("run").path,
+                                                          "--servers", "2", "--base-port", "\(port)"], cwd: Harness.root)
+        XCTAssertTrue(launcher.waitFor("workers training", timeout: 120), launcher.output)
+        Thread.sleep(forTimeInterval: 1)
+        let victim = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)"], timeout: 10)
+        XCTAssertEqual(victim.status, 0, "the server process was found and killed")
+        let status = launcher.waitExit(timeout: 60)
+        XCTAssertNotNil(status, "the launcher must stop by itself when a server dies")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(launcher.output.contains("server-1"), launcher.output.suffix(3000).description)
+        XCTAssertTrue(launcher.output.contains("killed by signal 9"), launcher.output.suffix(3000).description)
+        // Every other process was stopped too.
+        let left = try Harness.run("/usr/bin/pgrep", ["-f", "127.0.0.1:\(port)"], timeout: 10)
+        XCTAssertNotEqual(left.status, 0, "no process of the cluster is left running")
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import XCTest
+
+/// Starts the real executables as separate processes, reads their output
+/// while they run, bounds every wait and checks every exit code.
+enum Harness {
+    static var root: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// Release binaries built by tools/test.sh (SCENEPS_BIN), else .build/release.
+    static var bin: URL {
+        if let b = ProcessInfo.processInfo.environment["SCENEPS_BIN"] { return URL(fileURLWithPath: b) }
+        return root.appendingPathComponent(".build/release")
+    }
+
+    static func requireBinaries() throws {
+        for b in ["ps-server", "worker", "psctl"] {
+            let p = bin.appendingPathComponent(b).path
+            guard FileManager.default.isExecutableFile(atPath: p) else {
+                throw NSError(domain: "Harness", code: 1, userInfo: [NSLocalizedDescriptionKey:
+                    "\(p) is missing: run tools/test.sh (it builds the release executables first)"])
+            }
+        }
+    }
+
+    /// A loopback port range no other test (or concurrent run) uses: derived
+    /// from the process id and a per-test slot.
+    static func basePort(slot: Int) -> Int {
+        20_000 + Int(getpid() % 1_000) * 20 + slot * 5
+    }
+
+    static func tempDir(_ name: String) throws -> URL {
+        let u = FileManager.default.temporaryDirectory.appendingPathComponent("sceneps-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+        return u
+    }
+
+    final class Running: @unchecked Sendable {
+        let process = Process()
+        private let lock = NSLock()
+        private var buffer = Data()
+
+        var output: String { lock.lock(); defer { lock.unlock() }; return String(decoding: buffer, as: UTF8.self) }
+
+        init(_ executable: String, _ args: [String], cwd: URL? = nil) throws {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = args
+            if let cwd { process.currentDirectoryURL = cwd }
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            process.standardInput = FileHandle.nullDevice
+            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self, !d.isEmpty else { return }
+                self.lock.lock(); self.buffer.append(d); self.lock.unlock()
+            }
+            try process.run()
+        }
+
+        /// Waits until `text` appears in the output; false on timeout or exit.
+        func waitFor(_ text: String, timeout: TimeInterval) -> Bool {
+            let end = Date().addingTimeInterval(timeout)
+            while Date() < end {
+                if output.contains(text) { return true }
+                if !process.isRunning { return output.contains(text) }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return false
+        }
+
+        /// Waits for exit; kills the process group and returns nil on timeout.
+        func waitExit(timeout: TimeInterval) -> Int32? {
+            let end = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < end { Thread.sleep(forTimeInterval: 0.1) }
+            if process.isRunning {
+                process.terminate()
+                Thread.sleep(forTimeInterval: 2)
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                return nil
+            }
+            Thread.sleep(forTimeInterval: 0.2)   // let the pipe drain
+            return process.terminationStatus
+        }
+    }
+
+    /// Runs to completion within `timeout`; fails the test on timeout.
+    @discardableResult
+    static func run(_ executable: String, _ args: [String], timeout: TimeInterval,
+                    file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, output: String) {
+        let r = try Running(executable, args, cwd: root)
+        guard let status = r.waitExit(timeout: timeout) else {
+            XCTFail("\(executable) \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s; output:\n\(r.output.suffix(4000))",
+                    file: file, line: line)
+            return (-1, r.output)
+        }
+        return (status, r.output)
+    }
+
+    static func readJSON(_ url: URL) throws -> [String: Any] {
+        let d = try Data(contentsOf: url)
+        guard let o = try JSONSerialization.jsonObject(with: d) as? [String: Any] else {
+            throw NSError(domain: "Harness", code: 2, userInfo: [NSLocalizedDescriptionKey: "\(url.path) is not a JSON object"])
+        }
+        return o
+    }
+}

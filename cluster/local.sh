@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Launches a local ScenePS cluster, trains, evaluates and prints per-scene results.
+#
+#   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
+#                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
+#                    [--rows N] [--base-port P] [--debug]
+#
+# Without --log it trains on the default generated data set (data/default/,
+# generated once). With --log it prepares that log into RUN_DIR/data first.
+# Flags override the config. Results: RUN_DIR/summary.json (the run directory
+# is printed at the end); logs of every process: RUN_DIR/logs/.
+# Ctrl-C or SIGTERM stops every process. SCENEPS_BIN=DIR uses prebuilt executables. The exit status is non-zero, and the
+# failing process is named, when any process fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CONFIG="$ROOT/cluster/default.yaml"
+RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release"
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "local.sh: $*" >&2; exit 2; }
+need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --config) need "$@"; CONFIG="$2"; shift 2 ;;
+    --run-dir) need "$@"; RUN_DIR="$2"; shift 2 ;;
+    --servers) need "$@"; SERVERS="$2"; shift 2 ;;
+    --workers-per-scene) need "$@"; WPS="$2"; shift 2 ;;
+    --log) need "$@"; LOG="$2"; shift 2 ;;
+    --items) need "$@"; ITEMS="$2"; shift 2 ;;
+    --truth) need "$@"; TRUTH="$2"; shift 2 ;;
+    --skip-bad-rows) SKIP_BAD=1; shift ;;
+    --rows) need "$@"; ROWS="$2"; shift 2 ;;
+    --base-port) need "$@"; BASE_PORT="$2"; shift 2 ;;
+    --debug) CONF="debug"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown flag '$1' (see --help)" ;;
+  esac
+done
+for v in SERVERS WPS ROWS BASE_PORT; do
+  val=${!v}
+  [ -z "$val" ] || [[ "$val" =~ ^[1-9][0-9]*$ ]] || die "--$(echo $v | tr A-Z a-z | tr _ -) must be a positive integer, got '$val'"
+done
+[ -f "$CONFIG" ] || die "config file not found: $CONFIG"
+[ -z "$LOG" ] || [ -f "$LOG" ] || die "log file not found: $LOG"
+[ -z "$ITEMS" ] || [ -f "$ITEMS" ] || die "items file not found: $ITEMS"
+[ -z "$TRUTH" ] || [ -f "$TRUTH" ] || die "truth file not found: $TRUTH"
+[ -n "$LOG" ] || [ -z "$ITEMS$TRUTH$SKIP_BAD" ] || die "--items, --truth and --skip-bad-rows go with --log"
+
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
+[ -z "$ITEMS" ] || ITEMS=$(abs "$ITEMS"); [ -z "$TRUTH" ] || TRUTH=$(abs "$TRUTH")
+[ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
+RUN_DIR=$(abs "$RUN_DIR")
+mkdir -p "$RUN_DIR/logs" "$RUN_DIR/workers"
+
+# --- install and build what is missing ------------------------------------
+"$ROOT/tools/install-deps.sh"
+if [ -n "${SCENEPS_BIN:-}" ]; then
+  BIN="$SCENEPS_BIN"   # prebuilt executables (the test suite sets this)
+else
+  echo "== building ($CONF)"
+  (cd "$ROOT" && swift build -c "$CONF" --product ps-server >/dev/null && swift build -c "$CONF" --product worker >/dev/null \
+     && swift build -c "$CONF" --product psctl >/dev/null) || die "build failed: run 'swift build -c $CONF' to see why"
+  BIN=$(cd "$ROOT" && swift build -c "$CONF" --show-bin-path)
+fi
+for b in ps-server worker psctl; do [ -x "$BIN/$b" ] || die "missing executable $BIN/$b"; done
+PSCTL="$BIN/psctl"
+
+# --- data ------------------------------------------------------------------
+prep_flags=(--config "$CONFIG")
+if [ -n "$LOG" ]; then
+  DATA="$RUN_DIR/data"
+  echo "== preparing $LOG"
+  args=(--log "$LOG" --out "$DATA")
+  [ -z "$ITEMS" ] || args+=(--items "$ITEMS")
+  [ -z "$TRUTH" ] || args+=(--truth "$TRUTH")
+  [ -z "$SKIP_BAD" ] || args+=(--skip-bad-rows)
+  "$PSCTL" prepare "${args[@]}" "${prep_flags[@]}" || die "preparing $LOG failed (see the error above)"
+else
+  GEN="$ROOT/data/default${ROWS:+-$ROWS}"
+  if [ ! -f "$GEN/log.csv" ] || [ ! -f "$GEN/.complete" ]; then
+    echo "== generating the default data set into $GEN"
+    "$PSCTL" gen-data --out "$GEN" ${ROWS:+--rows "$ROWS"} || die "generating data failed"
+    touch "$GEN/.complete"
+  fi
+  DATA="$RUN_DIR/data"
+  echo "== preparing $GEN/log.csv"
+  "$PSCTL" prepare --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" "${prep_flags[@]}" \
+    || die "preparing $GEN/log.csv failed"
+fi
+
+# --- plan: servers, ports, workers per scene ------------------------------
+plan_args=(--config "$CONFIG" --data "$DATA")
+[ -z "$SERVERS" ] || plan_args+=(--servers "$SERVERS")
+[ -z "$WPS" ] || plan_args+=(--workers-per-scene "$WPS")
+[ -z "$BASE_PORT" ] || plan_args+=(--base-port "$BASE_PORT")
+PLAN=$("$PSCTL" plan "${plan_args[@]}") || die "the config does not fit the data (see the error above)"
+echo "$PLAN" > "$RUN_DIR/plan.txt"
+ENDPOINTS=$(awk '$1=="endpoints"{print $2}' <<<"$PLAN")
+IFS=, read -r -a EP <<<"$ENDPOINTS"
+
+# --- processes -------------------------------------------------------------
+declare -A NAME_OF=()
+PIDS=()
+SERVER_PIDS=()
+STOPPING=0
+
+start() {   # start NAME CMD...: runs CMD with its output prefixed and copied to RUN_DIR/logs/NAME.log
+  local name=$1; shift
+  "$@" > >(tee -a "$RUN_DIR/logs/$name.log" | sed -u "s/^/[$name] /") 2>&1 &
+  local pid=$!
+  NAME_OF[$pid]=$name
+  PIDS+=("$pid")
+  LAST_PID=$pid
+}
+
+stop_all() {
+  STOPPING=1
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+}
+trap 'echo "local.sh: interrupted, stopping every process" >&2; stop_all; exit 130' INT
+trap 'echo "local.sh: terminated, stopping every process" >&2; stop_all; exit 143' TERM
+trap 'stop_all' EXIT
+
+fail() { echo "local.sh: FAILED: $*" >&2; echo "local.sh: logs in $RUN_DIR/logs" >&2; stop_all; exit 1; }
+
+describe_exit() {   # describe_exit RC
+  local rc=$1
+  if [ "$rc" -gt 128 ]; then echo "was killed by signal $((rc - 128))"; else echo "exited with status $rc"; fi
+}
+
+echo "== starting ${#EP[@]} servers"
+for i in "${!EP[@]}"; do
+  start "server-$i" "$BIN/ps-server" --shard-index "$i" --shard-count "${#EP[@]}" --bind "${EP[$i]}"
+  SERVER_PIDS+=("$LAST_PID")
+done
+for i in "${!EP[@]}"; do
+  for _ in $(seq 300); do
+    grep -q "^ready" "$RUN_DIR/logs/server-$i.log" 2>/dev/null && break
+    kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null || { wait "${SERVER_PIDS[$i]}" && rc=0 || rc=$?; fail "server-$i $(describe_exit $rc) before it was ready"; }
+    sleep 0.1
+  done
+  grep -q "^ready" "$RUN_DIR/logs/server-$i.log" || fail "server-$i was not ready within 30 s"
+done
+
+WORKER_PIDS=()
+while read -r _ scene n; do
+  for ((w = 0; w < n; w++)); do
+    start "worker-$scene-$w" "$BIN/worker" --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" \
+      --scene "$scene" --index "$w" --count "$n" --run-dir "$RUN_DIR"
+    WORKER_PIDS+=("$LAST_PID")
+  done
+done < <(awk '$1=="scene"' <<<"$PLAN")
+echo "== ${#WORKER_PIDS[@]} workers training"
+START_TS=$(date +%s)
+
+remaining=${#WORKER_PIDS[@]}
+while [ "$remaining" -gt 0 ]; do
+  done_pid=""
+  set +e; wait -n -p done_pid "${PIDS[@]}"; rc=$?; set -e
+  [ -n "$done_pid" ] || continue
+  name=${NAME_OF[$done_pid]}
+  if [[ "$name" == server-* ]]; then fail "$name $(describe_exit $rc) while workers were training"; fi
+  [ "$rc" -eq 0 ] || fail "$name $(describe_exit $rc)"
+  PIDS=("${PIDS[@]/$done_pid}"); PIDS=(${PIDS[@]})
+  remaining=$((remaining - 1))
+done
+
+echo "== evaluating"
+"$PSCTL" evaluate --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" --run-dir "$RUN_DIR" \
+  > >(tee -a "$RUN_DIR/logs/evaluate.log") 2>&1 || fail "evaluation failed"
+"$PSCTL" shutdown --servers "$ENDPOINTS" >/dev/null 2>&1 || true
+for p in "${SERVER_PIDS[@]}"; do
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+done
+sleep 0.2
+echo "== done in $(( $(date +%s) - START_TS )) s; results: $RUN_DIR/summary.json"

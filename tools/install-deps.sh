@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ScenePS builds against, when missing.
+# Safe to run repeatedly: does nothing when everything is there.
+set -euo pipefail
+pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

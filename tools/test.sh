@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole ScenePS test suite: the same command locally and in CI.
+#   tools/test.sh [extra `swift test` arguments, e.g. --filter ScenePSModelTests]
+# Installs missing Debian packages, checks the committed protobuf-c code is
+# fresh, builds the executables in release mode (integration tests start the
+# real ps-server, worker and psctl as separate processes), then runs
+# `swift test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+tools/gen-protos.sh --check
+echo "== building release executables"
+swift build -c release 2>&1 | grep -E "error|warning: .*deprecated|Compiling|Build complete" | grep -v "^\[" | tail -5
+export SCENEPS_BIN="$(swift build -c release --show-bin-path)"
+for b in ps-server worker psctl; do [ -x "$SCENEPS_BIN/$b" ] || { echo "missing $SCENEPS_BIN/$b" >&2; exit 1; }; done
+echo "== swift test"
+swift test "$@"
