@@ -24,6 +24,12 @@ public struct WorkerReport: Codable, Sendable {
     public var finishedAt: Double
     public var trainSeconds: Double
     public var finalLoss: Double
+
+    enum CodingKeys: String, CodingKey {
+        case scene, index, examples, steps, epochs
+        case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss"
+    }
+
     public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
 }
 

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSWorker
+
+@main
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Trains the model on one scene's share of the data against the ScenePS servers.",
+        discussion: """
+            A worker reads the prepared chunks of its scene (every COUNT-th chunk, starting at INDEX), \
+            pulls the rows and dense parameters each minibatch needs, computes the loss and gradients, \
+            and pushes them; the servers apply Adam. Workers never wait for each other. \
+            When done it writes RUN_DIR/workers/SCENE-INDEX.json. Exits non-zero on any error, \
+            including a non-finite loss (nothing is pushed then).
+            """)
+
+    @Option(help: "Cluster config file (YAML, see cluster/default.yaml).")
+    var config: String
+
+    @Option(help: "Prepared data set directory (psctl prepare --out).")
+    var data: String
+
+    @Option(help: "Comma-separated server endpoints, in shard order (tcp://127.0.0.1:17200,...).")
+    var servers: String
+
+    @Option(help: "The scene this worker trains on.")
+    var scene: String
+
+    @Option(help: "This worker's index among its scene's workers (0-based).")
+    var index: Int = 0
+
+    @Option(help: "How many workers its scene has.")
+    var count: Int = 1
+
+    @Option(help: "Run directory; the worker's report goes to RUN_DIR/workers/.")
+    var runDir: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard index >= 0 && index < count else { throw ValidationError("--index must be in 0..<\(count)") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
+        guard !endpoints.isEmpty else { throw ValidationError("--servers needs at least one endpoint") }
+    }
+
+    var endpoints: [String] { servers.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }.filter { !$0.isEmpty } }
+
+    func run() throws {
+        let identity = WorkerIdentity(scene: scene, index: index, count: count)
+        var logger = Logger(label: "worker.\(identity.name)")
+        logger.logLevel = Logger.Level(rawValue: logLevel)!
+        do {
+            let cfg = try ClusterConfig.load(path: config)
+            logger.info("starting", metadata: ["version": "\(ScenePSVersion.string)", "config": "\(config)",
+                                               "servers": "\(endpoints.count)", "model": "\(cfg.model.kind.rawValue)",
+                                               "ablation": "\(cfg.model.ablation.rawValue)"])
+            let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
+                                          config: cfg, role: "worker", scene: scene, logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)
+            let report = try trainer.run()
+            if let runDir {
+                let dir = (runDir as NSString).appendingPathComponent("workers")
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try JSONFile.write(report, to: (dir as NSString).appendingPathComponent("\(identity.name).json"))
+            }
+            logger.info("done", metadata: ["examples": "\(report.examples)", "steps": "\(report.steps)",
+                                           "examples_per_sec": "\(Int(report.examplesPerSec))"])
+        } catch {
+            logger.error("failed", metadata: ["error": "\(error)"])
+            FileHandle.standardError.write(Data("worker \(identity.name): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
