@@ -134,6 +134,16 @@ trap 'stop_all' EXIT
 
 fail() { echo "local.sh: FAILED: $*" >&2; echo "local.sh: logs in $RUN_DIR/logs" >&2; stop_all; exit 1; }
 
+check_servers() {   # fail, naming it, when a server has died
+  local i rc
+  for i in "${!SERVER_PIDS[@]}"; do
+    if ! kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null; then
+      wait "${SERVER_PIDS[$i]}" && rc=0 || rc=$?
+      fail "server-$i $(describe_exit $rc)"
+    fi
+  done
+}
+
 describe_exit() {   # describe_exit RC
   local rc=$1
   if [ "$rc" -gt 128 ]; then echo "was killed by signal $((rc - 128))"; else echo "exited with status $rc"; fi
@@ -153,32 +163,37 @@ for i in "${!EP[@]}"; do
   grep -q "^ready" "$RUN_DIR/logs/server-$i.log" || fail "server-$i was not ready within 30 s"
 done
 
-WORKER_PIDS=()
-while read -r _ scene n; do
-  for ((w = 0; w < n; w++)); do
-    start "worker-$scene-$w" "$BIN/worker" --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" \
-      --scene "$scene" --index "$w" --count "$n" --run-dir "$RUN_DIR"
-    WORKER_PIDS+=("$LAST_PID")
-  done
-done < <(awk '$1=="scene"' <<<"$PLAN")
-echo "== ${#WORKER_PIDS[@]} workers training"
+EPOCHS=$(awk '$1=="epochs"{print $2}' <<<"$PLAN")
 START_TS=$(date +%s)
+for ((epoch = 1; epoch <= EPOCHS; epoch++)); do
+  WORKER_PIDS=()
+  while read -r _ scene n; do
+    for ((w = 0; w < n; w++)); do
+      start "worker-$scene-$w" "$BIN/worker" --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" \
+        --scene "$scene" --index "$w" --count "$n" --epoch "$epoch" --run-dir "$RUN_DIR"
+      WORKER_PIDS+=("$LAST_PID")
+    done
+  done < <(awk '$1=="scene"' <<<"$PLAN")
+  echo "== epoch $epoch: ${#WORKER_PIDS[@]} workers training"
 
-remaining=${#WORKER_PIDS[@]}
-while [ "$remaining" -gt 0 ]; do
-  done_pid=""
-  set +e; wait -n -p done_pid "${PIDS[@]}"; rc=$?; set -e
-  [ -n "$done_pid" ] || continue
-  name=${NAME_OF[$done_pid]}
-  if [[ "$name" == server-* ]]; then fail "$name $(describe_exit $rc) while workers were training"; fi
-  [ "$rc" -eq 0 ] || fail "$name $(describe_exit $rc)"
-  PIDS=("${PIDS[@]/$done_pid}"); PIDS=(${PIDS[@]})
-  remaining=$((remaining - 1))
+  remaining=${#WORKER_PIDS[@]}
+  while [ "$remaining" -gt 0 ]; do
+    done_pid=""
+    set +e; wait -n -p done_pid "${PIDS[@]}"; rc=$?; set -e
+    [ -n "$done_pid" ] || continue
+    name=${NAME_OF[$done_pid]}
+    if [[ "$name" == server-* ]]; then fail "$name $(describe_exit $rc) while workers were training"; fi
+    [ "$rc" -eq 0 ] || fail "$name $(describe_exit $rc)"
+    NEW=(); for p in "${PIDS[@]}"; do [ "$p" = "$done_pid" ] || NEW+=("$p"); done; PIDS=("${NEW[@]}")
+    remaining=$((remaining - 1))
+  done
+
+  echo "== epoch $epoch: evaluating"
+  "$PSCTL" evaluate --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" --run-dir "$RUN_DIR" --epoch "$epoch" \
+    > "$RUN_DIR/logs/evaluate-$epoch.log" 2>&1 || { cat "$RUN_DIR/logs/evaluate-$epoch.log" >&2; check_servers; fail "evaluation after epoch $epoch failed"; }
+  cat "$RUN_DIR/logs/evaluate-$epoch.log"
+  grep -q "^decision: stop" "$RUN_DIR/logs/evaluate-$epoch.log" && break
 done
-
-echo "== evaluating"
-"$PSCTL" evaluate --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" --run-dir "$RUN_DIR" \
-  > >(tee -a "$RUN_DIR/logs/evaluate.log") 2>&1 || fail "evaluation failed"
 "$PSCTL" shutdown --servers "$ENDPOINTS" >/dev/null 2>&1 || true
 for p in "${SERVER_PIDS[@]}"; do
   for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

@@ -19,14 +19,14 @@ public struct WorkerReport: Codable, Sendable {
     public var index: Int
     public var examples: Int
     public var steps: Int
-    public var epochs: Int
+    public var epoch: Int
     public var startedAt: Double      // Unix seconds
     public var finishedAt: Double
     public var trainSeconds: Double
     public var finalLoss: Double
 
     enum CodingKeys: String, CodingKey {
-        case scene, index, examples, steps, epochs
+        case scene, index, examples, steps, epoch
         case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss"
     }
 
@@ -73,7 +73,10 @@ public final class Trainer {
         return all.indices.filter { $0 % identity.count == identity.index }.map { all[$0] }
     }
 
-    public func run() throws -> WorkerReport {
+    /// Trains one pass over this worker's chunks. Epochs are separated by the
+    /// launcher, which evaluates the validation split in between (early
+    /// stopping); the epoch number seeds the shuffle.
+    public func run(epoch: Int) throws -> WorkerReport {
         let started = Date().timeIntervalSince1970
         try store.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
         let chunks = myChunks
@@ -86,13 +89,13 @@ public final class Trainer {
         var labels = [Float](repeating: 0, count: B)
         var logits = [Float](repeating: 0, count: B)
         var progress = Progress(logEvery: config.training.logEvery)
-        var rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(identity.name))
+        var rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(identity.name) ^ KeyHash.mix64(UInt64(epoch)))
         var steps = 0, examples = 0
         var lastLoss = Double.nan
         let t0 = Date()
         logger.info("training", metadata: ["worker": "\(identity.name)", "chunks": "\(chunks.count)",
-                                           "epochs": "\(config.training.epochs)", "dense.floats": "\(denseCount)"])
-        for epoch in 1...config.training.epochs {
+                                           "epoch": "\(epoch)", "dense.floats": "\(denseCount)"])
+        do {
             for ref in chunks.shuffled(using: &rng) {
                 let path = (dataDir as NSString).appendingPathComponent(ref.file)
                 let chunk = try ChunkFile(path: path)
@@ -138,9 +141,9 @@ public final class Trainer {
             }
         }
         let seconds = Date().timeIntervalSince(t0)
-        progress.log(logger, worker: identity.name, epoch: config.training.epochs, step: steps, examples: examples, seconds: seconds)
+        progress.log(logger, worker: identity.name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
         return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
-                            epochs: config.training.epochs, startedAt: started,
+                            epoch: epoch, startedAt: started,
                             finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss)
     }
 }

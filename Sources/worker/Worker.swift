@@ -13,7 +13,7 @@ struct Worker: ParsableCommand {
             A worker reads the prepared chunks of its scene (every COUNT-th chunk, starting at INDEX), \
             pulls the rows and dense parameters each minibatch needs, computes the loss and gradients, \
             and pushes them; the servers apply Adam. Workers never wait for each other. \
-            When done it writes RUN_DIR/workers/SCENE-INDEX.json. Exits non-zero on any error, \
+            It trains one epoch; when done it writes RUN_DIR/workers/epoch-N/SCENE-INDEX.json. Exits non-zero on any error, \
             including a non-finite loss (nothing is pushed then).
             """)
 
@@ -35,13 +35,17 @@ struct Worker: ParsableCommand {
     @Option(help: "How many workers its scene has.")
     var count: Int = 1
 
-    @Option(help: "Run directory; the worker's report goes to RUN_DIR/workers/.")
+    @Option(help: "The epoch to train (1-based): one pass over this worker's chunks, shuffled by a seed that includes it.")
+    var epoch: Int = 1
+
+    @Option(help: "Run directory; the worker's report goes to RUN_DIR/workers/epoch-N/SCENE-INDEX.json.")
     var runDir: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func validate() throws {
+        guard epoch >= 1 else { throw ValidationError("--epoch must be at least 1") }
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard index >= 0 && index < count else { throw ValidationError("--index must be in 0..<\(count)") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
@@ -62,9 +66,9 @@ struct Worker: ParsableCommand {
             let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
                                           config: cfg, role: "worker", scene: scene, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)
-            let report = try trainer.run()
+            let report = try trainer.run(epoch: epoch)
             if let runDir {
-                let dir = (runDir as NSString).appendingPathComponent("workers")
+                let dir = (runDir as NSString).appendingPathComponent("workers/epoch-\(epoch)")
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 try JSONFile.write(report, to: (dir as NSString).appendingPathComponent("\(identity.name).json"))
             }

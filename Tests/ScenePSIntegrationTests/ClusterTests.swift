@@ -70,7 +70,8 @@ final class ClusterTests: XCTestCase {
         try makeData(dir, rows: 20_000)
         let config = try writeConfig(dir, """
             model: {kind: baseline}
-            training: {epochs: 1000, timeout_seconds: 1, retries: 1}
+            training: {epochs: 1000, batch_size: 16, timeout_seconds: 1, retries: 1}
+            data: {valid_fraction: 0}
             scenes: {home: 1, shop: 1}
             """)
         let port = Harness.basePort(slot: 1)

@@ -50,7 +50,10 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
 
     public struct Training: Sendable, Equatable, Codable {
         public var batchSize = 256
-        public var epochs = 1
+        /// Most epochs; training stops earlier when the validation AUC has
+        /// not improved for `patience` epochs (no validation split: all epochs).
+        public var epochs = 3
+        public var patience = 1
         public var computeThreads = 1
         public var logEvery = 100
         public var timeoutSeconds = 10.0
@@ -212,9 +215,10 @@ extension ClusterConfig {
 
     private static func parseTraining(_ r: ConfigReader) throws -> Training {
         var t = Training()
-        let k = try r.keys(allowed: ["batch_size", "epochs", "compute_threads", "log_every", "timeout_seconds", "retries"])
+        let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
         if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
+        if let n = k["patience"] { t.patience = try r.int("patience", n, min: 1, max: 10_000) }
         if let n = k["compute_threads"] { t.computeThreads = try r.int("compute_threads", n, min: 1, max: 256) }
         if let n = k["log_every"] { t.logEvery = try r.int("log_every", n, min: 1) }
         if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import ScenePSCore
+import ScenePSData
+
+/// Prints what a launcher starts: servers, their endpoints, workers per scene.
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the cluster a config and a prepared data set call for (used by cluster/local.sh).",
+        discussion: """
+            Output, one item a line: `servers N`, `epochs N`, `endpoints EP,EP,...`, then `scene NAME WORKERS` for \
+            every scene of the data set, in scene-index order. Flags override the config.
+            """)
+
+    @Option(help: "Cluster config file (YAML).") var config: String
+    @Option(help: "Prepared data set directory.") var data: String
+    @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
+    @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
+    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i) (overrides `base_port`).") var basePort: Int?
+    @Option(help: "Host the local endpoints use.") var host: String = "127.0.0.1"
+
+    func validate() throws {
+        if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
+        if let workersPerScene, workersPerScene < 1 { throw ValidationError("--workers-per-scene must be at least 1") }
+        if let basePort, !(1024...65_000).contains(basePort) { throw ValidationError("--base-port must be in 1024...65000") }
+    }
+
+    func run() throws {
+        try PSCtlErrors.reporting {
+            var cfg = try ClusterConfig.load(path: config)
+            if let servers { cfg.servers = servers }
+            if let workersPerScene { cfg.workersPerScene = workersPerScene }
+            if let basePort { cfg.basePort = basePort }
+            let manifest = try DatasetManifest.load(directory: data)
+            let names = Set(manifest.scenes.map(\.name))
+            for s in cfg.sceneOrder where !names.contains(s) {
+                throw ScenePSError.config("\(config): scenes.\(s): the data set at \(data) has no rows of scene '\(s)' (its scenes: \(manifest.scenes.map(\.name).joined(separator: ", ")))")
+            }
+            print("servers \(cfg.servers)")
+            print("epochs \(cfg.training.epochs)")
+            print("endpoints " + (0..<cfg.servers).map { "tcp://\(host):\(cfg.basePort + $0)" }.joined(separator: ","))
+            for s in manifest.scenes.sorted(by: { $0.index < $1.index }) {
+                let n = cfg.workers(forScene: s.name)
+                // More workers than chunks would leave some idle: say so, do not fail.
+                if n > s.train.count {
+                    FileHandle.standardError.write(Data("psctl plan: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))
+                }
+                print("scene \(s.name) \(n)")
+            }
+        }
+    }
+}
+
+/// psctl prints errors as one clear line and exits non-zero; never a trace.
+enum PSCtlErrors {
+    static func reporting(_ body: () throws -> Void) throws {
+        do { try body() } catch let e as ScenePSError {
+            FileHandle.standardError.write(Data("psctl: error: \(e.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
