@@ -10,7 +10,8 @@ public struct WorkerIdentity: Sendable {
     public var index: Int
     public var count: Int
     public init(scene: String, index: Int, count: Int) { self.scene = scene; self.index = index; self.count = count }
-    public var name: String { "\(scene)-\(index)" }
+    /// `all-I` for a worker of every scene (`--scene "*"`).
+    public var name: String { "\(scene == "*" ? "all" : scene)-\(index)" }
 }
 
 /// What a worker reports when it is done (RUN_DIR/workers/<scene>-<i>.json).
@@ -24,10 +25,11 @@ public struct WorkerReport: Codable, Sendable {
     public var finishedAt: Double
     public var trainSeconds: Double
     public var finalLoss: Double
+    public var peakRSSMiB: Double
 
     enum CodingKeys: String, CodingKey {
         case scene, index, examples, steps, epoch
-        case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss"
+        case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss", peakRSSMiB = "peak_rss_mib"
     }
 
     public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
@@ -42,7 +44,8 @@ public final class Trainer {
     let identity: WorkerIdentity
     let store: ParameterStoreSetup
     let logger: Logger
-    let sceneIndex: Int
+    /// The scenes this worker trains: one, or every scene for `--scene '*'`.
+    let sceneIndices: [Int]
     let model: any CTRModel<Float>
     var assembler: BatchAssembler
     let tables: ModelTables
@@ -55,11 +58,14 @@ public final class Trainer {
         self.store = store
         self.logger = logger
         manifest = try DatasetManifest.load(directory: dataDir)
-        guard let s = manifest.scenes.first(where: { $0.name == identity.scene }) else {
+        if identity.scene == "*" {
+            sceneIndices = manifest.scenes.map(\.index)
+        } else if let s = manifest.scenes.first(where: { $0.name == identity.scene }) {
+            sceneIndices = [s.index]
+        } else {
             let known = manifest.scenes.map(\.name).joined(separator: ", ")
-            throw ScenePSError.invalidArgument("scene '\(identity.scene)' is not in the data set at \(dataDir) (its scenes: \(known))")
+            throw ScenePSError.invalidArgument("scene '\(identity.scene)' is not in the data set at \(dataDir) (its scenes: \(known), or * for all)")
         }
-        sceneIndex = s.index
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
         assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                    sameSceneOnly: config.model.ablation == .sameScene,
@@ -67,9 +73,9 @@ public final class Trainer {
         tables = ModelTables(config: config, denseSize: model.layout.count)
     }
 
-    /// This worker's chunks: every `count`-th chunk of its scene's training set.
+    /// This worker's chunks: every `count`-th chunk of its scenes' training sets.
     var myChunks: [ChunkRef] {
-        let all = manifest.scenes[sceneIndex].train
+        let all = sceneIndices.flatMap { i in manifest.scenes.first { $0.index == i }!.train }
         return all.indices.filter { $0 % identity.count == identity.index }.map { all[$0] }
     }
 
@@ -144,7 +150,8 @@ public final class Trainer {
         progress.log(logger, worker: identity.name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
         return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
                             epoch: epoch, startedAt: started,
-                            finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss)
+                            finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss,
+                            peakRSSMiB: ProcessStats.peakRSSMiB)
     }
 }
 

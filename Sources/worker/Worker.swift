@@ -26,7 +26,7 @@ struct Worker: ParsableCommand {
     @Option(help: "Comma-separated server endpoints, in shard order (tcp://127.0.0.1:17200,...).")
     var servers: String
 
-    @Option(help: "The scene this worker trains on.")
+    @Option(help: "The scene this worker trains on, or * for every scene (one worker for the whole data set).")
     var scene: String
 
     @Option(help: "This worker's index among its scene's workers (0-based).")
