@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ScenePSProtocol
+
+/// Adam (Kingma & Ba) with bias correction by the caller's step and L2
+/// added to the gradient (`g + l2 * w`).
+///
+///     m = b1 m + (1 - b1) g
+///     v = b2 v + (1 - b2) g²
+///     w -= lr · (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+public struct Adam: Optimizer {
+    public let config: AdamConfig
+    public var stateWidth: Int { 2 }
+
+    public init(_ config: AdamConfig) { self.config = config }
+
+    public func update(weights w: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
+                       gradient g: UnsafePointer<Float>, count n: Int, step: UInt32) {
+        assert(step >= 1)
+        let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon, l2 = config.l2
+        let t = Float(step)
+        let c1 = 1 - powf(b1, t), c2 = 1 - powf(b2, t)
+        // Fold the bias corrections: w -= lr/c1 · m / (sqrt(v)/sqrt(c2) + eps).
+        let stepSize = config.learningRate / c1
+        let invSqrtC2 = 1 / c2.squareRoot()
+        let m = state, v = state + n
+        let ob1 = 1 - b1, ob2 = 1 - b2
+        for i in 0..<n {
+            let gi = g[i] + l2 * w[i]
+            let mi = b1 * m[i] + ob1 * gi
+            let vi = b2 * v[i] + ob2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            w[i] -= stepSize * mi / (vi.squareRoot() * invSqrtC2 + eps)
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import ScenePSCore
+import ScenePSProtocol
+
+/// A sparse embedding table: 64-bit key → one contiguous record
+/// `[weights(dim) | m(dim) | v(dim) | step(u32) | key(u64)]`, rows created
+/// lazily with deterministic initial values.
+///
+/// Keys are spread over `stripeCount` stripes, each with its own lock, index
+/// and arena, so requests touching different keys proceed in parallel.
+public final class SparseTable: @unchecked Sendable {
+    // @unchecked: every stripe is only touched under its own lock.
+    public let spec: TableSpec
+    public let dim: Int
+    public let optimizer: any Optimizer
+    /// Floats per record: weights + state + step (1) + key (2).
+    public let recordFloats: Int
+    let stateOffset: Int, stepOffset: Int, keyOffset: Int
+    let stripeBits: Int
+    private let stripes: [SparseStripe]
+    private let locks: [Lock]
+    private let salt: UInt64
+    private let counters = Lock()
+    private var pulls: UInt64 = 0, pushes: UInt64 = 0
+
+    public init(spec: TableSpec, optimizer: any Optimizer, stripeBits: Int = 4) {
+        precondition(spec.kind == .sparse && spec.dim > 0)
+        self.spec = spec
+        self.dim = Int(spec.dim)
+        self.optimizer = optimizer
+        let d = Int(spec.dim)
+        let stepOffset = d * (1 + optimizer.stateWidth), keyOffset = stepOffset + 1
+        stateOffset = d
+        self.stepOffset = stepOffset
+        self.keyOffset = keyOffset
+        recordFloats = keyOffset + 2
+        self.stripeBits = stripeBits
+        // Independent of the sharding hash (which fixes the top bits of the
+        // keys a server owns), so stripes and slots are evenly used.
+        let salt = KeyHash.mix64(0x5354_5249_5045_0000 ^ UInt64(spec.id))
+        self.salt = salt
+        let stripes = (0..<(1 << stripeBits)).map { _ in
+            SparseStripe(recordFloats: keyOffset + 2, stepOffset: stepOffset, keyOffset: keyOffset)
+        }
+        for s in stripes { s.rehash = { KeyHash.mix64($0 ^ salt) } }
+        self.stripes = stripes
+        locks = stripes.map { _ in Lock() }
+    }
+
+    /// Raw bytes of one record's payload `[weights | m | v | step]`.
+    public var rawRecordBytes: Int { (dim * (1 + optimizer.stateWidth) + 1) * MemoryLayout<Float>.size }
+
+    @inline(__always)
+    func hash(_ key: UInt64) -> UInt64 { KeyHash.mix64(key ^ salt) }
+
+    @inline(__always)
+    func stripeIndex(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> UInt64(64 - stripeBits)) }
+
+    private func initialise(_ rec: UnsafeMutablePointer<Float>, key: UInt64) {
+        RowInitializer.fill(rec, count: dim, spec: spec, key: key)
+        (rec + stateOffset).update(repeating: 0, count: dim * optimizer.stateWidth)
+    }
+
+    /// Visits `keys` grouped by stripe, each stripe's lock taken once.
+    /// `body(i, record)` gets the key's position in `keys` and its record.
+    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>,
+                                _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let n = keys.count
+        if n == 0 { return }
+        let nStripes = stripes.count
+        if n < 64 || nStripes == 1 {
+            for i in 0..<n {
+                let k = keys[i], h = hash(k), s = stripeIndex(h)
+                locks[s].withLock {
+                    body(i, stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) })
+                }
+            }
+            return
+        }
+        // Counting sort of positions by stripe.
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { hashes in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { order in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: nStripes + 1) { start in
+                    start.initialize(repeating: 0)
+                    for i in 0..<n {
+                        let h = hash(keys[i])
+                        hashes[i] = h
+                        start[stripeIndex(h) + 1] += 1
+                    }
+                    for s in 0..<nStripes { start[s + 1] += start[s] }
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: nStripes) { fill in
+                        for s in 0..<nStripes { fill[s] = start[s] }
+                        for i in 0..<n {
+                            let s = stripeIndex(hashes[i])
+                            order[fill[s]] = Int32(i)
+                            fill[s] += 1
+                        }
+                    }
+                    for s in 0..<nStripes where start[s] < start[s + 1] {
+                        let stripe = stripes[s]
+                        locks[s].withLock {
+                            for j in start[s]..<start[s + 1] {
+                                let i = Int(order[j]), k = keys[i]
+                                body(i, stripe.findOrInsert(key: k, hash: hashes[i]) { initialise($0, key: k) })
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the weights of `keys` (creating missing rows) into `out`
+    /// (`keys.count * dim` floats, in key order).
+    public func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) {
+        let d = dim
+        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec, count: d) }
+        counters.withLock { pulls &+= 1 }
+    }
+
+    /// Applies one optimiser step to each row of `keys` with its gradient
+    /// (`keys.count * dim` floats). The caller has validated the input.
+    public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>) {
+        let d = dim, so = stateOffset, stepOff = stepOffset, opt = optimizer
+        forEachGrouped(keys) { i, rec in
+            let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
+            let step = stepPtr.load(as: UInt32.self) &+ 1
+            stepPtr.storeBytes(of: step, as: UInt32.self)
+            opt.update(weights: rec, state: rec + so, gradient: gradients + i * d, count: d, step: step)
+        }
+        counters.withLock { pushes &+= 1 }
+    }
+
+    /// A row's weights and its step, if it exists (tests and tools).
+    public func row(_ key: UInt64) -> (weights: [Float], state: [Float], step: UInt32)? {
+        let h = hash(key), s = stripeIndex(h)
+        return locks[s].withLock {
+            guard let rec = stripes[s].find(key: key, hash: h) else { return nil }
+            let w = Array(UnsafeBufferPointer(start: rec, count: dim))
+            let st = Array(UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth))
+            let step = UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self)
+            return (w, st, step)
+        }
+    }
+
+    /// Visits every row under its stripe's lock (checkpoints, tests).
+    public func forEachRow(_ body: (_ key: UInt64, _ weights: UnsafeBufferPointer<Float>,
+                                    _ state: UnsafeBufferPointer<Float>, _ step: UInt32) -> Void) {
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                stripes[s].forEach { key, rec in
+                    body(key, UnsafeBufferPointer(start: rec, count: dim),
+                         UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth),
+                         UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self))
+                }
+            }
+        }
+    }
+
+    public struct Memory: Sendable {
+        public var rows: Int
+        public var indexBytes: Int
+        public var arenaBytes: Int
+        public var totalBytes: Int { indexBytes + arenaBytes }
+    }
+
+    public func memory() -> Memory {
+        var m = Memory(rows: 0, indexBytes: 0, arenaBytes: 0)
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                m.rows += stripes[s].count
+                m.indexBytes += stripes[s].indexBytes
+                m.arenaBytes += stripes[s].arena.allocatedBytes
+            }
+        }
+        return m
+    }
+
+    public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+}
