@@ -10,7 +10,7 @@ struct RowArena {
     private(set) var rowCapacity = 0
     private(set) var rows = 0
 
-    init(recordFloats: Int, targetChunkBytes: Int = 2 << 20) {
+    init(recordFloats: Int, targetChunkBytes: Int = 256 << 10) {
         self.recordFloats = recordFloats
         var shift = RowArena.firstShift
         while shift < 20 && (1 << (shift + 1)) * recordFloats * 4 <= targetChunkBytes { shift += 1 }
