@@ -234,12 +234,19 @@ public struct StatsReply: Sendable, Equatable {
     public var requests: UInt64
     public var errors: UInt64
     public var uptimeSeconds: Double
-    public init(shardIndex: UInt32, tables: [TableStats], requests: UInt64, errors: UInt64, uptimeSeconds: Double) {
+    /// Time spent handling requests (decode, validate, apply, encode).
+    public var handleSeconds: Double
+    /// Of which applying pushes (row lookup + optimiser).
+    public var pushApplySeconds: Double
+    public init(shardIndex: UInt32, tables: [TableStats], requests: UInt64, errors: UInt64, uptimeSeconds: Double,
+                handleSeconds: Double = 0, pushApplySeconds: Double = 0) {
         self.shardIndex = shardIndex
         self.tables = tables
         self.requests = requests
         self.errors = errors
         self.uptimeSeconds = uptimeSeconds
+        self.handleSeconds = handleSeconds
+        self.pushApplySeconds = pushApplySeconds
     }
 }
 

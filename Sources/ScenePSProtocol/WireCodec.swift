@@ -172,6 +172,8 @@ public enum WireCodec {
             c.requests = s.requests
             c.errors = s.errors
             c.uptime_seconds = s.uptimeSeconds
+            c.handle_seconds = s.handleSeconds
+            c.push_apply_seconds = s.pushApplySeconds
             let n = s.tables.count
             let structs = UnsafeMutablePointer<Sceneps__TableStats>.allocate(capacity: max(n, 1))
             let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableStats>?>.allocate(capacity: max(n, 1))
@@ -370,7 +372,8 @@ public enum WireCodec {
                                          pulls: t.pulls, pushes: t.pushes))
             }
             body = .statsReply(StatsReply(shardIndex: s.shard_index, tables: tables, requests: s.requests,
-                                          errors: s.errors, uptimeSeconds: s.uptime_seconds))
+                                          errors: s.errors, uptimeSeconds: s.uptime_seconds,
+                                          handleSeconds: s.handle_seconds, pushApplySeconds: s.push_apply_seconds))
         case SCENEPS__ENVELOPE__BODY_HEARTBEAT:
             body = .heartbeat
         case SCENEPS__ENVELOPE__BODY_SHUTDOWN:

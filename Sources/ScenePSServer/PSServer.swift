@@ -166,14 +166,22 @@ public final class PSServer: @unchecked Sendable {
         }
     }
 
+    static func hex(_ b: UnsafeRawBufferPointer) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(b.count * 2)
+        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     private func handleOne(_ frames: [ZMQFrame], _ socket: ZMQSocket) throws {
         // [routing id, (empty delimiter from REQ peers)..., payload]: echo the prefix.
         guard frames.count >= 2 else { return }
         let payload = frames[frames.count - 1]
-        let peer = frames[0].withUnsafeBytes { b in b.map { String(format: "%02x", $0) }.joined() }
-        let outcome = payload.withUnsafeBytes { handler.handle(frame: $0, peer: peer) }
+        let peer = frames[0].withUnsafeBytes { PSServer.hex($0) }
+        let outcome = payload.withUnsafeBytes { handler.handleEncoded(frame: $0, peer: peer) }
         var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
-        out.append(.adopt(WireCodec.encodeMalloc(outcome.reply)))
+        out.append(.adopt(outcome.reply))
         try socket.send(out)
         if outcome.shutdown { stop() }
     }

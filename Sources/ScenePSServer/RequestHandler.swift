@@ -22,6 +22,8 @@ public final class RequestHandler: @unchecked Sendable {
     private let started = Date()
     /// Time spent applying pushes (ns), for the benchmark's breakdown.
     private var applyNanos: UInt64 = 0
+    /// Time spent in `handle` (ns).
+    private var handleNanos: UInt64 = 0
 
     public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger) {
         self.registry = registry
@@ -33,6 +35,17 @@ public final class RequestHandler: @unchecked Sendable {
         public var reply: Envelope
         /// The request was a Shutdown: the server should stop after replying.
         public var shutdown: Bool
+    }
+
+    /// Handles one frame and encodes the reply into a `malloc` buffer (for
+    /// zero-copy sending; the caller owns it). Timed for `StatsReply`.
+    public func handleEncoded(frame: UnsafeRawBufferPointer, peer: String) -> (reply: UnsafeMutableRawBufferPointer, shutdown: Bool) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let outcome = handle(frame: frame, peer: peer)
+        let bytes = WireCodec.encodeMalloc(outcome.reply)
+        let dt = DispatchTime.now().uptimeNanoseconds &- t0
+        counters.withLock { handleNanos &+= dt }
+        return (bytes, outcome.shutdown)
     }
 
     /// Handles one frame from `peer` (a printable id of the connection).
@@ -258,9 +271,10 @@ public final class RequestHandler: @unchecked Sendable {
                                   pulls: c.pulls, pushes: c.pushes)
             }
         }
-        let (req, err) = counters.withLock { (requests, errors) }
+        let (req, err, handle, apply) = counters.withLock { (requests, errors, handleNanos, applyNanos) }
         return StatsReply(shardIndex: UInt32(registry.shardIndex), tables: tables, requests: req, errors: err,
-                          uptimeSeconds: Date().timeIntervalSince(started))
+                          uptimeSeconds: Date().timeIntervalSince(started),
+                          handleSeconds: Double(handle) / 1e9, pushApplySeconds: Double(apply) / 1e9)
     }
 
     /// Total time spent applying pushes (optimiser + lookup), in seconds.

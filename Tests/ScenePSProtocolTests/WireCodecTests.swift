@@ -38,7 +38,7 @@ final class WireCodecTests: XCTestCase {
             .error(ErrorReply(status: .wrongDimension, message: "bad dim ✓")),
             .stats,
             .statsReply(StatsReply(shardIndex: 1, tables: [TableStats(id: 3, name: "item", rows: 10, bytes: 4000, pulls: 5, pushes: 6)],
-                                   requests: 11, errors: 2, uptimeSeconds: 3.5)),
+                                   requests: 11, errors: 2, uptimeSeconds: 3.5, handleSeconds: 1.25, pushApplySeconds: 0.5)),
             .heartbeat,
             .shutdown(reason: "done"),
         ]
