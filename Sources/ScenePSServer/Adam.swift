@@ -28,13 +28,36 @@ public struct Adam: Optimizer {
         let invSqrtC2 = 1 / c2.squareRoot()
         let m = state, v = state + n
         let ob1 = 1 - b1, ob2 = 1 - b2
-        for i in 0..<n {
+        // Eight lanes at a time (the pointers may alias as far as the compiler
+        // knows, so it would not vectorise the scalar loop by itself).
+        var i = 0
+        if n >= 8 {
+            let vb1 = SIMD8<Float>(repeating: b1), vb2 = SIMD8<Float>(repeating: b2)
+            let vob1 = SIMD8<Float>(repeating: ob1), vob2 = SIMD8<Float>(repeating: ob2)
+            let vl2 = SIMD8<Float>(repeating: l2), vstep = SIMD8<Float>(repeating: stepSize)
+            let vinv = SIMD8<Float>(repeating: invSqrtC2), veps = SIMD8<Float>(repeating: eps)
+            let rw = UnsafeMutableRawPointer(w), rm = UnsafeMutableRawPointer(m), rv = UnsafeMutableRawPointer(v)
+            let rg = UnsafeRawPointer(g)
+            while i + 8 <= n {
+                let off = i * 4
+                let wi = rw.loadUnaligned(fromByteOffset: off, as: SIMD8<Float>.self)
+                let gi = rg.loadUnaligned(fromByteOffset: off, as: SIMD8<Float>.self) + vl2 * wi
+                let mi = vb1 * rm.loadUnaligned(fromByteOffset: off, as: SIMD8<Float>.self) + vob1 * gi
+                let vi = vb2 * rv.loadUnaligned(fromByteOffset: off, as: SIMD8<Float>.self) + vob2 * gi * gi
+                rm.storeBytes(of: mi, toByteOffset: off, as: SIMD8<Float>.self)
+                rv.storeBytes(of: vi, toByteOffset: off, as: SIMD8<Float>.self)
+                rw.storeBytes(of: wi - vstep * mi / (vi.squareRoot() * vinv + veps), toByteOffset: off, as: SIMD8<Float>.self)
+                i += 8
+            }
+        }
+        while i < n {
             let gi = g[i] + l2 * w[i]
             let mi = b1 * m[i] + ob1 * gi
             let vi = b2 * v[i] + ob2 * gi * gi
             m[i] = mi
             v[i] = vi
             w[i] -= stepSize * mi / (vi.squareRoot() * invSqrtC2 + eps)
+            i += 1
         }
     }
 }

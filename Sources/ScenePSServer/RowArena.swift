@@ -68,6 +68,8 @@ final class SparseStripe {
     let stepOffset: Int       // float index of the step counter (UInt32 bits)
 
     var count: Int { arena.rows }
+    /// Written with the sum of look-ahead loads so they are not optimised away.
+    var touchSink: UInt32 = 0
 
     init(recordFloats: Int, stepOffset: Int, keyOffset: Int, initialCapacity: Int = 16) {
         precondition(initialCapacity > 0 && initialCapacity & (initialCapacity - 1) == 0)

@@ -2,8 +2,9 @@ import ScenePSCore
 import ScenePSProtocol
 
 /// A sparse embedding table: 64-bit key → one contiguous record
-/// `[weights(dim) | m(dim) | v(dim) | step(u32) | key(u64)]`, rows created
-/// lazily with deterministic initial values.
+/// `[key(u64) | step(u32) | weights(dim) | m(dim) | v(dim)]`, rows created
+/// lazily with deterministic initial values. The key and step lead the record
+/// so the lookup's key compare brings in the first cache line of the weights.
 ///
 /// Keys are spread over `stripeCount` stripes, each with its own lock, index
 /// and arena, so requests touching different keys proceed in parallel.
@@ -14,7 +15,7 @@ public final class SparseTable: @unchecked Sendable {
     public let optimizer: any Optimizer
     /// Floats per record: weights + state + step (1) + key (2).
     public let recordFloats: Int
-    let stateOffset: Int, stepOffset: Int, keyOffset: Int
+    let weightsOffset: Int, stateOffset: Int, stepOffset: Int, keyOffset: Int
     let stripeBits: Int
     private let stripes: [SparseStripe]
     private let locks: [Lock]
@@ -28,18 +29,20 @@ public final class SparseTable: @unchecked Sendable {
         self.dim = Int(spec.dim)
         self.optimizer = optimizer
         let d = Int(spec.dim)
-        let stepOffset = d * (1 + optimizer.stateWidth), keyOffset = stepOffset + 1
-        stateOffset = d
+        let keyOffset = 0, stepOffset = 2
+        weightsOffset = 3
+        stateOffset = 3 + d
         self.stepOffset = stepOffset
         self.keyOffset = keyOffset
-        recordFloats = keyOffset + 2
+        let recordFloats = 3 + d * (1 + optimizer.stateWidth)
+        self.recordFloats = recordFloats
         self.stripeBits = stripeBits
         // Independent of the sharding hash (which fixes the top bits of the
         // keys a server owns), so stripes and slots are evenly used.
         let salt = KeyHash.mix64(0x5354_5249_5045_0000 ^ UInt64(spec.id))
         self.salt = salt
         let stripes = (0..<(1 << stripeBits)).map { _ in
-            SparseStripe(recordFloats: keyOffset + 2, stepOffset: stepOffset, keyOffset: keyOffset)
+            SparseStripe(recordFloats: recordFloats, stepOffset: stepOffset, keyOffset: keyOffset)
         }
         for s in stripes { s.rehash = { KeyHash.mix64($0 ^ salt) } }
         self.stripes = stripes
@@ -56,7 +59,7 @@ public final class SparseTable: @unchecked Sendable {
     func stripeIndex(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> UInt64(64 - stripeBits)) }
 
     private func initialise(_ rec: UnsafeMutablePointer<Float>, key: UInt64) {
-        RowInitializer.fill(rec, count: dim, spec: spec, key: key)
+        RowInitializer.fill(rec + weightsOffset, count: dim, spec: spec, key: key)
         (rec + stateOffset).update(repeating: 0, count: dim * optimizer.stateWidth)
     }
 
@@ -95,12 +98,30 @@ public final class SparseTable: @unchecked Sendable {
                             fill[s] += 1
                         }
                     }
-                    for s in 0..<nStripes where start[s] < start[s + 1] {
-                        let stripe = stripes[s]
-                        locks[s].withLock {
-                            for j in start[s]..<start[s + 1] {
-                                let i = Int(order[j]), k = keys[i]
-                                body(i, stripe.findOrInsert(key: k, hash: hashes[i]) { initialise($0, key: k) })
+                    // Phase 1 per stripe: resolve every record under the lock.
+                    // Phase 2: visit them, loading a few rows ahead so their
+                    // cache misses overlap with the work on the current row.
+                    withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: n) { recs in
+                        for s in 0..<nStripes where start[s] < start[s + 1] {
+                            let stripe = stripes[s]
+                            let lo = start[s], hi = start[s + 1]
+                            locks[s].withLock {
+                                for j in lo..<hi {
+                                    let i = Int(order[j]), k = keys[i]
+                                    recs[j] = stripe.findOrInsert(key: k, hash: hashes[i]) { initialise($0, key: k) }
+                                }
+                                var sink: UInt32 = 0
+                                let lastLine = recordFloats - 1
+                                for j in lo..<hi {
+                                    if j + lookAhead < hi {
+                                        let r = recs[j + lookAhead]
+                                        var o = 0
+                                        while o < lastLine { sink &+= r[o].bitPattern; o += 16 }
+                                        sink &+= r[lastLine].bitPattern
+                                    }
+                                    body(Int(order[j]), recs[j])
+                                }
+                                stripe.touchSink = sink
                             }
                         }
                     }
@@ -109,23 +130,27 @@ public final class SparseTable: @unchecked Sendable {
         }
     }
 
+    /// Rows loaded ahead of the one being worked on (see `forEachGrouped`).
+    private let lookAhead = 4
+
     /// Copies the weights of `keys` (creating missing rows) into `out`
     /// (`keys.count * dim` floats, in key order).
     public func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) {
         let d = dim
-        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec, count: d) }
+        let wo = weightsOffset
+        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
         counters.withLock { pulls &+= 1 }
     }
 
     /// Applies one optimiser step to each row of `keys` with its gradient
     /// (`keys.count * dim` floats). The caller has validated the input.
     public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>) {
-        let d = dim, so = stateOffset, stepOff = stepOffset, opt = optimizer
+        let d = dim, wo = weightsOffset, so = stateOffset, stepOff = stepOffset, opt = optimizer
         forEachGrouped(keys) { i, rec in
             let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
             let step = stepPtr.load(as: UInt32.self) &+ 1
             stepPtr.storeBytes(of: step, as: UInt32.self)
-            opt.update(weights: rec, state: rec + so, gradient: gradients + i * d, count: d, step: step)
+            opt.update(weights: rec + wo, state: rec + so, gradient: gradients + i * d, count: d, step: step)
         }
         counters.withLock { pushes &+= 1 }
     }
@@ -135,7 +160,7 @@ public final class SparseTable: @unchecked Sendable {
         let h = hash(key), s = stripeIndex(h)
         return locks[s].withLock {
             guard let rec = stripes[s].find(key: key, hash: h) else { return nil }
-            let w = Array(UnsafeBufferPointer(start: rec, count: dim))
+            let w = Array(UnsafeBufferPointer(start: rec + weightsOffset, count: dim))
             let st = Array(UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth))
             let step = UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self)
             return (w, st, step)
@@ -148,7 +173,7 @@ public final class SparseTable: @unchecked Sendable {
         for s in 0..<stripes.count {
             locks[s].withLock {
                 stripes[s].forEach { key, rec in
-                    body(key, UnsafeBufferPointer(start: rec, count: dim),
+                    body(key, UnsafeBufferPointer(start: rec + weightsOffset, count: dim),
                          UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth),
                          UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self))
                 }

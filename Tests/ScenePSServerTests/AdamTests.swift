@@ -80,6 +80,27 @@ final class AdamTests: XCTestCase {
         for i in 0..<4 { XCTAssertEqual(abs(Double(b.weights[i]) - initialB[i]), 0.1, accuracy: 0.002) }
     }
 
+    /// The SIMD kernel against the Double reference at awkward lengths, from non-zero state.
+    func testKernelMatchesReferenceAtAwkwardLengths() {
+        let cfg = AdamConfig(learningRate: 0.01, beta1: 0.8, beta2: 0.99, epsilon: 1e-6, l2: 0.05)
+        let ref = ReferenceAdam(lr: 0.01, b1: 0.8, b2: 0.99, eps: 1e-6, l2: 0.05)
+        var rng = SplitMix64(seed: 21)
+        for n in [1, 7, 8, 9, 16, 39, 64] {
+            var w: [Float] = (0..<n).map { _ in Float(rng.nextUnit() - 0.5) }
+            var s: [Float] = (0..<(2 * n)).map { i in i < n ? Float(rng.nextUnit() - 0.5) * 0.1 : Float(rng.nextUnit()) * 0.01 }
+            var rw = w.map(Double.init), rm = s[0..<n].map(Double.init), rv = s[n...].map(Double.init)
+            for t in 5...7 {
+                let g: [Float] = (0..<n).map { _ in Float(rng.nextUnit() - 0.5) }
+                w.withUnsafeMutableBufferPointer { wp in s.withUnsafeMutableBufferPointer { sp in g.withUnsafeBufferPointer { gp in
+                    Adam(cfg).update(weights: wp.baseAddress!, state: sp.baseAddress!, gradient: gp.baseAddress!, count: n, step: UInt32(t))
+                } } }
+                ref.step(w: &rw, m: &rm, v: &rv, g: g.map(Double.init), t: t)
+            }
+            assertClose(w, rw, rel: 1e-4, "w n=\(n)")
+            assertClose(s, rm + rv, rel: 1e-4, "m|v n=\(n)")
+        }
+    }
+
     func testDenseSliceUsesOrdinaryAdamWithOneCounter() {
         let spec = TableSpec.dense(id: 5, name: "mlp", size: 20, adam: config)
         let range = Sharding.denseRange(size: 20, server: 1, servers: 3)   // [7, 14)
