@@ -15,14 +15,25 @@ public struct Adam: Optimizer {
     public let config: AdamConfig
     public var stateWidth: Int { 2 }
 
-    public init(_ config: AdamConfig) { self.config = config }
+    /// `1 - b1^t` and `1 - b2^t` for t = 1...biasTableSize: two `powf` per
+    /// row would cost as much as the row's arithmetic (measured).
+    private let bias1: [Float], bias2: [Float]
+    static let biasTableSize = 4096
+
+    public init(_ config: AdamConfig) {
+        self.config = config
+        bias1 = (1...Adam.biasTableSize).map { 1 - powf(config.beta1, Float($0)) }
+        bias2 = (1...Adam.biasTableSize).map { 1 - powf(config.beta2, Float($0)) }
+    }
 
     public func update(weights w: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
                        gradient g: UnsafePointer<Float>, count n: Int, step: UInt32) {
         assert(step >= 1)
         let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon, l2 = config.l2
         let t = Float(step)
-        let c1 = 1 - powf(b1, t), c2 = 1 - powf(b2, t)
+        let small = Int(step) <= Adam.biasTableSize
+        let c1 = small ? bias1[Int(step) - 1] : 1 - powf(b1, t)
+        let c2 = small ? bias2[Int(step) - 1] : 1 - powf(b2, t)
         // Fold the bias corrections: w -= lr/c1 · m / (sqrt(v)/sqrt(c2) + eps).
         let stepSize = config.learningRate / c1
         let invSqrtC2 = 1 / c2.squareRoot()

@@ -94,6 +94,20 @@ final class SparseStripe {
         UnsafeMutableRawPointer(record + offset).loadUnaligned(as: UInt64.self)
     }
 
+    /// The slot at the key's home position (one independent load; used to
+    /// overlap the cache misses of many lookups).
+    @inline(__always)
+    func homeSlot(hash: UInt64) -> UInt64 {
+        slots[Int(truncatingIfNeeded: hash) & (capacity - 1)]
+    }
+
+    /// The record a slot value points to when its fingerprint matches `hash`.
+    @inline(__always)
+    func candidate(slot: UInt64, hash: UInt64) -> UnsafeMutablePointer<Float>? {
+        guard slot != 0, slot >> 32 == hash >> 32 else { return nil }
+        return arena.record(Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1)
+    }
+
     /// The record of `key`, or nil. `hash` is the table's hash of the key.
     @inline(__always)
     func find(key: UInt64, hash: UInt64) -> UnsafeMutablePointer<Float>? {

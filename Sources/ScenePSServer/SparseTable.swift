@@ -102,13 +102,26 @@ public final class SparseTable: @unchecked Sendable {
                     // Phase 2: visit them, loading a few rows ahead so their
                     // cache misses overlap with the work on the current row.
                     withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: n) { recs in
+                      withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { home in
                         for s in 0..<nStripes where start[s] < start[s + 1] {
                             let stripe = stripes[s]
                             let lo = start[s], hi = start[s + 1]
                             locks[s].withLock {
+                                // Home slots first (independent loads), then their
+                                // records' keys (independent again), so the misses of
+                                // many keys overlap; probing and inserts go the slow way.
                                 for j in lo..<hi {
-                                    let i = Int(order[j]), k = keys[i]
-                                    recs[j] = stripe.findOrInsert(key: k, hash: hashes[i]) { initialise($0, key: k) }
+                                    let h = hashes[Int(order[j])]
+                                    home[j] = stripe.homeSlot(hash: h)
+                                }
+                                for j in lo..<hi {
+                                    let i = Int(order[j]), k = keys[i], h = hashes[i]
+                                    if let rec = stripe.candidate(slot: home[j], hash: h),
+                                       SparseStripe.key(of: rec, at: keyOffset) == k {
+                                        recs[j] = rec
+                                    } else {
+                                        recs[j] = stripe.findOrInsert(key: k, hash: h) { initialise($0, key: k) }
+                                    }
                                 }
                                 var sink: UInt32 = 0
                                 let lastLine = recordFloats - 1
@@ -124,6 +137,7 @@ public final class SparseTable: @unchecked Sendable {
                                 stripe.touchSink = sink
                             }
                         }
+                      }
                     }
                 }
             }

@@ -35,13 +35,14 @@ struct PSBench: ParsableCommand {
         guard servers >= 1, threads >= 1, runs >= 1, runSeconds > 0, dim >= 1, keys >= 1, keySpace >= keys, bigKeys >= 1 else {
             throw ValidationError("counts must be positive and --key-space >= --keys")
         }
-        guard ["a", "b", "all"].contains(cases) else { throw ValidationError("--cases must be a, b or all") }
+        guard ["a", "b", "all", "apply"].contains(cases) else { throw ValidationError("--cases must be a, b, all or apply") }
         if let b = serverBinary, !FileManager.default.isExecutableFile(atPath: b) {
             throw ValidationError("--server-binary \(b) is not an executable file")
         }
     }
 
     func run() throws {
+        if cases == "apply" { return applyOnly() }
         var logger = Logger(label: "ps-bench")
         logger.logLevel = .warning
         let cluster = try BenchCluster(count: servers, threads: threads, binary: serverBinary, logger: logger)
@@ -62,6 +63,50 @@ struct PSBench: ParsableCommand {
         try client.shutdownServers(reason: "bench done")
     }
 
+    /// The server's push apply alone (no codec, no transport): case-a pushes
+    /// straight into a `SparseTable`, to see what limits the server.
+    func applyOnly() {
+        let dim = self.dim, keys = self.keys, keySpace = self.keySpace   // not the property wrappers in hot loops
+        let spec = TableSpec.sparse(id: 1, name: "a", dim: UInt32(dim), initKind: .uniform, initScale: 0.01, seed: 1)
+        let table = SparseTable(spec: spec, optimizer: Adam(spec.adam))
+        var rng = SplitMix64(seed: 42)
+        let space = (0..<keySpace).map { _ in rng.next() }
+        let batches: [[UInt64]] = (0..<32).map { _ in
+            var set = Set<Int>()
+            while set.count < keys { set.insert(Int(rng.next() % UInt64(keySpace))) }
+            return set.map { space[$0] }
+        }
+        let grads: [Float] = (0..<(keys * dim)).map { _ in Float(rng.nextUnit() - 0.5) * 0.01 }
+        var out = [Float](repeating: 0, count: keys * dim)
+        func pushAll() { for b in batches { b.withUnsafeBufferPointer { k in grads.withUnsafeBufferPointer { table.push(keys: k, gradients: $0.baseAddress!) } } } }
+        func pullAll() { for b in batches { b.withUnsafeBufferPointer { k in out.withUnsafeMutableBufferPointer { table.pull(keys: k, into: $0.baseAddress!) } } } }
+        pushAll()
+        var pushMs: [Double] = [], pullMs: [Double] = [], adamMs: [Double] = []
+        var w = [Float](repeating: 0.1, count: keys * dim), st = [Float](repeating: 0, count: 2 * keys * dim)
+        let adam = Adam(spec.adam)
+        for _ in 0..<runs {
+            var t = ContinuousClock.now
+            pushAll()
+            pushMs.append((ContinuousClock.now - t).seconds * 1000 / Double(batches.count))
+            t = ContinuousClock.now
+            pullAll()
+            pullMs.append((ContinuousClock.now - t).seconds * 1000 / Double(batches.count))
+            // Adam alone over contiguous (cache-warm) memory of the same size.
+            t = ContinuousClock.now
+            for _ in 0..<batches.count {
+                w.withUnsafeMutableBufferPointer { wp in st.withUnsafeMutableBufferPointer { sp in grads.withUnsafeBufferPointer { gp in
+                    for r in 0..<keys {
+                        adam.update(weights: wp.baseAddress! + r * dim, state: sp.baseAddress! + 2 * r * dim,
+                                               gradient: gp.baseAddress! + r * dim, count: dim, step: 3)
+                    }
+                } } }
+            }
+            adamMs.append((ContinuousClock.now - t).seconds * 1000 / Double(batches.count))
+        }
+        print(String(format: "apply only (%d rows in table, %d keys x %d): push %.3f ms, pull %.3f ms, Adam arithmetic alone %.3f ms per request",
+                     table.memory().rows, keys, dim, median(pushMs), median(pullMs), median(adamMs)))
+    }
+
     func median(_ xs: [Double]) -> Double {
         let s = xs.sorted()
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
@@ -74,6 +119,7 @@ struct PSBench: ParsableCommand {
     }
 
     func caseA(_ client: PSClient) throws {
+        let dim = self.dim, keys = self.keys, keySpace = self.keySpace
         var rng = SplitMix64(seed: 42)
         let space = (0..<keySpace).map { _ in rng.next() }
         let batches: [[UInt64]] = (0..<32).map { _ in
@@ -141,6 +187,7 @@ struct PSBench: ParsableCommand {
     }
 
     func caseB(_ client: PSClient) throws {
+        let bigKeys = self.bigKeys
         var rng = SplitMix64(seed: 7)
         var set = Set<UInt64>()
         set.reserveCapacity(bigKeys)
