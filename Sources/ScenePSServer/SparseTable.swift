@@ -1,3 +1,4 @@
+import Foundation
 import ScenePSCore
 import ScenePSProtocol
 
@@ -103,8 +104,9 @@ public final class SparseTable: @unchecked Sendable {
                     // cache misses overlap with the work on the current row.
                     withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: n) { recs in
                       withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { home in
-                        for s in 0..<nStripes where start[s] < start[s + 1] {
-                            let stripe = stripes[s]
+                        func visit(_ s: Int) {
+                            guard start[s] < start[s + 1] else { return }
+                            let stripe = self.stripes[s]
                             let lo = start[s], hi = start[s + 1]
                             locks[s].withLock {
                                 // Home slots first (independent loads), then their
@@ -137,12 +139,28 @@ public final class SparseTable: @unchecked Sendable {
                                 stripe.touchSink = sink
                             }
                         }
+                        // Large requests (case b: a million keys) spread their
+                        // stripes over the cores; a key's stripe is fixed, so two
+                        // threads never touch the same row.
+                        if n >= SparseTable.parallelThreshold && SparseTable.cores > 1 {
+                            withoutActuallyEscaping(visit) { v in
+                                // Unchecked: the iterations touch disjoint stripes, rows and slots.
+                                let box = UncheckedSendable(v)
+                                DispatchQueue.concurrentPerform(iterations: nStripes) { box.value($0) }
+                            }
+                        } else {
+                            for s in 0..<nStripes { visit(s) }
+                        }
                       }
                     }
                 }
             }
         }
     }
+
+    /// Keys per request above which stripes are visited on several threads.
+    static let parallelThreshold = 65_536
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
 
     /// Rows loaded ahead of the one being worked on (see `forEachGrouped`).
     private let lookAhead = 4
@@ -215,4 +233,11 @@ public final class SparseTable: @unchecked Sendable {
     }
 
     public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+}
+
+/// Hands a value to `concurrentPerform` whose iterations are known not to
+/// conflict (each works on its own stripe).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -24,6 +24,11 @@ final class SparseTableTests: XCTestCase {
             }
         }
         XCTAssertEqual(table.memory().rows, distinct.count)
+        // One large pull (stripes visited on several threads) returns the same rows.
+        var whole = [Float](repeating: .nan, count: draws.count * 3)
+        draws.withUnsafeBufferPointer { k in whole.withUnsafeMutableBufferPointer { table.pull(keys: k, into: $0.baseAddress!) } }
+        XCTAssertGreaterThanOrEqual(draws.count, SparseTable.parallelThreshold)
+        XCTAssertEqual(whole, out)
         // Every pulled row equals the deterministic initial value of its key.
         var expected = [Float](repeating: 0, count: 3)
         for (i, k) in draws.enumerated() {
