@@ -26,6 +26,22 @@ public struct Adam: Optimizer {
         bias2 = (1...Adam.biasTableSize).map { 1 - powf(config.beta2, Float($0)) }
     }
 
+    /// Square root of non-negative lanes, vectorised. `SIMD8.squareRoot()`
+    /// compiles here to eight scalar `sqrtss` with a libm fallback each (errno
+    /// semantics), which made it the cost of a push; this is rsqrt by the bit
+    /// trick plus three Newton steps (relative error ≤ 2e-7 over 1e-30...1e30,
+    /// exact 0 for 0), times x.
+    @inline(__always)
+    static func squareRoot(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let bits = SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 1)
+        var y = unsafeBitCast(bits, to: SIMD8<Float>.self)
+        let hx = 0.5 * x
+        y = y * (1.5 - hx * y * y)
+        y = y * (1.5 - hx * y * y)
+        y = y * (1.5 - hx * y * y)
+        return x * y
+    }
+
     public func update(weights w: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
                        gradient g: UnsafePointer<Float>, count n: Int, step: UInt32) {
         assert(step >= 1)
@@ -57,7 +73,7 @@ public struct Adam: Optimizer {
                 let vi = vb2 * rv.loadUnaligned(fromByteOffset: off, as: SIMD8<Float>.self) + vob2 * gi * gi
                 rm.storeBytes(of: mi, toByteOffset: off, as: SIMD8<Float>.self)
                 rv.storeBytes(of: vi, toByteOffset: off, as: SIMD8<Float>.self)
-                rw.storeBytes(of: wi - vstep * mi / (vi.squareRoot() * vinv + veps), toByteOffset: off, as: SIMD8<Float>.self)
+                rw.storeBytes(of: wi - vstep * mi / (Adam.squareRoot(vi) * vinv + veps), toByteOffset: off, as: SIMD8<Float>.self)
                 i += 8
             }
         }

@@ -101,6 +101,19 @@ final class AdamTests: XCTestCase {
         }
     }
 
+    func testVectorSquareRootIsAccurate() {
+        var x: Float = 1e-30
+        while x < 1e30 {
+            let r = Adam.squareRoot(SIMD8<Float>(repeating: x))
+            for lane in 0..<8 {
+                let ref = Double(x).squareRoot()
+                XCTAssertLessThanOrEqual(abs(Double(r[lane]) - ref), 3e-7 * ref, "sqrt(\(x))")
+            }
+            x *= 1.37
+        }
+        XCTAssertEqual(Adam.squareRoot(SIMD8<Float>(repeating: 0)), SIMD8<Float>(repeating: 0))
+    }
+
     func testDenseSliceUsesOrdinaryAdamWithOneCounter() {
         let spec = TableSpec.dense(id: 5, name: "mlp", size: 20, adam: config)
         let range = Sharding.denseRange(size: 20, server: 1, servers: 3)   // [7, 14)
