@@ -29,7 +29,7 @@ public struct PSServerOptions: Sendable {
 
 /// One parameter server: a ROUTER frontend thread that moves frames between
 /// the network and an inproc DEALER, and `threads` handler threads that each
-/// own a DEALER connected to it. Socket loops run on their own threads,
+/// own a DEALER connected to it (with one thread, the handler owns the ROUTER). Socket loops run on their own threads,
 /// never in Swift concurrency (DESIGN.md §7).
 public final class PSServer: @unchecked Sendable {
     // @unchecked: mutable state is `stopping`/`threadsDone` under `lock`;
@@ -76,6 +76,16 @@ public final class PSServer: @unchecked Sendable {
             try frontend.setInt(ZMQ_ROUTER_MANDATORY, 0, "zmq_setsockopt(ZMQ_ROUTER_MANDATORY)")
             try frontend.bind(options.bind)
             endpoint = try frontend.lastEndpoint()
+
+            if options.threads == 1 {
+                // One handler: it owns the ROUTER itself, saving two thread
+                // hops per request (the frames are the same: [id, ..., payload]).
+                spawn(name: "ps-handler-0") { [self] in handlerLoop(frontend, index: 0) }
+                logger.info("server bound", metadata: [
+                    "ps.shard": "\(options.shardIndex)/\(options.shardCount)", "ps.endpoint": "\(endpoint)", "ps.threads": "1",
+                ])
+                return endpoint
+            }
 
             let backend = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 500)
             try backend.setHighWaterMarks(send: 0, receive: 0)
@@ -153,10 +163,18 @@ public final class PSServer: @unchecked Sendable {
 
     private func handlerLoop(_ socket: ZMQSocket, index: Int) {
         defer { socket.close() }
+        do {
+            // A blocking receive that gives up after the poll interval, so the
+            // stop flag is seen (one call per request instead of poll + recv).
+            try socket.setInt(ZMQ_RCVTIMEO, Int32(PSServer.pollMilliseconds), "zmq_setsockopt(ZMQ_RCVTIMEO)")
+        } catch {
+            logger.error("handler socket setup failed", metadata: ["ps.thread": "\(index)", "ps.error": "\(error)"])
+            stop()
+            return
+        }
         while !isStopping {
             do {
-                let ready = try ZMQPoll.readable([socket], timeoutMilliseconds: PSServer.pollMilliseconds)
-                guard ready[0], let frames = try socket.receive(dontWait: true) else { continue }
+                guard let frames = try socket.receive() else { continue }
                 try handleOne(frames, socket)
             } catch {
                 logger.error("handler loop failed", metadata: ["ps.thread": "\(index)", "ps.error": "\(error)"])

@@ -9,8 +9,8 @@ final class WireBadInputTests: XCTestCase {
     let text = TableSpec.sparse(id: 2, name: "item_text", dim: 3, initKind: .normal, initScale: 0.1, seed: 1, frozen: true)
     let mlp = TableSpec.dense(id: 3, name: "mlp", size: 10, adam: AdamConfig(learningRate: 0.05))
 
-    func setUpServer() throws -> TestServer {
-        let t = try TestServer(maxMessageBytes: 64 << 10)
+    func setUpServer(threads: Int = 2) throws -> TestServer {
+        let t = try TestServer(threads: threads, maxMessageBytes: 64 << 10)
         let r = try t.request(.declare(DeclareTables(tables: [item, text, mlp],
                                                      initial: [DenseBlock(tableID: 3, offset: 0, count: 10, values: (0..<10).map { Float($0) })])))
         guard case .ack = r.body else { throw ScenePSError(.internalError, "declare failed: \(r.body)") }
@@ -119,7 +119,7 @@ final class WireBadInputTests: XCTestCase {
     }
 
     func testRetriedPushIsAppliedOnce() throws {
-        let t = try setUpServer()
+        let t = try setUpServer(threads: 1)
         defer { t.stop() }
         guard case .sparse(let itemTable)? = t.server.registry.table(1) else { return XCTFail("item table missing") }
         let push = Blocks(sparse: [SparseBlock(tableID: 1, keys: [500], values: [1, 2, 3, 4])])
@@ -143,7 +143,7 @@ final class WireBadInputTests: XCTestCase {
     }
 
     func testHelloHeartbeatAndShutdownMessage() throws {
-        let t = try TestServer(shardIndex: 1, shardCount: 3)
+        let t = try TestServer(shardIndex: 1, shardCount: 3, threads: 1)   // the handler owns the ROUTER
         defer { t.stop() }
         let h = try t.request(.hello(Hello(role: "test", shardCount: 3, shardIndex: 1)))
         guard case .helloReply(let r) = h.body else { return XCTFail("no hello reply") }
