@@ -74,6 +74,16 @@ public final class DenseTable: @unchecked Sendable {
         lock.withLock { (weights, state, step) }
     }
 
+    /// Replaces the slice's weights, state and step (checkpoint restore).
+    public func restore(weights: [Float], state: [Float], step: UInt32) {
+        precondition(weights.count == range.count && state.count == range.count * optimizer.stateWidth, "slice shape mismatch")
+        lock.withLock {
+            self.weights = weights
+            self.state = state
+            self.step = step
+        }
+    }
+
     public var bytes: Int { (range.count * (1 + optimizer.stateWidth)) * MemoryLayout<Float>.size }
     public func counts() -> (pulls: UInt64, pushes: UInt64) { lock.withLock { (pulls, pushes) } }
 }

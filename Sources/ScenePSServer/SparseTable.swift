@@ -199,6 +199,19 @@ public final class SparseTable: @unchecked Sendable {
         }
     }
 
+    /// Writes a whole row (weights, optimiser state, step), creating it if
+    /// needed: the restore side of `forEachRow` for checkpoints.
+    public func restoreRow(key: UInt64, weights: UnsafeBufferPointer<Float>, state: UnsafeBufferPointer<Float>, step: UInt32) {
+        precondition(weights.count == dim && state.count == dim * optimizer.stateWidth, "row shape mismatch")
+        let h = hash(key), s = stripeIndex(h)
+        locks[s].withLock {
+            let rec = stripes[s].findOrInsert(key: key, hash: h) { initialise($0, key: key) }
+            (rec + weightsOffset).update(from: weights.baseAddress!, count: dim)
+            (rec + stateOffset).update(from: state.baseAddress!, count: state.count)
+            UnsafeMutableRawPointer(rec + stepOffset).storeBytes(of: step, as: UInt32.self)
+        }
+    }
+
     /// Visits every row under its stripe's lock (checkpoints, tests).
     public func forEachRow(_ body: (_ key: UInt64, _ weights: UnsafeBufferPointer<Float>,
                                     _ state: UnsafeBufferPointer<Float>, _ step: UInt32) -> Void) {

@@ -114,6 +114,49 @@ final class AdamTests: XCTestCase {
         XCTAssertEqual(Adam.squareRoot(SIMD8<Float>(repeating: 0)), SIMD8<Float>(repeating: 0))
     }
 
+    /// Save → restore → continue equals an uninterrupted run (monolith style).
+    func testSaveRestoreContinueEqualsUninterruptedRun() {
+        let spec = TableSpec.sparse(id: 4, name: "e", dim: 9, initKind: .normal, initScale: 0.1, seed: 2,
+                                    adam: AdamConfig(learningRate: 0.02, l2: 0.001))
+        var rng = SplitMix64(seed: 3)
+        let keys: [UInt64] = (0..<300).map { _ in rng.next() }
+        let grads: [[Float]] = (0..<6).map { _ in (0..<(300 * 9)).map { _ in Float(rng.nextUnit() - 0.5) } }
+        func run(_ t: SparseTable, _ steps: Range<Int>) {
+            for p in steps {
+                // Each push touches a different subset, so rows reach different steps.
+                let sub = Array(keys[(p * 30)..<(p * 30 + 120)])
+                let g = Array(grads[p][0..<(120 * 9)])
+                sub.withUnsafeBufferPointer { k in g.withUnsafeBufferPointer { t.push(keys: k, gradients: $0.baseAddress!) } }
+            }
+        }
+        let straight = SparseTable(spec: spec, optimizer: Adam(spec.adam))
+        run(straight, 0..<6)
+        let first = SparseTable(spec: spec, optimizer: Adam(spec.adam))
+        run(first, 0..<3)
+        let restored = SparseTable(spec: spec, optimizer: Adam(spec.adam), stripeBits: 2)
+        first.forEachRow { key, w, st, step in restored.restoreRow(key: key, weights: w, state: st, step: step) }
+        run(restored, 3..<6)
+        var a: [UInt64: String] = [:], b: [UInt64: String] = [:]
+        straight.forEachRow { k, w, st, step in a[k] = "\(Array(w))\(Array(st))\(step)" }
+        restored.forEachRow { k, w, st, step in b[k] = "\(Array(w))\(Array(st))\(step)" }
+        XCTAssertEqual(a.count, 270, "keys 0..<270 were touched")
+        XCTAssertEqual(a, b)
+
+        let dspec = TableSpec.dense(id: 5, name: "d", size: 12, initKind: .uniform, initScale: 0.3, seed: 1)
+        let d1 = DenseTable(spec: dspec, range: 0..<12, optimizer: Adam(dspec.adam), initial: nil)
+        let d2 = DenseTable(spec: dspec, range: 0..<12, optimizer: Adam(dspec.adam), initial: nil)
+        let gs: [[Float]] = (0..<4).map { _ in (0..<12).map { _ in Float(rng.nextUnit() - 0.5) } }
+        for g in gs[0..<2] { g.withUnsafeBufferPointer { d1.push(offset: 0, gradient: $0) } }
+        let snap = d1.snapshot()
+        d2.restore(weights: snap.weights, state: snap.state, step: snap.step)
+        for g in gs[2...] {
+            g.withUnsafeBufferPointer { d1.push(offset: 0, gradient: $0) }
+            g.withUnsafeBufferPointer { d2.push(offset: 0, gradient: $0) }
+        }
+        XCTAssertEqual(d1.snapshot().weights, d2.snapshot().weights)
+        XCTAssertEqual(d2.snapshot().step, 4)
+    }
+
     func testDenseSliceUsesOrdinaryAdamWithOneCounter() {
         let spec = TableSpec.dense(id: 5, name: "mlp", size: 20, adam: config)
         let range = Sharding.denseRange(size: 20, server: 1, servers: 3)   // [7, 14)
