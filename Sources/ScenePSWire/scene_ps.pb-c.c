@@ -1784,7 +1784,7 @@ const ProtobufCMessageDescriptor sceneps__table_stats__descriptor =
   (ProtobufCMessageInit) sceneps__table_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[5] =
+static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[7] =
 {
   {
     "shard_index",
@@ -1846,9 +1846,35 @@ static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[5]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "handle_seconds",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__StatsReply, handle_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "push_apply_seconds",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__StatsReply, push_apply_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__stats_reply__field_indices_by_name[] = {
   3,   /* field[3] = errors */
+  5,   /* field[5] = handle_seconds */
+  6,   /* field[6] = push_apply_seconds */
   2,   /* field[2] = requests */
   0,   /* field[0] = shard_index */
   1,   /* field[1] = tables */
@@ -1857,7 +1883,7 @@ static const unsigned sceneps__stats_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange sceneps__stats_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor =
 {
@@ -1867,7 +1893,7 @@ const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor =
   "Sceneps__StatsReply",
   "sceneps",
   sizeof(Sceneps__StatsReply),
-  5,
+  7,
   sceneps__stats_reply__field_descriptors,
   sceneps__stats_reply__field_indices_by_name,
   1,  sceneps__stats_reply__number_ranges,

@@ -340,10 +340,18 @@ struct  Sceneps__StatsReply
   uint64_t requests;
   uint64_t errors;
   double uptime_seconds;
+  /*
+   * time spent handling requests (decode, validate, apply, encode)
+   */
+  double handle_seconds;
+  /*
+   * of which applying pushes (lookup + optimiser)
+   */
+  double push_apply_seconds;
 };
 #define SCENEPS__STATS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__stats_reply__descriptor) \
-    , 0, 0,NULL, 0, 0, 0 }
+    , 0, 0,NULL, 0, 0, 0, 0, 0 }
 
 
 struct  Sceneps__Heartbeat

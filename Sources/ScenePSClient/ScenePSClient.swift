@@ -1,2 +1,0 @@
-/// Module `ScenePSClient`.
-public enum ScenePSClientModule {}

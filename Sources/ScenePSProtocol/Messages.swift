@@ -1,0 +1,316 @@
+/// Swift value types for every wire message (protos/scene_ps.proto).
+///
+/// The codec (`WireCodec`) converts them to and from protobuf-c; nothing else
+/// in ScenePS touches the generated C structs.
+
+/// Status of a reply; mirrors `sceneps.Status`.
+public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
+    case ok = 0
+    case badRequest = 1
+    case versionMismatch = 2
+    case unknownTable = 3
+    case wrongDimension = 4
+    case nonFinite = 5
+    case tooLarge = 6
+    case conflict = 7
+    case frozen = 8
+    case internalError = 9
+    case unauthenticated = 10
+    case shuttingDown = 11
+
+    public var description: String {
+        switch self {
+        case .ok: return "OK"
+        case .badRequest: return "BAD_REQUEST"
+        case .versionMismatch: return "VERSION_MISMATCH"
+        case .unknownTable: return "UNKNOWN_TABLE"
+        case .wrongDimension: return "WRONG_DIMENSION"
+        case .nonFinite: return "NON_FINITE"
+        case .tooLarge: return "TOO_LARGE"
+        case .conflict: return "CONFLICT"
+        case .frozen: return "FROZEN"
+        case .internalError: return "INTERNAL"
+        case .unauthenticated: return "UNAUTHENTICATED"
+        case .shuttingDown: return "SHUTTING_DOWN"
+        }
+    }
+}
+
+public enum TableKind: UInt32, Sendable, CustomStringConvertible {
+    case sparse = 0
+    case dense = 1
+    public var description: String { self == .sparse ? "sparse" : "dense" }
+}
+
+public enum InitKind: UInt32, Sendable, CustomStringConvertible {
+    case zeros = 0
+    case uniform = 1   // U(-scale, scale)
+    case normal = 2    // N(0, scale^2)
+    public var description: String {
+        switch self {
+        case .zeros: return "zeros"
+        case .uniform: return "uniform"
+        case .normal: return "normal"
+        }
+    }
+}
+
+public struct AdamConfig: Sendable, Equatable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    /// Added to the gradient as `l2 * w` for the rows a push touches.
+    public var l2: Float
+
+    public init(learningRate: Float = 0.001, beta1: Float = 0.9, beta2: Float = 0.999,
+                epsilon: Float = 1e-8, l2: Float = 0) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.l2 = l2
+    }
+}
+
+public struct TableSpec: Sendable, Equatable {
+    public var id: UInt32
+    public var name: String
+    public var kind: TableKind
+    /// Sparse: row width. Dense: 1.
+    public var dim: UInt32
+    /// Dense: total floats over all servers. Sparse: 0.
+    public var denseSize: UInt64
+    public var initKind: InitKind
+    public var initScale: Float
+    public var seed: UInt64
+    public var frozen: Bool
+    public var adam: AdamConfig
+
+    public init(id: UInt32, name: String, kind: TableKind, dim: UInt32, denseSize: UInt64 = 0,
+                initKind: InitKind = .zeros, initScale: Float = 0, seed: UInt64 = 0,
+                frozen: Bool = false, adam: AdamConfig = AdamConfig()) {
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.dim = dim
+        self.denseSize = denseSize
+        self.initKind = initKind
+        self.initScale = initScale
+        self.seed = seed
+        self.frozen = frozen
+        self.adam = adam
+    }
+
+    /// A sparse table of rows of `dim` floats.
+    public static func sparse(id: UInt32, name: String, dim: UInt32, initKind: InitKind = .normal,
+                              initScale: Float = 0.01, seed: UInt64 = 0, frozen: Bool = false,
+                              adam: AdamConfig = AdamConfig()) -> TableSpec {
+        TableSpec(id: id, name: name, kind: .sparse, dim: dim, initKind: initKind, initScale: initScale,
+                  seed: seed, frozen: frozen, adam: adam)
+    }
+
+    /// A dense vector of `size` floats split over the servers.
+    public static func dense(id: UInt32, name: String, size: UInt64, initKind: InitKind = .zeros,
+                             initScale: Float = 0, seed: UInt64 = 0, frozen: Bool = false,
+                             adam: AdamConfig = AdamConfig()) -> TableSpec {
+        TableSpec(id: id, name: name, kind: .dense, dim: 1, denseSize: size, initKind: initKind,
+                  initScale: initScale, seed: seed, frozen: frozen, adam: adam)
+    }
+}
+
+/// Keys of one sparse table and, in replies and pushes, their rows:
+/// `values.count == keys.count * dim`, row-major in key order.
+public struct SparseBlock: Sendable, Equatable {
+    public var tableID: UInt32
+    public var keys: [UInt64]
+    public var values: [Float]
+    public init(tableID: UInt32, keys: [UInt64], values: [Float] = []) {
+        self.tableID = tableID
+        self.keys = keys
+        self.values = values
+    }
+}
+
+/// A slice `[offset, offset + count)` of a dense table in global coordinates.
+/// Pull requests carry no values; replies and pushes carry `count` values.
+public struct DenseBlock: Sendable, Equatable {
+    public var tableID: UInt32
+    public var offset: UInt64
+    public var count: UInt64
+    public var values: [Float]
+    public init(tableID: UInt32, offset: UInt64, count: UInt64, values: [Float] = []) {
+        self.tableID = tableID
+        self.offset = offset
+        self.count = count
+        self.values = values
+    }
+}
+
+/// The sparse and dense blocks of a pull request, pull reply or push.
+public struct Blocks: Sendable, Equatable {
+    public var sparse: [SparseBlock]
+    public var dense: [DenseBlock]
+    public init(sparse: [SparseBlock] = [], dense: [DenseBlock] = []) {
+        self.sparse = sparse
+        self.dense = dense
+    }
+}
+
+public struct Hello: Sendable, Equatable {
+    public var role: String
+    public var scene: String
+    public var shardCount: UInt32
+    public var shardIndex: UInt32
+    public init(role: String, scene: String = "", shardCount: UInt32, shardIndex: UInt32) {
+        self.role = role
+        self.scene = scene
+        self.shardCount = shardCount
+        self.shardIndex = shardIndex
+    }
+}
+
+public struct HelloReply: Sendable, Equatable {
+    public var shardIndex: UInt32
+    public var shardCount: UInt32
+    public var serverVersion: String
+    public var tables: [TableSpec]
+    public init(shardIndex: UInt32, shardCount: UInt32, serverVersion: String, tables: [TableSpec]) {
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.serverVersion = serverVersion
+        self.tables = tables
+    }
+}
+
+public struct DeclareTables: Sendable, Equatable {
+    public var tables: [TableSpec]
+    /// This server's slices of dense initial values (used only on creation).
+    public var initial: [DenseBlock]
+    public init(tables: [TableSpec], initial: [DenseBlock] = []) {
+        self.tables = tables
+        self.initial = initial
+    }
+}
+
+public struct Ack: Sendable, Equatable {
+    public var appliedRows: UInt64
+    public var duplicate: Bool
+    public init(appliedRows: UInt64, duplicate: Bool = false) {
+        self.appliedRows = appliedRows
+        self.duplicate = duplicate
+    }
+}
+
+public struct ErrorReply: Error, Sendable, Equatable {
+    public var status: Status
+    public var message: String
+    public init(status: Status, message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+public struct TableStats: Sendable, Equatable {
+    public var id: UInt32
+    public var name: String
+    public var rows: UInt64
+    public var bytes: UInt64
+    public var pulls: UInt64
+    public var pushes: UInt64
+    public init(id: UInt32, name: String, rows: UInt64, bytes: UInt64, pulls: UInt64, pushes: UInt64) {
+        self.id = id
+        self.name = name
+        self.rows = rows
+        self.bytes = bytes
+        self.pulls = pulls
+        self.pushes = pushes
+    }
+}
+
+public struct StatsReply: Sendable, Equatable {
+    public var shardIndex: UInt32
+    public var tables: [TableStats]
+    public var requests: UInt64
+    public var errors: UInt64
+    public var uptimeSeconds: Double
+    /// Time spent handling requests (decode, validate, apply, encode).
+    public var handleSeconds: Double
+    /// Of which applying pushes (row lookup + optimiser).
+    public var pushApplySeconds: Double
+    public init(shardIndex: UInt32, tables: [TableStats], requests: UInt64, errors: UInt64, uptimeSeconds: Double,
+                handleSeconds: Double = 0, pushApplySeconds: Double = 0) {
+        self.shardIndex = shardIndex
+        self.tables = tables
+        self.requests = requests
+        self.errors = errors
+        self.uptimeSeconds = uptimeSeconds
+        self.handleSeconds = handleSeconds
+        self.pushApplySeconds = pushApplySeconds
+    }
+}
+
+/// The body of an envelope: exactly one message.
+public enum Body: Sendable, Equatable {
+    case hello(Hello)
+    case helloReply(HelloReply)
+    case declare(DeclareTables)
+    case pull(Blocks)
+    case pullReply(Blocks)
+    case push(Blocks)
+    case ack(Ack)
+    case error(ErrorReply)
+    case stats
+    case statsReply(StatsReply)
+    case heartbeat
+    case shutdown(reason: String)
+
+    /// A short name for logs.
+    public var kindName: String {
+        switch self {
+        case .hello: return "hello"
+        case .helloReply: return "hello_reply"
+        case .declare: return "declare"
+        case .pull: return "pull"
+        case .pullReply: return "pull_reply"
+        case .push: return "push"
+        case .ack: return "ack"
+        case .error: return "error"
+        case .stats: return "stats"
+        case .statsReply: return "stats_reply"
+        case .heartbeat: return "heartbeat"
+        case .shutdown: return "shutdown"
+        }
+    }
+}
+
+/// Every ZeroMQ message is one envelope.
+public struct Envelope: Sendable, Equatable {
+    public var version: UInt32
+    public var requestID: UInt64
+    public var sender: String
+    public var body: Body
+    public init(version: UInt32 = WireProtocol.version, requestID: UInt64, sender: String, body: Body) {
+        self.version = version
+        self.requestID = requestID
+        self.sender = sender
+        self.body = body
+    }
+}
+
+/// A frame that could not be decoded into an envelope. `status` is what a
+/// server answers with (BAD_REQUEST or VERSION_MISMATCH).
+public struct WireDecodingError: Error, Sendable, CustomStringConvertible {
+    public let status: Status
+    public let message: String
+    /// Request id and sender when the frame parsed but failed a later check.
+    public let requestID: UInt64
+    public let sender: String
+    public init(status: Status, message: String, requestID: UInt64 = 0, sender: String = "") {
+        self.status = status
+        self.message = message
+        self.requestID = requestID
+        self.sender = sender
+    }
+    public var description: String { "\(status): \(message)" }
+}

@@ -1,0 +1,490 @@
+import ScenePSWire
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Envelope ⇄ protobuf-c bytes.
+///
+/// Encoding builds protobuf-c structs whose `keys`/`values` point straight at
+/// the Swift arrays (inside `withUnsafeBufferPointer`), so the floats are
+/// copied once, by `pack`, into the output buffer. Decoding unpacks with
+/// protobuf-c, copies each repeated field once into a Swift array, and frees
+/// the unpacked message exactly once. Structs built here are never passed to
+/// `free_unpacked` (DESIGN.md §7).
+public enum WireCodec {
+    // MARK: encode
+
+    /// Encodes into a fresh array.
+    public static func encode(_ envelope: Envelope) -> [UInt8] {
+        withPackedEnvelope(envelope) { msg in
+            let size = sceneps__envelope__get_packed_size(msg)
+            return [UInt8](unsafeUninitializedCapacity: size) { buf, count in
+                let written = sceneps__envelope__pack(msg, buf.baseAddress!)
+                assert(written == size)
+                count = written
+            }
+        }
+    }
+
+    /// Encodes into a buffer from `malloc`, for zero-copy hand-over to
+    /// libzmq (which frees it with `free`). The caller owns the buffer.
+    public static func encodeMalloc(_ envelope: Envelope) -> UnsafeMutableRawBufferPointer {
+        withPackedEnvelope(envelope) { msg in
+            let size = sceneps__envelope__get_packed_size(msg)
+            guard let raw = malloc(max(size, 1)) else { fatalError("out of memory encoding \(size) bytes") }
+            let written = sceneps__envelope__pack(msg, raw.assumingMemoryBound(to: UInt8.self))
+            assert(written == size)
+            return UnsafeMutableRawBufferPointer(start: raw, count: size)
+        }
+    }
+
+    /// Builds the C envelope (pointing into Swift storage) and passes it to `body`.
+    static func withPackedEnvelope<R>(_ env: Envelope, _ body: (UnsafePointer<Sceneps__Envelope>) -> R) -> R {
+        let strings = CStrings()
+        var msg = Sceneps__Envelope()
+        sceneps__envelope__init(&msg)
+        msg.version = env.version
+        msg.request_id = env.requestID
+        msg.sender = strings.dup(env.sender)
+
+        func finish(_ m: inout Sceneps__Envelope) -> R {
+            // `strings` must outlive the pack: keep it alive explicitly.
+            withExtendedLifetime(strings) { withUnsafePointer(to: &m) { body($0) } }
+        }
+
+        switch env.body {
+        case .hello(let h):
+            var c = Sceneps__Hello()
+            sceneps__hello__init(&c)
+            c.role = strings.dup(h.role)
+            c.scene = strings.dup(h.scene)
+            c.shard_count = h.shardCount
+            c.shard_index = h.shardIndex
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_HELLO
+                msg.hello = p
+                return finish(&msg)
+            }
+        case .helloReply(let h):
+            var c = Sceneps__HelloReply()
+            sceneps__hello_reply__init(&c)
+            c.shard_index = h.shardIndex
+            c.shard_count = h.shardCount
+            c.server_version = strings.dup(h.serverVersion)
+            return withTableSpecs(h.tables, strings) { specs in
+                c.n_tables = h.tables.count
+                c.tables = specs
+                return withUnsafeMutablePointer(to: &c) { p in
+                    msg.body_case = SCENEPS__ENVELOPE__BODY_HELLO_REPLY
+                    msg.hello_reply = p
+                    return finish(&msg)
+                }
+            }
+        case .declare(let d):
+            var c = Sceneps__DeclareTables()
+            sceneps__declare_tables__init(&c)
+            return withTableSpecs(d.tables, strings) { specs in
+                withDenseBlocks(d.initial) { dense in
+                    c.n_tables = d.tables.count
+                    c.tables = specs
+                    c.n_initial = d.initial.count
+                    c.initial = dense
+                    return withUnsafeMutablePointer(to: &c) { p in
+                        msg.body_case = SCENEPS__ENVELOPE__BODY_DECLARE
+                        msg.declare = p
+                        return finish(&msg)
+                    }
+                }
+            }
+        case .pull(let b), .pullReply(let b), .push(let b):
+            return withSparseBlocks(b.sparse) { sparse in
+                withDenseBlocks(b.dense) { dense in
+                    // PullRequest, PullReply and PushRequest have the same layout
+                    // but distinct descriptors; build the right one.
+                    switch env.body {
+                    case .pull:
+                        var c = Sceneps__PullRequest()
+                        sceneps__pull_request__init(&c)
+                        c.n_sparse = b.sparse.count; c.sparse = sparse
+                        c.n_dense = b.dense.count; c.dense = dense
+                        return withUnsafeMutablePointer(to: &c) { p in
+                            msg.body_case = SCENEPS__ENVELOPE__BODY_PULL
+                            msg.pull = p
+                            return finish(&msg)
+                        }
+                    case .pullReply:
+                        var c = Sceneps__PullReply()
+                        sceneps__pull_reply__init(&c)
+                        c.n_sparse = b.sparse.count; c.sparse = sparse
+                        c.n_dense = b.dense.count; c.dense = dense
+                        return withUnsafeMutablePointer(to: &c) { p in
+                            msg.body_case = SCENEPS__ENVELOPE__BODY_PULL_REPLY
+                            msg.pull_reply = p
+                            return finish(&msg)
+                        }
+                    default:
+                        var c = Sceneps__PushRequest()
+                        sceneps__push_request__init(&c)
+                        c.n_sparse = b.sparse.count; c.sparse = sparse
+                        c.n_dense = b.dense.count; c.dense = dense
+                        return withUnsafeMutablePointer(to: &c) { p in
+                            msg.body_case = SCENEPS__ENVELOPE__BODY_PUSH
+                            msg.push = p
+                            return finish(&msg)
+                        }
+                    }
+                }
+            }
+        case .ack(let a):
+            var c = Sceneps__Ack()
+            sceneps__ack__init(&c)
+            c.applied_rows = a.appliedRows
+            c.duplicate = a.duplicate ? 1 : 0
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_ACK
+                msg.ack = p
+                return finish(&msg)
+            }
+        case .error(let e):
+            var c = Sceneps__ErrorReply()
+            sceneps__error_reply__init(&c)
+            c.status = Sceneps__Status(rawValue: UInt32(bitPattern: e.status.rawValue))
+            c.message = strings.dup(e.message)
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_ERROR
+                msg.error = p
+                return finish(&msg)
+            }
+        case .stats:
+            var c = Sceneps__StatsRequest()
+            sceneps__stats_request__init(&c)
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_STATS
+                msg.stats = p
+                return finish(&msg)
+            }
+        case .statsReply(let s):
+            var c = Sceneps__StatsReply()
+            sceneps__stats_reply__init(&c)
+            c.shard_index = s.shardIndex
+            c.requests = s.requests
+            c.errors = s.errors
+            c.uptime_seconds = s.uptimeSeconds
+            c.handle_seconds = s.handleSeconds
+            c.push_apply_seconds = s.pushApplySeconds
+            let n = s.tables.count
+            let structs = UnsafeMutablePointer<Sceneps__TableStats>.allocate(capacity: max(n, 1))
+            let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableStats>?>.allocate(capacity: max(n, 1))
+            defer { structs.deallocate(); ptrs.deallocate() }
+            for (i, t) in s.tables.enumerated() {
+                var ts = Sceneps__TableStats()
+                sceneps__table_stats__init(&ts)
+                ts.id = t.id
+                ts.name = strings.dup(t.name)
+                ts.rows = t.rows
+                ts.bytes = t.bytes
+                ts.pulls = t.pulls
+                ts.pushes = t.pushes
+                (structs + i).initialize(to: ts)
+                ptrs[i] = structs + i
+            }
+            c.n_tables = n
+            c.tables = ptrs
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_STATS_REPLY
+                msg.stats_reply = p
+                return finish(&msg)
+            }
+        case .heartbeat:
+            var c = Sceneps__Heartbeat()
+            sceneps__heartbeat__init(&c)
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_HEARTBEAT
+                msg.heartbeat = p
+                return finish(&msg)
+            }
+        case .shutdown(let reason):
+            var c = Sceneps__Shutdown()
+            sceneps__shutdown__init(&c)
+            c.reason = strings.dup(reason)
+            return withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = SCENEPS__ENVELOPE__BODY_SHUTDOWN
+                msg.shutdown = p
+                return finish(&msg)
+            }
+        }
+    }
+
+    /// C sparse blocks whose keys/values point at the Swift arrays. The
+    /// recursion keeps every `withUnsafeBufferPointer` open while `body` runs.
+    static func withSparseBlocks<R>(_ blocks: [SparseBlock],
+                                    _ body: (UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__SparseBlock>?>?) -> R) -> R {
+        let n = blocks.count
+        if n == 0 { return body(nil) }
+        let structs = UnsafeMutablePointer<Sceneps__SparseBlock>.allocate(capacity: n)
+        let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__SparseBlock>?>.allocate(capacity: n)
+        defer { structs.deallocate(); ptrs.deallocate() }
+        func fill(_ i: Int) -> R {
+            if i == n { return body(ptrs) }
+            return blocks[i].keys.withUnsafeBufferPointer { k in
+                blocks[i].values.withUnsafeBufferPointer { v in
+                    var c = Sceneps__SparseBlock()
+                    sceneps__sparse_block__init(&c)
+                    c.table_id = blocks[i].tableID
+                    c.n_keys = k.count
+                    c.keys = UnsafeMutablePointer(mutating: k.baseAddress)
+                    c.n_values = v.count
+                    c.values = UnsafeMutablePointer(mutating: v.baseAddress)
+                    (structs + i).initialize(to: c)
+                    ptrs[i] = structs + i
+                    return fill(i + 1)
+                }
+            }
+        }
+        return fill(0)
+    }
+
+    static func withDenseBlocks<R>(_ blocks: [DenseBlock],
+                                   _ body: (UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__DenseBlock>?>?) -> R) -> R {
+        let n = blocks.count
+        if n == 0 { return body(nil) }
+        let structs = UnsafeMutablePointer<Sceneps__DenseBlock>.allocate(capacity: n)
+        let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__DenseBlock>?>.allocate(capacity: n)
+        defer { structs.deallocate(); ptrs.deallocate() }
+        func fill(_ i: Int) -> R {
+            if i == n { return body(ptrs) }
+            return blocks[i].values.withUnsafeBufferPointer { v in
+                var c = Sceneps__DenseBlock()
+                sceneps__dense_block__init(&c)
+                c.table_id = blocks[i].tableID
+                c.offset = blocks[i].offset
+                c.count = blocks[i].count
+                c.n_values = v.count
+                c.values = UnsafeMutablePointer(mutating: v.baseAddress)
+                (structs + i).initialize(to: c)
+                ptrs[i] = structs + i
+                return fill(i + 1)
+            }
+        }
+        return fill(0)
+    }
+
+    static func withTableSpecs<R>(_ specs: [TableSpec], _ strings: CStrings,
+                                  _ body: (UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableSpec>?>?) -> R) -> R {
+        let n = specs.count
+        if n == 0 { return body(nil) }
+        let structs = UnsafeMutablePointer<Sceneps__TableSpec>.allocate(capacity: n)
+        let adams = UnsafeMutablePointer<Sceneps__AdamConfig>.allocate(capacity: n)
+        let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableSpec>?>.allocate(capacity: n)
+        defer { structs.deallocate(); adams.deallocate(); ptrs.deallocate() }
+        for (i, s) in specs.enumerated() {
+            var a = Sceneps__AdamConfig()
+            sceneps__adam_config__init(&a)
+            a.learning_rate = s.adam.learningRate
+            a.beta1 = s.adam.beta1
+            a.beta2 = s.adam.beta2
+            a.epsilon = s.adam.epsilon
+            a.l2 = s.adam.l2
+            (adams + i).initialize(to: a)
+            var c = Sceneps__TableSpec()
+            sceneps__table_spec__init(&c)
+            c.id = s.id
+            c.name = strings.dup(s.name)
+            c.kind = Sceneps__TableKind(rawValue: s.kind.rawValue)
+            c.dim = s.dim
+            c.dense_size = s.denseSize
+            c.`init` = Sceneps__InitKind(rawValue: s.initKind.rawValue)
+            c.init_scale = s.initScale
+            c.seed = s.seed
+            c.frozen = s.frozen ? 1 : 0
+            c.adam = adams + i
+            (structs + i).initialize(to: c)
+            ptrs[i] = structs + i
+        }
+        return body(ptrs)
+    }
+
+    // MARK: decode
+
+    /// Decodes one frame. Throws `WireDecodingError` for garbage or truncated
+    /// bytes, a missing body, a wrong protocol version or an enum value this
+    /// version does not know.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(WireDecodingError) -> Envelope {
+        guard bytes.count > 0, let base = bytes.baseAddress else {
+            throw WireDecodingError(status: .badRequest, message: "empty frame")
+        }
+        guard let msg = sceneps__envelope__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
+            throw WireDecodingError(status: .badRequest,
+                                    message: "frame of \(bytes.count) bytes is not a valid Envelope (garbage or truncated)")
+        }
+        defer { sceneps__envelope__free_unpacked(msg, nil) }
+        let m = msg.pointee
+        let sender = string(m.sender)
+        guard m.version == WireProtocol.version else {
+            throw WireDecodingError(status: .versionMismatch,
+                                    message: "protocol version \(m.version) is not supported (this peer speaks \(WireProtocol.version))",
+                                    requestID: m.request_id, sender: sender)
+        }
+        func bad(_ what: String) -> WireDecodingError {
+            WireDecodingError(status: .badRequest, message: what, requestID: m.request_id, sender: sender)
+        }
+        let body: Body
+        switch m.body_case {
+        case SCENEPS__ENVELOPE__BODY_HELLO:
+            let h = m.hello.pointee
+            body = .hello(Hello(role: string(h.role), scene: string(h.scene), shardCount: h.shard_count, shardIndex: h.shard_index))
+        case SCENEPS__ENVELOPE__BODY_HELLO_REPLY:
+            let h = m.hello_reply.pointee
+            body = .helloReply(HelloReply(shardIndex: h.shard_index, shardCount: h.shard_count,
+                                          serverVersion: string(h.server_version),
+                                          tables: try specs(h.tables, h.n_tables, bad)))
+        case SCENEPS__ENVELOPE__BODY_DECLARE:
+            let d = m.declare.pointee
+            body = .declare(DeclareTables(tables: try specs(d.tables, d.n_tables, bad), initial: dense(d.initial, d.n_initial)))
+        case SCENEPS__ENVELOPE__BODY_PULL:
+            let p = m.pull.pointee
+            body = .pull(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense)))
+        case SCENEPS__ENVELOPE__BODY_PULL_REPLY:
+            let p = m.pull_reply.pointee
+            body = .pullReply(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense)))
+        case SCENEPS__ENVELOPE__BODY_PUSH:
+            let p = m.push.pointee
+            body = .push(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense)))
+        case SCENEPS__ENVELOPE__BODY_ACK:
+            let a = m.ack.pointee
+            body = .ack(Ack(appliedRows: a.applied_rows, duplicate: a.duplicate != 0))
+        case SCENEPS__ENVELOPE__BODY_ERROR:
+            let e = m.error.pointee
+            // An unknown status from a newer peer is still an error: keep it as INTERNAL.
+            let status = Status(rawValue: Int32(bitPattern: e.status.rawValue)) ?? .internalError
+            body = .error(ErrorReply(status: status, message: string(e.message)))
+        case SCENEPS__ENVELOPE__BODY_STATS:
+            body = .stats
+        case SCENEPS__ENVELOPE__BODY_STATS_REPLY:
+            let s = m.stats_reply.pointee
+            var tables: [TableStats] = []
+            tables.reserveCapacity(s.n_tables)
+            for i in 0..<s.n_tables {
+                guard let t = s.tables[i]?.pointee else { throw bad("null table stats") }
+                tables.append(TableStats(id: t.id, name: string(t.name), rows: t.rows, bytes: t.bytes,
+                                         pulls: t.pulls, pushes: t.pushes))
+            }
+            body = .statsReply(StatsReply(shardIndex: s.shard_index, tables: tables, requests: s.requests,
+                                          errors: s.errors, uptimeSeconds: s.uptime_seconds,
+                                          handleSeconds: s.handle_seconds, pushApplySeconds: s.push_apply_seconds))
+        case SCENEPS__ENVELOPE__BODY_HEARTBEAT:
+            body = .heartbeat
+        case SCENEPS__ENVELOPE__BODY_SHUTDOWN:
+            body = .shutdown(reason: string(m.shutdown.pointee.reason))
+        default:
+            throw bad("envelope has no body")
+        }
+        return Envelope(version: m.version, requestID: m.request_id, sender: sender, body: body)
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireDecodingError) -> Envelope {
+        let result: Result<Envelope, WireDecodingError> = bytes.withUnsafeBytes { buf in
+            Result { () throws(WireDecodingError) -> Envelope in try decode(buf) }
+        }
+        return try result.get()
+    }
+
+    private static func string(_ p: UnsafeMutablePointer<CChar>?) -> String {
+        guard let p else { return "" }
+        return String(cString: p)
+    }
+
+    private static func floats(_ p: UnsafeMutablePointer<Float>?, _ n: Int) -> [Float] {
+        guard n > 0, let p else { return [] }
+        return Array(UnsafeBufferPointer(start: p, count: n))
+    }
+
+    private static func sparse(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__SparseBlock>?>?, _ n: Int) -> [SparseBlock] {
+        guard n > 0, let p else { return [] }
+        var out: [SparseBlock] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            guard let b = p[i]?.pointee else { continue }
+            let keys: [UInt64] = (b.n_keys > 0 && b.keys != nil) ? Array(UnsafeBufferPointer(start: b.keys, count: b.n_keys)) : []
+            out.append(SparseBlock(tableID: b.table_id, keys: keys, values: floats(b.values, b.n_values)))
+        }
+        return out
+    }
+
+    private static func dense(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__DenseBlock>?>?, _ n: Int) -> [DenseBlock] {
+        guard n > 0, let p else { return [] }
+        var out: [DenseBlock] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            guard let b = p[i]?.pointee else { continue }
+            out.append(DenseBlock(tableID: b.table_id, offset: b.offset, count: b.count, values: floats(b.values, b.n_values)))
+        }
+        return out
+    }
+
+    private static func specs(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableSpec>?>?, _ n: Int,
+                              _ bad: (String) -> WireDecodingError) throws(WireDecodingError) -> [TableSpec] {
+        guard n > 0, let p else { return [] }
+        var out: [TableSpec] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            guard let s = p[i]?.pointee else { throw bad("null table spec") }
+            let name = string(s.name)
+            guard let kind = TableKind(rawValue: s.kind.rawValue) else {
+                throw bad("table \(s.id) '\(name)': unknown table kind \(s.kind.rawValue)")
+            }
+            guard let initKind = InitKind(rawValue: s.`init`.rawValue) else {
+                throw bad("table \(s.id) '\(name)': unknown initialiser \(s.`init`.rawValue)")
+            }
+            var adam = AdamConfig(learningRate: 0, beta1: 0, beta2: 0, epsilon: 0, l2: 0)
+            if let a = s.adam?.pointee {
+                adam = AdamConfig(learningRate: a.learning_rate, beta1: a.beta1, beta2: a.beta2, epsilon: a.epsilon, l2: a.l2)
+            }
+            out.append(TableSpec(id: s.id, name: name, kind: kind, dim: s.dim, denseSize: s.dense_size,
+                                 initKind: initKind, initScale: s.init_scale, seed: s.seed,
+                                 frozen: s.frozen != 0, adam: adam))
+        }
+        return out
+    }
+}
+
+/// `strdup`ed C strings that live as long as this object (one encode call).
+final class CStrings {
+    private var owned: [UnsafeMutablePointer<CChar>] = []
+    func dup(_ s: String) -> UnsafeMutablePointer<CChar> {
+        guard let p = strdup(s) else { fatalError("out of memory") }
+        owned.append(p)
+        return p
+    }
+    deinit { for p in owned { free(p) } }
+}
+
+extension WireCodec {
+    /// Reads `version` and `request_id` from the start of a frame without
+    /// decoding it (protobuf-c writes fields in number order), so a reply to
+    /// an oversized frame can still carry the request id. Zero when absent.
+    public static func peekHeader(_ bytes: UnsafeRawBufferPointer) -> (version: UInt32, requestID: UInt64) {
+        var i = 0
+        func varint() -> UInt64? {
+            var x: UInt64 = 0, shift: UInt64 = 0
+            while i < bytes.count && shift < 64 {
+                let b = bytes[i]; i += 1
+                x |= UInt64(b & 0x7F) << shift
+                if b & 0x80 == 0 { return x }
+                shift += 7
+            }
+            return nil
+        }
+        var version: UInt32 = 0, id: UInt64 = 0
+        for _ in 0..<2 {
+            guard i < bytes.count else { break }
+            let tag = bytes[i]
+            if tag == 0x08 { i += 1; guard let v = varint() else { break }; version = UInt32(truncatingIfNeeded: v) }
+            else if tag == 0x10 { i += 1; guard let v = varint() else { break }; id = v }
+            else { break }
+        }
+        return (version, id)
+    }
+}

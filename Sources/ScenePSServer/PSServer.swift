@@ -1,0 +1,206 @@
+import CZeroMQ
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSProtocol
+import ScenePSTransport
+
+public struct PSServerOptions: Sendable {
+    public var shardIndex: Int
+    public var shardCount: Int
+    /// ZeroMQ endpoint to bind, e.g. `tcp://127.0.0.1:7000` or `tcp://127.0.0.1:*`.
+    public var bind: String
+    /// Handler threads (each decodes, applies and encodes requests).
+    public var threads: Int = 2
+    /// Requests larger than this get STATUS_TOO_LARGE; libzmq drops peers
+    /// that send more than twice this (ZMQ_MAXMSGSIZE).
+    public var maxMessageBytes: Int = 64 << 20
+    /// Messages queued per peer before ROUTER drops (ZMQ_SNDHWM/RCVHWM).
+    public var highWaterMark: Int32 = 1000
+    /// log2 of lock stripes per sparse table.
+    public var stripeBits: Int = 4
+
+    public init(shardIndex: Int, shardCount: Int, bind: String) {
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.bind = bind
+    }
+}
+
+/// One parameter server: a ROUTER frontend thread that moves frames between
+/// the network and an inproc DEALER, and `threads` handler threads that each
+/// own a DEALER connected to it (with one thread, the handler owns the ROUTER). Socket loops run on their own threads,
+/// never in Swift concurrency (DESIGN.md §7).
+public final class PSServer: @unchecked Sendable {
+    // @unchecked: mutable state is `stopping`/`threadsDone` under `lock`;
+    // each socket is used by exactly one thread.
+    public let options: PSServerOptions
+    public let handler: RequestHandler
+    public let registry: TableRegistry
+    private let logger: Logger
+    private let context: ZMQContext
+    private let lock = Lock()
+    private var stopping = false
+    private var started = false
+    private let done = DispatchGroup()
+    private static let pollMilliseconds = 50
+    private static let serial = Lock()
+    nonisolated(unsafe) private static var nextID = 0
+    /// The endpoint actually bound (after `start`).
+    public private(set) var endpoint = ""
+
+    public init(options: PSServerOptions, logger: Logger) throws {
+        precondition(options.shardCount > 0 && options.shardIndex >= 0 && options.shardIndex < options.shardCount)
+        precondition(options.threads > 0 && options.maxMessageBytes > 0)
+        self.options = options
+        self.logger = logger
+        registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
+        handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger)
+        context = try ZMQContext(ioThreads: 1)
+    }
+
+    public var isStopping: Bool { lock.withLock { stopping } }
+
+    /// Binds and starts the threads; returns the bound endpoint.
+    @discardableResult
+    public func start() throws -> String {
+        try lock.withLock {
+            precondition(!started, "start() called twice")
+            started = true
+            let id = PSServer.serial.withLock { PSServer.nextID += 1; return PSServer.nextID }
+            let backendAddress = "inproc://ps-backend-\(ProcessInfo.processInfo.processIdentifier)-\(id)"
+
+            let frontend = try ZMQSocket(context, type: .router, lingerMilliseconds: 500)
+            try frontend.setHighWaterMarks(send: options.highWaterMark, receive: options.highWaterMark)
+            try frontend.setMaxMessageSize(Int64(options.maxMessageBytes) * 2)
+            try frontend.setInt(ZMQ_ROUTER_MANDATORY, 0, "zmq_setsockopt(ZMQ_ROUTER_MANDATORY)")
+            try frontend.bind(options.bind)
+            endpoint = try frontend.lastEndpoint()
+
+            if options.threads == 1 {
+                // One handler: it owns the ROUTER itself, saving two thread
+                // hops per request (the frames are the same: [id, ..., payload]).
+                spawn(name: "ps-handler-0") { [self] in handlerLoop(frontend, index: 0) }
+                logger.info("server bound", metadata: [
+                    "ps.shard": "\(options.shardIndex)/\(options.shardCount)", "ps.endpoint": "\(endpoint)", "ps.threads": "1",
+                ])
+                return endpoint
+            }
+
+            let backend = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 500)
+            try backend.setHighWaterMarks(send: 0, receive: 0)
+            try backend.bind(backendAddress)
+
+            var workers: [ZMQSocket] = []
+            for _ in 0..<options.threads {
+                let s = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 500)
+                try s.setHighWaterMarks(send: 0, receive: 0)
+                try s.connect(backendAddress)
+                workers.append(s)
+            }
+            for (i, s) in workers.enumerated() {
+                spawn(name: "ps-handler-\(i)") { [self] in handlerLoop(s, index: i) }
+            }
+            spawn(name: "ps-frontend") { [self] in frontendLoop(frontend, backend) }
+            logger.info("server bound", metadata: [
+                "ps.shard": "\(options.shardIndex)/\(options.shardCount)", "ps.endpoint": "\(endpoint)",
+                "ps.threads": "\(options.threads)",
+            ])
+            return endpoint
+        }
+    }
+
+    private func spawn(name: String, _ body: @escaping @Sendable () -> Void) {
+        done.enter()
+        let t = Thread { [done] in
+            body()
+            done.leave()
+        }
+        t.name = name
+        t.start()
+    }
+
+    /// Asks every thread to stop (returns at once).
+    public func stop() { lock.withLock { stopping = true } }
+
+    /// Waits until every thread has exited; false on timeout.
+    public func wait(timeout: Duration) -> Bool {
+        let ns = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        return done.wait(timeout: .now() + .nanoseconds(Int(ns))) == .success
+    }
+
+    /// Stops and waits (bounded).
+    public func shutdown(timeout: Duration = .seconds(5)) {
+        stop()
+        if !wait(timeout: timeout) {
+            logger.error("server threads did not stop in time", metadata: ["ps.endpoint": "\(endpoint)"])
+        }
+    }
+
+    // MARK: loops
+
+    private func frontendLoop(_ frontend: ZMQSocket, _ backend: ZMQSocket) {
+        defer { frontend.close(); backend.close() }
+        var drainPasses = 0
+        while true {
+            let stopNow = isStopping
+            if stopNow {
+                // Let handlers finish and forward their last replies (a Shutdown's ack).
+                drainPasses += 1
+                if drainPasses > 10 { return }
+            }
+            do {
+                let ready = try ZMQPoll.readable([frontend, backend], timeoutMilliseconds: PSServer.pollMilliseconds)
+                if ready[1] { while try backend.forward(to: frontend) {} }
+                if ready[0] && !stopNow { while try frontend.forward(to: backend) {} }
+            } catch {
+                logger.error("frontend loop failed", metadata: ["ps.endpoint": "\(endpoint)", "ps.error": "\(error)"])
+                stop()
+                return
+            }
+        }
+    }
+
+    private func handlerLoop(_ socket: ZMQSocket, index: Int) {
+        defer { socket.close() }
+        do {
+            // A blocking receive that gives up after the poll interval, so the
+            // stop flag is seen (one call per request instead of poll + recv).
+            try socket.setInt(ZMQ_RCVTIMEO, Int32(PSServer.pollMilliseconds), "zmq_setsockopt(ZMQ_RCVTIMEO)")
+        } catch {
+            logger.error("handler socket setup failed", metadata: ["ps.thread": "\(index)", "ps.error": "\(error)"])
+            stop()
+            return
+        }
+        while !isStopping {
+            do {
+                guard let frames = try socket.receive() else { continue }
+                try handleOne(frames, socket)
+            } catch {
+                logger.error("handler loop failed", metadata: ["ps.thread": "\(index)", "ps.error": "\(error)"])
+                stop()
+                return
+            }
+        }
+    }
+
+    static func hex(_ b: UnsafeRawBufferPointer) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(b.count * 2)
+        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func handleOne(_ frames: [ZMQFrame], _ socket: ZMQSocket) throws {
+        // [routing id, (empty delimiter from REQ peers)..., payload]: echo the prefix.
+        guard frames.count >= 2 else { return }
+        let payload = frames[frames.count - 1]
+        let peer = frames[0].withUnsafeBytes { PSServer.hex($0) }
+        let outcome = payload.withUnsafeBytes { handler.handleEncoded(frame: $0, peer: peer) }
+        var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
+        out.append(.adopt(outcome.reply))
+        try socket.send(out)
+        if outcome.shutdown { stop() }
+    }
+}

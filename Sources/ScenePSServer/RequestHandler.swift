@@ -1,0 +1,282 @@
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSProtocol
+
+/// Turns one request frame into one reply envelope. Thread-safe: the server
+/// runs one per handler thread over shared tables.
+///
+/// Every request is validated whole before any of it is applied, so a bad
+/// request leaves the state unchanged.
+public final class RequestHandler: @unchecked Sendable {
+    // @unchecked: shared state is the registry, dedup window and counters,
+    // each guarded by its own lock.
+    public static let serverVersion = "scene-ps-server 0.1.0"
+    public let registry: TableRegistry
+    public let maxMessageBytes: Int
+    let dedup = DedupWindow()
+    private let logger: Logger
+    private let counters = Lock()
+    private var requests: UInt64 = 0
+    private var errors: UInt64 = 0
+    private let started = Date()
+    /// Time spent applying pushes (ns), for the benchmark's breakdown.
+    private var applyNanos: UInt64 = 0
+    /// Time spent in `handle` (ns).
+    private var handleNanos: UInt64 = 0
+
+    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger) {
+        self.registry = registry
+        self.maxMessageBytes = maxMessageBytes
+        self.logger = logger
+    }
+
+    public struct Outcome {
+        public var reply: Envelope
+        /// The request was a Shutdown: the server should stop after replying.
+        public var shutdown: Bool
+    }
+
+    /// Handles one frame and encodes the reply into a `malloc` buffer (for
+    /// zero-copy sending; the caller owns it). Timed for `StatsReply`.
+    public func handleEncoded(frame: UnsafeRawBufferPointer, peer: String) -> (reply: UnsafeMutableRawBufferPointer, shutdown: Bool) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let outcome = handle(frame: frame, peer: peer)
+        let bytes = WireCodec.encodeMalloc(outcome.reply)
+        let dt = DispatchTime.now().uptimeNanoseconds &- t0
+        counters.withLock { handleNanos &+= dt }
+        return (bytes, outcome.shutdown)
+    }
+
+    /// Handles one frame from `peer` (a printable id of the connection).
+    public func handle(frame: UnsafeRawBufferPointer, peer: String) -> Outcome {
+        counters.withLock { requests &+= 1 }
+        if frame.count > maxMessageBytes {
+            let (_, id) = WireCodec.peekHeader(frame)
+            return fail(id, "", .tooLarge,
+                        "message of \(frame.count) bytes exceeds this server's limit of \(maxMessageBytes) bytes", peer: peer)
+        }
+        let request: Envelope
+        do {
+            request = try WireCodec.decode(frame)
+        } catch {
+            return fail(error.requestID, error.sender, error.status, error.message, peer: peer)
+        }
+        let id = request.requestID
+        func reply(_ body: Body) -> Outcome {
+            Outcome(reply: Envelope(requestID: id, sender: senderName, body: body), shutdown: false)
+        }
+        switch request.body {
+        case .hello(let h):
+            if h.shardCount != 0 && (Int(h.shardCount) != registry.shardCount || Int(h.shardIndex) != registry.shardIndex) {
+                logger.warning("peer has a different view of the shards", metadata: [
+                    "ps.peer": "\(peer)", "ps.sender": "\(request.sender)",
+                    "ps.expected": "\(h.shardIndex)/\(h.shardCount)",
+                    "ps.actual": "\(registry.shardIndex)/\(registry.shardCount)",
+                ])
+            }
+            return reply(.helloReply(HelloReply(shardIndex: UInt32(registry.shardIndex), shardCount: UInt32(registry.shardCount),
+                                                serverVersion: RequestHandler.serverVersion,
+                                                tables: registry.all().map(\.spec))))
+        case .declare(let d):
+            if let e = registry.declare(d) { return fail(id, request.sender, e.status, e.message, peer: peer) }
+            logger.debug("tables declared", metadata: ["ps.peer": "\(peer)", "ps.tables": "\(d.tables.map(\.name))"])
+            return reply(.ack(Ack(appliedRows: UInt64(d.tables.count))))
+        case .pull(let b):
+            switch pull(b) {
+            case .success(let r): return reply(.pullReply(r))
+            case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
+            }
+        case .push(let b):
+            let resolved: ResolvedPush
+            switch validatePush(b) {
+            case .success(let r): resolved = r
+            case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
+            }
+            if id != 0, let prior = dedup.checkAndRecord(sender: request.sender, id: id, rows: resolved.rows) {
+                logger.info("duplicate push acknowledged, not applied", metadata: [
+                    "ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.request": "\(id)",
+                ])
+                return reply(.ack(Ack(appliedRows: prior, duplicate: true)))
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            apply(b, resolved)
+            let dt = DispatchTime.now().uptimeNanoseconds &- t0
+            counters.withLock { applyNanos &+= dt }
+            return reply(.ack(Ack(appliedRows: resolved.rows)))
+        case .stats:
+            return reply(.statsReply(stats()))
+        case .heartbeat:
+            return reply(.heartbeat)
+        case .shutdown(let reason):
+            logger.notice("shutdown requested", metadata: ["ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.reason": "\(reason)"])
+            var o = reply(.ack(Ack(appliedRows: 0)))
+            o.shutdown = true
+            return o
+        case .helloReply, .pullReply, .ack, .error, .statsReply:
+            return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a reply, not a request", peer: peer)
+        }
+    }
+
+    var senderName: String { "ps-server-\(registry.shardIndex)" }
+
+    private func fail(_ id: UInt64, _ sender: String, _ status: Status, _ message: String, peer: String) -> Outcome {
+        counters.withLock { errors &+= 1 }
+        logger.warning("request rejected", metadata: [
+            "ps.peer": "\(peer)", "ps.sender": "\(sender)", "ps.request": "\(id)",
+            "ps.status": "\(status)", "ps.reason": "\(message)",
+        ])
+        return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .error(ErrorReply(status: status, message: message))),
+                       shutdown: false)
+    }
+
+    // MARK: pull
+
+    private func pull(_ b: Blocks) -> Result<Blocks, ErrorReply> {
+        // Validate all blocks first.
+        var sparse: [SparseTable] = []
+        for blk in b.sparse {
+            guard let t = registry.table(blk.tableID) else { return .failure(unknown(blk.tableID)) }
+            guard case .sparse(let s) = t else {
+                return .failure(ErrorReply(status: .badRequest, message: "table \(blk.tableID) '\(t.spec.name)' is dense; pull it with a dense block"))
+            }
+            if !blk.values.isEmpty {
+                return .failure(ErrorReply(status: .badRequest, message: "pull of table \(blk.tableID) '\(s.spec.name)' carries \(blk.values.count) values; a pull carries keys only"))
+            }
+            sparse.append(s)
+        }
+        var dense: [DenseTable] = []
+        for blk in b.dense {
+            switch denseTable(blk) {
+            case .failure(let e): return .failure(e)
+            case .success(let d): dense.append(d)
+            }
+        }
+        var out = Blocks()
+        out.sparse.reserveCapacity(b.sparse.count)
+        for (blk, t) in zip(b.sparse, sparse) {
+            let n = blk.keys.count * t.dim
+            let values = [Float](unsafeUninitializedCapacity: n) { buf, count in
+                blk.keys.withUnsafeBufferPointer { t.pull(keys: $0, into: buf.baseAddress!) }
+                count = n
+            }
+            out.sparse.append(SparseBlock(tableID: blk.tableID, keys: [], values: values))
+        }
+        for (blk, t) in zip(b.dense, dense) {
+            let n = Int(blk.count)
+            let values = [Float](unsafeUninitializedCapacity: n) { buf, count in
+                if n > 0 { t.pull(offset: Int(blk.offset), count: n, into: buf.baseAddress!) }
+                count = n
+            }
+            out.dense.append(DenseBlock(tableID: blk.tableID, offset: blk.offset, count: blk.count, values: values))
+        }
+        return .success(out)
+    }
+
+    private func unknown(_ id: UInt32) -> ErrorReply {
+        ErrorReply(status: .unknownTable, message: "unknown table \(id) (declare it first)")
+    }
+
+    /// The dense table of a block whose range lies inside this server's slice.
+    private func denseTable(_ blk: DenseBlock) -> Result<DenseTable, ErrorReply> {
+        guard let t = registry.table(blk.tableID) else { return .failure(unknown(blk.tableID)) }
+        guard case .dense(let d) = t else {
+            return .failure(ErrorReply(status: .badRequest, message: "table \(blk.tableID) '\(t.spec.name)' is sparse; use a sparse block"))
+        }
+        let r = d.range
+        let (end, overflow) = blk.offset.addingReportingOverflow(blk.count)
+        if overflow || blk.offset < UInt64(r.lowerBound) || end > UInt64(r.upperBound) {
+            return .failure(ErrorReply(status: .wrongDimension, message:
+                "dense slice [\(blk.offset), +\(blk.count)) of table \(blk.tableID) '\(d.spec.name)' is outside this server's range [\(r.lowerBound), \(r.upperBound))"))
+        }
+        return .success(d)
+    }
+
+    // MARK: push
+
+    struct ResolvedPush {
+        var sparse: [SparseTable]
+        var dense: [DenseTable]
+        var rows: UInt64
+    }
+
+    private func validatePush(_ b: Blocks) -> Result<ResolvedPush, ErrorReply> {
+        var r = ResolvedPush(sparse: [], dense: [], rows: 0)
+        for blk in b.sparse {
+            guard let t = registry.table(blk.tableID) else { return .failure(unknown(blk.tableID)) }
+            guard case .sparse(let s) = t else {
+                return .failure(ErrorReply(status: .badRequest, message: "table \(blk.tableID) '\(t.spec.name)' is dense; push it with a dense block"))
+            }
+            if s.spec.frozen {
+                return .failure(ErrorReply(status: .frozen, message: "table \(blk.tableID) '\(s.spec.name)' is frozen: pull only"))
+            }
+            let (expected, overflow) = blk.keys.count.multipliedReportingOverflow(by: s.dim)
+            if overflow || blk.values.count != expected {
+                return .failure(ErrorReply(status: .wrongDimension, message:
+                    "push to table \(blk.tableID) '\(s.spec.name)': \(blk.keys.count) keys × dim \(s.dim) needs \(blk.keys.count &* s.dim) values, got \(blk.values.count)"))
+            }
+            if !allFinite(blk.values) {
+                return .failure(ErrorReply(status: .nonFinite, message: "push to table \(blk.tableID) '\(s.spec.name)' has NaN or Inf in its gradient"))
+            }
+            r.sparse.append(s)
+            r.rows += UInt64(blk.keys.count)
+        }
+        for blk in b.dense {
+            let d: DenseTable
+            switch denseTable(blk) {
+            case .failure(let e): return .failure(e)
+            case .success(let t): d = t
+            }
+            if d.spec.frozen {
+                return .failure(ErrorReply(status: .frozen, message: "table \(blk.tableID) '\(d.spec.name)' is frozen: pull only"))
+            }
+            if UInt64(blk.values.count) != blk.count {
+                return .failure(ErrorReply(status: .wrongDimension, message:
+                    "push to dense table \(blk.tableID) '\(d.spec.name)': count \(blk.count) but \(blk.values.count) values"))
+            }
+            if !allFinite(blk.values) {
+                return .failure(ErrorReply(status: .nonFinite, message: "push to dense table \(blk.tableID) '\(d.spec.name)' has NaN or Inf in its gradient"))
+            }
+            r.dense.append(d)
+            r.rows += 1
+        }
+        return .success(r)
+    }
+
+    private func apply(_ b: Blocks, _ r: ResolvedPush) {
+        for (blk, t) in zip(b.sparse, r.sparse) {
+            blk.keys.withUnsafeBufferPointer { k in
+                blk.values.withUnsafeBufferPointer { v in
+                    if let base = v.baseAddress { t.push(keys: k, gradients: base) }
+                }
+            }
+        }
+        for (blk, t) in zip(b.dense, r.dense) where blk.count > 0 {
+            blk.values.withUnsafeBufferPointer { t.push(offset: Int(blk.offset), gradient: $0) }
+        }
+    }
+
+    // MARK: stats
+
+    public func stats() -> StatsReply {
+        let tables: [TableStats] = registry.all().map { t in
+            switch t {
+            case .sparse(let s):
+                let m = s.memory(), c = s.counts()
+                return TableStats(id: s.spec.id, name: s.spec.name, rows: UInt64(m.rows), bytes: UInt64(m.totalBytes),
+                                  pulls: c.pulls, pushes: c.pushes)
+            case .dense(let d):
+                let c = d.counts()
+                return TableStats(id: d.spec.id, name: d.spec.name, rows: UInt64(d.range.count), bytes: UInt64(d.bytes),
+                                  pulls: c.pulls, pushes: c.pushes)
+            }
+        }
+        let (req, err, handle, apply) = counters.withLock { (requests, errors, handleNanos, applyNanos) }
+        return StatsReply(shardIndex: UInt32(registry.shardIndex), tables: tables, requests: req, errors: err,
+                          uptimeSeconds: Date().timeIntervalSince(started),
+                          handleSeconds: Double(handle) / 1e9, pushApplySeconds: Double(apply) / 1e9)
+    }
+
+    /// Total time spent applying pushes (optimiser + lookup), in seconds.
+    public var pushApplySeconds: Double { counters.withLock { Double(applyNanos) / 1e9 } }
+}

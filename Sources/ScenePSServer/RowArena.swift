@@ -1,0 +1,181 @@
+/// Rows of one stripe in large chunks that never move: row `r` lives at a
+/// fixed address for the arena's life, so growing never loses or copies a
+/// row. Chunks start small (16 rows) and double up to `maxChunkRows`, so a
+/// tiny table costs little and a large one wastes at most one chunk.
+struct RowArena {
+    static let firstShift = 4
+    let recordFloats: Int
+    let capShift: Int
+    private(set) var chunks: [UnsafeMutablePointer<Float>] = []
+    private(set) var rowCapacity = 0
+    private(set) var rows = 0
+
+    init(recordFloats: Int, targetChunkBytes: Int = 256 << 10) {
+        self.recordFloats = recordFloats
+        var shift = RowArena.firstShift
+        while shift < 20 && (1 << (shift + 1)) * recordFloats * 4 <= targetChunkBytes { shift += 1 }
+        capShift = shift
+    }
+
+    /// Rows before the first full-size chunk: 16 + 32 + … + C/2 = C - 16.
+    private var geometricRows: Int { (1 << capShift) - (1 << RowArena.firstShift) }
+    private var geometricChunks: Int { capShift - RowArena.firstShift }
+
+    private func chunkRows(_ k: Int) -> Int {
+        k < geometricChunks ? (1 << (RowArena.firstShift + k)) : (1 << capShift)
+    }
+
+    @inline(__always)
+    func record(_ r: Int) -> UnsafeMutablePointer<Float> {
+        let g = geometricRows
+        if r < g {
+            let q = (r >> RowArena.firstShift) + 1
+            let k = (Int.bitWidth - 1) - q.leadingZeroBitCount     // floor(log2 q)
+            let offset = r - ((1 << RowArena.firstShift) * ((1 << k) - 1))
+            return chunks[k] + offset * recordFloats
+        }
+        let q = r - g
+        return chunks[geometricChunks + (q >> capShift)] + (q & ((1 << capShift) - 1)) * recordFloats
+    }
+
+    /// Appends one uninitialised row and returns its index.
+    mutating func append() -> Int {
+        if rows == rowCapacity {
+            let n = chunkRows(chunks.count)
+            chunks.append(.allocate(capacity: n * recordFloats))
+            rowCapacity += n
+        }
+        rows += 1
+        return rows - 1
+    }
+
+    var allocatedBytes: Int { rowCapacity * recordFloats * MemoryLayout<Float>.size }
+
+    func deallocate() { for c in chunks { c.deallocate() } }
+}
+
+/// One stripe of a sparse table: an open-addressing (linear probing) index
+/// from key to row, plus the arena. A slot is 8 bytes:
+/// `fingerprint(32) << 32 | (row + 1)`, 0 = empty; the key itself lives in
+/// the record, so the index stays small. Not thread-safe: the table holds
+/// one lock per stripe.
+final class SparseStripe {
+    static let maxLoadNumerator = 4, maxLoadDenominator = 5   // grow above 0.8
+    private(set) var slots: UnsafeMutablePointer<UInt64>
+    private(set) var capacity: Int
+    private(set) var arena: RowArena
+    let keyOffset: Int        // float index of the key (2 floats) in a record
+    let stepOffset: Int       // float index of the step counter (UInt32 bits)
+
+    var count: Int { arena.rows }
+    /// Written with the sum of look-ahead loads so they are not optimised away.
+    var touchSink: UInt32 = 0
+
+    init(recordFloats: Int, stepOffset: Int, keyOffset: Int, initialCapacity: Int = 16) {
+        precondition(initialCapacity > 0 && initialCapacity & (initialCapacity - 1) == 0)
+        capacity = initialCapacity
+        slots = .allocate(capacity: initialCapacity)
+        slots.initialize(repeating: 0, count: initialCapacity)
+        arena = RowArena(recordFloats: recordFloats)
+        self.stepOffset = stepOffset
+        self.keyOffset = keyOffset
+    }
+
+    deinit {
+        slots.deallocate()
+        arena.deallocate()
+    }
+
+    var indexBytes: Int { capacity * MemoryLayout<UInt64>.size }
+    var allocatedBytes: Int { indexBytes + arena.allocatedBytes }
+
+    @inline(__always)
+    static func key(of record: UnsafeMutablePointer<Float>, at offset: Int) -> UInt64 {
+        UnsafeMutableRawPointer(record + offset).loadUnaligned(as: UInt64.self)
+    }
+
+    /// The slot at the key's home position (one independent load; used to
+    /// overlap the cache misses of many lookups).
+    @inline(__always)
+    func homeSlot(hash: UInt64) -> UInt64 {
+        slots[Int(truncatingIfNeeded: hash) & (capacity - 1)]
+    }
+
+    /// The record a slot value points to when its fingerprint matches `hash`.
+    @inline(__always)
+    func candidate(slot: UInt64, hash: UInt64) -> UnsafeMutablePointer<Float>? {
+        guard slot != 0, slot >> 32 == hash >> 32 else { return nil }
+        return arena.record(Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1)
+    }
+
+    /// The record of `key`, or nil. `hash` is the table's hash of the key.
+    @inline(__always)
+    func find(key: UInt64, hash: UInt64) -> UnsafeMutablePointer<Float>? {
+        let mask = capacity - 1
+        let fp = hash >> 32
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let s = slots[i]
+            if s == 0 { return nil }
+            if s >> 32 == fp {
+                let rec = arena.record(Int(truncatingIfNeeded: s & 0xFFFF_FFFF) - 1)
+                if SparseStripe.key(of: rec, at: keyOffset) == key { return rec }
+            }
+            i = (i + 1) & mask
+        }
+    }
+
+    /// The record of `key`; a new one is appended and passed to `initialise`
+    /// (which must fill weights and state) when the key is absent.
+    @inline(__always)
+    func findOrInsert(key: UInt64, hash: UInt64, initialise: (UnsafeMutablePointer<Float>) -> Void) -> UnsafeMutablePointer<Float> {
+        if let rec = find(key: key, hash: hash) { return rec }
+        if (arena.rows + 1) * SparseStripe.maxLoadDenominator > capacity * SparseStripe.maxLoadNumerator {
+            grow()
+        }
+        let row = arena.append()
+        precondition(row < Int(UInt32.max - 1), "stripe row index overflow")
+        let rec = arena.record(row)
+        initialise(rec)
+        UnsafeMutableRawPointer(rec + stepOffset).storeBytes(of: UInt32(0), as: UInt32.self)
+        UnsafeMutableRawPointer(rec + keyOffset).storeBytes(of: key, toByteOffset: 0, as: UInt64.self)
+        insertSlot(hash: hash, row: row)
+        return rec
+    }
+
+    private func insertSlot(hash: UInt64, row: Int) {
+        let mask = capacity - 1
+        var i = Int(truncatingIfNeeded: hash) & mask
+        while slots[i] != 0 { i = (i + 1) & mask }
+        slots[i] = (hash >> 32) << 32 | UInt64(row + 1)
+    }
+
+    /// Doubles the index and re-inserts every slot (rows do not move).
+    private func grow() {
+        let old = slots, oldCapacity = capacity
+        capacity *= 2
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: 0, count: capacity)
+        let mask = capacity - 1
+        // Slots keep only 32 bits of the hash, so recompute it from the key.
+        for j in 0..<oldCapacity where old[j] != 0 {
+            let row = Int(truncatingIfNeeded: old[j] & 0xFFFF_FFFF) - 1
+            let h = rehash(SparseStripe.key(of: arena.record(row), at: keyOffset))
+            var i = Int(truncatingIfNeeded: h) & mask
+            while slots[i] != 0 { i = (i + 1) & mask }
+            slots[i] = old[j]
+        }
+        old.deallocate()
+    }
+
+    /// Set by the table: the same hash it passes to `find`.
+    var rehash: (UInt64) -> UInt64 = { $0 }
+
+    /// Visits every row (for checkpoints and tests).
+    func forEach(_ body: (UInt64, UnsafeMutablePointer<Float>) -> Void) {
+        for r in 0..<arena.rows {
+            let rec = arena.record(r)
+            body(SparseStripe.key(of: rec, at: keyOffset), rec)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-/// Module `ScenePSServer`.
-public enum ScenePSServerModule {}

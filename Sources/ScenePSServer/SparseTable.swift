@@ -1,0 +1,256 @@
+import Foundation
+import ScenePSCore
+import ScenePSProtocol
+
+/// A sparse embedding table: 64-bit key → one contiguous record
+/// `[key(u64) | step(u32) | weights(dim) | m(dim) | v(dim)]`, rows created
+/// lazily with deterministic initial values. The key and step lead the record
+/// so the lookup's key compare brings in the first cache line of the weights.
+///
+/// Keys are spread over `stripeCount` stripes, each with its own lock, index
+/// and arena, so requests touching different keys proceed in parallel.
+public final class SparseTable: @unchecked Sendable {
+    // @unchecked: every stripe is only touched under its own lock.
+    public let spec: TableSpec
+    public let dim: Int
+    public let optimizer: any Optimizer
+    /// Floats per record: weights + state + step (1) + key (2).
+    public let recordFloats: Int
+    let weightsOffset: Int, stateOffset: Int, stepOffset: Int, keyOffset: Int
+    let stripeBits: Int
+    private let stripes: [SparseStripe]
+    private let locks: [Lock]
+    private let salt: UInt64
+    private let counters = Lock()
+    private var pulls: UInt64 = 0, pushes: UInt64 = 0
+
+    public init(spec: TableSpec, optimizer: any Optimizer, stripeBits: Int = 4) {
+        precondition(spec.kind == .sparse && spec.dim > 0)
+        self.spec = spec
+        self.dim = Int(spec.dim)
+        self.optimizer = optimizer
+        let d = Int(spec.dim)
+        let keyOffset = 0, stepOffset = 2
+        weightsOffset = 3
+        stateOffset = 3 + d
+        self.stepOffset = stepOffset
+        self.keyOffset = keyOffset
+        let recordFloats = 3 + d * (1 + optimizer.stateWidth)
+        self.recordFloats = recordFloats
+        self.stripeBits = stripeBits
+        // Independent of the sharding hash (which fixes the top bits of the
+        // keys a server owns), so stripes and slots are evenly used.
+        let salt = KeyHash.mix64(0x5354_5249_5045_0000 ^ UInt64(spec.id))
+        self.salt = salt
+        let stripes = (0..<(1 << stripeBits)).map { _ in
+            SparseStripe(recordFloats: recordFloats, stepOffset: stepOffset, keyOffset: keyOffset)
+        }
+        for s in stripes { s.rehash = { KeyHash.mix64($0 ^ salt) } }
+        self.stripes = stripes
+        locks = stripes.map { _ in Lock() }
+    }
+
+    /// Raw bytes of one record's payload `[weights | m | v | step]`.
+    public var rawRecordBytes: Int { (dim * (1 + optimizer.stateWidth) + 1) * MemoryLayout<Float>.size }
+
+    @inline(__always)
+    func hash(_ key: UInt64) -> UInt64 { KeyHash.mix64(key ^ salt) }
+
+    @inline(__always)
+    func stripeIndex(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> UInt64(64 - stripeBits)) }
+
+    private func initialise(_ rec: UnsafeMutablePointer<Float>, key: UInt64) {
+        RowInitializer.fill(rec + weightsOffset, count: dim, spec: spec, key: key)
+        (rec + stateOffset).update(repeating: 0, count: dim * optimizer.stateWidth)
+    }
+
+    /// Visits `keys` grouped by stripe, each stripe's lock taken once.
+    /// `body(i, record)` gets the key's position in `keys` and its record.
+    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>,
+                                _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let n = keys.count
+        if n == 0 { return }
+        let nStripes = stripes.count
+        if n < 64 || nStripes == 1 {
+            for i in 0..<n {
+                let k = keys[i], h = hash(k), s = stripeIndex(h)
+                locks[s].withLock {
+                    body(i, stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) })
+                }
+            }
+            return
+        }
+        // Counting sort of positions by stripe.
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { hashes in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: n) { order in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: nStripes + 1) { start in
+                    start.initialize(repeating: 0)
+                    for i in 0..<n {
+                        let h = hash(keys[i])
+                        hashes[i] = h
+                        start[stripeIndex(h) + 1] += 1
+                    }
+                    for s in 0..<nStripes { start[s + 1] += start[s] }
+                    withUnsafeTemporaryAllocation(of: Int.self, capacity: nStripes) { fill in
+                        for s in 0..<nStripes { fill[s] = start[s] }
+                        for i in 0..<n {
+                            let s = stripeIndex(hashes[i])
+                            order[fill[s]] = Int32(i)
+                            fill[s] += 1
+                        }
+                    }
+                    // Phase 1 per stripe: resolve every record under the lock.
+                    // Phase 2: visit them, loading a few rows ahead so their
+                    // cache misses overlap with the work on the current row.
+                    withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: n) { recs in
+                      withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { home in
+                        func visit(_ s: Int) {
+                            guard start[s] < start[s + 1] else { return }
+                            let stripe = self.stripes[s]
+                            let lo = start[s], hi = start[s + 1]
+                            locks[s].withLock {
+                                // Home slots first (independent loads), then their
+                                // records' keys (independent again), so the misses of
+                                // many keys overlap; probing and inserts go the slow way.
+                                for j in lo..<hi {
+                                    let h = hashes[Int(order[j])]
+                                    home[j] = stripe.homeSlot(hash: h)
+                                }
+                                for j in lo..<hi {
+                                    let i = Int(order[j]), k = keys[i], h = hashes[i]
+                                    if let rec = stripe.candidate(slot: home[j], hash: h),
+                                       SparseStripe.key(of: rec, at: keyOffset) == k {
+                                        recs[j] = rec
+                                    } else {
+                                        recs[j] = stripe.findOrInsert(key: k, hash: h) { initialise($0, key: k) }
+                                    }
+                                }
+                                var sink: UInt32 = 0
+                                let lastLine = recordFloats - 1
+                                for j in lo..<hi {
+                                    if j + lookAhead < hi {
+                                        let r = recs[j + lookAhead]
+                                        var o = 0
+                                        while o < lastLine { sink &+= r[o].bitPattern; o += 16 }
+                                        sink &+= r[lastLine].bitPattern
+                                    }
+                                    body(Int(order[j]), recs[j])
+                                }
+                                stripe.touchSink = sink
+                            }
+                        }
+                        // Large requests (case b: a million keys) spread their
+                        // stripes over the cores; a key's stripe is fixed, so two
+                        // threads never touch the same row.
+                        if n >= SparseTable.parallelThreshold && SparseTable.cores > 1 {
+                            withoutActuallyEscaping(visit) { v in
+                                // Unchecked: the iterations touch disjoint stripes, rows and slots.
+                                let box = UncheckedSendable(v)
+                                DispatchQueue.concurrentPerform(iterations: nStripes) { box.value($0) }
+                            }
+                        } else {
+                            for s in 0..<nStripes { visit(s) }
+                        }
+                      }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keys per request above which stripes are visited on several threads.
+    static let parallelThreshold = 65_536
+    static let cores = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Rows loaded ahead of the one being worked on (see `forEachGrouped`).
+    private let lookAhead = 4
+
+    /// Copies the weights of `keys` (creating missing rows) into `out`
+    /// (`keys.count * dim` floats, in key order).
+    public func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) {
+        let d = dim
+        let wo = weightsOffset
+        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
+        counters.withLock { pulls &+= 1 }
+    }
+
+    /// Applies one optimiser step to each row of `keys` with its gradient
+    /// (`keys.count * dim` floats). The caller has validated the input.
+    public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>) {
+        let d = dim, wo = weightsOffset, so = stateOffset, stepOff = stepOffset, opt = optimizer
+        forEachGrouped(keys) { i, rec in
+            let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
+            let step = stepPtr.load(as: UInt32.self) &+ 1
+            stepPtr.storeBytes(of: step, as: UInt32.self)
+            opt.update(weights: rec + wo, state: rec + so, gradient: gradients + i * d, count: d, step: step)
+        }
+        counters.withLock { pushes &+= 1 }
+    }
+
+    /// A row's weights and its step, if it exists (tests and tools).
+    public func row(_ key: UInt64) -> (weights: [Float], state: [Float], step: UInt32)? {
+        let h = hash(key), s = stripeIndex(h)
+        return locks[s].withLock {
+            guard let rec = stripes[s].find(key: key, hash: h) else { return nil }
+            let w = Array(UnsafeBufferPointer(start: rec + weightsOffset, count: dim))
+            let st = Array(UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth))
+            let step = UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self)
+            return (w, st, step)
+        }
+    }
+
+    /// Writes a whole row (weights, optimiser state, step), creating it if
+    /// needed: the restore side of `forEachRow` for checkpoints.
+    public func restoreRow(key: UInt64, weights: UnsafeBufferPointer<Float>, state: UnsafeBufferPointer<Float>, step: UInt32) {
+        precondition(weights.count == dim && state.count == dim * optimizer.stateWidth, "row shape mismatch")
+        let h = hash(key), s = stripeIndex(h)
+        locks[s].withLock {
+            let rec = stripes[s].findOrInsert(key: key, hash: h) { initialise($0, key: key) }
+            (rec + weightsOffset).update(from: weights.baseAddress!, count: dim)
+            (rec + stateOffset).update(from: state.baseAddress!, count: state.count)
+            UnsafeMutableRawPointer(rec + stepOffset).storeBytes(of: step, as: UInt32.self)
+        }
+    }
+
+    /// Visits every row under its stripe's lock (checkpoints, tests).
+    public func forEachRow(_ body: (_ key: UInt64, _ weights: UnsafeBufferPointer<Float>,
+                                    _ state: UnsafeBufferPointer<Float>, _ step: UInt32) -> Void) {
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                stripes[s].forEach { key, rec in
+                    body(key, UnsafeBufferPointer(start: rec + weightsOffset, count: dim),
+                         UnsafeBufferPointer(start: rec + stateOffset, count: dim * optimizer.stateWidth),
+                         UnsafeMutableRawPointer(rec + stepOffset).load(as: UInt32.self))
+                }
+            }
+        }
+    }
+
+    public struct Memory: Sendable {
+        public var rows: Int
+        public var indexBytes: Int
+        public var arenaBytes: Int
+        public var totalBytes: Int { indexBytes + arenaBytes }
+    }
+
+    public func memory() -> Memory {
+        var m = Memory(rows: 0, indexBytes: 0, arenaBytes: 0)
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                m.rows += stripes[s].count
+                m.indexBytes += stripes[s].indexBytes
+                m.arenaBytes += stripes[s].arena.allocatedBytes
+            }
+        }
+        return m
+    }
+
+    public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+}
+
+/// Hands a value to `concurrentPerform` whose iterations are known not to
+/// conflict (each works on its own stripe).
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,122 @@
+import ScenePSCore
+import ScenePSProtocol
+
+/// A table held by this server.
+public enum ServerTable: @unchecked Sendable {
+    // @unchecked: both payloads are thread-safe classes.
+    case sparse(SparseTable)
+    case dense(DenseTable)
+
+    public var spec: TableSpec {
+        switch self {
+        case .sparse(let t): return t.spec
+        case .dense(let t): return t.spec
+        }
+    }
+}
+
+/// The tables of one server. Tables are only ever added.
+public final class TableRegistry: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = Lock()
+    private var tables: [UInt32: ServerTable] = [:]
+    public let shardIndex: Int
+    public let shardCount: Int
+    /// Stripes per sparse table (log2).
+    public let stripeBits: Int
+
+    public init(shardIndex: Int, shardCount: Int, stripeBits: Int = 4) {
+        self.shardIndex = shardIndex
+        self.shardCount = shardCount
+        self.stripeBits = stripeBits
+    }
+
+    public func table(_ id: UInt32) -> ServerTable? { lock.withLock { tables[id] } }
+    public func all() -> [ServerTable] { lock.withLock { tables.values.sorted { $0.spec.id < $1.spec.id } } }
+
+    public func denseRange(_ spec: TableSpec) -> Range<Int> {
+        Sharding.denseRange(size: Int(spec.denseSize), server: shardIndex, servers: shardCount)
+    }
+
+    /// Validates a whole declaration and then creates the new tables, under
+    /// one lock so concurrent declarations cannot interleave.
+    /// Returns an error reply, or nil on success.
+    func declare(_ d: DeclareTables) -> ErrorReply? {
+        lock.withLock {
+            var seen = Set<UInt32>()
+            for s in d.tables {
+                if let e = TableRegistry.validate(s) { return e }
+                guard seen.insert(s.id).inserted else {
+                    return ErrorReply(status: .badRequest, message: "table id \(s.id) declared twice in one request")
+                }
+                if let existing = tables[s.id]?.spec {
+                    if existing.kind != s.kind || existing.dim != s.dim || existing.denseSize != s.denseSize {
+                        return ErrorReply(status: .conflict, message:
+                            "table \(s.id) '\(s.name)' declared as \(s.kind) dim=\(s.dim) size=\(s.denseSize) but exists as \(existing.kind) '\(existing.name)' dim=\(existing.dim) size=\(existing.denseSize)")
+                    }
+                } else if let clash = tables.values.first(where: { $0.spec.name == s.name && !s.name.isEmpty }) {
+                    return ErrorReply(status: .conflict, message:
+                        "table name '\(s.name)' is already used by table \(clash.spec.id), not \(s.id)")
+                }
+            }
+            var initial: [UInt32: [Float]] = [:]
+            for b in d.initial {
+                guard let s = d.tables.first(where: { $0.id == b.tableID }), s.kind == .dense else {
+                    return ErrorReply(status: .unknownTable, message: "initial values for table \(b.tableID), which is not a dense table of this declaration")
+                }
+                let r = denseRange(s)
+                guard b.offset == UInt64(r.lowerBound), b.count == UInt64(r.count), b.values.count == r.count else {
+                    return ErrorReply(status: .wrongDimension, message:
+                        "initial values of dense table \(s.id) '\(s.name)' must be this server's slice [\(r.lowerBound), \(r.upperBound)) with \(r.count) values; got offset \(b.offset) count \(b.count) with \(b.values.count) values")
+                }
+                if !allFinite(b.values) {
+                    return ErrorReply(status: .nonFinite, message: "initial values of dense table \(s.id) '\(s.name)' contain NaN or Inf")
+                }
+                initial[b.tableID] = b.values
+            }
+            for s in d.tables where tables[s.id] == nil {
+                switch s.kind {
+                case .sparse:
+                    tables[s.id] = .sparse(SparseTable(spec: s, optimizer: Adam(s.adam), stripeBits: stripeBits))
+                case .dense:
+                    tables[s.id] = .dense(DenseTable(spec: s, range: denseRange(s), optimizer: Adam(s.adam), initial: initial[s.id]))
+                }
+            }
+            return nil
+        }
+    }
+
+    static func validate(_ s: TableSpec) -> ErrorReply? {
+        func bad(_ what: String) -> ErrorReply {
+            ErrorReply(status: .badRequest, message: "table \(s.id) '\(s.name)': \(what)")
+        }
+        switch s.kind {
+        case .sparse:
+            if s.dim == 0 || s.dim > 1 << 16 { return bad("sparse dim must be in 1...65536, got \(s.dim)") }
+            if s.denseSize != 0 { return bad("sparse table has dense_size \(s.denseSize), expected 0") }
+        case .dense:
+            if s.dim != 1 { return bad("dense table must have dim 1, got \(s.dim)") }
+            if s.denseSize == 0 || s.denseSize > 1 << 34 { return bad("dense_size must be in 1...2^34, got \(s.denseSize)") }
+        }
+        let a = s.adam
+        if !(a.learningRate.isFinite && a.learningRate >= 0) { return bad("learning_rate must be finite and >= 0, got \(a.learningRate)") }
+        if !(a.beta1 >= 0 && a.beta1 < 1) { return bad("beta1 must be in [0, 1), got \(a.beta1)") }
+        if !(a.beta2 >= 0 && a.beta2 < 1) { return bad("beta2 must be in [0, 1), got \(a.beta2)") }
+        if !(a.epsilon.isFinite && a.epsilon > 0) { return bad("epsilon must be finite and > 0, got \(a.epsilon)") }
+        if !(a.l2.isFinite && a.l2 >= 0) { return bad("l2 must be finite and >= 0, got \(a.l2)") }
+        if !(s.initScale.isFinite && s.initScale >= 0) { return bad("init_scale must be finite and >= 0, got \(s.initScale)") }
+        return nil
+    }
+}
+
+/// True when no value is NaN or ±Inf: those have an all-ones exponent, and
+/// adding 1 to such an exponent carries into bit 31. An integer OR reduction
+/// vectorises, unlike a float sum.
+@inline(__always)
+func allFinite(_ p: UnsafeBufferPointer<Float>) -> Bool {
+    var m: UInt32 = 0
+    for x in p { m |= ((x.bitPattern & 0x7F80_0000) &+ 0x0080_0000) }
+    return m & 0x8000_0000 == 0
+}
+
+func allFinite(_ a: [Float]) -> Bool { a.withUnsafeBufferPointer { allFinite($0) } }

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSServer
+import ScenePSTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct PSServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ps-server",
+        abstract: "A ScenePS parameter server: owns one shard of every sparse table and one slice of every dense table, and applies Adam to each push as it arrives.",
+        discussion: """
+        Prints `ready shard=I endpoint=E` on stdout once bound. Stops gracefully on SIGTERM, \
+        SIGINT or a Shutdown message (sockets closed with linger, exit status 0).
+        """)
+
+    @Option(name: .long, help: "This server's index among the shards, 0-based.")
+    var shardIndex: Int
+
+    @Option(name: .long, help: "Total number of servers (shards) in the cluster.")
+    var shardCount: Int
+
+    @Option(name: .long, help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:7000 (tcp://127.0.0.1:* picks a free port; the ready line names it).")
+    var bind: String
+
+    @Option(name: .long, help: "Request handler threads (decode, apply, encode). The frontend socket thread is extra.")
+    var threads: Int = 2
+
+    @Option(name: .long, help: "Largest accepted request in MiB; a larger one gets a TOO_LARGE error reply.")
+    var maxMessageMb: Int = 64
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard shardCount >= 1 else { throw ValidationError("--shard-count must be at least 1, got \(shardCount)") }
+        guard shardIndex >= 0 && shardIndex < shardCount else {
+            throw ValidationError("--shard-index must be in 0..<\(shardCount), got \(shardIndex)")
+        }
+        guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads must be in 1...64, got \(threads)") }
+        guard maxMessageMb >= 1 && maxMessageMb <= 2048 else {
+            throw ValidationError("--max-message-mb must be in 1...2048, got \(maxMessageMb)")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
+        }
+        guard !bind.isEmpty else { throw ValidationError("--bind must name an endpoint such as tcp://127.0.0.1:7000") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var logger = Logger(label: "ps-server")
+        logger[metadataKey: "ps.shard"] = "\(shardIndex)"
+
+        // Block the stop signals in every thread; the main thread takes them with sigtimedwait.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        var options = PSServerOptions(shardIndex: shardIndex, shardCount: shardCount, bind: bind)
+        options.threads = threads
+        options.maxMessageBytes = maxMessageMb << 20
+        print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel)")
+        let server: PSServer
+        let endpoint: String
+        do {
+            server = try PSServer(options: options, logger: logger)
+            endpoint = try server.start()
+        } catch {
+            logger.critical("server failed to start", metadata: ["ps.error": "\(error)"])
+            throw ExitCode(1)
+        }
+        print("ready shard=\(shardIndex) endpoint=\(endpoint)")
+        fflush(nil)  // all streams: the launcher waits for this line
+
+        var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        while !server.isStopping {
+            let sig = sigtimedwait(&signals, nil, &timeout)
+            if sig == SIGTERM || sig == SIGINT {
+                logger.notice("signal received, stopping", metadata: ["ps.signal": "\(sig)"])
+                break
+            }
+        }
+        server.stop()
+        guard server.wait(timeout: .seconds(10)) else {
+            logger.error("threads did not stop within 10 s")
+            throw ExitCode(1)
+        }
+        print("stopped shard=\(shardIndex)")
+        fflush(nil)  // all streams: the launcher waits for this line
+    }
+}
