@@ -1,0 +1,263 @@
+import ScenePSCore
+
+/// Binary chunk of samples of one scene and one split (format version 1).
+///
+/// Little-endian, fixed layout, every section 8-byte aligned:
+///
+/// ```
+/// header (64 bytes)
+///   0  magic        8 bytes  "SPSCHNK1"
+///   8  version      UInt32   1
+///   12 lLong        UInt32   history slots per sample in a batch
+///   16 count        UInt64   samples
+///   24 histEntries  UInt64   packed history entries (H)
+///   32 scene        Int32    scene index
+///   36 reserved     UInt32   0
+///   40 fileSize     UInt64   total bytes, checked on open
+///   48 reserved     16 bytes 0
+/// sections
+///   user[count] item[count] category[count]   UInt64 keys
+///   row[count]                                Int64 0-based log row
+///   histOffset[count + 1]                     UInt64, sample b's history is
+///                                             entries histOffset[b] ..< histOffset[b+1]
+///   histItem[H] histCategory[H]               UInt64 keys, most recent first
+///   label[count] truth[count]                 Float32 (truth NaN when unknown)
+///   histScene[H]                              Int32 scene index
+///   cold[count]                               UInt8 0/1
+/// ```
+///
+/// Histories are stored packed (only the valid entries), so a chunk costs
+/// about 45 + 20·histLen bytes per sample instead of 45 + 20·lLong.
+public enum ChunkFormat {
+    public static let magic: UInt64 = 0x314B_4E48_4353_5053   // "SPSCHNK1" little-endian
+    public static let version: UInt32 = 1
+    public static let headerSize = 64
+
+    struct Layout {
+        let count: Int
+        let entries: Int
+        let user, item, category, row, histOffset, histItem, histCategory, label, truth, histScene, cold: Int
+        let fileSize: Int
+
+        init(count: Int, entries: Int) {
+            func pad8(_ x: Int) -> Int { (x + 7) & ~7 }
+            self.count = count
+            self.entries = entries
+            var o = ChunkFormat.headerSize
+            user = o; o += 8 * count
+            item = o; o += 8 * count
+            category = o; o += 8 * count
+            row = o; o += 8 * count
+            histOffset = o; o += 8 * (count + 1)
+            histItem = o; o += 8 * entries
+            histCategory = o; o += 8 * entries
+            label = o; o = pad8(o + 4 * count)
+            truth = o; o = pad8(o + 4 * count)
+            histScene = o; o = pad8(o + 4 * entries)
+            cold = o; o = pad8(o + count)
+            fileSize = o
+        }
+    }
+}
+
+/// One sample as the preparation step hands it to `ChunkWriter`.
+struct ChunkSample {
+    var user: UInt64
+    var item: UInt64
+    var category: UInt64
+    var row: Int64
+    var label: Float
+    var truth: Float
+    var cold: Bool
+}
+
+/// Accumulates samples of one chunk and writes the file.
+struct ChunkWriter {
+    let lLong: Int
+    let scene: Int32
+    private(set) var samples: [ChunkSample] = []
+    private var histOffset: [UInt64] = [0]
+    private var histItem: [UInt64] = []
+    private var histCategory: [UInt64] = []
+    private var histScene: [Int32] = []
+
+    init(lLong: Int, scene: Int32, capacity: Int) {
+        self.lLong = lLong
+        self.scene = scene
+        samples.reserveCapacity(capacity)
+        histOffset.reserveCapacity(capacity + 1)
+    }
+
+    var count: Int { samples.count }
+
+    /// A sample is added as `begin`, then `addHistory` for each behaviour
+    /// (most recent first, at most lLong), then `end`.
+    mutating func begin(_ s: ChunkSample) {
+        samples.append(s)
+    }
+
+    @inline(__always)
+    mutating func addHistory(item: UInt64, category: UInt64, scene: Int32) {
+        histItem.append(item)
+        histCategory.append(category)
+        histScene.append(scene)
+    }
+
+    mutating func end() {
+        assert(Int(UInt64(histItem.count) - histOffset.last!) <= lLong)
+        histOffset.append(UInt64(histItem.count))
+    }
+
+    mutating func reset() {
+        samples.removeAll(keepingCapacity: true)
+        histOffset.removeAll(keepingCapacity: true)
+        histOffset.append(0)
+        histItem.removeAll(keepingCapacity: true)
+        histCategory.removeAll(keepingCapacity: true)
+        histScene.removeAll(keepingCapacity: true)
+    }
+
+    func write(to path: String) throws {
+        precondition(histOffset.count == samples.count + 1)
+        let layout = ChunkFormat.Layout(count: samples.count, entries: histItem.count)
+        var bytes = [UInt8](repeating: 0, count: layout.fileSize)
+        bytes.withUnsafeMutableBytes { raw in
+            let b = raw.baseAddress!
+            b.storeBytes(of: ChunkFormat.magic.littleEndian, toByteOffset: 0, as: UInt64.self)
+            b.storeBytes(of: ChunkFormat.version.littleEndian, toByteOffset: 8, as: UInt32.self)
+            b.storeBytes(of: UInt32(lLong).littleEndian, toByteOffset: 12, as: UInt32.self)
+            b.storeBytes(of: UInt64(samples.count).littleEndian, toByteOffset: 16, as: UInt64.self)
+            b.storeBytes(of: UInt64(histItem.count).littleEndian, toByteOffset: 24, as: UInt64.self)
+            b.storeBytes(of: scene.littleEndian, toByteOffset: 32, as: Int32.self)
+            b.storeBytes(of: UInt64(layout.fileSize).littleEndian, toByteOffset: 40, as: UInt64.self)
+            let user = (b + layout.user).assumingMemoryBound(to: UInt64.self)
+            let item = (b + layout.item).assumingMemoryBound(to: UInt64.self)
+            let cat = (b + layout.category).assumingMemoryBound(to: UInt64.self)
+            let row = (b + layout.row).assumingMemoryBound(to: Int64.self)
+            let label = (b + layout.label).assumingMemoryBound(to: Float.self)
+            let truth = (b + layout.truth).assumingMemoryBound(to: Float.self)
+            let cold = (b + layout.cold).assumingMemoryBound(to: UInt8.self)
+            for (k, s) in samples.enumerated() {
+                user[k] = s.user; item[k] = s.item; cat[k] = s.category; row[k] = s.row
+                label[k] = s.label; truth[k] = s.truth; cold[k] = s.cold ? 1 : 0
+            }
+            histOffset.withUnsafeBytes { (b + layout.histOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            if !histItem.isEmpty {
+                histItem.withUnsafeBytes { (b + layout.histItem).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                histCategory.withUnsafeBytes { (b + layout.histCategory).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                histScene.withUnsafeBytes { (b + layout.histScene).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+        }
+        try FileSystem.writeFile(path, bytes)
+    }
+}
+
+/// A chunk file, memory-mapped read-only and validated on open.
+///
+/// `@unchecked Sendable`: immutable after init (a read-only mapping).
+public final class ChunkFile: @unchecked Sendable {
+    public let path: String
+    public let count: Int
+    public let lLong: Int
+    public let scene: Int
+    public let historyEntries: Int
+    private let file: MappedFile
+    private let layout: ChunkFormat.Layout
+
+    public init(path: String) throws {
+        self.path = path
+        file = try MappedFile(path: path)
+        func bad(_ why: String) -> ScenePSError {
+            ScenePSError.data("\(path): not a valid ScenePS chunk: \(why)")
+        }
+        let size = file.size
+        guard size >= ChunkFormat.headerSize else {
+            throw bad("\(size) bytes, shorter than the \(ChunkFormat.headerSize)-byte header (truncated?)")
+        }
+        let header = file.withBytes { raw -> (UInt64, UInt32, UInt32, UInt64, UInt64, Int32, UInt64) in
+            (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+             UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+             UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self)),
+             UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+             UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+             Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 32, as: Int32.self)),
+             UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 40, as: UInt64.self)))
+        }
+        guard header.0 == ChunkFormat.magic else { throw bad("wrong magic number (foreign file?)") }
+        guard header.1 == ChunkFormat.version else {
+            throw bad("format version \(header.1), this build reads version \(ChunkFormat.version)")
+        }
+        guard header.2 <= 1 << 16, header.3 <= UInt64(Int32.max), header.4 <= header.3 * UInt64(header.2) else {
+            throw bad("implausible header (lLong \(header.2), count \(header.3), entries \(header.4))")
+        }
+        let layout = ChunkFormat.Layout(count: Int(header.3), entries: Int(header.4))
+        guard header.6 == UInt64(layout.fileSize) else {
+            throw bad("header says \(header.6) bytes, counts imply \(layout.fileSize)")
+        }
+        guard size == layout.fileSize else {
+            throw bad("\(size) bytes on disk, expected \(layout.fileSize) (truncated?)")
+        }
+        lLong = Int(header.2)
+        count = Int(header.3)
+        historyEntries = Int(header.4)
+        scene = Int(header.5)
+        self.layout = layout
+        // Validate the parts that index memory: offsets monotonic, ≤ lLong apart.
+        let problem: String? = file.withBytes { raw in
+            let base = raw.baseAddress!
+            let off = (base + layout.histOffset).assumingMemoryBound(to: UInt64.self)
+            if off[0] != 0 { return "history offsets do not start at 0" }
+            for b in 0..<layout.count {
+                let a = off[b], e = off[b + 1]
+                if e < a || e - a > UInt64(header.2) { return "history of sample \(b) is \(Int64(bitPattern: e &- a)) entries (lLong \(header.2))" }
+            }
+            if off[layout.count] != UInt64(layout.entries) { return "history offsets end at \(off[layout.count]), expected \(layout.entries)" }
+            let label = (base + layout.label).assumingMemoryBound(to: Float.self)
+            for b in 0..<layout.count where label[b] != 0 && label[b] != 1 {
+                return "label of sample \(b) is \(label[b])"
+            }
+            return nil
+        }
+        if let problem { throw bad(problem) }
+    }
+
+    /// Appends samples `indices` (each in 0..<count) of this chunk to `batch`,
+    /// in that order. Histories are cut or padded to `batch.lLong`.
+    public func append<C: Collection>(_ indices: C, to batch: inout SampleBatch) where C.Element == Int {
+        let L = batch.lLong
+        let layout = layout
+        let sceneIndex = Int32(scene)
+        file.withBytes { raw in
+            let base = raw.baseAddress!
+            let user = (base + layout.user).assumingMemoryBound(to: UInt64.self)
+            let item = (base + layout.item).assumingMemoryBound(to: UInt64.self)
+            let cat = (base + layout.category).assumingMemoryBound(to: UInt64.self)
+            let row = (base + layout.row).assumingMemoryBound(to: Int64.self)
+            let off = (base + layout.histOffset).assumingMemoryBound(to: UInt64.self)
+            let hItem = (base + layout.histItem).assumingMemoryBound(to: UInt64.self)
+            let hCat = (base + layout.histCategory).assumingMemoryBound(to: UInt64.self)
+            let label = (base + layout.label).assumingMemoryBound(to: Float.self)
+            let truth = (base + layout.truth).assumingMemoryBound(to: Float.self)
+            let hScene = (base + layout.histScene).assumingMemoryBound(to: Int32.self)
+            let cold = (base + layout.cold).assumingMemoryBound(to: UInt8.self)
+            for k in indices {
+                precondition(k >= 0 && k < layout.count, "sample index \(k) out of 0..<\(layout.count)")
+                batch.user.append(user[k]); batch.item.append(item[k]); batch.category.append(cat[k])
+                batch.scene.append(sceneIndex); batch.label.append(label[k]); batch.row.append(row[k])
+                batch.truth.append(truth[k]); batch.cold.append(cold[k] != 0)
+                let a = Int(off[k])
+                let n = min(Int(off[k + 1]) - a, L)
+                batch.histLen.append(Int32(n))
+                batch.histItem.append(contentsOf: UnsafeBufferPointer(start: hItem + a, count: n))
+                batch.histCategory.append(contentsOf: UnsafeBufferPointer(start: hCat + a, count: n))
+                batch.histScene.append(contentsOf: UnsafeBufferPointer(start: hScene + a, count: n))
+                if n < L {
+                    batch.histItem.append(contentsOf: repeatElement(0, count: L - n))
+                    batch.histCategory.append(contentsOf: repeatElement(0, count: L - n))
+                    batch.histScene.append(contentsOf: repeatElement(0, count: L - n))
+                }
+                batch.count += 1
+            }
+        }
+    }
+}
