@@ -77,7 +77,7 @@ public struct DatasetManifest: Codable, Sendable {
 
     public func jsonData() throws -> Data {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try enc.encode(self)
     }
 

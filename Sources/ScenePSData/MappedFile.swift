@@ -99,6 +99,14 @@ final class OutputFile {
         buffer.removeAll(keepingCapacity: true)
     }
 
+    /// Writes `local` after what is buffered, then empties it (keeping capacity).
+    func drain(_ local: inout [UInt8]) throws {
+        try flush()
+        swap(&buffer, &local)
+        try flush()
+        swap(&buffer, &local)
+    }
+
     func finish() throws {
         try flush()
         let rc = close(fd)
