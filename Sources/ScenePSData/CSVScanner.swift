@@ -98,7 +98,7 @@ struct CSVScanner {
     /// The bytes of field `i` of the current record, unescaped.
     mutating func withField<R>(_ i: Int, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
         let f = fields[i]
-        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let base = UnsafeMutableRawPointer(mutating: bytes.baseAddress!).bindMemory(to: UInt8.self, capacity: bytes.count)
         if !f.quoted {
             return try body(UnsafeBufferPointer(start: base + f.start, count: f.end - f.start))
         }

@@ -71,15 +71,19 @@ struct ChunkSample {
     var cold: Bool
 }
 
-/// Accumulates samples of one chunk and writes the file.
-struct ChunkWriter {
-    let lLong: Int
-    let scene: Int32
-    private(set) var samples: [ChunkSample] = []
-    private var histOffset: [UInt64] = [0]
-    private var histItem: [UInt64] = []
-    private var histCategory: [UInt64] = []
-    private var histScene: [Int32] = []
+/// The columns of one chunk being built. Preparation fills these arrays
+/// directly (locals in its loop, reused across chunks) and calls `write`.
+///
+/// Add a sample with `begin`, `addHistory` per behaviour (most recent
+/// first, at most lLong), then `end`.
+struct ChunkColumns {
+    var lLong: Int
+    var scene: Int32
+    var samples: [ChunkSample] = []
+    var histOffset: [UInt64] = [0]
+    var histItem: [UInt64] = []
+    var histCategory: [UInt64] = []
+    var histScene: [Int32] = []
 
     init(lLong: Int, scene: Int32, capacity: Int) {
         self.lLong = lLong
@@ -90,8 +94,7 @@ struct ChunkWriter {
 
     var count: Int { samples.count }
 
-    /// A sample is added as `begin`, then `addHistory` for each behaviour
-    /// (most recent first, at most lLong), then `end`.
+    @inline(__always)
     mutating func begin(_ s: ChunkSample) {
         samples.append(s)
     }
@@ -103,12 +106,13 @@ struct ChunkWriter {
         histScene.append(scene)
     }
 
+    @inline(__always)
     mutating func end() {
-        assert(Int(UInt64(histItem.count) - histOffset.last!) <= lLong)
         histOffset.append(UInt64(histItem.count))
     }
 
-    mutating func reset() {
+    mutating func reset(scene: Int32) {
+        self.scene = scene
         samples.removeAll(keepingCapacity: true)
         histOffset.removeAll(keepingCapacity: true)
         histOffset.append(0)
@@ -117,38 +121,43 @@ struct ChunkWriter {
         histScene.removeAll(keepingCapacity: true)
     }
 
+    /// Writes the chunk file (via a temporary name and a rename).
     func write(to path: String) throws {
         precondition(histOffset.count == samples.count + 1)
         let layout = ChunkFormat.Layout(count: samples.count, entries: histItem.count)
-        var bytes = [UInt8](repeating: 0, count: layout.fileSize)
-        bytes.withUnsafeMutableBytes { raw in
-            let b = raw.baseAddress!
-            b.storeBytes(of: ChunkFormat.magic.littleEndian, toByteOffset: 0, as: UInt64.self)
-            b.storeBytes(of: ChunkFormat.version.littleEndian, toByteOffset: 8, as: UInt32.self)
-            b.storeBytes(of: UInt32(lLong).littleEndian, toByteOffset: 12, as: UInt32.self)
-            b.storeBytes(of: UInt64(samples.count).littleEndian, toByteOffset: 16, as: UInt64.self)
-            b.storeBytes(of: UInt64(histItem.count).littleEndian, toByteOffset: 24, as: UInt64.self)
-            b.storeBytes(of: scene.littleEndian, toByteOffset: 32, as: Int32.self)
-            b.storeBytes(of: UInt64(layout.fileSize).littleEndian, toByteOffset: 40, as: UInt64.self)
-            let user = (b + layout.user).assumingMemoryBound(to: UInt64.self)
-            let item = (b + layout.item).assumingMemoryBound(to: UInt64.self)
-            let cat = (b + layout.category).assumingMemoryBound(to: UInt64.self)
-            let row = (b + layout.row).assumingMemoryBound(to: Int64.self)
-            let label = (b + layout.label).assumingMemoryBound(to: Float.self)
-            let truth = (b + layout.truth).assumingMemoryBound(to: Float.self)
-            let cold = (b + layout.cold).assumingMemoryBound(to: UInt8.self)
-            for (k, s) in samples.enumerated() {
-                user[k] = s.user; item[k] = s.item; cat[k] = s.category; row[k] = s.row
-                label[k] = s.label; truth[k] = s.truth; cold[k] = s.cold ? 1 : 0
-            }
-            histOffset.withUnsafeBytes { (b + layout.histOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            if !histItem.isEmpty {
-                histItem.withUnsafeBytes { (b + layout.histItem).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                histCategory.withUnsafeBytes { (b + layout.histCategory).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                histScene.withUnsafeBytes { (b + layout.histScene).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            }
+        let out = try OutputFile(path: path, bufferBytes: 0)
+        let b = UnsafeMutableRawPointer.allocate(byteCount: layout.fileSize, alignment: 16)
+        defer { b.deallocate() }
+        b.initializeMemory(as: UInt8.self, repeating: 0, count: layout.fileSize)
+        b.storeBytes(of: ChunkFormat.magic.littleEndian, toByteOffset: 0, as: UInt64.self)
+        b.storeBytes(of: ChunkFormat.version.littleEndian, toByteOffset: 8, as: UInt32.self)
+        b.storeBytes(of: UInt32(lLong).littleEndian, toByteOffset: 12, as: UInt32.self)
+        b.storeBytes(of: UInt64(samples.count).littleEndian, toByteOffset: 16, as: UInt64.self)
+        b.storeBytes(of: UInt64(histItem.count).littleEndian, toByteOffset: 24, as: UInt64.self)
+        b.storeBytes(of: scene.littleEndian, toByteOffset: 32, as: Int32.self)
+        b.storeBytes(of: UInt64(layout.fileSize).littleEndian, toByteOffset: 40, as: UInt64.self)
+        // Bind each section to its element type (trivial types: rebinding raw bytes is allowed).
+        let n = samples.count
+        let user = (b + layout.user).bindMemory(to: UInt64.self, capacity: n)
+        let item = (b + layout.item).bindMemory(to: UInt64.self, capacity: n)
+        let cat = (b + layout.category).bindMemory(to: UInt64.self, capacity: n)
+        let row = (b + layout.row).bindMemory(to: Int64.self, capacity: n)
+        let label = (b + layout.label).bindMemory(to: Float.self, capacity: n)
+        let truth = (b + layout.truth).bindMemory(to: Float.self, capacity: n)
+        let cold = (b + layout.cold).bindMemory(to: UInt8.self, capacity: n)
+        for k in 0..<samples.count {
+            let s = samples[k]
+            user[k] = s.user; item[k] = s.item; cat[k] = s.category; row[k] = s.row
+            label[k] = s.label; truth[k] = s.truth; cold[k] = s.cold ? 1 : 0
         }
-        try FileSystem.writeFile(path, bytes)
+        histOffset.withUnsafeBytes { (b + layout.histOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        if !histItem.isEmpty {
+            histItem.withUnsafeBytes { (b + layout.histItem).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            histCategory.withUnsafeBytes { (b + layout.histCategory).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            histScene.withUnsafeBytes { (b + layout.histScene).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        try out.write(UnsafeRawBufferPointer(start: b, count: layout.fileSize))
+        try out.finish()
     }
 }
 
@@ -204,15 +213,15 @@ public final class ChunkFile: @unchecked Sendable {
         self.layout = layout
         // Validate the parts that index memory: offsets monotonic, ≤ lLong apart.
         let problem: String? = file.withBytes { raw in
-            let base = raw.baseAddress!
-            let off = (base + layout.histOffset).assumingMemoryBound(to: UInt64.self)
+            let base = UnsafeMutableRawPointer(mutating: raw.baseAddress!)
+            let off = (base + layout.histOffset).bindMemory(to: UInt64.self, capacity: layout.count + 1)
             if off[0] != 0 { return "history offsets do not start at 0" }
             for b in 0..<layout.count {
                 let a = off[b], e = off[b + 1]
                 if e < a || e - a > UInt64(header.2) { return "history of sample \(b) is \(Int64(bitPattern: e &- a)) entries (lLong \(header.2))" }
             }
             if off[layout.count] != UInt64(layout.entries) { return "history offsets end at \(off[layout.count]), expected \(layout.entries)" }
-            let label = (base + layout.label).assumingMemoryBound(to: Float.self)
+            let label = (base + layout.label).bindMemory(to: Float.self, capacity: layout.count)
             for b in 0..<layout.count where label[b] != 0 && label[b] != 1 {
                 return "label of sample \(b) is \(label[b])"
             }
@@ -228,18 +237,20 @@ public final class ChunkFile: @unchecked Sendable {
         let layout = layout
         let sceneIndex = Int32(scene)
         file.withBytes { raw in
-            let base = raw.baseAddress!
-            let user = (base + layout.user).assumingMemoryBound(to: UInt64.self)
-            let item = (base + layout.item).assumingMemoryBound(to: UInt64.self)
-            let cat = (base + layout.category).assumingMemoryBound(to: UInt64.self)
-            let row = (base + layout.row).assumingMemoryBound(to: Int64.self)
-            let off = (base + layout.histOffset).assumingMemoryBound(to: UInt64.self)
-            let hItem = (base + layout.histItem).assumingMemoryBound(to: UInt64.self)
-            let hCat = (base + layout.histCategory).assumingMemoryBound(to: UInt64.self)
-            let label = (base + layout.label).assumingMemoryBound(to: Float.self)
-            let truth = (base + layout.truth).assumingMemoryBound(to: Float.self)
-            let hScene = (base + layout.histScene).assumingMemoryBound(to: Int32.self)
-            let cold = (base + layout.cold).assumingMemoryBound(to: UInt8.self)
+            // The mapping is untyped memory; each section is bound to its element type.
+            let base = UnsafeMutableRawPointer(mutating: raw.baseAddress!)
+            let n = layout.count, h = layout.entries
+            let user = (base + layout.user).bindMemory(to: UInt64.self, capacity: n)
+            let item = (base + layout.item).bindMemory(to: UInt64.self, capacity: n)
+            let cat = (base + layout.category).bindMemory(to: UInt64.self, capacity: n)
+            let row = (base + layout.row).bindMemory(to: Int64.self, capacity: n)
+            let off = (base + layout.histOffset).bindMemory(to: UInt64.self, capacity: n + 1)
+            let hItem = (base + layout.histItem).bindMemory(to: UInt64.self, capacity: h)
+            let hCat = (base + layout.histCategory).bindMemory(to: UInt64.self, capacity: h)
+            let label = (base + layout.label).bindMemory(to: Float.self, capacity: n)
+            let truth = (base + layout.truth).bindMemory(to: Float.self, capacity: n)
+            let hScene = (base + layout.histScene).bindMemory(to: Int32.self, capacity: h)
+            let cold = (base + layout.cold).bindMemory(to: UInt8.self, capacity: n)
             for k in indices {
                 precondition(k >= 0 && k < layout.count, "sample index \(k) out of 0..<\(layout.count)")
                 batch.user.append(user[k]); batch.item.append(item[k]); batch.category.append(cat[k])

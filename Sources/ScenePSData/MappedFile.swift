@@ -5,6 +5,11 @@ import Darwin
 #endif
 import ScenePSCore
 
+/// write(2), named apart from `OutputFile.write`.
+private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
+    write(fd, p, n)
+}
+
 /// A whole file mapped read-only into memory. One owner per mapping; the
 /// bytes are only reachable inside `withBytes` (never a returned pointer).
 ///
@@ -85,18 +90,21 @@ final class OutputFile {
 
     func flush() throws {
         guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw ScenePSError.io("\(path): write failed (\(String(cString: strerror(errno))))")
-                }
-                off += n
-            }
-        }
+        try buffer.withUnsafeBytes { try write($0) }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes `raw` directly (after flushing what is buffered).
+    func write(_ raw: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < raw.count {
+            let n = posixWrite(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ScenePSError.io("\(path): write failed (\(String(cString: strerror(errno))))")
+            }
+            off += n
+        }
     }
 
     /// Writes `local` after what is buffered, then empties it (keeping capacity).

@@ -18,18 +18,29 @@ public struct PreparationOptions: Sendable {
     public var itemsPath: String?
     public var truthPath: String?
     public var outDirectory: String
-    public var chunkSize = 8192
-    public var testFraction = 0.1
-    public var validFraction = 0.1
-    public var lLong = 50
+    public var chunkSize: Int
+    public var testFraction: Double
+    public var validFraction: Double
+    public var lLong: Int
     /// Scene names in index order; nil: the scenes of the log, sorted by name.
     public var scenes: [String]?
-    public var skipBadRows = false
-    public var shuffleSeed: UInt64 = 1
+    public var skipBadRows: Bool
+    public var shuffleSeed: UInt64
 
+    /// Defaults: chunk size 8192, test fraction 0.1, validation fraction 0.1,
+    /// L_long 50, scenes from the log, stop at the first bad row, shuffle seed 1.
     public init(logPath: String, outDirectory: String) {
         self.logPath = logPath
         self.outDirectory = outDirectory
+        itemsPath = nil
+        truthPath = nil
+        chunkSize = 8192
+        testFraction = 0.1
+        validFraction = 0.1
+        lLong = 50
+        scenes = nil
+        skipBadRows = false
+        shuffleSeed = 1
     }
 
     public func validate() throws {
@@ -169,9 +180,9 @@ public enum Preparation {
         // Chunks.
         var sceneManifests: [SceneManifest] = []
         var summaryLines: [String] = []
-        var userStamp = [Int32](repeating: -1, count: users)
-        var itemStamp = [Int32](repeating: -1, count: log.itemKeys.count)
-        var writer = ChunkWriter(lLong: L, scene: 0, capacity: options.chunkSize)
+        var tables = ChunkTables(log: log, truth: truth, histEnd: histEnd, posStart: posStart, posRows: posRows,
+                                 itemInTraining: itemInTraining, lLong: L)
+        var writer = ChunkColumns(lLong: L, scene: 0, capacity: options.chunkSize)
         for s in 0..<sceneCount {
             let name = log.sceneNames[s]
             let dir = "scene-\(s)"
@@ -180,45 +191,15 @@ public enum Preparation {
             // Shuffle training rows so that a chunk is a sample of the whole period.
             var rng = SplitMix64(seed: options.shuffleSeed ^ KeyHash.mix64(UInt64(s) &+ 0x5CE7E))
             lists[s][0].shuffle(using: &rng)
-            writer = ChunkWriter(lLong: L, scene: Int32(s), capacity: options.chunkSize)
-            var hist = [Int](repeating: 0, count: 6)   // 0, 1-4, 5-9, 10-19, 20-(L-1), L
-            var histSum = 0
-            var positives = 0, distinctUsers = 0, distinctItems = 0, coldTest = 0
+            var acc = SceneAccumulator(scene: Int32(s))
             for (splitIndex, splitName) in ["train", "valid", "test"].enumerated() {
                 let rows = lists[s][splitIndex]
                 var c = 0
                 var chunkNumber = 0
                 while c < rows.count {
                     let end = min(c + options.chunkSize, rows.count)
-                    writer.reset()
-                    for k in c..<end {
-                        let r = Int(rows[k])
-                        let u = Int(log.userIndex[r])
-                        let item = Int(log.itemIndex[r])
-                        let isCold = splitIndex == 2 && !itemInTraining[item]
-                        writer.begin(ChunkSample(user: log.userKeys[u], item: log.itemKeys[item],
-                                                 category: log.categoryKey[r], row: log.dataRow[r],
-                                                 label: Float(log.label[r]), truth: truth[r], cold: isCold))
-                        let e = Int(histEnd[r])
-                        let b = max(0, e - L)
-                        let base = posStart[u]
-                        var j = e - 1
-                        while j >= b {
-                            let p = Int(posRows[base + j])
-                            writer.addHistory(item: log.itemKeys[Int(log.itemIndex[p])],
-                                              category: log.categoryKey[p], scene: log.scene[p])
-                            j -= 1
-                        }
-                        writer.end()
-                        // Stats.
-                        let h = e - b
-                        histSum += h
-                        hist[h == 0 ? 0 : h >= L ? 5 : h < 5 ? 1 : h < 10 ? 2 : h < 20 ? 3 : 4] += 1
-                        positives += Int(log.label[r])
-                        if userStamp[u] != Int32(s) { userStamp[u] = Int32(s); distinctUsers += 1 }
-                        if itemStamp[item] != Int32(s) { itemStamp[item] = Int32(s); distinctItems += 1 }
-                        if isCold { coldTest += 1 }
-                    }
+                    writer.reset(scene: Int32(s))
+                    tables.fill(&writer, rows: rows[c..<end], test: splitIndex == 2, stats: &acc)
                     let rel = "\(dir)/\(splitName)-\(String(format: "%05d", chunkNumber)).chunk"
                     try writer.write(to: options.outDirectory + "/" + rel)
                     refs[splitIndex].append(ChunkRef(file: rel, count: end - c))
@@ -230,19 +211,19 @@ public enum Preparation {
             let labels = ["0", "1-4", "5-9", "10-19", "20-\(L - 1)", "\(L)"]
             var histDict: [String: Int] = [:]
             for (k, label) in labels.enumerated() where k == 0 || k == 5 || L > [0, 1, 5, 10, 20, 0][k] {
-                histDict[label, default: 0] += hist[k]
+                histDict[label, default: 0] += acc.hist[k]
             }
-            let stats = SceneStats(rows: rowsInScene, users: distinctUsers, items: distinctItems,
-                                   positiveRate: rowsInScene > 0 ? Double(positives) / Double(rowsInScene) : 0,
-                                   meanHistoryLength: rowsInScene > 0 ? Double(histSum) / Double(rowsInScene) : 0,
-                                   historyLengths: histDict, coldTestRows: coldTest)
+            let stats = SceneStats(rows: rowsInScene, users: acc.users, items: acc.items,
+                                   positiveRate: rowsInScene > 0 ? Double(acc.positives) / Double(rowsInScene) : 0,
+                                   meanHistoryLength: rowsInScene > 0 ? Double(acc.historySum) / Double(rowsInScene) : 0,
+                                   historyLengths: histDict, coldTestRows: acc.coldTest)
             sceneManifests.append(SceneManifest(name: name, index: s, key: KeyHash.idKey(name),
                                                 train: refs[0], valid: refs[1], test: refs[2], stats: stats))
             let pct = { (x: Int) in rowsInScene > 0 ? String(format: "%.1f%%", 100 * Double(x) / Double(rowsInScene)) : "-" }
-            summaryLines.append("scene \(s) \(name): rows \(rowsInScene) (train \(lists[s][0].count), valid \(lists[s][1].count), test \(lists[s][2].count), cold test \(coldTest)), users \(distinctUsers), items \(distinctItems), positive rate \(String(format: "%.3f", stats.positiveRate))")
+            summaryLines.append("scene \(s) \(name): rows \(rowsInScene) (train \(lists[s][0].count), valid \(lists[s][1].count), test \(lists[s][2].count), cold test \(acc.coldTest)), users \(acc.users), items \(acc.items), positive rate \(String(format: "%.3f", stats.positiveRate))")
             summaryLines.append("  history length: mean \(String(format: "%.1f", stats.meanHistoryLength)); " +
                                 labels.enumerated().filter { histDict[$0.element] != nil }
-                                    .map { "\($0.element): \(pct(hist[$0.offset]))" }.joined(separator: ", "))
+                                    .map { "\($0.element): \(pct(acc.hist[$0.offset]))" }.joined(separator: ", "))
         }
 
         let tsMin = log.timestamp.min() ?? 0, tsMax = log.timestamp.max() ?? 0

@@ -64,8 +64,9 @@ struct Prepare: ParsableCommand {
     }
 
     func run() throws {
+        let o = options()
         try reportingErrors {
-            let result = try Preparation.run(options())
+            let result = try Preparation.run(o)
             print(result.summary)
         }
     }

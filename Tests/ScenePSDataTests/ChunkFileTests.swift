@@ -6,7 +6,7 @@ import XCTest
 final class ChunkFileTests: XCTestCase {
     func writeChunk(_ path: String, seed: UInt64, count: Int, lLong: Int) throws -> [(ChunkSample, [(UInt64, UInt64, Int32)])] {
         var rng = SplitMix64(seed: seed)
-        var w = ChunkWriter(lLong: lLong, scene: 3, capacity: count)
+        var w = ChunkColumns(lLong: lLong, scene: 3, capacity: count)
         var expected: [(ChunkSample, [(UInt64, UInt64, Int32)])] = []
         for k in 0..<count {
             let s = ChunkSample(user: rng.next(), item: rng.next(), category: rng.next(), row: Int64(k * 7),
