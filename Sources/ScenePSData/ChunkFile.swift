@@ -60,7 +60,7 @@ public enum ChunkFormat {
     }
 }
 
-/// One sample as the preparation step hands it to `ChunkWriter`.
+/// One sample as the preparation step hands it to `ChunkColumns`.
 struct ChunkSample {
     var user: UInt64
     var item: UInt64
@@ -71,32 +71,42 @@ struct ChunkSample {
     var cold: Bool
 }
 
-/// The columns of one chunk being built. Preparation fills these arrays
-/// directly (locals in its loop, reused across chunks) and calls `write`.
+/// The columns of one chunk being built, in file order. Preparation reuses
+/// one value across chunks (`reset`), and `write` sends each column to the
+/// file as it is, with no intermediate copy.
 ///
-/// Add a sample with `begin`, `addHistory` per behaviour (most recent
-/// first, at most lLong), then `end`.
+/// Add a sample with `begin`, its behaviours (most recent first, at most
+/// lLong) with `addHistory`, then `end`.
 struct ChunkColumns {
     var lLong: Int
     var scene: Int32
-    var samples: [ChunkSample] = []
+    var user: [UInt64] = []
+    var item: [UInt64] = []
+    var category: [UInt64] = []
+    var row: [Int64] = []
     var histOffset: [UInt64] = [0]
     var histItem: [UInt64] = []
     var histCategory: [UInt64] = []
+    var label: [Float] = []
+    var truth: [Float] = []
     var histScene: [Int32] = []
+    var cold: [UInt8] = []
 
     init(lLong: Int, scene: Int32, capacity: Int) {
         self.lLong = lLong
         self.scene = scene
-        samples.reserveCapacity(capacity)
+        user.reserveCapacity(capacity); item.reserveCapacity(capacity)
+        category.reserveCapacity(capacity); row.reserveCapacity(capacity)
         histOffset.reserveCapacity(capacity + 1)
+        label.reserveCapacity(capacity); truth.reserveCapacity(capacity); cold.reserveCapacity(capacity)
     }
 
-    var count: Int { samples.count }
+    var count: Int { user.count }
 
     @inline(__always)
     mutating func begin(_ s: ChunkSample) {
-        samples.append(s)
+        user.append(s.user); item.append(s.item); category.append(s.category); row.append(s.row)
+        label.append(s.label); truth.append(s.truth); cold.append(s.cold ? 1 : 0)
     }
 
     @inline(__always)
@@ -106,6 +116,31 @@ struct ChunkColumns {
         histScene.append(scene)
     }
 
+    /// Adds behaviours given oldest first (as stored per user); they are
+    /// written most recent first.
+    @inline(__always)
+    mutating func addHistory(item: ArraySlice<UInt64>, category: ArraySlice<UInt64>, scene: ArraySlice<Int32>) {
+        let n = item.count
+        precondition(category.count == n && scene.count == n)
+        // (Reversing a slice in place through `array[range].reverse()` copied
+        // the whole column each time; plain appends do not.)
+        var j = item.endIndex - 1
+        while j >= item.startIndex {
+            histItem.append(item[j])
+            j -= 1
+        }
+        j = category.endIndex - 1
+        while j >= category.startIndex {
+            histCategory.append(category[j])
+            j -= 1
+        }
+        j = scene.endIndex - 1
+        while j >= scene.startIndex {
+            histScene.append(scene[j])
+            j -= 1
+        }
+    }
+
     @inline(__always)
     mutating func end() {
         histOffset.append(UInt64(histItem.count))
@@ -113,50 +148,58 @@ struct ChunkColumns {
 
     mutating func reset(scene: Int32) {
         self.scene = scene
-        samples.removeAll(keepingCapacity: true)
+        user.removeAll(keepingCapacity: true); item.removeAll(keepingCapacity: true)
+        category.removeAll(keepingCapacity: true); row.removeAll(keepingCapacity: true)
         histOffset.removeAll(keepingCapacity: true)
         histOffset.append(0)
-        histItem.removeAll(keepingCapacity: true)
-        histCategory.removeAll(keepingCapacity: true)
-        histScene.removeAll(keepingCapacity: true)
+        histItem.removeAll(keepingCapacity: true); histCategory.removeAll(keepingCapacity: true)
+        label.removeAll(keepingCapacity: true); truth.removeAll(keepingCapacity: true)
+        histScene.removeAll(keepingCapacity: true); cold.removeAll(keepingCapacity: true)
     }
 
-    /// Writes the chunk file (via a temporary name and a rename).
+    /// Writes the chunk file (via a temporary name and a rename). The
+    /// columns go out in the order of `ChunkFormat`, each padded to 8 bytes.
     func write(to path: String) throws {
-        precondition(histOffset.count == samples.count + 1)
-        let layout = ChunkFormat.Layout(count: samples.count, entries: histItem.count)
+        let n = user.count
+        precondition(item.count == n && category.count == n && row.count == n && label.count == n
+                     && truth.count == n && cold.count == n && histOffset.count == n + 1
+                     && histCategory.count == histItem.count && histScene.count == histItem.count)
+        let layout = ChunkFormat.Layout(count: n, entries: histItem.count)
         let out = try OutputFile(path: path, bufferBytes: 0)
-        let b = UnsafeMutableRawPointer.allocate(byteCount: layout.fileSize, alignment: 16)
-        defer { b.deallocate() }
-        b.initializeMemory(as: UInt8.self, repeating: 0, count: layout.fileSize)
-        b.storeBytes(of: ChunkFormat.magic.littleEndian, toByteOffset: 0, as: UInt64.self)
-        b.storeBytes(of: ChunkFormat.version.littleEndian, toByteOffset: 8, as: UInt32.self)
-        b.storeBytes(of: UInt32(lLong).littleEndian, toByteOffset: 12, as: UInt32.self)
-        b.storeBytes(of: UInt64(samples.count).littleEndian, toByteOffset: 16, as: UInt64.self)
-        b.storeBytes(of: UInt64(histItem.count).littleEndian, toByteOffset: 24, as: UInt64.self)
-        b.storeBytes(of: scene.littleEndian, toByteOffset: 32, as: Int32.self)
-        b.storeBytes(of: UInt64(layout.fileSize).littleEndian, toByteOffset: 40, as: UInt64.self)
-        // Bind each section to its element type (trivial types: rebinding raw bytes is allowed).
-        let n = samples.count
-        let user = (b + layout.user).bindMemory(to: UInt64.self, capacity: n)
-        let item = (b + layout.item).bindMemory(to: UInt64.self, capacity: n)
-        let cat = (b + layout.category).bindMemory(to: UInt64.self, capacity: n)
-        let row = (b + layout.row).bindMemory(to: Int64.self, capacity: n)
-        let label = (b + layout.label).bindMemory(to: Float.self, capacity: n)
-        let truth = (b + layout.truth).bindMemory(to: Float.self, capacity: n)
-        let cold = (b + layout.cold).bindMemory(to: UInt8.self, capacity: n)
-        for k in 0..<samples.count {
-            let s = samples[k]
-            user[k] = s.user; item[k] = s.item; cat[k] = s.category; row[k] = s.row
-            label[k] = s.label; truth[k] = s.truth; cold[k] = s.cold ? 1 : 0
+        var header = [UInt8](repeating: 0, count: ChunkFormat.headerSize)
+        func put<T: FixedWidthInteger>(_ v: T, _ offset: Int) {
+            withUnsafeBytes(of: v.littleEndian) { for (k, b) in $0.enumerated() { header[offset + k] = b } }
         }
-        histOffset.withUnsafeBytes { (b + layout.histOffset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        if !histItem.isEmpty {
-            histItem.withUnsafeBytes { (b + layout.histItem).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            histCategory.withUnsafeBytes { (b + layout.histCategory).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            histScene.withUnsafeBytes { (b + layout.histScene).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        put(ChunkFormat.magic, 0)
+        put(ChunkFormat.version, 8)
+        put(UInt32(lLong), 12)
+        put(UInt64(n), 16)
+        put(UInt64(histItem.count), 24)
+        put(scene, 32)
+        put(UInt64(layout.fileSize), 40)
+        var written = 0
+        let zeros = [UInt8](repeating: 0, count: 8)
+        func column<T>(_ a: [T], at offset: Int) throws {
+            precondition(written <= offset && offset - written < 8)
+            if offset > written { try zeros.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<(offset - written)])) } }
+            try a.withUnsafeBytes { try out.write($0) }
+            written = offset + a.count * MemoryLayout<T>.stride
         }
-        try out.write(UnsafeRawBufferPointer(start: b, count: layout.fileSize))
+        try column(header, at: 0)
+        try column(user, at: layout.user)
+        try column(item, at: layout.item)
+        try column(category, at: layout.category)
+        try column(row, at: layout.row)
+        try column(histOffset, at: layout.histOffset)
+        try column(histItem, at: layout.histItem)
+        try column(histCategory, at: layout.histCategory)
+        try column(label, at: layout.label)
+        try column(truth, at: layout.truth)
+        try column(histScene, at: layout.histScene)
+        try column(cold, at: layout.cold)
+        if layout.fileSize > written {
+            try zeros.withUnsafeBytes { try out.write(UnsafeRawBufferPointer(rebasing: $0[0..<(layout.fileSize - written)])) }
+        }
         try out.finish()
     }
 }

@@ -1,27 +1,58 @@
-/// Everything preparation needs to turn a row into a chunk sample: the
-/// columnar log, truth, and the history index (per user, positives in time
-/// order as CSR `posStart`/`posRows`; `histEnd[r]` = how many of them have a
-/// timestamp strictly before row r's).
+/// Everything preparation needs to turn a row into a chunk sample, laid out
+/// for the chunk-writing loop, which visits rows in shuffled order: one
+/// record per row (one cache miss instead of one per column), and per user
+/// its positives in time order as CSR (`posStart[u] ..< posStart[u+1]` into
+/// `behaviours`), so a history is one sequential read.
 struct ChunkTables {
-    let log: BehaviourLog
-    let truth: [Float]
-    let histEnd: [Int32]
+    struct Record {
+        var user: UInt64
+        var item: UInt64
+        var category: UInt64
+        var dataRow: Int64
+        var truth: Float
+        /// How many of the user's positives have a timestamp strictly before this row's.
+        var histEnd: Int32
+        var userIndex: Int32
+        var itemIndex: Int32
+        var label: UInt8
+        var cold: Bool
+    }
+
+    struct Behaviour {
+        var item: UInt64
+        var category: UInt64
+        var scene: Int32
+    }
+
+    let records: [Record]
     let posStart: [Int]
-    let posRows: [Int32]
-    let itemInTraining: [Bool]
+    let behaviours: [Behaviour]
     let lLong: Int
     /// Scratch marks for distinct users/items per scene.
     var userStamp: [Int32]
     var itemStamp: [Int32]
 
     init(log: BehaviourLog, truth: [Float], histEnd: [Int32], posStart: [Int], posRows: [Int32],
-         itemInTraining: [Bool], lLong: Int) {
-        self.log = log
-        self.truth = truth
-        self.histEnd = histEnd
+         itemInTraining: [Bool], split: [UInt8], lLong: Int) {
+        var records = [Record]()
+        records.reserveCapacity(log.count)
+        for r in 0..<log.count {
+            let i = Int(log.itemIndex[r])
+            records.append(Record(user: log.userKeys[Int(log.userIndex[r])], item: log.itemKeys[i],
+                                  category: log.categoryKey[r], dataRow: log.dataRow[r], truth: truth[r],
+                                  histEnd: histEnd[r], userIndex: log.userIndex[r], itemIndex: log.itemIndex[r],
+                                  label: log.label[r], cold: split[r] == 2 && !itemInTraining[i]))
+        }
+        self.records = records
+        var behaviours = [Behaviour]()
+        behaviours.reserveCapacity(posRows.count)
+        for r32 in posRows {
+            let r = Int(r32)
+            behaviours.append(Behaviour(item: log.itemKeys[Int(log.itemIndex[r])], category: log.categoryKey[r],
+                                        scene: log.scene[r]))
+        }
+        self.behaviours = behaviours
         self.posStart = posStart
-        self.posRows = posRows
-        self.itemInTraining = itemInTraining
         self.lLong = lLong
         userStamp = [Int32](repeating: -1, count: log.userKeys.count)
         itemStamp = [Int32](repeating: -1, count: log.itemKeys.count)
@@ -29,33 +60,31 @@ struct ChunkTables {
 
     /// Appends the samples of `rows` (kept-row indices) to `chunk`, and their statistics to `stats`.
     @inline(never)
-    mutating func fill(_ chunk: inout ChunkColumns, rows: ArraySlice<Int32>, test: Bool, stats: inout SceneAccumulator) {
+    mutating func fill(_ chunk: inout ChunkColumns, rows: ArraySlice<Int32>, stats: inout SceneAccumulator) {
         let L = lLong
         for r32 in rows {
-            let r = Int(r32)
-            let u = Int(log.userIndex[r])
-            let item = Int(log.itemIndex[r])
-            let isCold = test && !itemInTraining[item]
-            chunk.begin(ChunkSample(user: log.userKeys[u], item: log.itemKeys[item],
-                                    category: log.categoryKey[r], row: log.dataRow[r],
-                                    label: Float(log.label[r]), truth: truth[r], cold: isCold))
-            let e = Int(histEnd[r])
+            let rec = records[Int(r32)]
+            let u = Int(rec.userIndex)
+            chunk.begin(ChunkSample(user: rec.user, item: rec.item, category: rec.category, row: rec.dataRow,
+                                    label: Float(rec.label), truth: rec.truth, cold: rec.cold))
+            let e = Int(rec.histEnd)
             let b = max(0, e - L)
             let base = posStart[u]
-            var j = e - 1
-            while j >= b {
-                let p = Int(posRows[base + j])
-                chunk.addHistory(item: log.itemKeys[Int(log.itemIndex[p])], category: log.categoryKey[p], scene: log.scene[p])
+            var j = base + e - 1
+            while j >= base + b {
+                let h = behaviours[j]
+                chunk.addHistory(item: h.item, category: h.category, scene: h.scene)
                 j -= 1
             }
             chunk.end()
             let h = e - b
             stats.historySum += h
             stats.hist[h == 0 ? 0 : h >= L ? 5 : h < 5 ? 1 : h < 10 ? 2 : h < 20 ? 3 : 4] += 1
-            stats.positives += Int(log.label[r])
+            stats.positives += Int(rec.label)
             if userStamp[u] != stats.scene { userStamp[u] = stats.scene; stats.users += 1 }
+            let item = Int(rec.itemIndex)
             if itemStamp[item] != stats.scene { itemStamp[item] = stats.scene; stats.items += 1 }
-            if isCold { stats.coldTest += 1 }
+            if rec.cold { stats.coldTest += 1 }
         }
     }
 }

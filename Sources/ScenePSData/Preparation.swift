@@ -181,7 +181,7 @@ public enum Preparation {
         var sceneManifests: [SceneManifest] = []
         var summaryLines: [String] = []
         var tables = ChunkTables(log: log, truth: truth, histEnd: histEnd, posStart: posStart, posRows: posRows,
-                                 itemInTraining: itemInTraining, lLong: L)
+                                 itemInTraining: itemInTraining, split: split, lLong: L)
         var writer = ChunkColumns(lLong: L, scene: 0, capacity: options.chunkSize)
         for s in 0..<sceneCount {
             let name = log.sceneNames[s]
@@ -199,7 +199,7 @@ public enum Preparation {
                 while c < rows.count {
                     let end = min(c + options.chunkSize, rows.count)
                     writer.reset(scene: Int32(s))
-                    tables.fill(&writer, rows: rows[c..<end], test: splitIndex == 2, stats: &acc)
+                    tables.fill(&writer, rows: rows[c..<end], stats: &acc)
                     let rel = "\(dir)/\(splitName)-\(String(format: "%05d", chunkNumber)).chunk"
                     try writer.write(to: options.outDirectory + "/" + rel)
                     refs[splitIndex].append(ChunkRef(file: rel, count: end - c))
