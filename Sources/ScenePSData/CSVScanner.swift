@@ -161,8 +161,28 @@ struct CSVScanner {
         return d - 48
     }
 
-    /// Field `i` as a Double (via the standard library parser); nil otherwise.
+    /// Field `i` as a Double; nil when it is not a number. "0.ddd…" (up to 15
+    /// fraction digits) is parsed directly — one correctly rounded division,
+    /// the same value as the standard parser — anything else by the standard library.
     mutating func double(_ i: Int) -> Double? {
+        let f = fields[i]
+        let len = f.end - f.start
+        if len >= 3 && len <= 17 && bytes[f.start] == 48 && bytes[f.start + 1] == 46 {
+            var frac: UInt64 = 0
+            var scale: Double = 1
+            var ok = true
+            for k in (f.start + 2)..<f.end {
+                let d = bytes[k] &- 48
+                if d > 9 { ok = false; break }
+                frac = frac * 10 + UInt64(d)
+                scale *= 10
+            }
+            if ok { return Double(frac) / scale }
+        }
+        return slowDouble(i)
+    }
+
+    private mutating func slowDouble(_ i: Int) -> Double? {
         let s = string(i).trimmingSpaces
         return Double(s)
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything preparation needs to turn a row into a chunk sample, laid out
 /// for the chunk-writing loop, which visits rows in shuffled order: one
 /// record per row (one cache miss instead of one per column), and per user
@@ -28,9 +30,6 @@ struct ChunkTables {
     let posStart: [Int]
     let behaviours: [Behaviour]
     let lLong: Int
-    /// Scratch marks for distinct users/items per scene.
-    var userStamp: [Int32]
-    var itemStamp: [Int32]
 
     init(log: BehaviourLog, truth: [Float], histEnd: [Int32], posStart: [Int], posRows: [Int32],
          itemInTraining: [Bool], split: [UInt8], lLong: Int) {
@@ -54,13 +53,11 @@ struct ChunkTables {
         self.behaviours = behaviours
         self.posStart = posStart
         self.lLong = lLong
-        userStamp = [Int32](repeating: -1, count: log.userKeys.count)
-        itemStamp = [Int32](repeating: -1, count: log.itemKeys.count)
     }
 
     /// Appends the samples of `rows` (kept-row indices) to `chunk`, and their statistics to `stats`.
     @inline(never)
-    mutating func fill(_ chunk: inout ChunkColumns, rows: ArraySlice<Int32>, stats: inout SceneAccumulator) {
+    func fill(_ chunk: inout ChunkColumns, rows: ArraySlice<Int32>, stats: inout SceneAccumulator) {
         let L = lLong
         for r32 in rows {
             let rec = records[Int(r32)]
@@ -81,24 +78,46 @@ struct ChunkTables {
             stats.historySum += h
             stats.hist[h == 0 ? 0 : h >= L ? 5 : h < 5 ? 1 : h < 10 ? 2 : h < 20 ? 3 : 4] += 1
             stats.positives += Int(rec.label)
-            if userStamp[u] != stats.scene { userStamp[u] = stats.scene; stats.users += 1 }
-            let item = Int(rec.itemIndex)
-            if itemStamp[item] != stats.scene { itemStamp[item] = stats.scene; stats.items += 1 }
             if rec.cold { stats.coldTest += 1 }
         }
     }
 }
 
-/// Per-scene statistics gathered while writing chunks.
-struct SceneAccumulator {
-    let scene: Int32
+/// Per-scene statistics gathered while writing chunks (one per chunk, merged per scene).
+struct SceneAccumulator: Sendable {
     /// History lengths: 0, 1-4, 5-9, 10-19, 20-(L-1), L.
     var hist = [Int](repeating: 0, count: 6)
     var historySum = 0
     var positives = 0
-    var users = 0
-    var items = 0
     var coldTest = 0
 
-    init(scene: Int32) { self.scene = scene }
+    init() {}
+
+    mutating func merge(_ o: SceneAccumulator) {
+        for k in 0..<hist.count { hist[k] += o.hist[k] }
+        historySum += o.historySum
+        positives += o.positives
+        coldTest += o.coldTest
+    }
+}
+
+/// Results of jobs run on several threads, one slot per job.
+/// `@unchecked Sendable`: every access holds `lock`.
+final class JobResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [T?]
+    private var firstError: Error?
+
+    init(count: Int) { slots = [T?](repeating: nil, count: count) }
+
+    func set(_ k: Int, _ value: T) { lock.lock(); slots[k] = value; lock.unlock() }
+    func fail(_ e: Error) { lock.lock(); if firstError == nil { firstError = e }; lock.unlock() }
+    var failed: Bool { lock.lock(); defer { lock.unlock() }; return firstError != nil }
+
+    /// All results, or the first error thrown by a job.
+    func values() throws -> [T] {
+        lock.lock(); defer { lock.unlock() }
+        if let firstError { throw firstError }
+        return slots.map { $0! }
+    }
 }

@@ -177,35 +177,69 @@ public enum Preparation {
             lists[Int(log.scene[r])][Int(split[r])].append(Int32(r))
         }
 
-        // Chunks.
-        var sceneManifests: [SceneManifest] = []
-        var summaryLines: [String] = []
-        var tables = ChunkTables(log: log, truth: truth, histEnd: histEnd, posStart: posStart, posRows: posRows,
+        // Chunks: every (scene, split, piece) is a job; jobs run on all cores.
+        let tables = ChunkTables(log: log, truth: truth, histEnd: histEnd, posStart: posStart, posRows: posRows,
                                  itemInTraining: itemInTraining, split: split, lLong: L)
-        var writer = ChunkColumns(lLong: L, scene: 0, capacity: options.chunkSize)
+        let splitNames = ["train", "valid", "test"]
+        struct Job: Sendable { var scene: Int; var split: Int; var number: Int; var range: Range<Int>; var file: String }
+        var jobs: [Job] = []
         for s in 0..<sceneCount {
-            let name = log.sceneNames[s]
-            let dir = "scene-\(s)"
-            try FileSystem.makeDirectory(options.outDirectory + "/" + dir)
-            var refs: [[ChunkRef]] = [[], [], []]
+            try FileSystem.makeDirectory(options.outDirectory + "/scene-\(s)")
             // Shuffle training rows so that a chunk is a sample of the whole period.
             var rng = SplitMix64(seed: options.shuffleSeed ^ KeyHash.mix64(UInt64(s) &+ 0x5CE7E))
             lists[s][0].shuffle(using: &rng)
-            var acc = SceneAccumulator(scene: Int32(s))
-            for (splitIndex, splitName) in ["train", "valid", "test"].enumerated() {
-                let rows = lists[s][splitIndex]
-                var c = 0
-                var chunkNumber = 0
-                while c < rows.count {
-                    let end = min(c + options.chunkSize, rows.count)
-                    writer.reset(scene: Int32(s))
-                    tables.fill(&writer, rows: rows[c..<end], stats: &acc)
-                    let rel = "\(dir)/\(splitName)-\(String(format: "%05d", chunkNumber)).chunk"
-                    try writer.write(to: options.outDirectory + "/" + rel)
-                    refs[splitIndex].append(ChunkRef(file: rel, count: end - c))
-                    chunkNumber += 1
+            for k in 0..<3 {
+                var c = 0, number = 0
+                while c < lists[s][k].count {
+                    let end = min(c + options.chunkSize, lists[s][k].count)
+                    let file = "scene-\(s)/\(splitNames[k])-\(String(format: "%05d", number)).chunk"
+                    jobs.append(Job(scene: s, split: k, number: number, range: c..<end, file: file))
+                    number += 1
                     c = end
                 }
+            }
+        }
+        let results = JobResults<SceneAccumulator>(count: jobs.count)
+        let frozenLists = lists
+        let frozenJobs = jobs
+        let outDirectory = options.outDirectory
+        let chunkSize = options.chunkSize
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
+            if results.failed { return }
+            let job = frozenJobs[k]
+            var columns = ChunkColumns(lLong: L, scene: Int32(job.scene), capacity: min(chunkSize, job.range.count))
+            var acc = SceneAccumulator()
+            tables.fill(&columns, rows: frozenLists[job.scene][job.split][job.range], stats: &acc)
+            do {
+                try columns.write(to: outDirectory + "/" + job.file)
+                results.set(k, acc)
+            } catch {
+                results.fail(error)
+            }
+        }
+        let perJob = try results.values()
+
+        // Distinct users and items per scene (rows in time order: near-sequential reads).
+        var userStamp = [Int32](repeating: -1, count: users)
+        var itemStamp = [Int32](repeating: -1, count: log.itemKeys.count)
+        var sceneManifests: [SceneManifest] = []
+        var summaryLines: [String] = []
+        for s in 0..<sceneCount {
+            let name = log.sceneNames[s]
+            var distinctUsers = 0, distinctItems = 0
+            for k in 0..<3 {
+                for r32 in lists[s][k] {
+                    let r = Int(r32)
+                    let u = Int(log.userIndex[r]), i = Int(log.itemIndex[r])
+                    if userStamp[u] != Int32(s) { userStamp[u] = Int32(s); distinctUsers += 1 }
+                    if itemStamp[i] != Int32(s) { itemStamp[i] = Int32(s); distinctItems += 1 }
+                }
+            }
+            var acc = SceneAccumulator()
+            var refs: [[ChunkRef]] = [[], [], []]
+            for (k, job) in jobs.enumerated() where job.scene == s {
+                acc.merge(perJob[k])
+                refs[job.split].append(ChunkRef(file: job.file, count: job.range.count))
             }
             let rowsInScene = lists[s].reduce(0) { $0 + $1.count }
             let labels = ["0", "1-4", "5-9", "10-19", "20-\(L - 1)", "\(L)"]
@@ -213,14 +247,14 @@ public enum Preparation {
             for (k, label) in labels.enumerated() where k == 0 || k == 5 || L > [0, 1, 5, 10, 20, 0][k] {
                 histDict[label, default: 0] += acc.hist[k]
             }
-            let stats = SceneStats(rows: rowsInScene, users: acc.users, items: acc.items,
+            let stats = SceneStats(rows: rowsInScene, users: distinctUsers, items: distinctItems,
                                    positiveRate: rowsInScene > 0 ? Double(acc.positives) / Double(rowsInScene) : 0,
                                    meanHistoryLength: rowsInScene > 0 ? Double(acc.historySum) / Double(rowsInScene) : 0,
                                    historyLengths: histDict, coldTestRows: acc.coldTest)
             sceneManifests.append(SceneManifest(name: name, index: s, key: KeyHash.idKey(name),
                                                 train: refs[0], valid: refs[1], test: refs[2], stats: stats))
             let pct = { (x: Int) in rowsInScene > 0 ? String(format: "%.1f%%", 100 * Double(x) / Double(rowsInScene)) : "-" }
-            summaryLines.append("scene \(s) \(name): rows \(rowsInScene) (train \(lists[s][0].count), valid \(lists[s][1].count), test \(lists[s][2].count), cold test \(acc.coldTest)), users \(acc.users), items \(acc.items), positive rate \(String(format: "%.3f", stats.positiveRate))")
+            summaryLines.append("scene \(s) \(name): rows \(rowsInScene) (train \(lists[s][0].count), valid \(lists[s][1].count), test \(lists[s][2].count), cold test \(acc.coldTest)), users \(distinctUsers), items \(distinctItems), positive rate \(String(format: "%.3f", stats.positiveRate))")
             summaryLines.append("  history length: mean \(String(format: "%.1f", stats.meanHistoryLength)); " +
                                 labels.enumerated().filter { histDict[$0.element] != nil }
                                     .map { "\($0.element): \(pct(acc.hist[$0.offset]))" }.joined(separator: ", "))
