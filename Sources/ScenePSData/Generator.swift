@@ -107,6 +107,38 @@ public struct Generator {
         return lo
     }
 
+    /// Walker's alias table: O(1) draws from a discrete distribution.
+    struct AliasTable {
+        var probability: [Double]
+        var alias: [Int32]
+
+        init(_ weights: [Double]) {
+            let n = weights.count
+            precondition(n > 0)
+            let total = weights.reduce(0, +)
+            var scaled = weights.map { $0 * Double(n) / total }
+            probability = [Double](repeating: 1, count: n)
+            alias = [Int32](repeating: 0, count: n)
+            var small: [Int] = [], large: [Int] = []
+            for k in 0..<n { if scaled[k] < 1 { small.append(k) } else { large.append(k) } }
+            while let l = small.popLast() {
+                guard let g = large.last else { break }
+                probability[l] = scaled[l]
+                alias[l] = Int32(g)
+                scaled[g] -= 1 - scaled[l]
+                if scaled[g] < 1 { large.removeLast(); small.append(g) }
+            }
+            for k in 0..<n { alias[k] = probability[k] >= 1 ? Int32(k) : alias[k] }
+        }
+
+        @inline(__always)
+        func draw(_ rng: inout SplitMix64) -> Int {
+            let x = rng.nextUnit() * Double(probability.count)
+            let k = min(Int(x), probability.count - 1)
+            return (x - Double(k)) < probability[k] ? k : Int(alias[k])
+        }
+    }
+
     static func cumulative(_ w: [Double]) -> [Double] {
         var c = [Double](repeating: 0, count: w.count)
         var s = 0.0
@@ -156,7 +188,7 @@ public struct Generator {
             popWeight[i] = 1 / pow(Double(popRank[i] + 1), o.zipf)
             if rng.nextUnit() < o.newItemFraction { itemRelease[i] = Int(rng.next() % UInt64(o.rows)) }
         }
-        let globalCDF = Self.cumulative(popWeight)
+        let globalTable = AliasTable(popWeight)
         for i in 0..<o.items where popRank[i] == 0 { itemRelease[i] = 0 }   // always available
         let mostPopular = popRank.firstIndex(of: 0)!
         // Items released during the log, by release row, for fresh-item promotion.
@@ -165,7 +197,7 @@ public struct Generator {
         let freshWindow = max(1, o.rows / 20)
         var topicItems = [[Int32]](repeating: [], count: K)
         for i in 0..<o.items { topicItems[Int(itemTopic[i])].append(Int32(i)) }
-        let topicCDF = topicItems.map { Self.cumulative($0.map { popWeight[Int($0)] }) }
+        let topicTables = topicItems.map { AliasTable($0.map { popWeight[Int($0)] }) }
 
         // Scenes: shares, bias, topic reweighting.
         let shareCDF = Self.cumulative(o.scenes.map(\.share))
@@ -194,7 +226,7 @@ public struct Generator {
             userActivity[u] = exp(0.8 * Self.normal(&rng))
             userBias[u] = 0.25 * Self.normal(&rng)
         }
-        let userCDF = Self.cumulative(userActivity)
+        let userTable = AliasTable(userActivity)
         // θ_{u,s}: per (user, scene) weights over the user's topics, plus a floor for other topics.
         let floor = 0.02
         var userSceneWeights = [[Double]](repeating: [], count: o.users * S)
@@ -222,13 +254,11 @@ public struct Generator {
         var t = o.startTimestamp
         var row = 0
 
-        try globalCDF.withUnsafeBufferPointer { gcdf in
-        try userCDF.withUnsafeBufferPointer { ucdf in
         try shareCDF.withUnsafeBufferPointer { scdf in
-            let gTotal = gcdf[gcdf.count - 1], uTotal = ucdf[ucdf.count - 1], sTotal = scdf[scdf.count - 1]
+            let sTotal = scdf[scdf.count - 1]
             while row < o.rows {
                 // A session.
-                let u = Self.pick(ucdf, rng.nextUnit() * uTotal)
+                let u = userTable.draw(&rng)
                 let ut = userTopics[u]
                 var intent: Int
                 if rng.nextUnit() < o.novelIntent {
@@ -239,7 +269,7 @@ public struct Generator {
                     intent = Int(ut[k])
                 }
                 let length = 1 + Int(-log(max(rng.nextUnit(), 1e-300)) * 9)
-                t += 60 + Int64(rng.next() % 3600)
+                t += 1 + Int64(rng.next() % 30)   // sessions of all users follow each other closely
                 for _ in 0..<length where row < o.rows {
                     let s = Self.pick(scdf, rng.nextUnit() * sTotal)
                     let usw = userSceneWeights[u * S + s]
@@ -256,7 +286,7 @@ public struct Generator {
                     }
                     for _ in 0..<8 where item < 0 || itemRelease[item] > row {
                         if rng.nextUnit() < o.popularityExposure {
-                            item = Self.pick(gcdf, rng.nextUnit() * gTotal)
+                            item = globalTable.draw(&rng)
                         } else {
                             var topic: Int
                             if rng.nextUnit() < 0.5 {
@@ -271,9 +301,7 @@ public struct Generator {
                                     k += 1
                                 }
                             }
-                            let tc = topicCDF[topic]
-                            let j = tc.withUnsafeBufferPointer { Self.pick($0, rng.nextUnit() * $0[$0.count - 1]) }
-                            item = Int(topicItems[topic][j])
+                            item = Int(topicItems[topic][topicTables[topic].draw(&rng)])
                         }
                         if itemRelease[item] <= row { break }
                     }
@@ -317,8 +345,6 @@ public struct Generator {
                     t += gap < 6 ? 0 : Int64(1 + gap % 40)
                 }
             }
-        }
-        }
         }
         try lb.flush(to: logOut)
         try tb.flush(to: truthOut)

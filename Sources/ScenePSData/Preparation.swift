@@ -275,7 +275,10 @@ public enum Preparation {
 
         let seconds = Date().timeIntervalSince(start)
         var head = ["prepared \(n) rows (\(log.dataRows) data rows read), \(users) users, \(log.itemKeys.count) items, \(sceneCount) scene(s) in \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", Double(log.dataRows) / max(seconds, 1e-9))) rows/s)",
-                    "split: test ts >= \(testCut) (\(n - trainCount) rows), validation ts >= \(validCut.map { "\($0)" } ?? "-") , l_long \(L), chunk size \(options.chunkSize)"]
+                    "split: test ts >= \(testCut) (\(n - trainCount) rows), validation ts >= \(validCut.map { "\($0)" } ?? "- (none)"), l_long \(L), chunk size \(options.chunkSize)"]
+        if trainCount == 0 {
+            head.append("warning: no training rows: every timestamp is at or after the test cut \(testCut)")
+        }
         head += bad.summaryLines
         if rowsWithoutTruth > 0 { head.append("\(rowsWithoutTruth) row(s) have no truth (their truth is NaN)") }
         return PreparationResult(manifest: manifest, badRows: bad, rowsWithoutTruth: rowsWithoutTruth,
