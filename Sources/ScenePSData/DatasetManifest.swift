@@ -118,7 +118,8 @@ public struct SceneStats: Codable, Sendable {
     public var items: Int
     public var positiveRate: Double
     public var meanHistoryLength: Double
-    /// Count of samples per history-length bucket; keys like "0", "1-4", "5-9", "10-19", "20-49", "50" (= lLong).
+    /// Count of samples per history-length bucket: "0", "1-4", "5-9", "10-19", "20-49", "50" for lLong = 50
+    /// (middle buckets end at lLong - 1 or are left out for a small lLong; the last is exactly lLong, i.e. cut).
     public var historyLengths: [String: Int]
     public var coldTestRows: Int
 }

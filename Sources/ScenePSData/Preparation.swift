@@ -242,9 +242,13 @@ public enum Preparation {
                 refs[job.split].append(ChunkRef(file: job.file, count: job.range.count))
             }
             let rowsInScene = lists[s].reduce(0) { $0 + $1.count }
-            let labels = ["0", "1-4", "5-9", "10-19", "20-\(L - 1)", "\(L)"]
+            // Buckets 0, 1-4, 5-9, 10-19, 20-(L-1), L; the middle ones cut at L-1 (or dropped) for a small L.
+            let lows = [1, 5, 10, 20], highs = [4, 9, 19, L - 1]
+            var labels = ["0"]
+            for k in 0..<4 { labels.append(lows[k] <= L - 1 ? "\(lows[k])-\(min(highs[k], L - 1))" : "") }
+            labels.append("\(L)")
             var histDict: [String: Int] = [:]
-            for (k, label) in labels.enumerated() where k == 0 || k == 5 || L > [0, 1, 5, 10, 20, 0][k] {
+            for (k, label) in labels.enumerated() where !label.isEmpty {
                 histDict[label, default: 0] += acc.hist[k]
             }
             let stats = SceneStats(rows: rowsInScene, users: distinctUsers, items: distinctItems,

@@ -86,6 +86,20 @@ final class SplitAndChunkTests: XCTestCase {
         }
     }
 
+    func testSceneStatsHistoryBuckets() throws {
+        let dir = try makeTempDirectory(self)
+        let rows = randomLog(seed: 31, rows: 300, scenes: ["s"], timestamps: 200)
+        try writeText(dir + "/log.csv", logCSV(rows))
+        let r = try prepare(dir, log: dir + "/log.csv") { $0.lLong = 3 }
+        let stats = try XCTUnwrap(r.manifest.scenes[0].stats)
+        XCTAssertEqual(Set(stats.historyLengths.keys), ["0", "1-2", "3"])
+        XCTAssertEqual(stats.historyLengths.values.reduce(0, +), 300)
+        XCTAssertEqual(stats.rows, 300)
+        XCTAssertEqual(stats.users, Set(rows.map(\.user)).count)
+        XCTAssertEqual(stats.items, Set(rows.map(\.item)).count)
+        XCTAssertEqual(stats.positiveRate, Double(rows.filter { $0.label == 1 }.count) / 300, accuracy: 1e-12)
+    }
+
     func testListedScenesFixTheOrderAndKeepEmptyScenes() throws {
         let dir = try makeTempDirectory(self)
         try writeText(dir + "/log.csv", logCSV(randomLog(seed: 5, rows: 100, scenes: ["b", "a"])))
