@@ -1,2 +1,0 @@
-/// Module `ScenePSData`.
-public enum ScenePSDataModule {}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import ScenePSCore
+
+@main
+struct PSCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "psctl",
+        abstract: "ScenePS control tool: data generation and preparation, cluster status, evaluation.",
+        // The one list of subcommands: add new ones here.
+        subcommands: [
+            GenData.self,
+            Prepare.self,
+        ]
+    )
+}
+
+/// Runs `body`; a ScenePSError is printed as one line on stderr and turned
+/// into exit code 1 (never a trap or a stack trace).
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ScenePSError {
+        printError("psctl: error: \(e.message)")
+        throw ExitCode(1)
+    }
+}
+
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
