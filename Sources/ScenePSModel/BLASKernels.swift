@@ -1,0 +1,99 @@
+/// Small vector kernels used by the layers, and the plain reference versions
+/// of the BLAS calls (llm.c's `matmul_forward_naive`) that the tests hold the
+/// OpenBLAS wrappers to.
+///
+/// All matrices are row-major; `ld` is the row stride. Internal code is
+/// specialised for Float and Double inside the module.
+public enum BLASKernels {
+    // MARK: - Reference kernels (naive, obviously right)
+
+    /// `C = alpha * op(A) * op(B) + beta * C`, as `BLASScalar.gemm`.
+    public static func gemmNaive<T: BLASScalar>(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int,
+                                                alpha: T, a: UnsafePointer<T>, lda: Int,
+                                                b: UnsafePointer<T>, ldb: Int,
+                                                beta: T, c: UnsafeMutablePointer<T>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var s: T = 0
+                for p in 0..<k {
+                    let aip = transA == .no ? a[i * lda + p] : a[p * lda + i]
+                    let bpj = transB == .no ? b[p * ldb + j] : b[j * ldb + p]
+                    s += aip * bpj
+                }
+                // beta == 0 must ignore whatever C held (BLAS semantics: NaN is not propagated).
+                c[i * ldc + j] = alpha * s + (beta == 0 ? 0 : beta * c[i * ldc + j])
+            }
+        }
+    }
+
+    /// `y = alpha * op(A) * x + beta * y`, `A` stored m×n, as `BLASScalar.gemv`.
+    public static func gemvNaive<T: BLASScalar>(_ trans: Transpose, m: Int, n: Int, alpha: T, a: UnsafePointer<T>, lda: Int,
+                                                x: UnsafePointer<T>, beta: T, y: UnsafeMutablePointer<T>) {
+        let rows = trans == .no ? m : n, inner = trans == .no ? n : m
+        for i in 0..<rows {
+            var s: T = 0
+            for p in 0..<inner { s += (trans == .no ? a[i * lda + p] : a[p * lda + i]) * x[p] }
+            y[i] = alpha * s + (beta == 0 ? 0 : beta * y[i])
+        }
+    }
+
+    /// `y += alpha * x`.
+    public static func axpyNaive<T: BLASScalar>(n: Int, alpha: T, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>) {
+        for i in 0..<n { y[i] += alpha * x[i] }
+    }
+
+    // MARK: - Vector kernels
+
+    /// `C *= beta` over an m×n block (beta == 0 writes zeros).
+    static func scale<T: BLASScalar>(_ c: UnsafeMutablePointer<T>, rows: Int, cols: Int, ld: Int, by beta: T) {
+        for i in 0..<rows {
+            let row = c + i * ld
+            if beta == 0 {
+                row.update(repeating: 0, count: cols)
+            } else {
+                for j in 0..<cols { row[j] *= beta }
+            }
+        }
+    }
+
+    /// Dot product with eight independent lanes (a scalar loop would be one
+    /// long dependency chain: floating-point sums are not reassociated).
+    @inline(__always)
+    static func dot<T: BLASScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> T {
+        var acc = SIMD8<T>.zero
+        var i = 0
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+        let stride = MemoryLayout<T>.stride
+        while i + 8 <= n {
+            let va = ra.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
+            let vb = rb.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
+            acc.addProduct(va, vb)
+            i += 8
+        }
+        var s = acc.sum()
+        while i < n {
+            s += a[i] * b[i]
+            i += 1
+        }
+        return s
+    }
+
+    /// `y += alpha * x` without a library call (n is small: one token of width d).
+    @inline(__always)
+    static func axpy<T: BLASScalar>(_ n: Int, _ alpha: T, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>) {
+        for i in 0..<n { y[i] += alpha * x[i] }
+    }
+
+    /// Every row of the m×n matrix `y` (row stride `ld`) set to `b`.
+    static func broadcastRows<T: BLASScalar>(_ y: UnsafeMutablePointer<T>, rows: Int, cols: Int, ld: Int, _ b: UnsafePointer<T>) {
+        for i in 0..<rows { (y + i * ld).update(from: b, count: cols) }
+    }
+
+    /// `db += Σ_rows dy` (bias gradient).
+    static func addColumnSums<T: BLASScalar>(_ dy: UnsafePointer<T>, rows: Int, cols: Int, ld: Int, into db: UnsafeMutablePointer<T>) {
+        for i in 0..<rows {
+            let row = dy + i * ld
+            for j in 0..<cols { db[j] += row[j] }
+        }
+    }
+}
