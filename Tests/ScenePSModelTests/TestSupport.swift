@@ -45,8 +45,8 @@ struct Block {
 /// Central finite differences along random directions, one set per block (so
 /// that every part of the gradient is exercised): for unit u inside a block,
 /// (f(x + εu) − f(x − εu)) / 2ε must match ∇f·u to a relative `tol`.
-/// A block whose analytic gradient is exactly zero must also have a
-/// numerically zero directional derivative (`zeroBlocks` names those expected).
+/// A block whose gradient is zero analytically (`zeroBlocks`) must have a
+/// negligible analytic gradient and a numerically zero directional derivative.
 func gradientCheck(_ what: String, at x0: [Double], blocks: [Block], eps: Double = 1e-6, tol: Double = 1e-5,
                    directions: Int = 2, seed: UInt64 = 7, zeroBlocks: Set<String> = [],
                    loss: ([Double]) -> Double, gradient: ([Double]) -> [Double],
@@ -60,8 +60,11 @@ func gradientCheck(_ what: String, at x0: [Double], blocks: [Block], eps: Double
     for block in blocks {
         let blockGrad = block.range.map { g[$0] }
         if zeroBlocks.contains(block.name) {
-            XCTAssertTrue(blockGrad.allSatisfy { $0 == 0 }, "\(what).\(block.name): expected an exactly zero gradient",
-                          file: file, line: line)
+            // Zero analytically; round-off is allowed, relative to the whole gradient.
+            let norm = blockGrad.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let whole = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            XCTAssertLessThanOrEqual(norm, 1e-12 * whole, "\(what).\(block.name): expected a zero gradient",
+                                     file: file, line: line)
         } else {
             XCTAssertTrue(blockGrad.contains { $0 != 0 }, "\(what).\(block.name): gradient is all zero, check is vacuous",
                           file: file, line: line)
