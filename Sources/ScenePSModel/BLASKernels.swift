@@ -67,7 +67,8 @@ public enum BLASKernels {
         while i + 8 <= n {
             let va = ra.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
             let vb = rb.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
-            acc.addProduct(va, vb)
+            // Not addProduct: without FMA in the baseline x86-64 target it becomes a libm fmaf call per lane.
+            acc += va * vb
             i += 8
         }
         var s = acc.sum()
@@ -76,6 +77,28 @@ public enum BLASKernels {
             i += 1
         }
         return s
+    }
+
+    /// `dst[i] = y[i] > 0 ? alpha * src[i] : 0` (dst must not overlap src or y). Written so
+    /// that LLVM vectorises it into compare-and-mask: both sides computed, one
+    /// unconditional store (a conditional store becomes a mispredicted branch).
+    @inline(__always)
+    static func reluMask<T: BLASScalar>(_ dst: UnsafeMutablePointer<T>, _ src: UnsafePointer<T>, scale alpha: T,
+                                        where y: UnsafePointer<T>, _ n: Int) {
+        for i in 0..<n {
+            let v = y[i], s = alpha * src[i]
+            dst[i] = v > 0 ? s : 0
+        }
+    }
+
+    /// `x[i] *= (y[i] > 0 ? 1 : 0)`, in place (x may be y): ReLU and its backward.
+    /// A multiply by the 0/1 mask vectorises; `x[i] = cond ? x[i] : 0` does not.
+    @inline(__always)
+    static func reluInPlace<T: BLASScalar>(_ x: UnsafeMutablePointer<T>, where y: UnsafePointer<T>, _ n: Int) {
+        for i in 0..<n {
+            let m: T = y[i] > 0 ? 1 : 0
+            x[i] *= m
+        }
     }
 
     /// `y += alpha * x` without a library call (n is small: one token of width d).

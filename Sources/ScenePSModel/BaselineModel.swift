@@ -39,6 +39,8 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
         histCount = iws.slices[0]
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func logits(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>, into logits: inout [Scalar]) {
         check(parameters: parameters, input: input)
         resize(&logits, input.batch)
@@ -50,6 +52,8 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
         }
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func lossAndGradients(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>,
                                  labels: UnsafeBufferPointer<Scalar>,
                                  parameterGradient: UnsafeMutableBufferPointer<Scalar>,

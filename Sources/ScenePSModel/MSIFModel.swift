@@ -63,6 +63,8 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         tokStart = i[0]; tokCount = i[1]; longCount = i[2]; shortStart = i[3]; shortCount = i[4]; order = i[5]; groupStart = i[6]
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func logits(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>, into logits: inout [Scalar]) {
         check(parameters: parameters, input: input)
         resize(&logits, input.batch)
@@ -73,6 +75,8 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         }
     }
 
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func lossAndGradients(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>,
                                  labels: UnsafeBufferPointer<Scalar>,
                                  parameterGradient: UnsafeMutableBufferPointer<Scalar>,

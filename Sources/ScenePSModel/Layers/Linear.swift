@@ -28,16 +28,16 @@ enum Linear {
 }
 
 enum ReLU {
-    /// y (N) = max(y, 0) in place.
+    /// y (N) = max(y, 0) in place (NaN stays NaN).
     @inline(__always)
     static func forward<T: BLASScalar>(_ y: UnsafeMutablePointer<T>, count: Int) {
-        for i in 0..<count { y[i] = y[i] > 0 ? y[i] : 0 }
+        BLASKernels.reluInPlace(y, where: y, count)
     }
 
     /// dy (N) *= [y > 0] in place, from the layer's output y.
     @inline(__always)
     static func backward<T: BLASScalar>(_ dy: UnsafeMutablePointer<T>, output y: UnsafePointer<T>, count: Int) {
-        for i in 0..<count { dy[i] = y[i] > 0 ? dy[i] : 0 }
+        BLASKernels.reluInPlace(dy, where: y, count)
     }
 }
 

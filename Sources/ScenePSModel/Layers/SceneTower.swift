@@ -94,8 +94,7 @@ final class SceneTower<T: BLASScalar> {
             var sum: T = 0
             for r in r0..<(r0 + n) {
                 sum += dout[r]
-                let dr = dhp + r * hw, hr = hp + r * hw
-                for j in 0..<hw { dr[j] = hr[j] > 0 ? dout[r] * p[o.w + j] : 0 }
+                BLASKernels.reluMask(dhp + r * hw, p + o.w, scale: dout[r], where: hp + r * hw, hw)
             }
             g[o.beta] += sum
             Linear.backward(dhp + r0 * hw, x: h + r0 * w2, rows: n, in: w2, out: hw, w: p + o.u,
@@ -123,8 +122,7 @@ final class SceneTower<T: BLASScalar> {
         for k in 0..<K {
             let o = expertOffsets[k], h1k = h1 + k * maxBatch * w1, ek = e + k * maxBatch * w2
             for r in 0..<batch {
-                let gk = gam[r * K + k], dr = de + r * w2, er = ek + r * w2, dhr = dh + r * w2
-                for j in 0..<w2 { dr[j] = er[j] > 0 ? gk * dhr[j] : 0 }
+                BLASKernels.reluMask(de + r * w2, dh + r * w2, scale: gam[r * K + k], where: ek + r * w2, w2)
             }
             Linear.backward(de, x: h1k, rows: batch, in: w1, out: w2, w: p + o.w2, dw: g + o.w2, db: g + o.b2,
                             dx: dh1, accumulate: false)
