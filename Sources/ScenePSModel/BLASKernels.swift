@@ -79,6 +79,65 @@ public enum BLASKernels {
         return s
     }
 
+    /// Σ x with four independent partial sums (LLVM turns them into one vector
+    /// accumulator; a single running sum is a chain of dependent adds).
+    @inline(__always)
+    static func sum<T: BLASScalar>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+        var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0
+        var i = 0
+        while i + 4 <= n {
+            s0 += x[i]; s1 += x[i + 1]; s2 += x[i + 2]; s3 += x[i + 3]
+            i += 4
+        }
+        while i < n {
+            s0 += x[i]
+            i += 1
+        }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// Σ (x − m)², four partial sums.
+    @inline(__always)
+    static func sumSquaredDeviations<T: BLASScalar>(_ x: UnsafePointer<T>, from m: T, _ n: Int) -> T {
+        var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0
+        var i = 0
+        while i + 4 <= n {
+            let a = x[i] - m, b = x[i + 1] - m, c = x[i + 2] - m, d = x[i + 3] - m
+            s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
+            i += 4
+        }
+        while i < n {
+            let a = x[i] - m
+            s0 += a * a
+            i += 1
+        }
+        return (s0 + s1) + (s2 + s3)
+    }
+
+    /// LayerNorm backward's two row sums: Σ dy⊙γ and Σ dy⊙γ⊙x̂, x̂ = (x − mean)·rstd.
+    @inline(__always)
+    static func layerNormSums<T: BLASScalar>(dy: UnsafePointer<T>, gamma: UnsafePointer<T>, x: UnsafePointer<T>,
+                                             mean m: T, rstd r: T, _ n: Int, sumD: inout T, sumDX: inout T) {
+        var d0: T = 0, d1: T = 0, d2: T = 0, d3: T = 0
+        var e0: T = 0, e1: T = 0, e2: T = 0, e3: T = 0
+        var i = 0
+        while i + 4 <= n {
+            let g0 = dy[i] * gamma[i], g1 = dy[i + 1] * gamma[i + 1], g2 = dy[i + 2] * gamma[i + 2], g3 = dy[i + 3] * gamma[i + 3]
+            d0 += g0; d1 += g1; d2 += g2; d3 += g3
+            e0 += g0 * ((x[i] - m) * r); e1 += g1 * ((x[i + 1] - m) * r)
+            e2 += g2 * ((x[i + 2] - m) * r); e3 += g3 * ((x[i + 3] - m) * r)
+            i += 4
+        }
+        while i < n {
+            let g = dy[i] * gamma[i]
+            d0 += g
+            e0 += g * ((x[i] - m) * r)
+            i += 1
+        }
+        sumD = (d0 + d1) + (d2 + d3)
+        sumDX = (e0 + e1) + (e2 + e3)
+    }
+
     /// `dst[i] = y[i] > 0 ? alpha * src[i] : 0` (dst must not overlap src or y). Written so
     /// that LLVM vectorises it into compare-and-mask: both sides computed, one
     /// unconditional store (a conditional store becomes a mispredicted branch).

@@ -129,12 +129,14 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         }
         tokStart[n] = total; shortStart[n] = shortTotal
         // t (B, d) = item + cat
-        for i in 0..<(n * d) { t[i] = inp.targetItem[i] + inp.targetCategory[i] }
+        let ti = inp.targetItem, tc = inp.targetCategory
+        for i in 0..<(n * d) { t[i] = ti[i] + tc[i] }
         // tok (T, d): b_j = item_j + cat_j + bscene_j for the valid tokens
         for b in 0..<n {
             for j in 0..<tokCount[b] {
                 let src = (b * L + j) * d, dst = tok + (tokStart[b] + j) * d
-                for i in 0..<d { dst[i] = inp.historyItem[src + i] + inp.historyCategory[src + i] + inp.historyScene[src + i] }
+                let hi = inp.historyItem + src, hc = inp.historyCategory + src, hs = inp.historyScene + src
+                for i in 0..<d { dst[i] = hi[i] + hc[i] + hs[i] }
             }
         }
         if let long {

@@ -45,27 +45,32 @@ public struct ModelInput<T: BLASScalar> {
     }
 
     /// Sets the batch size: arrays keep their capacity, new space is zero.
+    /// (Inlinable so that the caller's module specialises it: unspecialised
+    /// generic appends cost about as much as a training step.)
+    @inlinable
     public mutating func resize(batch newBatch: Int) {
         precondition(newBatch >= 0)
-        func fit<E: Numeric>(_ a: inout [E], _ n: Int) {
-            if a.count > n {
-                a.removeLast(a.count - n)
-            } else if a.count < n {
-                a.append(contentsOf: repeatElement(0, count: n - a.count))
-            }
-        }
         let bd = newBatch * d, bld = newBatch * historyWidth * d
-        fit(&targetItem, bd)
-        fit(&targetCategory, bd)
-        fit(&user, bd)
-        fit(&sceneEmbedding, bd)
-        fit(&itemBias, newBatch)
-        fit(&historyItem, bld)
-        fit(&historyCategory, bld)
-        fit(&historyScene, bld)
-        fit(&historyLength, newBatch)
-        fit(&scene, newBatch)
+        Self.fit(&targetItem, bd)
+        Self.fit(&targetCategory, bd)
+        Self.fit(&user, bd)
+        Self.fit(&sceneEmbedding, bd)
+        Self.fit(&itemBias, newBatch)
+        Self.fit(&historyItem, bld)
+        Self.fit(&historyCategory, bld)
+        Self.fit(&historyScene, bld)
+        Self.fit(&historyLength, newBatch)
+        Self.fit(&scene, newBatch)
         batch = newBatch
+    }
+
+    @inlinable
+    static func fit<E: Numeric>(_ a: inout [E], _ n: Int) {
+        if a.count > n {
+            a.removeLast(a.count - n)
+        } else if a.count < n {
+            a.append(contentsOf: repeatElement(0, count: n - a.count))
+        }
     }
 
     /// Every array has the length its shape says (checked at model entry).

@@ -132,28 +132,34 @@ final class LayerGradientTests: XCTestCase {
                           var a = [Double](repeating: 0, count: total)
                           _ = forward(p, &a)
                           var dq = [Double](repeating: 0, count: batch * d), dt = [Double](repeating: 0, count: total * d)
+                          var scratch = [Double](repeating: 0, count: total)
                           dq.withUnsafeMutableBufferPointer { dqp in
                               dt.withUnsafeMutableBufferPointer { dtp in
                                   TargetAttention.backward(dc: v, qt: Array(p[qr]), tokens: Array(p[tr]), width: d, start: start, count: counts,
-                                                           batch: batch, scale: scale, a: a, dqt: dqp.baseAddress!, dtok: dtp.baseAddress!)
+                                                           batch: batch, scale: scale, a: a, scratch: &scratch,
+                                                           dqt: dqp.baseAddress!, dtok: dtp.baseAddress!)
                               }
                           }
                           return dq + dt
                       })
     }
 
+    /// q, k, v as column blocks of one (T, 3d) matrix, as the Transformer block stores them.
     func testMaskedSelfAttention() {
-        let d = 6, heads = 2, maxLen = 4, counts = [4, 1, 0, 3], batch = counts.count
+        let d = 6, heads = 2, maxLen = 4, counts = [4, 1, 0, 3], batch = counts.count, ld = 3 * d
         let (start, total) = segments(counts)
         var f = FlatBuilder()
-        let qr = f.add("q", rnd.vector(total * d)), kr = f.add("k", rnd.vector(total * d)), vr = f.add("v", rnd.vector(total * d))
+        f.add("qkv", rnd.vector(total * ld))
         let w = rnd.vector(total * d)
         func forward(_ p: [Double], _ att: inout [Double]) -> [Double] {
             var o = [Double](repeating: 0, count: total * d)
-            o.withUnsafeMutableBufferPointer { op in
-                att.withUnsafeMutableBufferPointer { ap in
-                    MaskedSelfAttention.forward(q: Array(p[qr]), k: Array(p[kr]), v: Array(p[vr]), width: d, heads: heads, maxLen: maxLen,
-                                                start: start, count: counts, batch: batch, att: ap.baseAddress!, o: op.baseAddress!)
+            p.withUnsafeBufferPointer { qkv in
+                let base = qkv.baseAddress!
+                o.withUnsafeMutableBufferPointer { op in
+                    att.withUnsafeMutableBufferPointer { ap in
+                        MaskedSelfAttention.forward(q: base, k: base + d, v: base + 2 * d, ld: ld, width: d, heads: heads, maxLen: maxLen,
+                                                    start: start, count: counts, batch: batch, att: ap.baseAddress!, o: op.baseAddress!)
+                    }
                 }
             }
             return o
@@ -166,17 +172,17 @@ final class LayerGradientTests: XCTestCase {
                       gradient: { p in
                           var att = [Double](repeating: 0, count: total * heads * maxLen)
                           _ = forward(p, &att)
-                          var dq = [Double](repeating: 0, count: total * d), dk = dq, dv = dq
-                          dq.withUnsafeMutableBufferPointer { dqp in
-                              dk.withUnsafeMutableBufferPointer { dkp in
-                                  dv.withUnsafeMutableBufferPointer { dvp in
-                                      MaskedSelfAttention.backward(dout: w, q: Array(p[qr]), k: Array(p[kr]), v: Array(p[vr]), width: d,
-                                                                   heads: heads, maxLen: maxLen, start: start, count: counts, batch: batch,
-                                                                   att: att, dq: dqp.baseAddress!, dk: dkp.baseAddress!, dv: dvp.baseAddress!)
-                                  }
+                          var dqkv = [Double](repeating: .nan, count: total * ld), scratch = [Double](repeating: 0, count: maxLen)
+                          p.withUnsafeBufferPointer { qkv in
+                              let base = qkv.baseAddress!
+                              dqkv.withUnsafeMutableBufferPointer { gp in
+                                  let g = gp.baseAddress!
+                                  MaskedSelfAttention.backward(dout: w, q: base, k: base + d, v: base + 2 * d, ld: ld, width: d,
+                                                               heads: heads, maxLen: maxLen, start: start, count: counts, batch: batch,
+                                                               att: att, scratch: &scratch, dq: g, dk: g + d, dv: g + 2 * d)
                               }
                           }
-                          return dq + dk + dv
+                          return dqkv
                       })
     }
 

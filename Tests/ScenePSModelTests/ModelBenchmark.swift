@@ -8,6 +8,8 @@ import XCTest
 ///     SCENEPS_MODEL_BENCH=1 swift test -c release -Xswiftc -enable-testing \
 ///         --scratch-path .build-model-rel --filter ModelBenchmark
 ///
+/// Optional: SCENEPS_MODEL_BENCH_STEPS (default 200), SCENEPS_MODEL_BENCH_THREADS
+/// (BLAS thread counts, default "1,2").
 /// (`-enable-testing` because the other test files use `@testable import`.)
 final class ModelBenchmark: XCTestCase {
     private var enabled: Bool { ProcessInfo.processInfo.environment["SCENEPS_MODEL_BENCH"] == "1" }
@@ -59,7 +61,9 @@ final class ModelBenchmark: XCTestCase {
         let baseline = try BaselineModel<Float>(config: BaselineConfig(), maxBatch: batch)
         let uniform = input(batch: batch, d: c.d, width: c.lLong, scenes: c.scenes) { $0.int(0...50) }
         let full = input(batch: batch, d: c.d, width: c.lLong, scenes: c.scenes) { _ in 50 }
-        for threads in [1, 2] {
+        let threadCounts = (ProcessInfo.processInfo.environment["SCENEPS_MODEL_BENCH_THREADS"] ?? "1,2")
+            .split(separator: ",").compactMap { Int($0) }
+        for threads in threadCounts {
             BLASThreads.set(threads)
             for (name, x) in [("lengths U{0..50}", uniform), ("lengths 50", full)] {
                 let r = measure(msif, x, steps: steps)

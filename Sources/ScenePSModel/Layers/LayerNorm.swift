@@ -10,15 +10,8 @@ enum LayerNorm {
         let eps = T(Self.eps), invC = 1 / T(c)
         for i in 0..<n {
             let xi = x + i * c, yi = y + i * c
-            var m: T = 0
-            for j in 0..<c { m += xi[j] }
-            m *= invC
-            var v: T = 0
-            for j in 0..<c {
-                let dx = xi[j] - m
-                v += dx * dx
-            }
-            v *= invC
+            let m = BLASKernels.sum(xi, c) * invC
+            let v = BLASKernels.sumSquaredDeviations(xi, from: m, c) * invC
             let r = 1 / (v + eps).squareRoot()
             for j in 0..<c { yi[j] = (xi[j] - m) * r * gamma[j] + beta[j] }
             mean[i] = m
@@ -37,13 +30,10 @@ enum LayerNorm {
             // dxhat = dy ⊙ gamma; dx = r (dxhat − mean(dxhat) − xhat · mean(dxhat ⊙ xhat))
             var sumD: T = 0, sumDX: T = 0
             for j in 0..<c {
-                let xhat = (xi[j] - m) * r
-                let dxhat = dyi[j] * gamma[j]
-                sumD += dxhat
-                sumDX += dxhat * xhat
                 dbeta[j] += dyi[j]
-                dgamma[j] += dyi[j] * xhat
+                dgamma[j] += dyi[j] * (xi[j] - m) * r
             }
+            BLASKernels.layerNormSums(dy: dyi, gamma: gamma, x: xi, mean: m, rstd: r, c, sumD: &sumD, sumDX: &sumDX)
             sumD *= invC
             sumDX *= invC
             for j in 0..<c {

@@ -22,16 +22,16 @@ final class LongInterest<T: BLASScalar> {
     private let ws: Workspace<T>
     /// (B, d) written by `forward`.
     let output: UnsafeMutablePointer<T>
-    private let q, qt, c, a, dc, dq, dqt: UnsafeMutablePointer<T>
+    private let q, qt, c, a, da, dc, dq, dqt: UnsafeMutablePointer<T>
 
     init(layout: ParameterLayout, d: Int, maxLen: Int, maxBatch: Int) {
         self.d = d; self.maxBatch = maxBatch
         maxTokens = maxBatch * maxLen
         off = Offsets(layout)
         let bd = maxBatch * d
-        ws = Workspace([bd, bd, bd, bd, maxTokens, bd, bd, bd])
+        ws = Workspace([bd, bd, bd, bd, maxTokens, maxTokens, bd, bd, bd])
         let s = ws.slices
-        output = s[0]; q = s[1]; qt = s[2]; c = s[3]; a = s[4]; dc = s[5]; dq = s[6]; dqt = s[7]
+        output = s[0]; q = s[1]; qt = s[2]; c = s[3]; a = s[4]; da = s[5]; dc = s[6]; dq = s[7]; dqt = s[8]
     }
 
     /// t, es (B, d), tokens (T, d) packed (example b: rows start[b] ..< start[b] + count[b]) -> output (B, d)
@@ -62,7 +62,7 @@ final class LongInterest<T: BLASScalar> {
         Linear.backward(outputGradient, x: c, rows: batch, in: d, out: d, w: p + o.wv, dw: g + o.wv, db: nil,
                         dx: dc, accumulate: false)
         TargetAttention.backward(dc: dc, qt: qt, tokens: tokens, width: d, start: start, count: count, batch: batch,
-                                 scale: 1 / T(d).squareRoot(), a: a, dqt: dqt, dtok: dtokens)
+                                 scale: 1 / T(d).squareRoot(), a: a, scratch: da, dqt: dqt, dtok: dtokens)
         // q̃ = q W_k: dW_k (d, d) += qᵀ dq̃ ; dq = dq̃ W_kᵀ
         T.gemm(.yes, .no, m: d, n: d, k: batch, alpha: 1, a: q, lda: d, b: dqt, ldb: d, beta: 1, c: g + o.wk, ldc: d)
         T.gemm(.no, .yes, m: batch, n: d, k: d, alpha: 1, a: dqt, lda: d, b: p + o.wk, ldb: d, beta: 0, c: dq, ldc: d)

@@ -32,10 +32,12 @@ final class TransformerBlock<T: BLASScalar> {
     let output: UnsafeMutablePointer<T>
     /// (T, d) gradient w.r.t. `input`, written by `backward`.
     let inputGradient: UnsafeMutablePointer<T>
-    // Activations (T rows each unless noted).
-    private let u1, mean1, rstd1, q, k, v, att, o, y, u2, mean2, rstd2, f1, z: UnsafeMutablePointer<T>
-    // Gradients.
-    private let dz, df1, du, dq, dk, dv, dout: UnsafeMutablePointer<T>
+    // Activations (T rows each unless noted); qkv (T, 3d) is [q | k | v] per row.
+    private let u1, mean1, rstd1, qkv, att, o, y, u2, mean2, rstd2, f1, z: UnsafeMutablePointer<T>
+    // Gradients; dqkv (T, 3d) like qkv.
+    private let dz, df1, du, dqkv, dout: UnsafeMutablePointer<T>
+    // W_q, W_k, W_v stacked (3d, d) with their biases (3d), so the three projections are one GEMM; their gradients.
+    private let wqkv, bqkv, dwqkv, dbqkv, da: UnsafeMutablePointer<T>
 
     init(layout: ParameterLayout, d: Int, heads: Int, ffn: Int, maxLen: Int, maxBatch: Int) {
         self.d = d; self.heads = heads; self.ffn = ffn; self.maxLen = maxLen; self.maxBatch = maxBatch
@@ -44,14 +46,16 @@ final class TransformerBlock<T: BLASScalar> {
         off = Offsets(layout)
         let td = tmax * d
         ws = Workspace([td, maxBatch * d, td,                               // input, output, inputGradient
-                        td, tmax, tmax, td, td, td, tmax * heads * maxLen, td, // u1 mean1 rstd1 q k v att o
+                        td, tmax, tmax, 3 * td, tmax * heads * maxLen, td,  // u1 mean1 rstd1 qkv att o
                         td, td, tmax, tmax, tmax * ffn, td,                // y u2 mean2 rstd2 f1 z
-                        td, tmax * ffn, td, td, td, td, td])               // dz df1 du dq dk dv dout
+                        td, tmax * ffn, td, 3 * td, td,                    // dz df1 du dqkv dout
+                        3 * d * d, 3 * d, 3 * d * d, 3 * d, maxLen])       // wqkv bqkv dwqkv dbqkv da
         let s = ws.slices
         input = s[0]; output = s[1]; inputGradient = s[2]
-        u1 = s[3]; mean1 = s[4]; rstd1 = s[5]; q = s[6]; k = s[7]; v = s[8]; att = s[9]; o = s[10]
-        y = s[11]; u2 = s[12]; mean2 = s[13]; rstd2 = s[14]; f1 = s[15]; z = s[16]
-        dz = s[17]; df1 = s[18]; du = s[19]; dq = s[20]; dk = s[21]; dv = s[22]; dout = s[23]
+        u1 = s[3]; mean1 = s[4]; rstd1 = s[5]; qkv = s[6]; att = s[7]; o = s[8]
+        y = s[9]; u2 = s[10]; mean2 = s[11]; rstd2 = s[12]; f1 = s[13]; z = s[14]
+        dz = s[15]; df1 = s[16]; du = s[17]; dqkv = s[18]; dout = s[19]
+        wqkv = s[20]; bqkv = s[21]; dwqkv = s[22]; dbqkv = s[23]; da = s[24]
     }
 
     /// input (T, d) packed, example b in rows start[b] ..< start[b] + count[b] -> output (B, d)
@@ -62,12 +66,15 @@ final class TransformerBlock<T: BLASScalar> {
         let d = d, o_ = off
         // u1 (T, d) = LN1(x)
         LayerNorm.forward(input, rows: n, width: d, gamma: p + o_.ln1g, beta: p + o_.ln1b, y: u1, mean: mean1, rstd: rstd1)
-        // q, k, v (T, d) = u1 W ᵀ + b
-        Linear.forward(u1, rows: n, in: d, out: d, w: p + o_.wq, b: p + o_.bq, y: q)
-        Linear.forward(u1, rows: n, in: d, out: d, w: p + o_.wk, b: p + o_.bk, y: k)
-        Linear.forward(u1, rows: n, in: d, out: d, w: p + o_.wv, b: p + o_.bv, y: v)
+        // qkv (T, 3d) = u1 [W_q; W_k; W_v]ᵀ + [b_q; b_k; b_v]
+        func stack(_ i: Int, _ w: Int, _ b: Int) {
+            (wqkv + i * d * d).update(from: p + w, count: d * d)
+            (bqkv + i * d).update(from: p + b, count: d)
+        }
+        stack(0, o_.wq, o_.bq); stack(1, o_.wk, o_.bk); stack(2, o_.wv, o_.bv)
+        Linear.forward(u1, rows: n, in: d, out: 3 * d, w: wqkv, b: bqkv, y: qkv)
         // o (T, d) = MHA, att (T, H, maxLen)
-        MaskedSelfAttention.forward(q: q, k: k, v: v, width: d, heads: heads, maxLen: maxLen,
+        MaskedSelfAttention.forward(q: qkv, k: qkv + d, v: qkv + 2 * d, ld: 3 * d, width: d, heads: heads, maxLen: maxLen,
                                     start: start, count: count, batch: batch, att: att, o: o)
         // y (T, d) = x + o W_oᵀ + b_o
         Linear.forward(o, rows: n, in: d, out: d, w: p + o_.wo, b: p + o_.bo, y: y)
@@ -97,12 +104,19 @@ final class TransformerBlock<T: BLASScalar> {
                            dx: dz, dgamma: g + o_.ln2g, dbeta: g + o_.ln2b)
         // attention output projection: do = dy W_o
         Linear.backward(dz, x: o, rows: n, in: d, out: d, w: p + o_.wo, dw: g + o_.wo, db: g + o_.bo, dx: dout, accumulate: false)
-        MaskedSelfAttention.backward(dout: dout, q: q, k: k, v: v, width: d, heads: heads, maxLen: maxLen,
-                                     start: start, count: count, batch: batch, att: att, dq: dq, dk: dk, dv: dv)
-        // du1 = dq W_q + dk W_k + dv W_v
-        Linear.backward(dq, x: u1, rows: n, in: d, out: d, w: p + o_.wq, dw: g + o_.wq, db: g + o_.bq, dx: du, accumulate: false)
-        Linear.backward(dk, x: u1, rows: n, in: d, out: d, w: p + o_.wk, dw: g + o_.wk, db: g + o_.bk, dx: du, accumulate: true)
-        Linear.backward(dv, x: u1, rows: n, in: d, out: d, w: p + o_.wv, dw: g + o_.wv, db: g + o_.bv, dx: du, accumulate: true)
+        MaskedSelfAttention.backward(dout: dout, q: qkv, k: qkv + d, v: qkv + 2 * d, ld: 3 * d, width: d, heads: heads,
+                                     maxLen: maxLen, start: start, count: count, batch: batch, att: att, scratch: da,
+                                     dq: dqkv, dk: dqkv + d, dv: dqkv + 2 * d)
+        // du1 = dqkv [W_q; W_k; W_v]; the stacked weight gradient is split back to the three tensors
+        dwqkv.update(repeating: 0, count: 3 * d * d)
+        dbqkv.update(repeating: 0, count: 3 * d)
+        Linear.backward(dqkv, x: u1, rows: n, in: d, out: 3 * d, w: wqkv, dw: dwqkv, db: dbqkv, dx: du, accumulate: false)
+        func unstack(_ i: Int, _ w: Int, _ b: Int) {
+            let gw = g + w, gb = g + b, sw = dwqkv + i * d * d, sb = dbqkv + i * d
+            for j in 0..<(d * d) { gw[j] += sw[j] }
+            for j in 0..<d { gb[j] += sb[j] }
+        }
+        unstack(0, o_.wq, o_.bq); unstack(1, o_.wk, o_.bk); unstack(2, o_.wv, o_.bv)
         // dx = dy (residual) + LN1ᵀ(du1)
         inputGradient.update(from: dz, count: n * d)
         LayerNorm.backward(du, x: input, rows: n, width: d, gamma: p + o_.ln1g, mean: mean1, rstd: rstd1,
