@@ -6,7 +6,7 @@
 /// The same type carries the gradient w.r.t. every field
 /// (`ModelInputGradient`): padding positions get zero; `historyLength` and
 /// `scene` are copied from the input.
-public struct ModelInput<T: BLASScalar> {
+public struct ModelInput<T: BLASScalar>: Sendable {
     public var batch: Int
     public var historyWidth: Int
     public var d: Int
