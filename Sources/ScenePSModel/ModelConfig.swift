@@ -1,0 +1,111 @@
+import ScenePSCore
+
+/// Sizes and ablation switches of the multi-scene interest-fusion model
+/// (DESIGN.md §3). Defaults are the design's.
+///
+/// "Same-scene history only" is not here: the worker filters a history to
+/// the example's scene before the model sees it.
+public struct MSIFConfig: Sendable, Equatable {
+    /// Embedding width.
+    public var d = 32
+    /// Tokens seen by the long-term target attention (most recent first).
+    public var lLong = 50
+    /// Tokens seen by the short-term Transformer block.
+    public var lShort = 10
+    /// Attention heads of the Transformer block; must divide `d`.
+    public var heads = 2
+    /// Feed-forward width of the Transformer block.
+    public var ffn = 64
+    /// Number of shared experts K.
+    public var experts = 4
+    /// Hidden and output width of each expert: exactly two entries.
+    public var expertWidths = [128, 64]
+    /// Hidden width of each per-scene head.
+    public var headWidth = 32
+    /// Scenes (per-scene gates and heads); scene indices are 0 ..< scenes.
+    public var scenes = 3
+    /// Ablations: long-term interest, short-term interest, per-scene gates and heads
+    /// (false: scene 0's gate and head serve every scene).
+    public var useLong = true, useShort = true, sceneGates = true
+
+    public init() {}
+
+    /// Throws `ScenePSError(.config, …)` naming the first inconsistent setting.
+    public func validate() throws {
+        func need(_ ok: Bool, _ message: @autoclosure () -> String) throws {
+            if !ok { throw ScenePSError.config("model: \(message())") }
+        }
+        try need(d > 0, "d must be positive, got \(d)")
+        try need(lLong > 0, "l_long must be positive, got \(lLong)")
+        try need(lShort > 0, "l_short must be positive, got \(lShort)")
+        try need(lShort <= lLong, "l_short (\(lShort)) must not exceed l_long (\(lLong))")
+        try need(heads > 0, "heads must be positive, got \(heads)")
+        try need(d % heads == 0, "heads (\(heads)) must divide d (\(d))")
+        try need(ffn > 0, "ffn must be positive, got \(ffn)")
+        try need(experts > 0, "experts must be positive, got \(experts)")
+        try need(expertWidths.count == 2, "expert_widths must have exactly 2 entries, got \(expertWidths)")
+        try need(expertWidths.allSatisfy { $0 > 0 }, "expert_widths must be positive, got \(expertWidths)")
+        try need(headWidth > 0, "head_width must be positive, got \(headWidth)")
+        try need(scenes > 0, "scenes must be positive, got \(scenes)")
+        try need(useLong || useShort, "at least one of the long-term and short-term interests must be on")
+    }
+
+    /// The dense tensors of the model, in the reference's order.
+    public var layout: ParameterLayout {
+        let d = d
+        var t: [(name: String, shape: [Int])] = [
+            ("attn_long.W_q", [d, 2 * d]), ("attn_long.b_q", [d]),
+            ("attn_long.W_k", [d, d]), ("attn_long.W_v", [d, d]),
+            ("short.pos", [lShort, d]),
+            ("short.ln1.gamma", [d]), ("short.ln1.beta", [d]),
+            ("short.ln2.gamma", [d]), ("short.ln2.beta", [d]),
+        ]
+        for n in ["q", "k", "v", "o"] { t += [("short.W_\(n)", [d, d]), ("short.b_\(n)", [d])] }
+        t += [("short.ffn.W1", [ffn, d]), ("short.ffn.b1", [ffn]),
+              ("short.ffn.W2", [d, ffn]), ("short.ffn.b2", [d]),
+              ("gate.W", [d, 4 * d]), ("gate.b", [d])]
+        let w1 = expertWidths[0], w2 = expertWidths[1]
+        for k in 0..<experts {
+            t += [("experts.\(k).W1", [w1, 5 * d]), ("experts.\(k).b1", [w1]),
+                  ("experts.\(k).W2", [w2, w1]), ("experts.\(k).b2", [w2])]
+        }
+        for s in 0..<scenes {
+            t += [("scene_gate.\(s).G", [experts, 5 * d]), ("scene_gate.\(s).c", [experts]),
+                  ("head.\(s).U", [headWidth, w2]), ("head.\(s).u", [headWidth]),
+                  ("head.\(s).w", [headWidth]), ("head.\(s).beta", [1])]
+        }
+        return ParameterLayout(t)
+    }
+}
+
+/// The baseline CTR model of the core issue:
+/// `x = t_item + t_cat + user + scene + masked mean of the history items`,
+/// an MLP with ReLU hidden layers, one output, plus the item bias.
+public struct BaselineConfig: Sendable, Equatable {
+    public var d = 32
+    /// History tokens averaged (most recent first).
+    public var lHist = 50
+    /// Hidden widths of the MLP.
+    public var hidden = [64, 32]
+
+    public init() {}
+
+    public func validate() throws {
+        if d <= 0 { throw ScenePSError.config("baseline: d must be positive, got \(d)") }
+        if lHist <= 0 { throw ScenePSError.config("baseline: l_hist must be positive, got \(lHist)") }
+        if hidden.contains(where: { $0 <= 0 }) {
+            throw ScenePSError.config("baseline: hidden widths must be positive, got \(hidden)")
+        }
+    }
+
+    /// `mlp.i.W` [out, in], `mlp.i.b` [out]; the last layer has one output.
+    public var layout: ParameterLayout {
+        var t: [(name: String, shape: [Int])] = []
+        var width = d
+        for (i, h) in (hidden + [1]).enumerated() {
+            t += [("mlp.\(i).W", [h, width]), ("mlp.\(i).b", [h])]
+            width = h
+        }
+        return ParameterLayout(t)
+    }
+}

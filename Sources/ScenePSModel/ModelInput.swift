@@ -1,0 +1,109 @@
+/// Per-example inputs gathered from the sparse tables by the worker. All
+/// row-major; `d` is the embedding width, `historyWidth` (L) the padded
+/// history length of the batch, most recent behaviour first. Tokens at
+/// positions `>= historyLength[b]` are padding: their values are never read.
+///
+/// The same type carries the gradient w.r.t. every field
+/// (`ModelInputGradient`): padding positions get zero; `historyLength` and
+/// `scene` are copied from the input.
+public struct ModelInput<T: BLASScalar>: Sendable {
+    public var batch: Int
+    public var historyWidth: Int
+    public var d: Int
+    /// Embedding rows, B·d each.
+    public var targetItem: [T], targetCategory: [T], user: [T], sceneEmbedding: [T]
+    /// `item_bias` row of the target item, B.
+    public var itemBias: [T]
+    /// Behaviour tokens, B·L·d each.
+    public var historyItem: [T], historyCategory: [T], historyScene: [T]
+    /// Number of valid history tokens, B (values outside 0...L are clamped).
+    public var historyLength: [Int32]
+    /// Scene index of each example (selects the gate and head), B.
+    public var scene: [Int32]
+
+    /// Empty batch with room for `capacity` examples.
+    public init(d: Int, historyWidth: Int, capacity: Int) {
+        precondition(d > 0 && historyWidth >= 0 && capacity >= 0)
+        self.batch = 0
+        self.historyWidth = historyWidth
+        self.d = d
+        func empty<E>(_ n: Int) -> [E] {
+            var a: [E] = []
+            a.reserveCapacity(n)
+            return a
+        }
+        targetItem = empty(capacity * d)
+        targetCategory = empty(capacity * d)
+        user = empty(capacity * d)
+        sceneEmbedding = empty(capacity * d)
+        itemBias = empty(capacity)
+        historyItem = empty(capacity * historyWidth * d)
+        historyCategory = empty(capacity * historyWidth * d)
+        historyScene = empty(capacity * historyWidth * d)
+        historyLength = empty(capacity)
+        scene = empty(capacity)
+    }
+
+    /// Sets the batch size: arrays keep their capacity, new space is zero.
+    /// (Inlinable so that the caller's module specialises it: unspecialised
+    /// generic appends cost about as much as a training step.)
+    @inlinable
+    public mutating func resize(batch newBatch: Int) {
+        precondition(newBatch >= 0)
+        let bd = newBatch * d, bld = newBatch * historyWidth * d
+        Self.fit(&targetItem, bd)
+        Self.fit(&targetCategory, bd)
+        Self.fit(&user, bd)
+        Self.fit(&sceneEmbedding, bd)
+        Self.fit(&itemBias, newBatch)
+        Self.fit(&historyItem, bld)
+        Self.fit(&historyCategory, bld)
+        Self.fit(&historyScene, bld)
+        Self.fit(&historyLength, newBatch)
+        Self.fit(&scene, newBatch)
+        batch = newBatch
+    }
+
+    @inlinable
+    static func fit<E: Numeric>(_ a: inout [E], _ n: Int) {
+        if a.count > n {
+            a.removeLast(a.count - n)
+        } else if a.count < n {
+            a.append(contentsOf: repeatElement(0, count: n - a.count))
+        }
+    }
+
+    /// Every array has the length its shape says (checked at model entry).
+    var isConsistent: Bool {
+        let bd = batch * d, bld = batch * historyWidth * d
+        return targetItem.count == bd && targetCategory.count == bd && user.count == bd
+            && sceneEmbedding.count == bd && itemBias.count == batch
+            && historyItem.count == bld && historyCategory.count == bld && historyScene.count == bld
+            && historyLength.count == batch && scene.count == batch
+    }
+}
+
+/// Gradients w.r.t. every `ModelInput` field above (same shapes); padding positions get zero.
+public typealias ModelInputGradient<T: BLASScalar> = ModelInput<T>
+
+/// A CTR model over gathered embeddings: the MSIF model or the baseline.
+///
+/// Not thread-safe: a model owns the workspace of its largest batch; use one
+/// model per compute thread.
+public protocol CTRModel<Scalar>: AnyObject {
+    associatedtype Scalar: BLASScalar
+    /// The dense parameters, one flat buffer of `layout.count` scalars.
+    var layout: ParameterLayout { get }
+    /// Largest batch the workspace was sized for.
+    var maxBatch: Int { get }
+    /// Forward only: logits for every example (`into` is resized to the batch).
+    func logits(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>, into: inout [Scalar])
+    /// Forward + backward of the mean binary cross-entropy. Gradients are ADDED
+    /// (+=) into `parameterGradient` (count = layout.count) and WRITTEN into
+    /// `inputGradient` (resized to the input's batch and history width).
+    /// Returns the mean loss; `logits` receives the logits.
+    func lossAndGradients(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>,
+                          labels: UnsafeBufferPointer<Scalar>,
+                          parameterGradient: UnsafeMutableBufferPointer<Scalar>,
+                          inputGradient: inout ModelInputGradient<Scalar>, logits: inout [Scalar]) -> Scalar
+}

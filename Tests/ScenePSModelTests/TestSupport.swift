@@ -1,0 +1,145 @@
+import Foundation
+import ScenePSCore
+import XCTest
+
+@testable import ScenePSModel
+
+/// Seeded random numbers for tests (SplitMix64 underneath).
+struct TestRandom {
+    var rng: SplitMix64
+    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+    /// Uniform in [lo, hi).
+    mutating func uniform(_ lo: Double = -1, _ hi: Double = 1) -> Double { lo + (hi - lo) * rng.nextUnit() }
+    mutating func vector(_ n: Int, _ lo: Double = -1, _ hi: Double = 1) -> [Double] { (0..<n).map { _ in uniform(lo, hi) } }
+    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &rng) }
+}
+
+/// ||a − b|| / max(||b||, tiny), after checking the lengths.
+func relativeError<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B]) -> Double? {
+    guard a.count == b.count else { return nil }
+    var diff = 0.0, ref = 0.0
+    for i in 0..<a.count {
+        let x = Double(a[i]), y = Double(b[i])
+        diff += (x - y) * (x - y)
+        ref += y * y
+    }
+    return diff.squareRoot() / max(ref.squareRoot(), 1e-300)
+}
+
+func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B], tol: Double, _ what: String,
+                                                                 file: StaticString = #filePath, line: UInt = #line) {
+    guard let e = relativeError(a, b) else {
+        XCTFail("\(what): length \(a.count) != expected \(b.count)", file: file, line: line)
+        return
+    }
+    XCTAssertLessThanOrEqual(e, tol, "\(what): relative error \(e)", file: file, line: line)
+    XCTAssertFalse(e.isNaN, "\(what): NaN", file: file, line: line)
+}
+
+/// A named slice of the flat vector a gradient check perturbs.
+struct Block {
+    let name: String
+    let range: Range<Int>
+}
+
+/// Central finite differences along random directions, one set per block (so
+/// that every part of the gradient is exercised): for unit u inside a block,
+/// (f(x + εu) − f(x − εu)) / 2ε must match ∇f·u to a relative `tol`.
+/// A block whose gradient is zero analytically (`zeroBlocks`) must have a
+/// negligible analytic gradient and a numerically zero directional derivative.
+func gradientCheck(_ what: String, at x0: [Double], blocks: [Block], eps: Double = 1e-6, tol: Double = 1e-5,
+                   directions: Int = 2, seed: UInt64 = 7, zeroBlocks: Set<String> = [],
+                   loss: ([Double]) -> Double, gradient: ([Double]) -> [Double],
+                   file: StaticString = #filePath, line: UInt = #line) {
+    let g = gradient(x0)
+    guard g.count == x0.count else {
+        XCTFail("\(what): gradient length \(g.count) != \(x0.count)", file: file, line: line)
+        return
+    }
+    var rnd = TestRandom(seed: seed)
+    for block in blocks {
+        let blockGrad = block.range.map { g[$0] }
+        if zeroBlocks.contains(block.name) {
+            // Zero analytically; round-off is allowed, relative to the whole gradient.
+            let norm = blockGrad.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let whole = g.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            XCTAssertLessThanOrEqual(norm, 1e-12 * whole, "\(what).\(block.name): expected a zero gradient",
+                                     file: file, line: line)
+        } else {
+            XCTAssertTrue(blockGrad.contains { $0 != 0 }, "\(what).\(block.name): gradient is all zero, check is vacuous",
+                          file: file, line: line)
+        }
+        for _ in 0..<directions {
+            var u = [Double](repeating: 0, count: x0.count)
+            var norm = 0.0
+            for i in block.range {
+                u[i] = rnd.uniform()
+                norm += u[i] * u[i]
+            }
+            norm = norm.squareRoot()
+            var plus = x0, minus = x0
+            var analytic = 0.0
+            for i in block.range {
+                u[i] /= norm
+                plus[i] += eps * u[i]
+                minus[i] -= eps * u[i]
+                analytic += g[i] * u[i]
+            }
+            let numeric = (loss(plus) - loss(minus)) / (2 * eps)
+            if zeroBlocks.contains(block.name) {
+                XCTAssertLessThanOrEqual(abs(numeric), 1e-8, "\(what).\(block.name): numeric derivative \(numeric) for a zero gradient",
+                                         file: file, line: line)
+                continue
+            }
+            let scale = max(abs(numeric), abs(analytic))
+            XCTAssertGreaterThan(scale, 0, "\(what).\(block.name): zero directional derivative", file: file, line: line)
+            let err = abs(numeric - analytic) / scale
+            XCTAssertLessThanOrEqual(err, tol, "\(what).\(block.name): analytic \(analytic) numeric \(numeric) (rel \(err))",
+                                     file: file, line: line)
+        }
+    }
+}
+
+/// Lays out named pieces back to back in one flat vector.
+struct FlatBuilder {
+    var values: [Double] = []
+    var blocks: [Block] = []
+    @discardableResult
+    mutating func add(_ name: String, _ v: [Double]) -> Range<Int> {
+        let r = values.count..<(values.count + v.count)
+        values += v
+        blocks.append(Block(name: name, range: r))
+        return r
+    }
+}
+
+/// Calls body with a mutable pointer to a copy of `a` (for the layers' pointer API).
+func withMutable<T, R>(_ a: [T], _ body: (UnsafeMutablePointer<T>) -> R) -> R {
+    precondition(!a.isEmpty)
+    var c = a
+    return c.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
+/// The shared fixtures, found from this file: Tests/ScenePSModelTests/X.swift → ../../../shared/fixtures.
+enum Fixtures {
+    static var directory: URL {
+        URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent()   // ScenePSModelTests
+            .deletingLastPathComponent()   // Tests
+            .deletingLastPathComponent()   // repository root
+            .deletingLastPathComponent()   // beside the repository
+            .appendingPathComponent("shared/fixtures")
+    }
+
+    static func load(_ name: String) throws -> [String: Any] {
+        let url = directory.appendingPathComponent("\(name).json")
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ScenePSError.io("fixture \(url.path) not found (shared/ must sit beside the repository)")
+        }
+        let data = try Data(contentsOf: url)
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ScenePSError.data("\(url.path): top level is not an object")
+        }
+        return object
+    }
+}
