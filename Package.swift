@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
         .target(name: "ScenePSModel", dependencies: ["ScenePSCore", "CBLAS"]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSData", "ScenePSModel", "CBLAS",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -69,7 +69,6 @@ for b in ps-server worker psctl; do [ -x "$BIN/$b" ] || die "missing executable 
 PSCTL="$BIN/psctl"
 
 # --- data ------------------------------------------------------------------
-prep_flags=(--config "$CONFIG")
 if [ -n "$LOG" ]; then
   DATA="$RUN_DIR/data"
   echo "== preparing $LOG"
@@ -77,7 +76,7 @@ if [ -n "$LOG" ]; then
   [ -z "$ITEMS" ] || args+=(--items "$ITEMS")
   [ -z "$TRUTH" ] || args+=(--truth "$TRUTH")
   [ -z "$SKIP_BAD" ] || args+=(--skip-bad-rows)
-  "$PSCTL" prepare "${args[@]}" "${prep_flags[@]}" || die "preparing $LOG failed (see the error above)"
+  "$PSCTL" prepare "${args[@]}" || die "preparing $LOG failed (see the error above)"
 else
   GEN="$ROOT/data/default${ROWS:+-$ROWS}"
   if [ ! -f "$GEN/log.csv" ] || [ ! -f "$GEN/.complete" ]; then
@@ -87,7 +86,7 @@ else
   fi
   DATA="$RUN_DIR/data"
   echo "== preparing $GEN/log.csv"
-  "$PSCTL" prepare --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" "${prep_flags[@]}" \
+  "$PSCTL" prepare --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" \
     || die "preparing $GEN/log.csv failed"
 fi
 

@@ -27,13 +27,11 @@ public struct KeyIndexer: Sendable {
     }
 
     /// Local index of `key`, inserting it if new.
-    @inlinable @inline(__always)
     public mutating func index(of key: UInt64) -> Int32 {
         if (keys.count + 1) * 2 > slotKeys.count { rehash(to: slotKeys.count * 2) }
         return insert(key)
     }
 
-    @usableFromInline
     mutating func insert(_ key: UInt64) -> Int32 {
         var i = Int(truncatingIfNeeded: KeyHash_mix(key)) & mask
         while slotStamps[i] == stamp {
@@ -58,7 +56,6 @@ public struct KeyIndexer: Sendable {
         stamp = 1
     }
 
-    @usableFromInline
     mutating func rehash(to n: Int) {
         let old = keys
         grow(to: n / 2)
@@ -67,7 +64,7 @@ public struct KeyIndexer: Sendable {
     }
 }
 
-@usableFromInline @inline(__always)
+@inline(__always)
 func KeyHash_mix(_ x: UInt64) -> UInt64 {
     // Keys are already well mixed by KeyHash.idKey; one multiply spreads
     // small test keys too.

@@ -11,6 +11,9 @@ struct PSCtl: ParsableCommand {
         subcommands: [
             GenData.self,
             Prepare.self,
+            Plan.self,
+            Evaluate.self,
+            Shutdown.self,
         ]
     )
 }

@@ -9,7 +9,7 @@ final class ClusterTests: XCTestCase {
 
     /// Two scenes of a small generated log, one of them sparse.
     func makeData(_ dir: URL, rows: Int) throws {
-        let r = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "\(rows)", "--scenes", "home,shop",
+        let r = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "\(rows)", "--scene-shares", "home=0.75,shop=0.25",
                                         "--users", "3000", "--items", "4000", "--seed", "7"], timeout: 120)
         XCTAssertEqual(r.status, 0, r.output)
     }
@@ -27,7 +27,7 @@ final class ClusterTests: XCTestCase {
         try makeData(dir, rows: 60_000)
         let config = try writeConfig(dir, """
             model: {kind: baseline}
-            training: {epochs: 2, log_every: 20}
+            training: {epochs: 3, patience: 3, log_every: 20}
             scenes: {home: 2, shop: 1}
             """)
         let run = dir.appendingPathComponent("run")
@@ -56,10 +56,10 @@ final class ClusterTests: XCTestCase {
         }
         let auc = try XCTUnwrap(overall["auc"] as? Double)
         let oracle = try XCTUnwrap(overall["oracle_auc"] as? Double)
-        XCTAssertGreaterThan(auc, 0.6, "asynchronous training must learn: test AUC \(auc), oracle \(oracle)")
+        XCTAssertGreaterThan(auc, 0.58, "asynchronous training must learn: test AUC \(auc), oracle \(oracle)")
         XCTAssertLessThan(auc, oracle + 0.01, "no model beats the oracle")
         for (name, m) in scenes {
-            XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.55, "scene \(name)")
+            XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.54, "scene \(name)")
         }
     }
 
@@ -70,8 +70,7 @@ final class ClusterTests: XCTestCase {
         try makeData(dir, rows: 20_000)
         let config = try writeConfig(dir, """
             model: {kind: baseline}
-            training: {epochs: 1000, batch_size: 16, timeout_seconds: 1, retries: 1}
-            data: {valid_fraction: 0}
+            training: {epochs: 1000, patience: 1000, batch_size: 16, timeout_seconds: 1, retries: 1}
             scenes: {home: 1, shop: 1}
             """)
         let port = Harness.basePort(slot: 1)
