@@ -182,7 +182,8 @@ for ((epoch = 1; epoch <= EPOCHS; epoch++)); do
     [ -n "$done_pid" ] || continue
     name=${NAME_OF[$done_pid]}
     if [[ "$name" == server-* ]]; then fail "$name $(describe_exit $rc) while workers were training"; fi
-    [ "$rc" -eq 0 ] || fail "$name $(describe_exit $rc)"
+    # A worker usually fails because a server died under it: name the root cause.
+    [ "$rc" -eq 0 ] || { check_servers; fail "$name $(describe_exit $rc)"; }
     NEW=(); for p in "${PIDS[@]}"; do [ "$p" = "$done_pid" ] || NEW+=("$p"); done; PIDS=("${NEW[@]}")
     remaining=$((remaining - 1))
   done
