@@ -72,7 +72,7 @@ PSCTL="$BIN/psctl"
 if [ -n "$LOG" ]; then
   DATA="$RUN_DIR/data"
   echo "== preparing $LOG"
-  args=(--log "$LOG" --out "$DATA")
+  args=(--config "$CONFIG" --log "$LOG" --out "$DATA")
   [ -z "$ITEMS" ] || args+=(--items "$ITEMS")
   [ -z "$TRUTH" ] || args+=(--truth "$TRUTH")
   [ -z "$SKIP_BAD" ] || args+=(--skip-bad-rows)
@@ -86,7 +86,7 @@ else
   fi
   DATA="$RUN_DIR/data"
   echo "== preparing $GEN/log.csv"
-  "$PSCTL" prepare --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" \
+  "$PSCTL" prepare --config "$CONFIG" --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" \
     || die "preparing $GEN/log.csv failed"
 fi
 

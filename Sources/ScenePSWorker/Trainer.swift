@@ -92,6 +92,7 @@ public final class Trainer {
         var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var denseGrad = [Float](repeating: 0, count: denseCount)
+        let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
         var labels = [Float](repeating: 0, count: B)
         var logits = [Float](repeating: 0, count: B)
         var progress = Progress(logEvery: config.training.logEvery)
@@ -133,7 +134,9 @@ public final class Trainer {
                         throw ScenePSError(.training, "loss is \(loss) at step \(steps + 1) (epoch \(epoch), chunk \(ref.file), log rows \(rows)…): not pushing; check learning rates and the data")
                     }
                     let grads = assembler.scatter(inputGrad)
-                    let pushes = zip(assembler.pulls, grads).map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
+                    let pushes = zip(assembler.pulls, grads)
+                        .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
+                        .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
                     try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad)
                     steps += 1
                     examples += n

@@ -10,8 +10,13 @@ struct Prepare: ParsableCommand {
         discussion: """
         Log columns: user_id,item_id,category_id,scene,timestamp,label (header required, extra columns ignored). \
         Scenes are those found in the log, indexed by sorted name, unless --scenes lists them (in index order). \
-        Writes OUT/manifest.json and OUT/scene-<k>/{train,valid,test}-<n>.chunk.
+        Writes OUT/manifest.json and OUT/scene-<k>/{train,valid,test}-<n>.chunk. \
+        With --config, the `data` section (chunk_size, test_fraction, valid_fraction), model.l_long and the \
+        `scenes` list of the cluster config are the defaults; flags override them.
         """)
+
+    @Option(name: .long, help: "Cluster config (YAML) whose data section, model.l_long and scenes give the defaults.")
+    var config: String?
 
     @Option(name: .long, help: "Behaviour log CSV.")
     var log: String
@@ -25,17 +30,17 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Output directory.")
     var out: String
 
-    @Option(name: .long, help: "Samples per chunk.")
-    var chunkSize: Int = 8192
+    @Option(name: .long, help: "Samples per chunk (default 8192).")
+    var chunkSize: Int?
 
-    @Option(name: .long, help: "Fraction of the time range (by timestamp quantile) used as the test set.")
-    var testFraction: Double = 0.1
+    @Option(name: .long, help: "Fraction of the time range (by timestamp quantile) used as the test set (default 0.1).")
+    var testFraction: Double?
 
-    @Option(name: .long, help: "Fraction of the training rows (by timestamp quantile) used for validation; 0 for none.")
-    var validFraction: Double = 0.1
+    @Option(name: .long, help: "Fraction of the training rows (by timestamp quantile) used for validation; 0 for none (default 0.1).")
+    var validFraction: Double?
 
-    @Option(name: .long, help: "History length kept per sample (L_long).")
-    var lLong: Int = 50
+    @Option(name: .long, help: "History length kept per sample (L_long, default 50).")
+    var lLong: Int?
 
     @Option(name: .long, help: "Comma-separated scene names in index order; any other scene is bad input.")
     var scenes: String?
@@ -46,11 +51,19 @@ struct Prepare: ParsableCommand {
     @Flag(name: .long, help: "Skip bad rows, count them and print a summary, instead of stopping at the first.")
     var skipBadRows = false
 
-    func options() -> PreparationOptions {
+    func options() throws -> PreparationOptions {
+        let c = try config.map { try ClusterConfig.load(path: $0) } ?? ClusterConfig()
         var o = PreparationOptions(logPath: log, outDirectory: out)
-        o.itemsPath = items; o.truthPath = truth; o.chunkSize = chunkSize
-        o.testFraction = testFraction; o.validFraction = validFraction; o.lLong = lLong
-        o.scenes = scenes.map { $0.split(separator: ",", omittingEmptySubsequences: false).map { String($0) } }
+        o.itemsPath = items; o.truthPath = truth
+        o.chunkSize = chunkSize ?? c.data.chunkSize
+        o.testFraction = testFraction ?? c.data.testFraction
+        o.validFraction = validFraction ?? c.data.validFraction
+        o.lLong = lLong ?? c.model.lLong
+        if let scenes {
+            o.scenes = scenes.split(separator: ",", omittingEmptySubsequences: false).map { String($0) }
+        } else if !c.scenes.isEmpty {
+            o.scenes = c.scenes.keys.sorted()   // the config lists the scenes: any other scene in the log is bad input
+        }
         o.skipBadRows = skipBadRows; o.shuffleSeed = shuffleSeed
         return o
     }
@@ -64,8 +77,8 @@ struct Prepare: ParsableCommand {
     }
 
     func run() throws {
-        let o = options()
         try reportingErrors {
+            let o = try options()
             let result = try Preparation.run(o)
             print(result.summary)
         }
