@@ -116,11 +116,22 @@ public final class PSClient {
     /// Checks every server answers (bounded by the timeout and retries).
     public func heartbeat() throws {
         var bodies: [Int: Body] = [:]
-        for i in 0..<serverCount { bodies[i] = .heartbeat }
+        for i in 0..<serverCount { bodies[i] = .heartbeat(Heartbeat()) }
         let replies = try roundTrip(bodies, what: "heartbeat")
         for i in 0..<serverCount {
             guard case .heartbeat = replies[i]! else { throw unexpected(replies[i]!, server: i, what: "heartbeat") }
         }
+    }
+
+    /// Reports this worker's progress through `epoch` (a fraction in [0, 1])
+    /// to server 0, which keeps the board for the cluster, and returns how
+    /// many workers of that epoch it heard from recently and the smallest
+    /// progress among them.
+    public func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double) {
+        let replies = try roundTrip([0: .heartbeat(Heartbeat(epoch: UInt32(epoch), progress: min(max(progress, 0), 1)))],
+                                    what: "heartbeat")
+        guard case .heartbeat(let h) = replies[0]! else { throw unexpected(replies[0]!, server: 0, what: "heartbeat") }
+        return (Int(h.peers), h.peersMinProgress)
     }
 
     public func shutdownServers(reason: String) throws {
@@ -252,10 +263,11 @@ public final class PSClient {
 
     /// Pushes gradients: duplicate keys are summed, each server gets one
     /// request with all its blocks. A retry after a timeout reuses the request
-    /// id, so the servers apply it once.
-    public func push(_ sparse: [SparseGradient], dense: [DenseGradient] = []) throws {
+    /// id, so the servers apply it once. `lrScale` multiplies every table's
+    /// learning rate for this push (a schedule; 1 = the configured rates).
+    public func push(_ sparse: [SparseGradient], dense: [DenseGradient] = [], lrScale: Float = 1) throws {
         let n = serverCount
-        var perServer = Array(repeating: Blocks(), count: n)
+        var perServer = Array(repeating: Blocks(lrScale: lrScale), count: n)
         for g in sparse {
             let spec = try knownTable(g.tableID, kind: .sparse)
             let dim = Int(spec.dim)

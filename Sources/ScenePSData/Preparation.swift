@@ -27,7 +27,7 @@ public struct PreparationOptions: Sendable {
     public var skipBadRows: Bool
     public var shuffleSeed: UInt64
 
-    /// Defaults: chunk size 8192, test fraction 0.1, validation fraction 0.1,
+    /// Defaults: chunk size 8192, test fraction 0.1, validation fraction 0.05,
     /// L_long 50, scenes from the log, stop at the first bad row, shuffle seed 1.
     public init(logPath: String, outDirectory: String) {
         self.logPath = logPath
@@ -36,7 +36,7 @@ public struct PreparationOptions: Sendable {
         truthPath = nil
         chunkSize = 8192
         testFraction = 0.1
-        validFraction = 0.1
+        validFraction = 0.05
         lLong = 50
         scenes = nil
         skipBadRows = false

@@ -151,9 +151,30 @@ public struct DenseBlock: Sendable, Equatable {
 public struct Blocks: Sendable, Equatable {
     public var sparse: [SparseBlock]
     public var dense: [DenseBlock]
-    public init(sparse: [SparseBlock] = [], dense: [DenseBlock] = []) {
+    /// Pushes only: multiplies every table's learning rate for this push (the
+    /// worker's learning-rate schedule). 1 in pulls and replies.
+    public var lrScale: Float
+    public init(sparse: [SparseBlock] = [], dense: [DenseBlock] = [], lrScale: Float = 1) {
         self.sparse = sparse
         self.dense = dense
+        self.lrScale = lrScale
+    }
+}
+
+/// Liveness and progress alignment (see `Heartbeat` in scene_ps.proto): a
+/// training worker sends `epoch` (0 = liveness only) and `progress` (fraction
+/// of its epoch done); the reply carries `peers` and `peersMinProgress` over
+/// the workers that reported the same epoch recently.
+public struct Heartbeat: Sendable, Equatable {
+    public var epoch: UInt32
+    public var progress: Double
+    public var peers: UInt32
+    public var peersMinProgress: Double
+    public init(epoch: UInt32 = 0, progress: Double = 0, peers: UInt32 = 0, peersMinProgress: Double = 0) {
+        self.epoch = epoch
+        self.progress = progress
+        self.peers = peers
+        self.peersMinProgress = peersMinProgress
     }
 }
 
@@ -262,7 +283,7 @@ public enum Body: Sendable, Equatable {
     case error(ErrorReply)
     case stats
     case statsReply(StatsReply)
-    case heartbeat
+    case heartbeat(Heartbeat)
     case shutdown(reason: String)
 
     /// A short name for logs.

@@ -129,6 +129,7 @@ public enum WireCodec {
                         sceneps__push_request__init(&c)
                         c.n_sparse = b.sparse.count; c.sparse = sparse
                         c.n_dense = b.dense.count; c.dense = dense
+                        c.lr_scale = b.lrScale == 1 ? 0 : b.lrScale   // 0 on the wire = unset = 1
                         return withUnsafeMutablePointer(to: &c) { p in
                             msg.body_case = SCENEPS__ENVELOPE__BODY_PUSH
                             msg.push = p
@@ -197,9 +198,13 @@ public enum WireCodec {
                 msg.stats_reply = p
                 return finish(&msg)
             }
-        case .heartbeat:
+        case .heartbeat(let h):
             var c = Sceneps__Heartbeat()
             sceneps__heartbeat__init(&c)
+            c.epoch = h.epoch
+            c.progress = h.progress
+            c.peers = h.peers
+            c.peers_min_progress = h.peersMinProgress
             return withUnsafeMutablePointer(to: &c) { p in
                 msg.body_case = SCENEPS__ENVELOPE__BODY_HEARTBEAT
                 msg.heartbeat = p
@@ -351,7 +356,8 @@ public enum WireCodec {
             body = .pullReply(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense)))
         case SCENEPS__ENVELOPE__BODY_PUSH:
             let p = m.push.pointee
-            body = .push(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense)))
+            body = .push(Blocks(sparse: sparse(p.sparse, p.n_sparse), dense: dense(p.dense, p.n_dense),
+                                lrScale: p.lr_scale == 0 ? 1 : p.lr_scale))
         case SCENEPS__ENVELOPE__BODY_ACK:
             let a = m.ack.pointee
             body = .ack(Ack(appliedRows: a.applied_rows, duplicate: a.duplicate != 0))
@@ -375,7 +381,9 @@ public enum WireCodec {
                                           errors: s.errors, uptimeSeconds: s.uptime_seconds,
                                           handleSeconds: s.handle_seconds, pushApplySeconds: s.push_apply_seconds))
         case SCENEPS__ENVELOPE__BODY_HEARTBEAT:
-            body = .heartbeat
+            let h = m.heartbeat.pointee
+            body = .heartbeat(Heartbeat(epoch: h.epoch, progress: h.progress, peers: h.peers,
+                                        peersMinProgress: h.peers_min_progress))
         case SCENEPS__ENVELOPE__BODY_SHUTDOWN:
             body = .shutdown(reason: string(m.shutdown.pointee.reason))
         default:

@@ -10,7 +10,9 @@ import ScenePSProtocol
 ///
 ///     m = b1 m + (1 - b1) g
 ///     v = b2 v + (1 - b2) g²
-///     w -= lr · (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+///     w -= lr · s · (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+///
+/// where `s` is the push's learning-rate scale (the worker's schedule).
 public struct Adam: Optimizer {
     public let config: AdamConfig
     public var stateWidth: Int { 2 }
@@ -43,7 +45,7 @@ public struct Adam: Optimizer {
     }
 
     public func update(weights w: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
-                       gradient g: UnsafePointer<Float>, count n: Int, step: UInt32) {
+                       gradient g: UnsafePointer<Float>, count n: Int, step: UInt32, lrScale: Float = 1) {
         assert(step >= 1)
         let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon, l2 = config.l2
         let t = Float(step)
@@ -51,7 +53,7 @@ public struct Adam: Optimizer {
         let c1 = small ? bias1[Int(step) - 1] : 1 - powf(b1, t)
         let c2 = small ? bias2[Int(step) - 1] : 1 - powf(b2, t)
         // Fold the bias corrections: w -= lr/c1 · m / (sqrt(v)/sqrt(c2) + eps).
-        let stepSize = config.learningRate / c1
+        let stepSize = config.learningRate * lrScale / c1
         let invSqrtC2 = 1 / c2.squareRoot()
         let m = state, v = state + n
         let ob1 = 1 - b1, ob2 = 1 - b2

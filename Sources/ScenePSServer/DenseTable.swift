@@ -42,7 +42,7 @@ public final class DenseTable: @unchecked Sendable {
 
     /// One Adam step on global `[offset, offset + count)` (inside `range`).
     /// Only that part of the slice moves; the slice's step counts pushes.
-    public func push(offset: Int, gradient: UnsafeBufferPointer<Float>) {
+    public func push(offset: Int, gradient: UnsafeBufferPointer<Float>, lrScale: Float = 1) {
         let count = gradient.count
         precondition(offset >= range.lowerBound && offset + count <= range.upperBound)
         let local = offset - range.lowerBound, n = range.count, width = optimizer.stateWidth
@@ -53,14 +53,14 @@ public final class DenseTable: @unchecked Sendable {
                 state.withUnsafeMutableBufferPointer { s in
                     if local == 0 && count == n {
                         optimizer.update(weights: w.baseAddress!, state: s.baseAddress!, gradient: gradient.baseAddress!,
-                                         count: n, step: t)
+                                         count: n, step: t, lrScale: lrScale)
                     } else {
                         // State is laid out [m(n) | v(n)]: gather the part, update, scatter.
                         var part = [Float](repeating: 0, count: count * width)
                         for k in 0..<width { for i in 0..<count { part[k * count + i] = s[k * n + local + i] } }
                         part.withUnsafeMutableBufferPointer { p in
                             optimizer.update(weights: w.baseAddress! + local, state: p.baseAddress!,
-                                             gradient: gradient.baseAddress!, count: count, step: t)
+                                             gradient: gradient.baseAddress!, count: count, step: t, lrScale: lrScale)
                         }
                         for k in 0..<width { for i in 0..<count { s[k * n + local + i] = part[k * count + i] } }
                     }

@@ -14,6 +14,7 @@ public protocol Optimizer: Sendable {
     ///   state-major (`[m(count) | v(count)]` for Adam); gradient: `count` floats.
     /// - step: the 1-based number of this update of these weights (a sparse
     ///   row's own update count; a dense slice's counter).
+    /// - lrScale: multiplies the learning rate (the pushing worker's schedule).
     func update(weights: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
-                gradient: UnsafePointer<Float>, count: Int, step: UInt32)
+                gradient: UnsafePointer<Float>, count: Int, step: UInt32, lrScale: Float)
 }

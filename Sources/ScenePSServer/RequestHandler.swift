@@ -15,6 +15,7 @@ public final class RequestHandler: @unchecked Sendable {
     public let registry: TableRegistry
     public let maxMessageBytes: Int
     let dedup = DedupWindow()
+    let progress = ProgressBoard()
     private let logger: Logger
     private let counters = Lock()
     private var requests: UInt64 = 0
@@ -106,8 +107,14 @@ public final class RequestHandler: @unchecked Sendable {
             return reply(.ack(Ack(appliedRows: resolved.rows)))
         case .stats:
             return reply(.statsReply(stats()))
-        case .heartbeat:
-            return reply(.heartbeat)
+        case .heartbeat(let h):
+            guard h.epoch > 0 else { return reply(.heartbeat(Heartbeat())) }
+            guard h.progress.isFinite, (0...1).contains(h.progress) else {
+                return fail(id, request.sender, .badRequest, "heartbeat progress \(h.progress) is not in [0, 1]", peer: peer)
+            }
+            let peers = progress.report(sender: request.sender, epoch: h.epoch, progress: h.progress)
+            return reply(.heartbeat(Heartbeat(epoch: h.epoch, progress: h.progress,
+                                              peers: UInt32(peers.count), peersMinProgress: peers.minProgress)))
         case .shutdown(let reason):
             logger.notice("shutdown requested", metadata: ["ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.reason": "\(reason)"])
             var o = reply(.ack(Ack(appliedRows: 0)))
@@ -202,6 +209,9 @@ public final class RequestHandler: @unchecked Sendable {
 
     private func validatePush(_ b: Blocks) -> Result<ResolvedPush, ErrorReply> {
         var r = ResolvedPush(sparse: [], dense: [], rows: 0)
+        guard b.lrScale.isFinite, b.lrScale > 0, b.lrScale <= 1000 else {
+            return .failure(ErrorReply(status: .badRequest, message: "lr_scale \(b.lrScale) is not in (0, 1000]"))
+        }
         for blk in b.sparse {
             guard let t = registry.table(blk.tableID) else { return .failure(unknown(blk.tableID)) }
             guard case .sparse(let s) = t else {
@@ -247,12 +257,12 @@ public final class RequestHandler: @unchecked Sendable {
         for (blk, t) in zip(b.sparse, r.sparse) {
             blk.keys.withUnsafeBufferPointer { k in
                 blk.values.withUnsafeBufferPointer { v in
-                    if let base = v.baseAddress { t.push(keys: k, gradients: base) }
+                    if let base = v.baseAddress { t.push(keys: k, gradients: base, lrScale: b.lrScale) }
                 }
             }
         }
         for (blk, t) in zip(b.dense, r.dense) where blk.count > 0 {
-            blk.values.withUnsafeBufferPointer { t.push(offset: Int(blk.offset), gradient: $0) }
+            blk.values.withUnsafeBufferPointer { t.push(offset: Int(blk.offset), gradient: $0, lrScale: b.lrScale) }
         }
     }
 

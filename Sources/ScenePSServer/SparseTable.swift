@@ -176,13 +176,13 @@ public final class SparseTable: @unchecked Sendable {
 
     /// Applies one optimiser step to each row of `keys` with its gradient
     /// (`keys.count * dim` floats). The caller has validated the input.
-    public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>) {
+    public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>, lrScale: Float = 1) {
         let d = dim, wo = weightsOffset, so = stateOffset, stepOff = stepOffset, opt = optimizer
         forEachGrouped(keys) { i, rec in
             let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
             let step = stepPtr.load(as: UInt32.self) &+ 1
             stepPtr.storeBytes(of: step, as: UInt32.self)
-            opt.update(weights: rec + wo, state: rec + so, gradient: gradients + i * d, count: d, step: step)
+            opt.update(weights: rec + wo, state: rec + so, gradient: gradients + i * d, count: d, step: step, lrScale: lrScale)
         }
         counters.withLock { pushes &+= 1 }
     }

@@ -1510,7 +1510,7 @@ const ProtobufCMessageDescriptor sceneps__pull_reply__descriptor =
   (ProtobufCMessageInit) sceneps__pull_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__push_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor sceneps__push_request__field_descriptors[3] =
 {
   {
     "sparse",
@@ -1536,15 +1536,28 @@ static const ProtobufCFieldDescriptor sceneps__push_request__field_descriptors[2
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "lr_scale",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__PushRequest, lr_scale),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__push_request__field_indices_by_name[] = {
   1,   /* field[1] = dense */
+  2,   /* field[2] = lr_scale */
   0,   /* field[0] = sparse */
 };
 static const ProtobufCIntRange sceneps__push_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor sceneps__push_request__descriptor =
 {
@@ -1554,7 +1567,7 @@ const ProtobufCMessageDescriptor sceneps__push_request__descriptor =
   "Sceneps__PushRequest",
   "sceneps",
   sizeof(Sceneps__PushRequest),
-  2,
+  3,
   sceneps__push_request__field_descriptors,
   sceneps__push_request__field_indices_by_name,
   1,  sceneps__push_request__number_ranges,
@@ -1900,9 +1913,68 @@ const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor =
   (ProtobufCMessageInit) sceneps__stats_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-#define sceneps__heartbeat__field_descriptors NULL
-#define sceneps__heartbeat__field_indices_by_name NULL
-#define sceneps__heartbeat__number_ranges NULL
+static const ProtobufCFieldDescriptor sceneps__heartbeat__field_descriptors[4] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Heartbeat, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "progress",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Heartbeat, progress),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "peers",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Heartbeat, peers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "peers_min_progress",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Heartbeat, peers_min_progress),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__heartbeat__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  2,   /* field[2] = peers */
+  3,   /* field[3] = peers_min_progress */
+  1,   /* field[1] = progress */
+};
+static const ProtobufCIntRange sceneps__heartbeat__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
 const ProtobufCMessageDescriptor sceneps__heartbeat__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
@@ -1911,10 +1983,10 @@ const ProtobufCMessageDescriptor sceneps__heartbeat__descriptor =
   "Sceneps__Heartbeat",
   "sceneps",
   sizeof(Sceneps__Heartbeat),
-  0,
+  4,
   sceneps__heartbeat__field_descriptors,
   sceneps__heartbeat__field_indices_by_name,
-  0,  sceneps__heartbeat__number_ranges,
+  1,  sceneps__heartbeat__number_ranges,
   (ProtobufCMessageInit) sceneps__heartbeat__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

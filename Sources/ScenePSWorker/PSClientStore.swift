@@ -26,9 +26,14 @@ public final class PSClientStore: ParameterStoreSetup {
         return (r.sparse, r.dense[denseTable] ?? [])
     }
 
-    public func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float]) throws {
+    public func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float],
+                     lrScale: Float) throws {
         try client.push(gradients.map { SparseGradient(tableID: $0.table, keys: $0.keys, values: $0.values) },
-                        dense: dense.isEmpty ? [] : [DenseGradient(tableID: denseTable, values: dense)])
+                        dense: dense.isEmpty ? [] : [DenseGradient(tableID: denseTable, values: dense)], lrScale: lrScale)
+    }
+
+    public func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double) {
+        try client.reportProgress(epoch: epoch, progress: progress)
     }
 
     /// The wire schemas of the model's tables.

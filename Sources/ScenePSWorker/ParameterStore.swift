@@ -6,8 +6,10 @@ public protocol ParameterStore: AnyObject {
     /// in key order), and the whole dense vector when `denseCount > 0`.
     func pull(_ requests: [(table: UInt32, keys: [UInt64], dim: Int)], denseTable: UInt32, denseCount: Int) throws
         -> (rows: [[Float]], dense: [Float])
-    /// Summed gradients of unique rows, and of the dense vector.
-    func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float]) throws
+    /// Summed gradients of unique rows, and of the dense vector; the servers
+    /// scale every learning rate by `lrScale` (the schedule).
+    func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float],
+              lrScale: Float) throws
 }
 
 
@@ -15,4 +17,7 @@ public protocol ParameterStore: AnyObject {
 /// created by the first worker and verified for every later one.
 public protocol ParameterStoreSetup: ParameterStore {
     func declare(_ tables: ModelTables, denseInitial: [Float]) throws
+    /// Reports this worker's fraction of `epoch` done; returns the peers of
+    /// that epoch and the smallest fraction among them (progress alignment).
+    func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double)
 }

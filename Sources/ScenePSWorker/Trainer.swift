@@ -93,6 +93,9 @@ public final class Trainer {
         var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var denseGrad = [Float](repeating: 0, count: denseCount)
         let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
+        let lrScale = Float(pow(config.training.lrDecay, Double(epoch - 1)))
+        var pacer = Pacer(epoch: epoch, total: chunks.reduce(0) { $0 + $1.count },
+                          lead: config.training.maxProgressLead, store: store)
         var labels = [Float](repeating: 0, count: B)
         var logits = [Float](repeating: 0, count: B)
         var progress = Progress(logEvery: config.training.logEvery)
@@ -137,9 +140,10 @@ public final class Trainer {
                     let pushes = zip(assembler.pulls, grads)
                         .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
                         .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
-                    try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad)
+                    try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
                     steps += 1
                     examples += n
+                    try pacer.step(examples: examples)
                     lastLoss = Double(loss)
                     progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
                     if steps % config.training.logEvery == 0 {
@@ -149,7 +153,12 @@ public final class Trainer {
                 }
             }
         }
+        try pacer.finish()
         let seconds = Date().timeIntervalSince(t0)
+        if pacer.waitedSeconds > 0 {
+            logger.info("progress alignment", metadata: ["worker": "\(identity.name)",
+                                                         "waited_seconds": "\(String(format: "%.1f", pacer.waitedSeconds))"])
+        }
         progress.log(logger, worker: identity.name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
         return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
                             epoch: epoch, startedAt: started,
@@ -189,5 +198,51 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
+    }
+}
+
+/// Progress alignment: keeps this worker within `lead` (a fraction of its
+/// epoch) of the slowest worker of the epoch, as server 0's progress board
+/// reports it. Workers of small scenes would otherwise finish their rows
+/// first and leave the rest of the epoch to the large scenes; aligned, every
+/// scene's rows are spread through the epoch as in one shuffled pass.
+/// Waiting workers leave the CPU to the others. A peer that stops reporting
+/// drops off the board (`ProgressBoard.staleAfter`), so nobody waits for it.
+struct Pacer {
+    let epoch: Int
+    let total: Int
+    let lead: Double
+    let store: ParameterStoreSetup
+    /// Report every this many steps (and whenever waiting).
+    let every = 8
+    var steps = 0
+    var waitedSeconds = 0.0
+
+    init(epoch: Int, total: Int, lead: Double, store: ParameterStoreSetup) {
+        self.epoch = epoch
+        self.total = max(total, 1)
+        self.lead = lead
+        self.store = store
+    }
+
+    mutating func step(examples: Int) throws {
+        guard lead > 0 else { return }
+        steps += 1
+        guard steps % every == 0 else { return }
+        let mine = Double(examples) / Double(total)
+        var board = try store.reportProgress(epoch: epoch, progress: mine)
+        guard mine > board.minProgress + lead else { return }
+        let start = Date()
+        while mine > board.minProgress + lead {
+            Thread.sleep(forTimeInterval: 0.02)
+            board = try store.reportProgress(epoch: epoch, progress: mine)
+        }
+        waitedSeconds += Date().timeIntervalSince(start)
+    }
+
+    /// Reports the epoch done, so that nobody waits for this worker.
+    func finish() throws {
+        guard lead > 0 else { return }
+        _ = try store.reportProgress(epoch: epoch, progress: 1)
     }
 }

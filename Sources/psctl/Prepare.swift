@@ -36,7 +36,7 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Fraction of the time range (by timestamp quantile) used as the test set (default 0.1).")
     var testFraction: Double?
 
-    @Option(name: .long, help: "Fraction of the training rows (by timestamp quantile) used for validation; 0 for none (default 0.1).")
+    @Option(name: .long, help: "Fraction of the training rows (by timestamp quantile) used for validation; 0 for none (default 0.05).")
     var validFraction: Double?
 
     @Option(name: .long, help: "History length kept per sample (L_long, default 50).")

@@ -20,7 +20,7 @@ final class SplitAndChunkTests: XCTestCase {
             LogRow(user: "u\($0 % 3)", item: "i\($0)", category: "c", scene: "s", timestamp: Int64($0), label: $0 % 2)
         }
         try writeText(dir + "/log.csv", logCSV(rows))
-        let result = try prepare(dir, log: dir + "/log.csv")
+        let result = try prepare(dir, log: dir + "/log.csv") { $0.validFraction = 0.1 }
         // test cut = quantile(1..10, 0.9) = 9.1 -> test {10}; valid cut = quantile(1..9, 0.9) = 8.2 -> valid {9}
         XCTAssertEqual(result.manifest.split.testCut, 9.1, accuracy: 1e-9)
         XCTAssertEqual(result.manifest.split.validCut!, 8.2, accuracy: 1e-9)

@@ -34,12 +34,14 @@ final class WireCodecTests: XCTestCase {
             .pullReply(blocks),
             .push(blocks),
             .push(Blocks()),
+            .push(Blocks(dense: [DenseBlock(tableID: 9, offset: 0, count: 1, values: [0.5])], lrScale: 0.1)),
             .ack(Ack(appliedRows: 4097, duplicate: true)),
             .error(ErrorReply(status: .wrongDimension, message: "bad dim ✓")),
             .stats,
             .statsReply(StatsReply(shardIndex: 1, tables: [TableStats(id: 3, name: "item", rows: 10, bytes: 4000, pulls: 5, pushes: 6)],
                                    requests: 11, errors: 2, uptimeSeconds: 3.5, handleSeconds: 1.25, pushApplySeconds: 0.5)),
-            .heartbeat,
+            .heartbeat(Heartbeat()),
+            .heartbeat(Heartbeat(epoch: 3, progress: 0.25, peers: 4, peersMinProgress: 0.125)),
             .shutdown(reason: "done"),
         ]
     }
@@ -76,7 +78,7 @@ final class WireCodecTests: XCTestCase {
     }
 
     func testWrongVersionIsRejectedWithRequestID() {
-        let env = Envelope(version: 7, requestID: 1234, sender: "old", body: .heartbeat)
+        let env = Envelope(version: 7, requestID: 1234, sender: "old", body: .heartbeat(Heartbeat()))
         XCTAssertThrowsError(try WireCodec.decode(WireCodec.encode(env))) { error in
             guard let e = error as? WireDecodingError else { return XCTFail("wrong error \(error)") }
             XCTAssertEqual(e.status, .versionMismatch)
@@ -135,7 +137,7 @@ final class WireCodecTests: XCTestCase {
     }
 
     func testPeekHeaderReadsRequestIDWithoutDecoding() {
-        let bytes = WireCodec.encode(Envelope(requestID: 0xDEAD_BEEF_1234, sender: "x", body: .heartbeat))
+        let bytes = WireCodec.encode(Envelope(requestID: 0xDEAD_BEEF_1234, sender: "x", body: .heartbeat(Heartbeat())))
         bytes.withUnsafeBytes { b in
             let h = WireCodec.peekHeader(b)
             XCTAssertEqual(h.version, WireProtocol.version)

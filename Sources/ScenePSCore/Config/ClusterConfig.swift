@@ -58,12 +58,17 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var logEvery = 100
         public var timeoutSeconds = 10.0
         public var retries = 3
+        /// Every learning rate is multiplied by `lrDecay^(epoch - 1)`.
+        public var lrDecay = 0.1
+        /// A worker waits while it is more than this fraction of its epoch
+        /// ahead of the slowest worker of the epoch; 0 turns alignment off.
+        public var maxProgressLead = 0.02
         public init() {}
     }
 
     public struct Data: Sendable, Equatable, Codable {
         public var testFraction = 0.1
-        public var validFraction = 0.1
+        public var validFraction = 0.05
         public var chunkSize = 8192
         public init() {}
     }
@@ -215,7 +220,8 @@ extension ClusterConfig {
 
     private static func parseTraining(_ r: ConfigReader) throws -> Training {
         var t = Training()
-        let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries"])
+        let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries",
+                                               "lr_decay", "max_progress_lead"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
         if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
         if let n = k["patience"] { t.patience = try r.int("patience", n, min: 1, max: 10_000) }
@@ -223,6 +229,8 @@ extension ClusterConfig {
         if let n = k["log_every"] { t.logEvery = try r.int("log_every", n, min: 1) }
         if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }
         if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
+        if let n = k["lr_decay"] { t.lrDecay = try r.double("lr_decay", n, min: 0.001, max: 1) }
+        if let n = k["max_progress_lead"] { t.maxProgressLead = try r.double("max_progress_lead", n, min: 0, max: 1) }
         return t
     }
 }

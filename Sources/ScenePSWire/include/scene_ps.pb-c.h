@@ -276,10 +276,14 @@ struct  Sceneps__PushRequest
   Sceneps__SparseBlock **sparse;
   size_t n_dense;
   Sceneps__DenseBlock **dense;
+  /*
+   * multiplies every table's learning rate for this push
+   */
+  float lr_scale;
 };
 #define SCENEPS__PUSH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__push_request__descriptor) \
-    , 0,NULL, 0,NULL }
+    , 0,NULL, 0,NULL, 0 }
 
 
 struct  Sceneps__Ack
@@ -354,13 +358,30 @@ struct  Sceneps__StatsReply
     , 0, 0,NULL, 0, 0, 0, 0, 0 }
 
 
+/*
+ * Liveness, and progress alignment of training workers. A worker sends its
+ * epoch (1-based; 0 = liveness only) and the fraction of its epoch done; the
+ * reply carries, over the workers that reported the same epoch recently, how
+ * many there are and the smallest fraction, so that a worker of a small scene
+ * can keep pace with the others instead of finishing its scene first.
+ */
 struct  Sceneps__Heartbeat
 {
   ProtobufCMessage base;
+  uint32_t epoch;
+  double progress;
+  /*
+   * reply: workers in this epoch heard from recently
+   */
+  uint32_t peers;
+  /*
+   * reply: the smallest fraction among them
+   */
+  double peers_min_progress;
 };
 #define SCENEPS__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__heartbeat__descriptor) \
-     }
+    , 0, 0, 0, 0 }
 
 
 struct  Sceneps__Shutdown
