@@ -14,26 +14,33 @@ public struct PSClientOptions: Sendable {
 }
 
 /// Rows of one sparse table to pull. Keys may repeat; the result has one row
-/// per key, in the same order.
+/// per key, in the same order. `keysAreUnique` promises they do not (the
+/// client then skips its de-duplication).
 public struct SparsePull: Sendable {
     public var tableID: UInt32
     public var keys: [UInt64]
-    public init(tableID: UInt32, keys: [UInt64]) {
+    public var keysAreUnique: Bool
+    public init(tableID: UInt32, keys: [UInt64], keysAreUnique: Bool = false) {
         self.tableID = tableID
         self.keys = keys
+        self.keysAreUnique = keysAreUnique
     }
 }
 
 /// Gradients of one sparse table: `values.count == keys.count * dim`. Keys
-/// may repeat; their gradients are summed before sending.
+/// may repeat; their gradients are summed before sending. `keysAreUnique`
+/// promises they do not (the client then skips its de-duplication; a
+/// repeated key would then reach the server twice in one block).
 public struct SparseGradient: Sendable {
     public var tableID: UInt32
     public var keys: [UInt64]
     public var values: [Float]
-    public init(tableID: UInt32, keys: [UInt64], values: [Float]) {
+    public var keysAreUnique: Bool
+    public init(tableID: UInt32, keys: [UInt64], values: [Float], keysAreUnique: Bool = false) {
         self.tableID = tableID
         self.keys = keys
         self.values = values
+        self.keysAreUnique = keysAreUnique
     }
 }
 

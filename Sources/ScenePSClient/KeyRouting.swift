@@ -12,12 +12,19 @@ struct KeyRouting {
     /// Unique keys per server, in first-seen order.
     var serverKeys: [[UInt64]]
 
-    init(table: UInt32, keys: UnsafeBufferPointer<UInt64>, servers: Int) {
+    /// `unique`: the caller guarantees no key repeats (the worker's batch
+    /// assembler already merged them), so no hash map is built: a sequential
+    /// pass instead of a random access per key into a map twice the size.
+    init(table: UInt32, keys: UnsafeBufferPointer<UInt64>, servers: Int, unique: Bool = false) {
         let n = keys.count
         serverKeys = Array(repeating: [], count: servers)
         self.server = []
         self.position = []
         if n == 0 { return }
+        if unique {
+            (self.server, self.position, serverKeys) = Self.routeUnique(keys, table: table, servers: servers)
+            return
+        }
         var server = [Int32](repeating: 0, count: n)
         var position = [Int32](repeating: 0, count: n)
         defer {
@@ -87,5 +94,25 @@ struct KeyRouting {
             fill[s] += 1
         }
         serverKeys = lists
+    }
+
+    private static func routeUnique(_ keys: UnsafeBufferPointer<UInt64>, table: UInt32, servers: Int)
+        -> (server: [Int32], position: [Int32], serverKeys: [[UInt64]]) {
+        let n = keys.count
+        if servers == 1 {
+            return ([Int32](repeating: 0, count: n), (0..<Int32(n)).map { $0 }, [Array(keys)])
+        }
+        var server = [Int32](repeating: 0, count: n)
+        var position = [Int32](repeating: 0, count: n)
+        var counts = [Int32](repeating: 0, count: servers)
+        for i in 0..<n {
+            let s = Sharding.server(table: table, key: keys[i], servers: servers)
+            server[i] = Int32(s)
+            position[i] = counts[s]
+            counts[s] += 1
+        }
+        var lists = (0..<servers).map { s in [UInt64](repeating: 0, count: Int(counts[s])) }
+        for i in 0..<n { lists[Int(server[i])][Int(position[i])] = keys[i] }
+        return (server, position, lists)
     }
 }

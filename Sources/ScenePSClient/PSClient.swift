@@ -169,7 +169,9 @@ public final class PSClient {
         for r in requests {
             let spec = try knownTable(r.tableID, kind: .sparse)
             dims.append(Int(spec.dim))
-            let route = r.keys.withUnsafeBufferPointer { KeyRouting(table: r.tableID, keys: $0, servers: n) }
+            let route = r.keys.withUnsafeBufferPointer {
+                KeyRouting(table: r.tableID, keys: $0, servers: n, unique: r.keysAreUnique)
+            }
             for s in 0..<n where !route.serverKeys[s].isEmpty {
                 perServer[s].sparse.append(SparseBlock(tableID: r.tableID, keys: route.serverKeys[s]))
             }
@@ -274,7 +276,13 @@ public final class PSClient {
             guard g.values.count == g.keys.count * dim else {
                 throw ScenePSError.invalidArgument("gradient of table \(g.tableID) '\(spec.name)' has \(g.values.count) values for \(g.keys.count) keys of dim \(dim)")
             }
-            let route = g.keys.withUnsafeBufferPointer { KeyRouting(table: g.tableID, keys: $0, servers: n) }
+            let route = g.keys.withUnsafeBufferPointer {
+                KeyRouting(table: g.tableID, keys: $0, servers: n, unique: g.keysAreUnique)
+            }
+            if g.keysAreUnique && n == 1 {   // nothing to sum or split: send the caller's values as they are
+                perServer[0].sparse.append(SparseBlock(tableID: g.tableID, keys: route.serverKeys[0], values: g.values))
+                continue
+            }
             var sums = (0..<n).map { [Float](repeating: 0, count: route.serverKeys[$0].count * dim) }
             g.values.withUnsafeBufferPointer { v in
                 for s in 0..<n where !sums[s].isEmpty {

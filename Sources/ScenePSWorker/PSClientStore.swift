@@ -21,14 +21,14 @@ public final class PSClientStore: ParameterStoreSetup {
 
     public func pull(_ requests: [(table: UInt32, keys: [UInt64], dim: Int)], denseTable: UInt32, denseCount: Int) throws
         -> (rows: [[Float]], dense: [Float]) {
-        let r = try client.pull(requests.map { SparsePull(tableID: $0.table, keys: $0.keys) },
+        let r = try client.pull(requests.map { SparsePull(tableID: $0.table, keys: $0.keys, keysAreUnique: true) },
                                 dense: denseCount > 0 ? [denseTable] : [])
         return (r.sparse, r.dense[denseTable] ?? [])
     }
 
     public func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float],
                      lrScale: Float) throws {
-        try client.push(gradients.map { SparseGradient(tableID: $0.table, keys: $0.keys, values: $0.values) },
+        try client.push(gradients.map { SparseGradient(tableID: $0.table, keys: $0.keys, values: $0.values, keysAreUnique: true) },
                         dense: dense.isEmpty ? [] : [DenseGradient(tableID: denseTable, values: dense)], lrScale: lrScale)
     }
 

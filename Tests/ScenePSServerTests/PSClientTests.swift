@@ -70,6 +70,24 @@ final class PSClientTests: XCTestCase {
         XCTAssertEqual(stats.map(\.shardIndex), [0, 1])
     }
 
+    /// The fast path for keys the caller already made unique routes and
+    /// gathers exactly like the de-duplicating one, over three servers.
+    func testUniqueKeyPathMatchesTheDedupPath() throws {
+        let (servers, client) = try makeCluster(3)
+        defer { servers.forEach { $0.stop() } }
+        try client.declare([item, mlp])
+        var rng = SplitMix64(seed: 5)
+        let keys = (0..<3000).map { _ in rng.next() }
+        let slow = try client.pull([SparsePull(tableID: 1, keys: keys)]).sparse[0]
+        let fast = try client.pull([SparsePull(tableID: 1, keys: keys, keysAreUnique: true)]).sparse[0]
+        XCTAssertEqual(fast, slow)
+        let grads = (0..<keys.count * 3).map { Float($0 % 7) - 3 }
+        try client.push([SparseGradient(tableID: 1, keys: keys, values: grads, keysAreUnique: true)])
+        for k in keys.prefix(100) {
+            XCTAssertEqual(sparseTable(servers[Sharding.server(table: 1, key: k, servers: 3)], 1)!.row(k)!.step, 1)
+        }
+    }
+
     func testRemoteErrorsAndClientSideChecks() throws {
         let (servers, client) = try makeCluster(2)
         defer { servers.forEach { $0.stop() } }

@@ -130,8 +130,8 @@ struct PSBench: ParsableCommand {
         let grads: [Float] = (0..<(keys * dim)).map { _ in Float(rng.nextUnit() - 0.5) * 0.01 }
         // Warm up: create rows of every batch.
         for b in batches {
-            _ = try client.pull([SparsePull(tableID: 1, keys: b)])
-            try client.push([SparseGradient(tableID: 1, keys: b, values: grads)])
+            _ = try client.pull([SparsePull(tableID: 1, keys: b, keysAreUnique: true)])
+            try client.push([SparseGradient(tableID: 1, keys: b, values: grads, keysAreUnique: true)])
         }
         var pullRates: [Double] = [], pushRates: [Double] = []
         var handleShare: [Double] = [], applyShare: [Double] = [], pushMs: [Double] = []
@@ -140,7 +140,7 @@ struct PSBench: ParsableCommand {
             var start = ContinuousClock.now
             var end = start + .milliseconds(Int(runSeconds * 1000))
             while ContinuousClock.now < end {
-                _ = try client.pull([SparsePull(tableID: 1, keys: batches[n % batches.count])])
+                _ = try client.pull([SparsePull(tableID: 1, keys: batches[n % batches.count], keysAreUnique: true)])
                 n += 1
             }
             pullRates.append(Double(n) / (ContinuousClock.now - start).seconds)
@@ -150,7 +150,7 @@ struct PSBench: ParsableCommand {
             start = ContinuousClock.now
             end = start + .milliseconds(Int(runSeconds * 1000))
             while ContinuousClock.now < end {
-                try client.push([SparseGradient(tableID: 1, keys: batches[n % batches.count], values: grads)])
+                try client.push([SparseGradient(tableID: 1, keys: batches[n % batches.count], values: grads, keysAreUnique: true)])
                 n += 1
             }
             let wall = (ContinuousClock.now - start).seconds
@@ -196,17 +196,17 @@ struct PSBench: ParsableCommand {
         let grads: [Float] = (0..<bigKeys).map { _ in Float(rng.nextUnit() - 0.5) * 0.01 }
         // First pull creates the rows (reported separately).
         var t = ContinuousClock.now
-        _ = try client.pull([SparsePull(tableID: 2, keys: big)])
+        _ = try client.pull([SparsePull(tableID: 2, keys: big, keysAreUnique: true)])
         let firstPull = (ContinuousClock.now - t).seconds * 1000
         var pulls: [Double] = [], pushes: [Double] = [], applies: [Double] = []
         for _ in 0..<runs {
             t = ContinuousClock.now
-            let r = try client.pull([SparsePull(tableID: 2, keys: big)])
+            let r = try client.pull([SparsePull(tableID: 2, keys: big, keysAreUnique: true)])
             pulls.append((ContinuousClock.now - t).seconds * 1000)
             precondition(r.sparse[0].count == bigKeys)
             let before = try serverTimes(client)
             t = ContinuousClock.now
-            try client.push([SparseGradient(tableID: 2, keys: big, values: grads)])
+            try client.push([SparseGradient(tableID: 2, keys: big, values: grads, keysAreUnique: true)])
             pushes.append((ContinuousClock.now - t).seconds * 1000)
             applies.append((try serverTimes(client).apply - before.apply) * 1000)
         }
