@@ -20,6 +20,10 @@ public final class PSClient {
     private let context: ZMQContext
     private var sockets: [ZMQSocket]
     private var nextRequestID: UInt64
+    /// Pulls begun and not finished yet, and replies to them that arrived
+    /// while another request was being collected (kept, not dropped).
+    private var outstanding: Set<UInt64> = []
+    private var early: [UInt64: [Int: Envelope]] = [:]
     /// Table schemas learned from `declare` or `hello`.
     public private(set) var tables: [UInt32: TableSpec] = [:]
 
@@ -190,11 +194,13 @@ public final class PSClient {
         }
         let id = takeRequestID()
         try send(bodies, requestID: id)
+        outstanding.insert(id)
         return PendingPull(requestID: id, bodies: bodies, routes: routes, requests: requests, dims: dims, dense: dense,
                            sentAt: .now)
     }
 
     public func finishPull(_ p: PendingPull) throws -> PullResult {
+        defer { outstanding.remove(p.requestID); early[p.requestID] = nil }
         let replies = try collect(p.bodies, requestID: p.requestID, what: "pull", firstSentAt: p.sentAt)
         // Check every reply's shape before scattering.
         var blocks: [Int: Blocks] = [:]
@@ -366,8 +372,13 @@ public final class PSClient {
     /// resending to the silent ones after each timeout. ErrorReply → `.remote`.
     private func collect(_ bodies: [Int: Body], requestID: UInt64, what: String,
                          firstSentAt: ContinuousClock.Instant) throws -> [Int: Envelope] {
-        var replies: [Int: Envelope] = [:]
-        var pending = Set(bodies.keys)
+        var replies: [Int: Envelope] = early.removeValue(forKey: requestID) ?? [:]
+        for (s, env) in replies {
+            if case .error(let e) = env.body {
+                throw ScenePSError(.remote, "server \(s) (\(endpoints[s])) rejected \(what): status=\(e.status): \(e.message)")
+            }
+        }
+        var pending = Set(bodies.keys).subtracting(replies.keys)
         var attempt = 0
         var deadline = firstSentAt + options.timeout
         while !pending.isEmpty {
@@ -400,7 +411,11 @@ public final class PSClient {
                         throw ScenePSError(.protocolError, "server \(s) (\(endpoints[s])) sent an undecodable reply to \(what): \(error)")
                     }
                     guard env.requestID == requestID else {
-                        logger.debug("stale reply dropped", metadata: ["ps.request": "\(env.requestID)", "ps.server": "\(endpoints[s])"])
+                        if outstanding.contains(env.requestID) {   // a pull begun earlier: keep it for its finishPull
+                            early[env.requestID, default: [:]][s] = env
+                        } else {
+                            logger.debug("stale reply dropped", metadata: ["ps.request": "\(env.requestID)", "ps.server": "\(endpoints[s])"])
+                        }
                         continue
                     }
                     if case .error(let e) = env.body {

@@ -15,7 +15,10 @@ public enum ModelFactory {
         return m
     }
 
+    /// Also sets the BLAS thread count to `training.compute_threads`: OpenBLAS
+    /// would otherwise start one thread per core in every worker (DESIGN.md §7).
     public static func make(_ c: ClusterConfig, scenes: Int, maxBatch: Int) throws -> any CTRModel<Float> {
+        BLASThreads.set(c.training.computeThreads)
         switch c.model.kind {
         case .msif:
             return try MSIFModel<Float>(config: msifConfig(c, scenes: scenes), maxBatch: maxBatch)

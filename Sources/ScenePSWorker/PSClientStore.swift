@@ -19,11 +19,15 @@ public final class PSClientStore: ParameterStoreSetup {
         try client.declare(Self.specs(tables), denseInitial: [ModelTables.denseID: denseInitial])
     }
 
-    public func pull(_ requests: [(table: UInt32, keys: [UInt64], dim: Int)], denseTable: UInt32, denseCount: Int) throws
-        -> (rows: [[Float]], dense: [Float]) {
-        let r = try client.pull(requests.map { SparsePull(tableID: $0.table, keys: $0.keys, keysAreUnique: true) },
-                                dense: denseCount > 0 ? [denseTable] : [])
-        return (r.sparse, r.dense[denseTable] ?? [])
+    public func beginPull(_ requests: [(table: UInt32, keys: [UInt64], dim: Int)], denseTable: UInt32, denseCount: Int) throws
+        -> PendingPull {
+        let pending = try client.beginPull(requests.map { SparsePull(tableID: $0.table, keys: $0.keys, keysAreUnique: true) },
+                                           dense: denseCount > 0 ? [denseTable] : [])
+        let client = self.client
+        return PendingPull {
+            let r = try client.finishPull(pending)
+            return (r.sparse, r.dense[denseTable] ?? [])
+        }
     }
 
     public func push(_ gradients: [(table: UInt32, keys: [UInt64], values: [Float])], denseTable: UInt32, dense: [Float],

@@ -88,12 +88,14 @@ public final class Trainer {
         let chunks = myChunks
         let B = config.training.batchSize
         let denseCount = model.layout.count
-        var samples = SampleBatch(lLong: manifest.lLong, capacity: B)
         var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var denseGrad = [Float](repeating: 0, count: denseCount)
         let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
         let lrScale = Float(pow(config.training.lrDecay, Double(epoch - 1)))
+        /// SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
+        /// (fault injection for tests of the non-finite-loss guard).
+        let faultNaNStep = ProcessInfo.processInfo.environment["SCENEPS_FAULT_NAN_STEP"].flatMap { Int($0) }
         var pacer = Pacer(epoch: epoch, total: chunks.reduce(0) { $0 + $1.count },
                           lead: config.training.maxProgressLead, store: store)
         var labels = [Float](repeating: 0, count: B)
@@ -105,53 +107,65 @@ public final class Trainer {
         let t0 = Date()
         logger.info("training", metadata: ["worker": "\(identity.name)", "chunks": "\(chunks.count)",
                                            "epoch": "\(epoch)", "dense.floats": "\(denseCount)"])
-        do {
-            for ref in chunks.shuffled(using: &rng) {
-                let path = (dataDir as NSString).appendingPathComponent(ref.file)
-                let chunk = try ChunkFile(path: path)
-                let order = Array(0..<chunk.count).shuffled(using: &rng)
-                var start = 0
-                while start < order.count {
-                    let end = min(start + B, order.count)
-                    samples.removeAll()
-                    chunk.append(order[start..<end], to: &samples)
-                    start = end
-                    try assembler.index(samples)
-                    let pulled = try store.pull(assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
-                    assembler.gather(rows: pulled.rows, into: &input)
-                    let n = samples.count
-                    if labels.count < n { labels = .init(repeating: 0, count: n) }
-                    for i in 0..<n { labels[i] = samples.label[i] }
-                    for i in denseGrad.indices { denseGrad[i] = 0 }
-                    let loss = pulled.dense.withUnsafeBufferPointer { params in
-                        labels.withUnsafeBufferPointer { y in
-                            denseGrad.withUnsafeMutableBufferPointer { g in
-                                model.lossAndGradients(parameters: params, input: input,
-                                                       labels: UnsafeBufferPointer(rebasing: y[0..<n]),
-                                                       parameterGradient: g, inputGradient: &inputGrad, logits: &logits)
-                            }
-                        }
-                    }
-                    guard loss.isFinite else {
-                        let rows = samples.row.prefix(8).map(String.init).joined(separator: ",")
-                        throw ScenePSError(.training, "loss is \(loss) at step \(steps + 1) (epoch \(epoch), chunk \(ref.file), log rows \(rows)…): not pushing; check learning rates and the data")
-                    }
-                    let grads = assembler.scatter(inputGrad)
-                    let pushes = zip(assembler.pulls, grads)
-                        .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
-                        .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
-                    try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
-                    steps += 1
-                    examples += n
-                    try pacer.step(examples: examples)
-                    lastLoss = Double(loss)
-                    progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
-                    if steps % config.training.logEvery == 0 {
-                        progress.log(logger, worker: identity.name, epoch: epoch, step: steps,
-                                     examples: examples, seconds: Date().timeIntervalSince(t0))
+        // Two stages: while batch k is computed, the pull of batch k+1 is
+        // already on its way (training.prefetch); without prefetch the next
+        // batch is staged after the push, strictly sequentially.
+        var source = BatchSource(chunks: chunks.shuffled(using: &rng), dataDir: dataDir, batchSize: B, rng: rng)
+        func stage(_ s: inout Stage) throws -> Bool {
+            guard let chunk = try source.next(into: &s.samples) else { return false }
+            s.chunk = chunk
+            try s.assembler.index(s.samples)
+            s.pending = try store.beginPull(s.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+            return true
+        }
+        var cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
+        var next = cur
+        let prefetch = config.training.prefetch
+        var have = try stage(&cur)
+        while have {
+            let pulled = try cur.pending!.finish()
+            cur.pending = nil
+            cur.assembler.gather(rows: pulled.rows, into: &input)
+            if steps + 1 == faultNaNStep {   // fault injection (tests): what a numeric blow-up looks like
+                logger.warning("fault injection: NaN in the input of this step", metadata: ["step": "\(steps + 1)"])
+                input.user[0] = .nan
+            }
+            var haveNext = prefetch ? try stage(&next) : false
+            let samples = cur.samples
+            let n = samples.count
+            if labels.count < n { labels = .init(repeating: 0, count: n) }
+            for i in 0..<n { labels[i] = samples.label[i] }
+            for i in denseGrad.indices { denseGrad[i] = 0 }
+            let loss = pulled.dense.withUnsafeBufferPointer { params in
+                labels.withUnsafeBufferPointer { y in
+                    denseGrad.withUnsafeMutableBufferPointer { g in
+                        model.lossAndGradients(parameters: params, input: input,
+                                               labels: UnsafeBufferPointer(rebasing: y[0..<n]),
+                                               parameterGradient: g, inputGradient: &inputGrad, logits: &logits)
                     }
                 }
             }
+            guard loss.isFinite else {
+                let rows = samples.row.prefix(8).map(String.init).joined(separator: ",")
+                throw ScenePSError(.training, "loss is \(loss) at step \(steps + 1) (epoch \(epoch), chunk \(cur.chunk), log rows \(rows)…): not pushing; check learning rates and the data")
+            }
+            let grads = cur.assembler.scatter(inputGrad)
+            let pushes = zip(cur.assembler.pulls, grads)
+                .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
+                .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
+            try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
+            steps += 1
+            examples += n
+            try pacer.step(examples: examples)
+            lastLoss = Double(loss)
+            progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
+            if steps % config.training.logEvery == 0 {
+                progress.log(logger, worker: identity.name, epoch: epoch, step: steps,
+                             examples: examples, seconds: Date().timeIntervalSince(t0))
+            }
+            if !prefetch { haveNext = try stage(&next) }
+            swap(&cur, &next)
+            have = haveNext
         }
         try pacer.finish()
         let seconds = Date().timeIntervalSince(t0)
@@ -164,6 +178,53 @@ public final class Trainer {
                             epoch: epoch, startedAt: started,
                             finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss,
                             peakRSSMiB: ProcessStats.peakRSSMiB)
+    }
+}
+
+/// One minibatch on its way through the worker: its samples, their keys
+/// (the assembler) and its pull, once sent.
+struct Stage {
+    var samples: SampleBatch
+    var assembler: BatchAssembler
+    var pending: PendingPull? = nil
+    var chunk = ""
+}
+
+/// The minibatches of one epoch: chunks in the given order, each chunk's
+/// samples shuffled, `batchSize` at a time (the last of a chunk may be short).
+struct BatchSource {
+    let chunks: [ChunkRef]
+    let dataDir: String
+    let batchSize: Int
+    var rng: SplitMix64
+    var chunkIndex = -1
+    var chunk: ChunkFile? = nil
+    var order: [Int] = []
+    var start = 0
+
+    init(chunks: [ChunkRef], dataDir: String, batchSize: Int, rng: SplitMix64) {
+        self.chunks = chunks
+        self.dataDir = dataDir
+        self.batchSize = batchSize
+        self.rng = rng
+    }
+
+    /// Fills `samples` with the next minibatch; returns its chunk's file, or
+    /// nil at the end of the epoch.
+    mutating func next(into samples: inout SampleBatch) throws -> String? {
+        while chunk == nil || start >= order.count {
+            chunkIndex += 1
+            guard chunkIndex < chunks.count else { return nil }
+            let c = try ChunkFile(path: (dataDir as NSString).appendingPathComponent(chunks[chunkIndex].file))
+            order = Array(0..<c.count).shuffled(using: &rng)
+            chunk = c
+            start = 0
+        }
+        let end = min(start + batchSize, order.count)
+        samples.removeAll()
+        chunk!.append(order[start..<end], to: &samples)
+        start = end
+        return chunks[chunkIndex].file
     }
 }
 

@@ -62,7 +62,9 @@ struct Worker: ParsableCommand {
             let cfg = try ClusterConfig.load(path: config)
             logger.info("starting", metadata: ["version": "\(ScenePSVersion.string)", "config": "\(config)",
                                                "servers": "\(endpoints.count)", "model": "\(cfg.model.kind.rawValue)",
-                                               "ablation": "\(cfg.model.ablation.rawValue)"])
+                                               "ablation": "\(cfg.model.ablation.rawValue)",
+                                               "compute_threads": "\(cfg.training.computeThreads)",
+                                               "prefetch": "\(cfg.training.prefetch)"])
             let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
                                           config: cfg, role: "worker", scene: scene, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)

@@ -19,11 +19,13 @@ final class ClusterConfigTests: XCTestCase {
             optimizer: {sparse: {learning_rate: 0.05, l2: 1.0e-6}}
             tables: {item: {init: normal, init_scale: 0.01, frozen: true}}
             scenes: {home: 2, shop: 1}
-            training: {lr_decay: 0.5, max_progress_lead: 0}
+            training: {lr_decay: 0.5, max_progress_lead: 0, prefetch: false, compute_threads: 2}
             """)
         XCTAssertEqual(c.servers, 3)
         XCTAssertEqual(c.training.lrDecay, 0.5)
         XCTAssertEqual(c.training.maxProgressLead, 0)
+        XCTAssertFalse(c.training.prefetch)
+        XCTAssertEqual(c.training.computeThreads, 2)
         XCTAssertEqual(c.model.kind, .baseline)
         XCTAssertEqual(c.model.d, 16)
         XCTAssertEqual(c.sparseAdam.learningRate, 0.05)
@@ -53,6 +55,7 @@ final class ClusterConfigTests: XCTestCase {
         assertConfigError("model: [1, 2]\n", contains: ["model", "mapping"])
         assertConfigError("scenes: {home: 0}\n", contains: ["scenes.home"])
         assertConfigError("training: {lr_decay: 0}\n", contains: ["training.lr_decay"])
+        assertConfigError("training: {prefetch: sometimes}\n", contains: ["training.prefetch"])
         assertConfigError("training: {max_progress_lead: -0.1}\n", contains: ["training.max_progress_lead"])
     }
 

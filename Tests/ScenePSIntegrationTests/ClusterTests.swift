@@ -20,6 +20,8 @@ final class ClusterTests: XCTestCase {
         return p.path
     }
 
+    /// 60K rows are too few for one pass to converge: every epoch at the
+    /// full learning rate (lr_decay 1), as README advises for small logs.
     func testTwoServersThreeWorkersTrainBaselineAboveChance() throws {
         try Harness.requireBinaries()
         let dir = try Harness.tempDir("train")
@@ -27,7 +29,7 @@ final class ClusterTests: XCTestCase {
         try makeData(dir, rows: 60_000)
         let config = try writeConfig(dir, """
             model: {kind: baseline}
-            training: {epochs: 3, patience: 3, log_every: 20}
+            training: {epochs: 3, patience: 3, log_every: 20, lr_decay: 1}
             scenes: {home: 2, shop: 1}
             """)
         let run = dir.appendingPathComponent("run")
@@ -60,6 +62,38 @@ final class ClusterTests: XCTestCase {
         XCTAssertLessThan(auc, oracle + 0.01, "no model beats the oracle")
         for (name, m) in scenes {
             XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.54, "scene \(name): \(r.output.suffix(3000))")
+        }
+    }
+
+    /// A non-finite loss stops the worker before it pushes: it exits non-zero
+    /// naming the step and the batch, and no server ever sees a NaN gradient.
+    func testNonFiniteLossStopsTheWorkerBeforeItPushes() throws {
+        try Harness.requireBinaries()
+        let dir = try Harness.tempDir("nan")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeData(dir, rows: 20_000)
+        // Fault injection: step 3 of every worker gets a NaN in its gathered
+        // rows, as a numeric blow-up would produce.
+        let config = try writeConfig(dir, """
+            training: {epochs: 1}
+            scenes: {home: 1, shop: 1}
+            """)
+        let run = dir.appendingPathComponent("run")
+        let r = try Harness.run(launcher, ["--config", config, "--log", dir.appendingPathComponent("log.csv").path,
+                                           "--run-dir", run.path, "--servers", "2",
+                                           "--base-port", "\(Harness.basePort(slot: 2))"], timeout: 300,
+                                environment: ["SCENEPS_FAULT_NAN_STEP": "3"])
+        let tail = String(r.output.suffix(4000))
+        XCTAssertNotEqual(r.status, 0, tail)
+        XCTAssertTrue(r.output.contains("loss is"), tail)
+        XCTAssertTrue(r.output.contains("not pushing"), tail)
+        XCTAssertTrue(r.output.contains("at step 3 "), tail)
+        XCTAssertTrue(r.output.contains("log rows"), "names the offending batch: \(tail)")
+        XCTAssertTrue(r.output.range(of: "FAILED: worker-(home|shop)-0 exited with status 1", options: .regularExpression) != nil, tail)
+        for i in 0..<2 {
+            let log = try String(contentsOf: run.appendingPathComponent("logs/server-\(i).log"), encoding: .utf8)
+            XCTAssertFalse(log.contains("NON_FINITE"), "server-\(i) never received a non-finite gradient")
+            XCTAssertFalse(log.contains("request rejected"), "server-\(i) rejected nothing")
         }
     }
 

@@ -40,23 +40,50 @@ enum Harness {
         let process = Process()
         private let lock = NSLock()
         private var buffer = Data()
+        private var eof = false
 
         var output: String { lock.lock(); defer { lock.unlock() }; return String(decoding: buffer, as: UTF8.self) }
 
-        init(_ executable: String, _ args: [String], cwd: URL? = nil) throws {
+        init(_ executable: String, _ args: [String], cwd: URL? = nil, environment: [String: String] = [:]) throws {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = args
             if let cwd { process.currentDirectoryURL = cwd }
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            }
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = pipe
             process.standardInput = FileHandle.nullDevice
-            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                guard let self, !d.isEmpty else { return }
-                self.lock.lock(); self.buffer.append(d); self.lock.unlock()
-            }
             try process.run()
+            // A thread of its own does blocking reads until EOF: Foundation's
+            // readabilityHandler on Linux was seen to lose output written
+            // just before a child exits.
+            let fd = pipe.fileHandleForReading.fileDescriptor
+            let writer = pipe.fileHandleForWriting
+            try? writer.close()   // only the children hold the write end now
+            Thread.detachNewThread { [self] in
+                var chunk = [UInt8](repeating: 0, count: 65_536)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    lock.lock(); buffer.append(contentsOf: chunk[0..<n]); lock.unlock()
+                }
+                lock.lock(); eof = true; lock.unlock()
+                _ = pipe   // keep the pipe (and its read end) alive until EOF
+            }
+        }
+
+        /// Waits (bounded) until every writer of the output pipe is gone, so
+        /// that the output is complete after the process exits.
+        private func drain(timeout: TimeInterval) {
+            let end = Date().addingTimeInterval(timeout)
+            while Date() < end {
+                lock.lock(); let done = eof; lock.unlock()
+                if done { return }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
         }
 
         /// Waits until `text` appears in the output; false on timeout or exit.
@@ -80,16 +107,16 @@ enum Harness {
                 if process.isRunning { kill(process.processIdentifier, SIGKILL) }
                 return nil
             }
-            Thread.sleep(forTimeInterval: 0.2)   // let the pipe drain
+            drain(timeout: 10)   // grandchildren (log prefixers) may hold the pipe a moment longer
             return process.terminationStatus
         }
     }
 
     /// Runs to completion within `timeout`; fails the test on timeout.
     @discardableResult
-    static func run(_ executable: String, _ args: [String], timeout: TimeInterval,
+    static func run(_ executable: String, _ args: [String], timeout: TimeInterval, environment: [String: String] = [:],
                     file: StaticString = #filePath, line: UInt = #line) throws -> (status: Int32, output: String) {
-        let r = try Running(executable, args, cwd: root)
+        let r = try Running(executable, args, cwd: root, environment: environment)
         guard let status = r.waitExit(timeout: timeout) else {
             XCTFail("\(executable) \(args.joined(separator: " ")) did not finish within \(Int(timeout)) s; output:\n\(r.output.suffix(4000))",
                     file: file, line: line)

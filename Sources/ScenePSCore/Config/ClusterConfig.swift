@@ -63,6 +63,8 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// A worker waits while it is more than this fraction of its epoch
         /// ahead of the slowest worker of the epoch; 0 turns alignment off.
         public var maxProgressLead = 0.02
+        /// Send the next minibatch's pull before computing the current one.
+        public var prefetch = true
         public init() {}
     }
 
@@ -221,7 +223,7 @@ extension ClusterConfig {
     private static func parseTraining(_ r: ConfigReader) throws -> Training {
         var t = Training()
         let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries",
-                                               "lr_decay", "max_progress_lead"])
+                                               "lr_decay", "max_progress_lead", "prefetch"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
         if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
         if let n = k["patience"] { t.patience = try r.int("patience", n, min: 1, max: 10_000) }
@@ -230,6 +232,7 @@ extension ClusterConfig {
         if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }
         if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
         if let n = k["lr_decay"] { t.lrDecay = try r.double("lr_decay", n, min: 0.001, max: 1) }
+        if let n = k["prefetch"] { t.prefetch = try r.bool("prefetch", n) }
         if let n = k["max_progress_lead"] { t.maxProgressLead = try r.double("max_progress_lead", n, min: 0, max: 1) }
         return t
     }
