@@ -5,7 +5,8 @@
 
 Speed: the reference trainer (SparseAdam + Adam, batch 256, 2 threads) for
 --torch-steps steps; ScenePS with 1 server + 1 worker that trains every scene
-(worker --scene '*'), and the quickstart cluster (cluster/local.sh, one epoch).
+(worker --scene '*', training.prefetch on: the worker has a core of its own),
+and the quickstart cluster (cluster/local.sh with the default config, one epoch).
 Prints examples/s, the ratio to the reference, and the peak resident memory of
 every process. With --quality it also trains both to completion (early
 stopping for ScenePS; 1 and 2 epochs for the reference) and prints per-scene
@@ -84,7 +85,7 @@ def main():
     # --- ScenePS: 1 server + 1 worker over every scene -------------------------
     cfg = os.path.join(work, "bench.yaml")
     with open(cfg, "w") as f:
-        f.write("servers: 1\ntraining: {epochs: 1}\n")
+        f.write("servers: 1\ntraining: {epochs: 1, prefetch: true}\n")   # one worker, a core of its own
     prepared = os.path.join(work, "prepared")
     sh([psctl, "prepare", "--log", os.path.join(a.data, "log.csv"), "--truth", os.path.join(a.data, "truth.csv"),
         "--out", prepared, "--config", cfg], stdout=subprocess.DEVNULL)

@@ -123,6 +123,13 @@ public final class Trainer {
         let prefetch = config.training.prefetch
         var have = try stage(&cur)
         while have {
+            // Progress alignment waits here, before the rows are used: if this
+            // worker had to wait, the rows pulled for this batch (possibly
+            // seconds ago) are stale, so they are pulled again.
+            if try pacer.waitIfAhead(examples: examples) {
+                _ = try cur.pending!.finish()
+                cur.pending = try store.beginPull(cur.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+            }
             let pulled = try cur.pending!.finish()
             cur.pending = nil
             cur.assembler.gather(rows: pulled.rows, into: &input)
@@ -156,7 +163,6 @@ public final class Trainer {
             try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
             steps += 1
             examples += n
-            try pacer.step(examples: examples)
             lastLoss = Double(loss)
             progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
             if steps % config.training.logEvery == 0 {
@@ -286,19 +292,22 @@ struct Pacer {
         self.store = store
     }
 
-    mutating func step(examples: Int) throws {
-        guard lead > 0 else { return }
+    /// Called before each step with the examples done so far; reports every
+    /// `every` steps and waits while too far ahead. True when it waited.
+    mutating func waitIfAhead(examples: Int) throws -> Bool {
+        guard lead > 0 else { return false }
         steps += 1
-        guard steps % every == 0 else { return }
+        guard steps % every == 0 else { return false }
         let mine = Double(examples) / Double(total)
         var board = try store.reportProgress(epoch: epoch, progress: mine)
-        guard mine > board.minProgress + lead else { return }
+        guard mine > board.minProgress + lead else { return false }
         let start = Date()
         while mine > board.minProgress + lead {
             Thread.sleep(forTimeInterval: 0.02)
             board = try store.reportProgress(epoch: epoch, progress: mine)
         }
         waitedSeconds += Date().timeIntervalSince(start)
+        return true
     }
 
     /// Reports the epoch done, so that nobody waits for this worker.

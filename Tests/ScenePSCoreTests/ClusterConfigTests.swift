@@ -19,12 +19,12 @@ final class ClusterConfigTests: XCTestCase {
             optimizer: {sparse: {learning_rate: 0.05, l2: 1.0e-6}}
             tables: {item: {init: normal, init_scale: 0.01, frozen: true}}
             scenes: {home: 2, shop: 1}
-            training: {lr_decay: 0.5, max_progress_lead: 0, prefetch: false, compute_threads: 2}
+            training: {lr_decay: 0.5, max_progress_lead: 0, prefetch: true, compute_threads: 2}
             """)
         XCTAssertEqual(c.servers, 3)
         XCTAssertEqual(c.training.lrDecay, 0.5)
         XCTAssertEqual(c.training.maxProgressLead, 0)
-        XCTAssertFalse(c.training.prefetch)
+        XCTAssertTrue(c.training.prefetch)
         XCTAssertEqual(c.training.computeThreads, 2)
         XCTAssertEqual(c.model.kind, .baseline)
         XCTAssertEqual(c.model.d, 16)

@@ -64,7 +64,10 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// ahead of the slowest worker of the epoch; 0 turns alignment off.
         public var maxProgressLead = 0.02
         /// Send the next minibatch's pull before computing the current one.
-        public var prefetch = true
+        /// Off by default: it pays with one worker per core (+14% examples/s)
+        /// but adds a step of staleness to every pull, which cost 0.006 AUC
+        /// with 8 and 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
+        public var prefetch = false
         public init() {}
     }
 
