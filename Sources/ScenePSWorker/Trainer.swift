@@ -93,8 +93,8 @@ public final class Trainer {
         var denseGrad = [Float](repeating: 0, count: denseCount)
         let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
         let lrScale = Float(pow(config.training.lrDecay, Double(epoch - 1)))
-        /// SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
-        /// (fault injection for tests of the non-finite-loss guard).
+        // SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
+        // (fault injection for tests of the non-finite-loss guard).
         let faultNaNStep = ProcessInfo.processInfo.environment["SCENEPS_FAULT_NAN_STEP"].flatMap { Int($0) }
         var pacer = Pacer(epoch: epoch, total: chunks.reduce(0) { $0 + $1.count },
                           lead: config.training.maxProgressLead, store: store)
