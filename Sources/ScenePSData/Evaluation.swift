@@ -149,13 +149,15 @@ public struct MetricsReport: Codable, Sendable, Equatable {
     public var scenes: [String: SceneMetrics]
     public var overall: SceneMetrics
 
-    /// Builds the report; `sceneNames[k]` names scene index k. Samples whose
-    /// scene index has no name are counted under "scene-<k>".
+    /// Builds the report; `sceneNames[k]` names scene index k, and every
+    /// named scene is reported (with no examples, its metrics are null).
+    /// Samples whose scene index has no name are counted under "scene-<k>".
     public init(_ input: MetricsInput, sceneNames: [String]) {
         let n = input.count
         precondition(input.scene.count == n && input.probability.count == n && input.user.count == n
                      && input.truth.count == n && input.cold.count == n, "MetricsInput arrays differ in length")
         var byScene: [Int32: [Int]] = [:]
+        for k in sceneNames.indices { byScene[Int32(k)] = [] }
         for k in 0..<n { byScene[input.scene[k], default: []].append(k) }
         var scenes: [String: SceneMetrics] = [:]
         for (s, rows) in byScene {

@@ -6,15 +6,6 @@ import ScenePSModel
 
 /// Scores a split of the data set with the model as the servers hold it now.
 public final class Evaluator {
-    public struct Predictions: Sendable {
-        public var scene: [Int32] = []
-        public var label: [Float] = []
-        public var probability: [Double] = []
-        public var user: [UInt64] = []
-        public var truth: [Float] = []
-        public var cold: [Bool] = []
-    }
-
     public enum Split: String, Sendable, CaseIterable { case valid, test }
 
     let config: ClusterConfig
@@ -40,8 +31,10 @@ public final class Evaluator {
 
     public var sceneNames: [String] { manifest.scenes.map(\.name) }
 
-    public func predict(_ split: Split) throws -> Predictions {
-        var out = Predictions()
+    /// The model's click probability for every sample of `split`, with what
+    /// the metrics need of each sample.
+    public func predict(_ split: Split) throws -> MetricsInput {
+        var out = MetricsInput()
         var samples = SampleBatch(lLong: manifest.lLong, capacity: batchSize)
         var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: batchSize)
         var logits = [Float](repeating: 0, count: batchSize)
@@ -63,14 +56,8 @@ public final class Evaluator {
                     if dense == nil { dense = pulled.dense }
                     assembler.gather(rows: pulled.rows, into: &input)
                     dense!.withUnsafeBufferPointer { p in model.logits(parameters: p, input: input, into: &logits) }
-                    for i in 0..<samples.count {
-                        out.scene.append(samples.scene[i])
-                        out.label.append(samples.label[i])
-                        out.probability.append(1 / (1 + Foundation.exp(-Double(logits[i]))))
-                        out.user.append(samples.user[i])
-                        out.truth.append(samples.truth[i])
-                        out.cold.append(samples.cold[i])
-                    }
+                    out.append(batch: samples,
+                               probabilities: (0..<samples.count).map { 1 / (1 + Foundation.exp(-Double(logits[$0]))) })
                 }
             }
         }
