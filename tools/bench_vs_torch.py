@@ -117,8 +117,16 @@ def main():
                   "--truth", os.path.join(a.data, "truth.csv"), "--run-dir", run2, "--base-port", str(a.port + 10)], env=env)
     s = json.load(open(os.path.join(run2, "summary.json")))
     workers = [json.load(open(os.path.join(dp, f))) for dp, _, fs in os.walk(os.path.join(run2, "workers")) for f in fs]
+    server_rss = []
+    for name in sorted(os.listdir(os.path.join(run2, "logs"))):
+        if name.startswith("server-"):
+            m = re.search(r"stopped shard=\d+ peak_rss_mib=([0-9.]+)", open(os.path.join(run2, "logs", name)).read())
+            if m:
+                server_rss.append(float(m.group(1)))
     results["sceneps_quickstart"] = {"examples_per_sec": s["examples_per_sec"], "servers": s["servers"], "workers": s["workers"],
                                      "worker_peak_rss_mib": max(w["peak_rss_mib"] for w in workers)}
+    if server_rss:
+        results["sceneps_quickstart"]["server_peak_rss_mib"] = max(server_rss)
 
     print("\n== speed (examples/s, training only)")
     base = results.get("torch", {}).get("examples_per_sec")

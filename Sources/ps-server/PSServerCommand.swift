@@ -97,7 +97,7 @@ struct PSServerCommand: ParsableCommand {
             logger.error("threads did not stop within 10 s")
             throw ExitCode(1)
         }
-        print("stopped shard=\(shardIndex)")
+        print(String(format: "stopped shard=%d peak_rss_mib=%.1f", shardIndex, ProcessStats.peakRSSMiB))
         fflush(nil)  // all streams: the launcher waits for this line
     }
 }
