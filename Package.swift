@@ -21,6 +21,7 @@ let package = Package(
         // C: system libraries and the committed protobuf-c output.
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(
             name: "ScenePSWire",
             path: "Sources/ScenePSWire",
@@ -30,6 +31,7 @@ let package = Package(
 
         // Swift modules by concern.
         .target(name: "ScenePSCore", dependencies: [
+            "CMalloc",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ]),

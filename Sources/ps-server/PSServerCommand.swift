@@ -52,6 +52,7 @@ struct PSServerCommand: ParsableCommand {
     }
 
     func run() throws {
+        MemoryTuning.keepFreedMemory()
         let level = Logger.Level(rawValue: logLevel)!
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

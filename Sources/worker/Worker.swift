@@ -55,6 +55,7 @@ struct Worker: ParsableCommand {
     var endpoints: [String] { servers.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }.filter { !$0.isEmpty } }
 
     func run() throws {
+        MemoryTuning.keepFreedMemory()
         let identity = WorkerIdentity(scene: scene, index: index, count: count)
         var logger = Logger(label: "worker.\(identity.name)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
