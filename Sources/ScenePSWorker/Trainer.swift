@@ -92,11 +92,11 @@ public final class Trainer {
         var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
         var denseGrad = [Float](repeating: 0, count: denseCount)
         let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
-        let lrScale = Float(pow(config.training.lrDecay, Double(epoch - 1)))
+        let epochExamples = chunks.reduce(0) { $0 + $1.count }
         // SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
         // (fault injection for tests of the non-finite-loss guard).
         let faultNaNStep = ProcessInfo.processInfo.environment["SCENEPS_FAULT_NAN_STEP"].flatMap { Int($0) }
-        var pacer = Pacer(epoch: epoch, total: chunks.reduce(0) { $0 + $1.count },
+        var pacer = Pacer(epoch: epoch, total: epochExamples,
                           lead: config.training.maxProgressLead, store: store)
         var labels = [Float](repeating: 0, count: B)
         var logits = [Float](repeating: 0, count: B)
@@ -160,6 +160,8 @@ public final class Trainer {
             let pushes = zip(cur.assembler.pulls, grads)
                 .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
                 .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
+            let lrScale = config.training.learningRateScale(epoch: epoch, examplesDone: examples + n,
+                                                            epochExamples: epochExamples)
             try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
             steps += 1
             examples += n

@@ -19,10 +19,11 @@ final class ClusterConfigTests: XCTestCase {
             optimizer: {sparse: {learning_rate: 0.05, l2: 1.0e-6}}
             tables: {item: {init: normal, init_scale: 0.01, frozen: true}}
             scenes: {home: 2, shop: 1}
-            training: {lr_decay: 0.5, max_progress_lead: 0, prefetch: true, compute_threads: 2}
+            training: {lr_decay: 0.5, warmup: 0.1, max_progress_lead: 0, prefetch: true, compute_threads: 2}
             """)
         XCTAssertEqual(c.servers, 3)
         XCTAssertEqual(c.training.lrDecay, 0.5)
+        XCTAssertEqual(c.training.warmup, 0.1)
         XCTAssertEqual(c.training.maxProgressLead, 0)
         XCTAssertTrue(c.training.prefetch)
         XCTAssertEqual(c.training.computeThreads, 2)
@@ -55,6 +56,7 @@ final class ClusterConfigTests: XCTestCase {
         assertConfigError("model: [1, 2]\n", contains: ["model", "mapping"])
         assertConfigError("scenes: {home: 0}\n", contains: ["scenes.home"])
         assertConfigError("training: {lr_decay: 0}\n", contains: ["training.lr_decay"])
+        assertConfigError("training: {warmup: 1.5}\n", contains: ["training.warmup"])
         assertConfigError("training: {prefetch: sometimes}\n", contains: ["training.prefetch"])
         assertConfigError("training: {max_progress_lead: -0.1}\n", contains: ["training.max_progress_lead"])
     }
@@ -66,5 +68,23 @@ final class ClusterConfigTests: XCTestCase {
 
     func testEmptyFileIsDefaults() throws {
         XCTAssertEqual(try ClusterConfig.parse(yaml: ""), ClusterConfig())
+    }
+
+    /// Warm-up ramps linearly over the first `warmup` of epoch 1 only; later
+    /// epochs run at lr_decay^(epoch-1); the scale is never 0.
+    func testLearningRateSchedule() throws {
+        var t = ClusterConfig.Training()
+        t.warmup = 0.1
+        t.lrDecay = 0.5
+        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 25, epochExamples: 1000), 0.25, accuracy: 1e-6)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 50, epochExamples: 1000), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 100, epochExamples: 1000), 1)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 900, epochExamples: 1000), 1)
+        XCTAssertEqual(t.learningRateScale(epoch: 2, examplesDone: 10, epochExamples: 1000), 0.5)
+        XCTAssertEqual(t.learningRateScale(epoch: 3, examplesDone: 10, epochExamples: 1000), 0.25)
+        t.warmup = 0
+        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 1, epochExamples: 1000), 1)
+        t.lrDecay = 0.001
+        XCTAssertGreaterThan(t.learningRateScale(epoch: 10_000, examplesDone: 1, epochExamples: 1000), 0)
     }
 }

@@ -49,7 +49,10 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
     }
 
     public struct Training: Sendable, Equatable, Codable {
-        public var batchSize = 256
+        /// Examples per step and worker. 128 rather than the reference
+        /// trainer's 256: with many asynchronous workers per scene, 256 lost
+        /// 0.006 AUC to staleness (16 workers), 128 none (BENCHMARKS.md).
+        public var batchSize = 128
         /// Most epochs; training stops earlier when the validation AUC has
         /// not improved for `patience` epochs (no validation split: all epochs).
         public var epochs = 3
@@ -60,6 +63,11 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var retries = 3
         /// Every learning rate is multiplied by `lrDecay^(epoch - 1)`.
         public var lrDecay = 0.1
+        /// Every learning rate ramps linearly from 0 to its value over this
+        /// fraction of each worker's first epoch (0 = off). Asynchronous
+        /// workers all push gradients of the initial parameters at once; at
+        /// full rate those stale steps can wreck the start (BENCHMARKS.md).
+        public var warmup = 0.05
         /// A worker waits while it is more than this fraction of its epoch
         /// ahead of the slowest worker of the epoch; 0 turns alignment off.
         public var maxProgressLead = 0.02
@@ -69,6 +77,17 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// with 8 and 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
         public var prefetch = false
         public init() {}
+
+        /// The learning-rate multiplier a worker sends with the push that
+        /// brings its epoch to `examplesDone` of `epochExamples`: a linear
+        /// ramp over the first `warmup` of epoch 1, then `lrDecay^(epoch-1)`.
+        /// Never 0 (the servers refuse it).
+        public func learningRateScale(epoch: Int, examplesDone: Int, epochExamples: Int) -> Float {
+            var scale = pow(lrDecay, Double(epoch - 1))
+            let ramp = warmup * Double(epochExamples)
+            if epoch == 1 && Double(examplesDone) < ramp { scale *= Double(examplesDone) / ramp }
+            return max(Float(scale), 1e-30)
+        }
     }
 
     public struct Data: Sendable, Equatable, Codable {
@@ -226,7 +245,7 @@ extension ClusterConfig {
     private static func parseTraining(_ r: ConfigReader) throws -> Training {
         var t = Training()
         let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries",
-                                               "lr_decay", "max_progress_lead", "prefetch"])
+                                               "lr_decay", "warmup", "max_progress_lead", "prefetch"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
         if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
         if let n = k["patience"] { t.patience = try r.int("patience", n, min: 1, max: 10_000) }
@@ -235,6 +254,7 @@ extension ClusterConfig {
         if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }
         if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
         if let n = k["lr_decay"] { t.lrDecay = try r.double("lr_decay", n, min: 0.001, max: 1) }
+        if let n = k["warmup"] { t.warmup = try r.double("warmup", n, min: 0, max: 1) }
         if let n = k["prefetch"] { t.prefetch = try r.bool("prefetch", n) }
         if let n = k["max_progress_lead"] { t.maxProgressLead = try r.double("max_progress_lead", n, min: 0, max: 1) }
         return t
