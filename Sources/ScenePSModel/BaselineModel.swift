@@ -39,17 +39,12 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
         histCount = iws.slices[0]
     }
 
+    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch) }
+
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func logits(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>, into logits: inout [Scalar]) {
-        check(parameters: parameters, input: input)
-        resize(&logits, input.batch)
-        if input.batch == 0 { return }
-        input.withPointers { inp in
-            logits.withUnsafeMutableBufferPointer { out in
-                forward(parameters.baseAddress!, inp, batch: input.batch, width: input.historyWidth, logits: out.baseAddress!)
-            }
-        }
+        entry.logits(parameters: parameters, input: input, into: &logits) { forward($0, $1, batch: $2, width: $3, logits: $4) }
     }
 
     @_specialize(where Scalar == Float)
@@ -58,20 +53,15 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
                                  labels: UnsafeBufferPointer<Scalar>,
                                  parameterGradient: UnsafeMutableBufferPointer<Scalar>,
                                  inputGradient: inout ModelInputGradient<Scalar>, logits: inout [Scalar]) -> Scalar {
-        check(parameters: parameters, input: input)
-        precondition(labels.count == input.batch, "labels: \(labels.count) for a batch of \(input.batch)")
-        precondition(parameterGradient.count == layout.count, "parameter gradient: \(parameterGradient.count), layout: \(layout.count)")
-        resize(&logits, input.batch)
-        inputGradient.reshape(like: input)
-        let n = input.batch
-        if n == 0 { return 0 }
-        let p = parameters.baseAddress!, g = parameterGradient.baseAddress!
-        let loss: T = input.withPointers { inp in
-            logits.withUnsafeMutableBufferPointer { out in
-                forward(p, inp, batch: n, width: input.historyWidth, logits: out.baseAddress!)
-                return BinaryCrossEntropy.forward(logits: out.baseAddress!, labels: labels.baseAddress!, count: n, dlogits: dlogit)
-            }
-        }
+        entry.lossAndGradients(parameters: parameters, input: input, labels: labels, parameterGradient: parameterGradient,
+                               inputGradient: &inputGradient, logits: &logits, dlogit: dlogit,
+                               forward: { forward($0, $1, batch: $2, width: $3, logits: $4) },
+                               backward: { backward($0, $1, batch: $3, width: $4, inputGradient: &$5) })
+    }
+
+    /// From dlogit (B) back to the MLP's parameters and every input.
+    private func backward(_ p: UnsafePointer<T>, _ g: UnsafeMutablePointer<T>, batch n: Int, width L: Int,
+                          inputGradient: inout ModelInputGradient<T>) {
         // Back through the MLP: the last layer's output gradient is dlogit (B, 1).
         var dy = UnsafePointer(dlogit)
         for i in stride(from: widths.count - 2, through: 0, by: -1) {
@@ -83,7 +73,7 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
             dy = UnsafePointer(dx)
         }
         // dy now holds dx (B, d) of the input sum.
-        let dx = dy, d = config.d, L = input.historyWidth, bd = n * d
+        let dx = dy, d = config.d, bd = n * d
         inputGradient.targetItem.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: dx, count: bd) }
         inputGradient.targetCategory.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: dx, count: bd) }
         inputGradient.user.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: dx, count: bd) }
@@ -102,18 +92,6 @@ public final class BaselineModel<Scalar: BLASScalar>: CTRModel, @unchecked Senda
         }
         inputGradient.historyCategory.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         inputGradient.historyScene.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        return loss
-    }
-
-    private func check(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>) {
-        precondition(parameters.count == layout.count, "parameters: \(parameters.count), layout: \(layout.count)")
-        precondition(input.d == config.d, "input d \(input.d) != model d \(config.d)")
-        precondition(input.batch <= maxBatch, "batch \(input.batch) > maxBatch \(maxBatch)")
-        precondition(input.isConsistent, "ModelInput arrays do not match batch \(input.batch), width \(input.historyWidth), d \(input.d)")
-    }
-
-    private func resize(_ a: inout [T], _ n: Int) {
-        if a.count > n { a.removeLast(a.count - n) } else if a.count < n { a.append(contentsOf: repeatElement(0, count: n - a.count)) }
     }
 
     private func forward(_ p: UnsafePointer<T>, _ inp: InputPointers<T>, batch n: Int, width L: Int, logits: UnsafeMutablePointer<T>) {

@@ -63,16 +63,12 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         tokStart = i[0]; tokCount = i[1]; longCount = i[2]; shortStart = i[3]; shortCount = i[4]; order = i[5]; groupStart = i[6]
     }
 
+    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch) }
+
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func logits(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>, into logits: inout [Scalar]) {
-        check(parameters: parameters, input: input)
-        resize(&logits, input.batch)
-        if input.batch == 0 { return }
-        let p = parameters.baseAddress!
-        input.withPointers { inp in
-            logits.withUnsafeMutableBufferPointer { out in forward(p, inp, batch: input.batch, width: input.historyWidth, logits: out.baseAddress!) }
-        }
+        entry.logits(parameters: parameters, input: input, into: &logits) { forward($0, $1, batch: $2, width: $3, logits: $4) }
     }
 
     @_specialize(where Scalar == Float)
@@ -81,35 +77,13 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                                  labels: UnsafeBufferPointer<Scalar>,
                                  parameterGradient: UnsafeMutableBufferPointer<Scalar>,
                                  inputGradient: inout ModelInputGradient<Scalar>, logits: inout [Scalar]) -> Scalar {
-        check(parameters: parameters, input: input)
-        precondition(labels.count == input.batch, "labels: \(labels.count) for a batch of \(input.batch)")
-        precondition(parameterGradient.count == layout.count, "parameter gradient: \(parameterGradient.count), layout: \(layout.count)")
-        resize(&logits, input.batch)
-        inputGradient.reshape(like: input)
-        let n = input.batch
-        if n == 0 { return 0 }
-        let p = parameters.baseAddress!, gr = parameterGradient.baseAddress!
-        let loss: T = input.withPointers { inp in
-            logits.withUnsafeMutableBufferPointer { out in
-                forward(p, inp, batch: n, width: input.historyWidth, logits: out.baseAddress!)
-                let loss = BinaryCrossEntropy.forward(logits: out.baseAddress!, labels: labels.baseAddress!, count: n, dlogits: dlogit)
-                backward(p, gr, inp, batch: n)
-                return loss
-            }
-        }
-        writeInputGradient(&inputGradient, batch: n, width: input.historyWidth)
-        return loss
-    }
-
-    private func check(parameters: UnsafeBufferPointer<Scalar>, input: ModelInput<Scalar>) {
-        precondition(parameters.count == layout.count, "parameters: \(parameters.count), layout: \(layout.count)")
-        precondition(input.d == config.d, "input d \(input.d) != model d \(config.d)")
-        precondition(input.batch <= maxBatch, "batch \(input.batch) > maxBatch \(maxBatch)")
-        precondition(input.isConsistent, "ModelInput arrays do not match batch \(input.batch), width \(input.historyWidth), d \(input.d)")
-    }
-
-    private func resize(_ a: inout [T], _ n: Int) {
-        if a.count > n { a.removeLast(a.count - n) } else if a.count < n { a.append(contentsOf: repeatElement(0, count: n - a.count)) }
+        entry.lossAndGradients(parameters: parameters, input: input, labels: labels, parameterGradient: parameterGradient,
+                               inputGradient: &inputGradient, logits: &logits, dlogit: dlogit,
+                               forward: { forward($0, $1, batch: $2, width: $3, logits: $4) },
+                               backward: { p, g, inp, n, width, grad in
+                                   backward(p, g, inp, batch: n)
+                                   writeInputGradient(&grad, batch: n, width: width)
+                               })
     }
 
     // MARK: - Forward
