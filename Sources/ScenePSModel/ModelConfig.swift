@@ -7,28 +7,38 @@ import ScenePSCore
 /// the example's scene before the model sees it.
 public struct MSIFConfig: Sendable, Equatable {
     /// Embedding width.
-    public var d = 32
+    public var d: Int
     /// Tokens seen by the long-term target attention (most recent first).
-    public var lLong = 50
+    public var lLong: Int
     /// Tokens seen by the short-term Transformer block.
-    public var lShort = 10
+    public var lShort: Int
     /// Attention heads of the Transformer block; must divide `d`.
-    public var heads = 2
+    public var heads: Int
     /// Feed-forward width of the Transformer block.
-    public var ffn = 64
+    public var ffn: Int
     /// Number of shared experts K.
-    public var experts = 4
+    public var experts: Int
     /// Hidden and output width of each expert: exactly two entries.
-    public var expertWidths = [128, 64]
+    public var expertWidths: [Int]
     /// Hidden width of each per-scene head.
-    public var headWidth = 32
+    public var headWidth: Int
     /// Scenes (per-scene gates and heads); scene indices are 0 ..< scenes.
-    public var scenes = 3
+    public var scenes: Int
     /// Ablations: long-term interest, short-term interest, per-scene gates and heads
     /// (false: scene 0's gate and head serve every scene).
-    public var useLong = true, useShort = true, sceneGates = true
+    public var useLong: Bool, useShort: Bool, sceneGates: Bool
 
-    public init() {}
+    /// The sizes and ablation of a config's `model` section (whose defaults
+    /// are the design's) for a data set of `scenes` scenes.
+    public init(_ m: ClusterConfig.Model = ClusterConfig.Model(), scenes: Int = 3) {
+        d = m.d; lLong = m.lLong; lShort = m.lShort
+        heads = m.heads; ffn = m.ffn; experts = m.experts
+        expertWidths = m.expertWidths; headWidth = m.headWidth
+        self.scenes = scenes
+        useLong = m.ablation != .shortOnly
+        useShort = m.ablation != .longOnly
+        sceneGates = m.ablation != .noSceneGates
+    }
 
     /// Throws `ScenePSError(.config, …)` naming the first inconsistent setting.
     public func validate() throws {
