@@ -49,9 +49,16 @@ public enum WireCodec {
         msg.request_id = env.requestID
         msg.sender = strings.dup(env.sender)
 
-        func finish(_ m: inout Sceneps__Envelope) -> R {
-            // `strings` must outlive the pack: keep it alive explicitly.
-            withExtendedLifetime(strings) { withUnsafePointer(to: &m) { body($0) } }
+        /// Points the envelope's body (case `bodyCase`, field set by `set`) at
+        /// `c` and packs the envelope.
+        func attach<C>(_ c: inout C, _ bodyCase: Sceneps__Envelope__BodyCase,
+                       _ set: (inout Sceneps__Envelope, UnsafeMutablePointer<C>) -> Void) -> R {
+            withUnsafeMutablePointer(to: &c) { p in
+                msg.body_case = bodyCase
+                set(&msg, p)
+                // `strings` must outlive the pack: keep it alive explicitly.
+                return withExtendedLifetime(strings) { withUnsafePointer(to: &msg) { body($0) } }
+            }
         }
 
         switch env.body {
@@ -62,11 +69,7 @@ public enum WireCodec {
             c.scene = strings.dup(h.scene)
             c.shard_count = h.shardCount
             c.shard_index = h.shardIndex
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_HELLO
-                msg.hello = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_HELLO) { $0.hello = $1 }
         case .helloReply(let h):
             var c = Sceneps__HelloReply()
             sceneps__hello_reply__init(&c)
@@ -76,11 +79,7 @@ public enum WireCodec {
             return withTableSpecs(h.tables, strings) { specs in
                 c.n_tables = h.tables.count
                 c.tables = specs
-                return withUnsafeMutablePointer(to: &c) { p in
-                    msg.body_case = SCENEPS__ENVELOPE__BODY_HELLO_REPLY
-                    msg.hello_reply = p
-                    return finish(&msg)
-                }
+                return attach(&c, SCENEPS__ENVELOPE__BODY_HELLO_REPLY) { $0.hello_reply = $1 }
             }
         case .declare(let d):
             var c = Sceneps__DeclareTables()
@@ -91,11 +90,7 @@ public enum WireCodec {
                     c.tables = specs
                     c.n_initial = d.initial.count
                     c.initial = dense
-                    return withUnsafeMutablePointer(to: &c) { p in
-                        msg.body_case = SCENEPS__ENVELOPE__BODY_DECLARE
-                        msg.declare = p
-                        return finish(&msg)
-                    }
+                    return attach(&c, SCENEPS__ENVELOPE__BODY_DECLARE) { $0.declare = $1 }
                 }
             }
         case .pull(let b), .pullReply(let b), .push(let b):
@@ -109,32 +104,20 @@ public enum WireCodec {
                         sceneps__pull_request__init(&c)
                         c.n_sparse = b.sparse.count; c.sparse = sparse
                         c.n_dense = b.dense.count; c.dense = dense
-                        return withUnsafeMutablePointer(to: &c) { p in
-                            msg.body_case = SCENEPS__ENVELOPE__BODY_PULL
-                            msg.pull = p
-                            return finish(&msg)
-                        }
+                        return attach(&c, SCENEPS__ENVELOPE__BODY_PULL) { $0.pull = $1 }
                     case .pullReply:
                         var c = Sceneps__PullReply()
                         sceneps__pull_reply__init(&c)
                         c.n_sparse = b.sparse.count; c.sparse = sparse
                         c.n_dense = b.dense.count; c.dense = dense
-                        return withUnsafeMutablePointer(to: &c) { p in
-                            msg.body_case = SCENEPS__ENVELOPE__BODY_PULL_REPLY
-                            msg.pull_reply = p
-                            return finish(&msg)
-                        }
+                        return attach(&c, SCENEPS__ENVELOPE__BODY_PULL_REPLY) { $0.pull_reply = $1 }
                     default:
                         var c = Sceneps__PushRequest()
                         sceneps__push_request__init(&c)
                         c.n_sparse = b.sparse.count; c.sparse = sparse
                         c.n_dense = b.dense.count; c.dense = dense
                         c.lr_scale = b.lrScale == 1 ? 0 : b.lrScale   // 0 on the wire = unset = 1
-                        return withUnsafeMutablePointer(to: &c) { p in
-                            msg.body_case = SCENEPS__ENVELOPE__BODY_PUSH
-                            msg.push = p
-                            return finish(&msg)
-                        }
+                        return attach(&c, SCENEPS__ENVELOPE__BODY_PUSH) { $0.push = $1 }
                     }
                 }
             }
@@ -143,29 +126,17 @@ public enum WireCodec {
             sceneps__ack__init(&c)
             c.applied_rows = a.appliedRows
             c.duplicate = a.duplicate ? 1 : 0
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_ACK
-                msg.ack = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_ACK) { $0.ack = $1 }
         case .error(let e):
             var c = Sceneps__ErrorReply()
             sceneps__error_reply__init(&c)
             c.status = Sceneps__Status(rawValue: UInt32(bitPattern: e.status.rawValue))
             c.message = strings.dup(e.message)
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_ERROR
-                msg.error = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_ERROR) { $0.error = $1 }
         case .stats:
             var c = Sceneps__StatsRequest()
             sceneps__stats_request__init(&c)
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_STATS
-                msg.stats = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_STATS) { $0.stats = $1 }
         case .statsReply(let s):
             var c = Sceneps__StatsReply()
             sceneps__stats_reply__init(&c)
@@ -193,11 +164,7 @@ public enum WireCodec {
             }
             c.n_tables = n
             c.tables = ptrs
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_STATS_REPLY
-                msg.stats_reply = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_STATS_REPLY) { $0.stats_reply = $1 }
         case .heartbeat(let h):
             var c = Sceneps__Heartbeat()
             sceneps__heartbeat__init(&c)
@@ -205,20 +172,12 @@ public enum WireCodec {
             c.progress = h.progress
             c.peers = h.peers
             c.peers_min_progress = h.peersMinProgress
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_HEARTBEAT
-                msg.heartbeat = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_HEARTBEAT) { $0.heartbeat = $1 }
         case .shutdown(let reason):
             var c = Sceneps__Shutdown()
             sceneps__shutdown__init(&c)
             c.reason = strings.dup(reason)
-            return withUnsafeMutablePointer(to: &c) { p in
-                msg.body_case = SCENEPS__ENVELOPE__BODY_SHUTDOWN
-                msg.shutdown = p
-                return finish(&msg)
-            }
+            return attach(&c, SCENEPS__ENVELOPE__BODY_SHUTDOWN) { $0.shutdown = $1 }
         }
     }
 
