@@ -175,7 +175,8 @@ for ((epoch = 1; epoch <= EPOCHS; epoch++)); do
   while read -r _ scene n; do
     for ((w = 0; w < n; w++)); do
       start "worker-$scene-$w" "$BIN/worker" --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" \
-        --scene "$scene" --index "$w" --count "$n" --epoch "$epoch" --run-dir "$RUN_DIR"
+        --scene "$scene" --index "$w" --count "$n" --epoch "$epoch" --run-dir "$RUN_DIR" \
+        --host-workers "$TOTAL_WORKERS"
       WORKER_PIDS+=("$LAST_PID")
     done
   done < <(awk '$1=="scene"' <<<"$PLAN")

@@ -120,7 +120,7 @@ public final class Trainer {
         }
         var cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
         var next = cur
-        let prefetch = config.training.prefetch
+        let prefetch = config.training.prefetch ?? false   // the worker resolves auto before it builds the trainer
         var have = try stage(&cur)
         while have {
             // Progress alignment waits here, before the rows are used: if this

@@ -41,6 +41,9 @@ struct Worker: ParsableCommand {
     @Option(help: "Run directory; the worker's report goes to RUN_DIR/workers/epoch-N/SCENE-INDEX.json.")
     var runDir: String?
 
+    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when every worker has a core of its own.")
+    var hostWorkers: Int = 0
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -60,12 +63,14 @@ struct Worker: ParsableCommand {
         var logger = Logger(label: "worker.\(identity.name)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         do {
-            let cfg = try ClusterConfig.load(path: config)
+            var cfg = try ClusterConfig.load(path: config)
+            cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
+                                                                 cores: ProcessInfo.processInfo.activeProcessorCount)
             logger.info("starting", metadata: ["version": "\(ScenePSVersion.string)", "config": "\(config)",
                                                "servers": "\(endpoints.count)", "model": "\(cfg.model.kind.rawValue)",
                                                "ablation": "\(cfg.model.ablation.rawValue)",
                                                "compute_threads": "\(cfg.training.computeThreads)",
-                                               "prefetch": "\(cfg.training.prefetch)"])
+                                               "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
                                           config: cfg, role: "worker", scene: scene, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)

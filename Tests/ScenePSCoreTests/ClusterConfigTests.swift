@@ -25,7 +25,8 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.training.lrDecay, 0.5)
         XCTAssertEqual(c.training.warmup, 0.1)
         XCTAssertEqual(c.training.maxProgressLead, 0)
-        XCTAssertTrue(c.training.prefetch)
+        XCTAssertEqual(c.training.prefetch, true)
+        XCTAssertTrue(c.training.prefetchEnabled(hostWorkers: 16, cores: 2))
         XCTAssertEqual(c.training.computeThreads, 2)
         XCTAssertEqual(c.model.kind, .baseline)
         XCTAssertEqual(c.model.d, 16)
@@ -57,7 +58,7 @@ final class ClusterConfigTests: XCTestCase {
         assertConfigError("scenes: {home: 0}\n", contains: ["scenes.home"])
         assertConfigError("training: {lr_decay: 0}\n", contains: ["training.lr_decay"])
         assertConfigError("training: {warmup: 1.5}\n", contains: ["training.warmup"])
-        assertConfigError("training: {prefetch: sometimes}\n", contains: ["training.prefetch"])
+        assertConfigError("training: {prefetch: sometimes}\n", contains: ["training.prefetch", "auto"])
         assertConfigError("training: {max_progress_lead: -0.1}\n", contains: ["training.max_progress_lead"])
     }
 
@@ -72,6 +73,18 @@ final class ClusterConfigTests: XCTestCase {
 
     /// Warm-up ramps linearly over the first `warmup` of epoch 1 only; later
     /// epochs run at lr_decay^(epoch-1); the scale is never 0.
+    /// prefetch: auto (the default) is on only when every worker has a core.
+    func testPrefetchAuto() throws {
+        let t = try ClusterConfig.parse(yaml: "training: {prefetch: auto}\n").training
+        XCTAssertNil(t.prefetch)
+        XCTAssertEqual(t, ClusterConfig.Training())
+        XCTAssertTrue(t.prefetchEnabled(hostWorkers: 2, cores: 2))
+        XCTAssertFalse(t.prefetchEnabled(hostWorkers: 4, cores: 2))
+        XCTAssertFalse(t.prefetchEnabled(hostWorkers: 0, cores: 2))   // unknown: off
+        let off = try ClusterConfig.parse(yaml: "training: {prefetch: false}\n").training
+        XCTAssertFalse(off.prefetchEnabled(hostWorkers: 1, cores: 2))
+    }
+
     func testLearningRateSchedule() throws {
         var t = ClusterConfig.Training()
         t.warmup = 0.1

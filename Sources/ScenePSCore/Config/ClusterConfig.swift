@@ -71,12 +71,19 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// A worker waits while it is more than this fraction of its epoch
         /// ahead of the slowest worker of the epoch; 0 turns alignment off.
         public var maxProgressLead = 0.02
-        /// Send the next minibatch's pull before computing the current one.
-        /// Off by default: it pays with one worker per core (+14% examples/s)
-        /// but adds a step of staleness to every pull, which cost 0.006 AUC
-        /// with 8 and 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
-        public var prefetch = false
+        /// Send the next minibatch's pull before computing the current one;
+        /// nil = auto (`prefetchEnabled`). It pays with one worker per core
+        /// (+14% examples/s) but adds a step of staleness to every pull, which
+        /// cost 0.006 AUC with 8 and 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
+        public var prefetch: Bool? = nil
         public init() {}
+
+        /// Whether a worker prefetches when `hostWorkers` workers (0 = not
+        /// known) share `cores` cores: as configured, or under auto only when
+        /// every worker has a core of its own.
+        public func prefetchEnabled(hostWorkers: Int, cores: Int) -> Bool {
+            prefetch ?? (hostWorkers > 0 && hostWorkers <= cores)
+        }
 
         /// The learning-rate multiplier a worker sends with the push that
         /// brings its epoch to `examplesDone` of `epochExamples`: a linear
@@ -255,7 +262,13 @@ extension ClusterConfig {
         if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
         if let n = k["lr_decay"] { t.lrDecay = try r.double("lr_decay", n, min: 0.001, max: 1) }
         if let n = k["warmup"] { t.warmup = try r.double("warmup", n, min: 0, max: 1) }
-        if let n = k["prefetch"] { t.prefetch = try r.bool("prefetch", n) }
+        if let n = k["prefetch"] {
+            switch (n.scalar != nil ? n.bool : nil, n.string) {
+            case (let b?, _): t.prefetch = b
+            case (nil, "auto"): t.prefetch = nil
+            default: throw r.error("prefetch", "expected true, false or auto, found '\(n.any)'", at: n)
+            }
+        }
         if let n = k["max_progress_lead"] { t.maxProgressLead = try r.double("max_progress_lead", n, min: 0, max: 1) }
         return t
     }
