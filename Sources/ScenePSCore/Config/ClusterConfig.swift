@@ -51,7 +51,7 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
     public struct Training: Sendable, Equatable, Codable {
         /// Examples per step and worker. 128 rather than the reference
         /// trainer's 256: with many asynchronous workers per scene, 256 lost
-        /// 0.006 AUC to staleness (16 workers), 128 none (BENCHMARKS.md).
+        /// 0.006-0.009 AUC to staleness (16 workers), 128 none (BENCHMARKS.md).
         public var batchSize = 128
         /// Most epochs; training stops earlier when the validation AUC has
         /// not improved for `patience` epochs (no validation split: all epochs).
