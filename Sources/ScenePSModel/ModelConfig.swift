@@ -92,13 +92,17 @@ public struct MSIFConfig: Sendable, Equatable {
 /// `x = t_item + t_cat + user + scene + masked mean of the history items`,
 /// an MLP with ReLU hidden layers, one output, plus the item bias.
 public struct BaselineConfig: Sendable, Equatable {
-    public var d = 32
+    public var d: Int
     /// History tokens averaged (most recent first).
-    public var lHist = 50
+    public var lHist: Int
     /// Hidden widths of the MLP.
-    public var hidden = [64, 32]
+    public var hidden: [Int]
 
-    public init() {}
+    /// The baseline's sizes from a config's `model` section (d, l_long,
+    /// baseline_hidden), whose defaults are the design's.
+    public init(_ m: ClusterConfig.Model = ClusterConfig.Model()) {
+        d = m.d; lHist = m.lLong; hidden = m.baselineHidden
+    }
 
     public func validate() throws {
         if d <= 0 { throw ScenePSError.config("baseline: d must be positive, got \(d)") }

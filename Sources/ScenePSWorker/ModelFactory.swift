@@ -11,9 +11,7 @@ public enum ModelFactory {
         case .msif:
             return try MSIFModel<Float>(config: MSIFConfig(c.model, scenes: scenes), maxBatch: maxBatch)
         case .baseline:
-            var b = BaselineConfig()
-            b.d = c.model.d; b.lHist = c.model.lLong; b.hidden = c.model.baselineHidden
-            return try BaselineModel<Float>(config: b, maxBatch: maxBatch)
+            return try BaselineModel<Float>(config: BaselineConfig(c.model), maxBatch: maxBatch)
         }
     }
 }
