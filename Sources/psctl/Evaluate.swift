@@ -42,7 +42,8 @@ struct Evaluate: ParsableCommand {
             let test = try evaluator.predict(.test)
             let reports = try WorkerReports.load(runDir: runDir)
             let summary = RunSummary(epoch: epoch, test: test, valid: valid, sceneNames: evaluator.sceneNames,
-                                     reports: reports, servers: endpoints.count, config: cfg)
+                                     reports: reports, servers: endpoints.count, config: cfg,
+                                     data: evaluator.manifest)
             let epochsDir = (runDir as NSString).appendingPathComponent("epochs")
             try FileManager.default.createDirectory(atPath: epochsDir, withIntermediateDirectories: true)
             try JSONFile.write(summary, to: (epochsDir as NSString).appendingPathComponent("epoch-\(epoch).json"))
