@@ -86,6 +86,58 @@ public final class TableRegistry: @unchecked Sendable {
         }
     }
 
+    /// A copy of one table (`SparseTable.snapshot`, `DenseTable.snapshot`).
+    enum TableSnapshot {
+        case sparse(SparseTableSnapshot)
+        case dense(weights: [Float], state: [Float], step: UInt32)
+    }
+    private var snapshots: [String: [UInt32: TableSnapshot]] = [:]
+
+    /// Keeps a copy of every table under `name` (replacing an older one of
+    /// that name). Returns the sparse rows copied.
+    func saveSnapshot(_ name: String) -> UInt64 {
+        let current = all()
+        var copy: [UInt32: TableSnapshot] = [:]
+        var rows: UInt64 = 0
+        for t in current {
+            switch t {
+            case .sparse(let s):
+                let snap = s.snapshot()
+                rows += UInt64(snap.rows)
+                copy[s.spec.id] = .sparse(snap)
+            case .dense(let d):
+                let (w, st, step) = d.snapshot()
+                copy[d.spec.id] = .dense(weights: w, state: st, step: step)
+            }
+        }
+        lock.withLock { snapshots[name] = copy }
+        return rows
+    }
+
+    /// Puts every table back as snapshot `name` holds it. Tables declared
+    /// after it are left as they are. Returns the sparse rows restored, or an
+    /// error reply when no snapshot has that name.
+    func restoreSnapshot(_ name: String) -> Result<UInt64, ErrorReply> {
+        guard let copy = lock.withLock({ snapshots[name] }) else {
+            let known = lock.withLock { snapshots.keys.sorted() }
+            return .failure(ErrorReply(status: .badRequest, message:
+                "no snapshot named '\(name)' on this server (it has: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"))
+        }
+        var rows: UInt64 = 0
+        for t in all() {
+            switch (t, copy[t.spec.id]) {
+            case (.sparse(let s), .sparse(let snap)?):
+                s.restore(snap)
+                rows += UInt64(snap.rows)
+            case (.dense(let d), .dense(let w, let st, let step)?):
+                d.restore(weights: w, state: st, step: step)
+            default:
+                continue
+            }
+        }
+        return .success(rows)
+    }
+
     static func validate(_ s: TableSpec) -> ErrorReply? {
         func bad(_ what: String) -> ErrorReply {
             ErrorReply(status: .badRequest, message: "table \(s.id) '\(s.name)': \(what)")

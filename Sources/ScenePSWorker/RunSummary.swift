@@ -47,6 +47,8 @@ public struct RunSummary: Codable, Sendable {
     public var skippedRows: [String: [String: Int]]?
     /// The catalogue given to preparation, if any.
     public var catalogue: CatalogueSummary?
+    /// Set in summary.json: every epoch's rate, validation AUC and what the schedule decided.
+    public var schedule: [LearningRateSchedule.EpochRecord]?
 
     /// `summary.json`'s `catalogue`: what preparation found in the item catalogue.
     public struct CatalogueSummary: Codable, Sendable, Equatable {
@@ -75,7 +77,7 @@ public struct RunSummary: Codable, Sendable {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
         case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
-        case skippedRows = "skipped_rows", catalogue
+        case skippedRows = "skipped_rows", catalogue, schedule
     }
 
     /// The summary of one epoch: test metrics, validation AUC, throughput so far.
