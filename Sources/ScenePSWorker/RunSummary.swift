@@ -115,7 +115,8 @@ public struct RunSummary: Codable, Sendable {
         var lines = ["scene            examples    auc     gauc    logloss  oracle   cold-auc"]
         let rows = scenes.keys.sorted().map { ($0, scenes[$0]!) } + [("overall", overall)]
         for (name, m) in rows {
-            lines.append(String(format: "%-15@ %9d  ", name as NSString, m.examples)
+            let padded = name.count >= 15 ? name : name + String(repeating: " ", count: 15 - name.count)
+            lines.append(padded + String(format: " %9d  ", m.examples)
                          + [f(m.auc), f(m.gauc), f(m.logloss), f(m.oracleAUC), f(m.cold.auc)].joined(separator: "  "))
         }
         lines.append(String(format: "epoch %d%@: trained on %d examples at %.0f examples/s with %d servers and %d workers",
