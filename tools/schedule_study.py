@@ -24,6 +24,7 @@ SETS = {  # name: (rows, scene shares, seed, reference epochs)
     "1m": (1_000_000, None, 7, 3),
     "5m": (5_000_000, None, 7, 2),
     "uneven": (300_000, "feed=0.62,search=0.25,live=0.08,shop=0.05", 11, 4),
+    "60k-uneven": (60_000, "feed=0.62,search=0.22,live=0.08,shop=0.08", 13, 6),
 }
 
 
@@ -36,7 +37,7 @@ def build():
 def generate(bin_dir, name, d):
     rows, shares, seed, _ = SETS[name]
     cmd = [os.path.join(bin_dir, "psctl"), "gen-data", "--out", d, "--rows", str(rows),
-           "--users", str(max(1000, rows // 48)), "--items", str(max(2000, rows // 24)), "--seed", str(seed)]
+           "--users", str(max(1250, rows // 48)), "--items", str(max(2500, rows // 24)), "--seed", str(seed)]
     if shares:
         cmd += ["--scene-shares", shares]
     subprocess.run(cmd, check=True)

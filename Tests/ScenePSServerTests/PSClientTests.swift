@@ -10,16 +10,7 @@ final class PSClientTests: XCTestCase {
                                 adam: AdamConfig(learningRate: 0.05))
     let mlp = TableSpec.dense(id: 3, name: "mlp", size: 11, adam: AdamConfig(learningRate: 0.05))
 
-    func makeCluster(_ n: Int) throws -> ([TestServer], PSClient) {
-        let servers = try (0..<n).map { try TestServer(shardIndex: $0, shardCount: n) }
-        var opts = PSClientOptions()
-        opts.timeout = .seconds(5)
-        opts.retries = 1
-        var logger = Logger(label: "test-client")
-        logger.logLevel = .critical
-        let client = try PSClient(endpoints: servers.map(\.endpoint), sender: "client-test", options: opts, logger: logger)
-        return (servers, client)
-    }
+    func makeCluster(_ n: Int) throws -> ([TestServer], PSClient) { try makeTestCluster(n) }
 
     func sparseTable(_ s: TestServer, _ id: UInt32) -> SparseTable? {
         if case .sparse(let t)? = s.server.registry.table(id) { return t }

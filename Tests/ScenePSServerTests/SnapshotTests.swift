@@ -14,13 +14,7 @@ final class SnapshotTests: XCTestCase {
     let mlp = TableSpec.dense(id: 9, name: "mlp", size: 13, adam: AdamConfig(learningRate: 0.02))
 
     func makeCluster(_ n: Int) throws -> ([TestServer], PSClient) {
-        let servers = try (0..<n).map { try TestServer(shardIndex: $0, shardCount: n) }
-        var opts = PSClientOptions()
-        opts.timeout = .seconds(5)
-        opts.retries = 1
-        var logger = Logger(label: "test-client")
-        logger.logLevel = .critical
-        let client = try PSClient(endpoints: servers.map(\.endpoint), sender: "snapshot-test", options: opts, logger: logger)
+        let (servers, client) = try makeTestCluster(n, sender: "snapshot-test")
         try client.declare([item, mlp], denseInitial: [:])
         return (servers, client)
     }
