@@ -82,6 +82,7 @@ let package = Package(
         ]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel"]),
+        .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
     ]
 )
