@@ -80,14 +80,14 @@ final class FusionTrainingTests: XCTestCase {
     /// Measured (2-core VM, overall test AUC; popularity is deterministic, the
     /// two trained models move by ~0.005 (fusion) and ~0.01 (baseline) per run):
     ///
-    ///     fusion, intact                    0.7138, 0.7205    baseline 0.6309, 0.6377
+    ///     fusion, intact                    0.7116-0.7205     baseline 0.6309-0.6419 (3 runs)
     ///     long-term attention output zeroed 0.6898            baseline 0.6371
     ///     fusion gate stuck at g = 0.5      0.6833            baseline 0.6197
     ///     expert outputs zeroed             0.5291            baseline 0.6226
     ///     item popularity (click rate)      0.5403 (impressions 0.4998)
     ///
     /// So fusion > popularity + 0.155 (0.695 here) passes the intact model by
-    /// 0.019-0.026 and fails each broken one (attention by only 0.005: about one
+    /// 0.016-0.025 and fails each broken one (attention by only 0.005: about one
     /// run's noise, so a broken attention is caught most runs, not every run;
     /// the gate by 0.012, the experts by far); fusion > baseline + 0.05 passes the
     /// intact model by ~0.03 and fails a model whose experts are dead. Total
