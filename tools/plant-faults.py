@@ -4,7 +4,7 @@
     tools/plant-faults.py [--only NAME[,NAME...]] [--scratch DIR] [--keep] [--list]
 
 Copies the repository's working tree (tracked and untracked, not ignored files:
-never .build/) to a temporary directory and never touches the original. There,
+never .build/) to a directory outside it (--copy) and never touches the original. There,
 for each fault of FAULTS, one at a time: applies its exact-string
 replacements (each `old` must occur exactly once, else the fault is reported
 STALE: its definition no longer matches the code, and it is not counted as
@@ -136,6 +136,9 @@ def main():
     ap.add_argument("--only", help="comma-separated fault names")
     ap.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "sceneps-plant-faults-build"),
                     help="scratch build directory, reused between faults and runs (default: %(default)s)")
+    ap.add_argument("--copy", default=os.path.join(tempfile.gettempdir(), "sceneps-plant-faults-src"),
+                    help="where the sources are copied (emptied first; a fixed path, so that the scratch build "
+                         "stays incremental between runs: default %(default)s)")
     ap.add_argument("--keep", action="store_true", help="keep the copy of the sources")
     ap.add_argument("--list", action="store_true", help="list the faults and exit")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per build and per test run")
@@ -152,8 +155,12 @@ def main():
             print("%-28s %s  [%s]" % (name, what, ", ".join(filters)))
         return 0
 
-    src = tempfile.mkdtemp(prefix="sceneps-plant-")
-    copy_tree(src)
+    src = os.path.abspath(args.copy)
+    if os.path.commonpath([src, ROOT]) == ROOT:
+        sys.exit("--copy must be outside the repository")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    copy_tree(src)   # copy2 keeps modification times: unchanged files are not rebuilt
     print("== sources copied to %s; scratch build %s" % (src, args.scratch), flush=True)
     build = ["swift", "build", "--build-tests", "--scratch-path", args.scratch]
 
