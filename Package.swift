@@ -81,7 +81,10 @@ let package = Package(
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ",
         ]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
-        .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel"]),
+        // The fixture test feeds the reference batch through the worker's real BatchAssembler.
+        .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
     ]
 )

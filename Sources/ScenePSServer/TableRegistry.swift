@@ -54,6 +54,10 @@ public final class TableRegistry: @unchecked Sendable {
                         return ErrorReply(status: .conflict, message:
                             "table \(s.id) '\(s.name)' declared as \(s.kind) dim=\(s.dim) size=\(s.denseSize) but exists as \(existing.kind) '\(existing.name)' dim=\(existing.dim) size=\(existing.denseSize)")
                     }
+                    if let field = TableRegistry.firstDifference(existing, s) {
+                        return ErrorReply(status: .conflict, message:
+                            "table \(s.id) '\(existing.name)' exists with \(field.name) \(field.existing); this declaration has \(field.declared) (a worker with another config would train it under other rules)")
+                    }
                 } else if let clash = tables.values.first(where: { $0.spec.name == s.name && !s.name.isEmpty }) {
                     return ErrorReply(status: .conflict, message:
                         "table name '\(s.name)' is already used by table \(clash.spec.id), not \(s.id)")
@@ -136,6 +140,25 @@ public final class TableRegistry: @unchecked Sendable {
             }
         }
         return .success(rows)
+    }
+
+    /// The first setting that changes results (initial values, optimiser,
+    /// frozen) in which a re-declaration differs from the existing table. A
+    /// second worker whose config differs is refused rather than silently
+    /// training the same rows under other rules; the name is not compared.
+    static func firstDifference(_ a: TableSpec, _ b: TableSpec) -> (name: String, existing: String, declared: String)? {
+        let fields: [(String, String, String)] = [
+            ("init", "\(a.initKind)", "\(b.initKind)"),
+            ("init_scale", "\(a.initScale)", "\(b.initScale)"),
+            ("seed", "\(a.seed)", "\(b.seed)"),
+            ("frozen", "\(a.frozen)", "\(b.frozen)"),
+            ("learning_rate", "\(a.adam.learningRate)", "\(b.adam.learningRate)"),
+            ("beta1", "\(a.adam.beta1)", "\(b.adam.beta1)"),
+            ("beta2", "\(a.adam.beta2)", "\(b.adam.beta2)"),
+            ("epsilon", "\(a.adam.epsilon)", "\(b.adam.epsilon)"),
+            ("l2", "\(a.adam.l2)", "\(b.adam.l2)"),
+        ]
+        return fields.first { $0.1 != $0.2 }.map { (name: $0.0, existing: $0.1, declared: $0.2) }
     }
 
     static func validate(_ s: TableSpec) -> ErrorReply? {

@@ -118,16 +118,23 @@ final class BadInputTests: XCTestCase {
     }
 
     func testBadOptions() {
-        for configure: (inout PreparationOptions) -> Void in [
-            { $0.chunkSize = 0 }, { $0.testFraction = 0 }, { $0.testFraction = 1 },
-            { $0.validFraction = -0.1 }, { $0.lLong = 0 }, { $0.scenes = ["a", "a"] },
-        ] {
+        let cases: [((inout PreparationOptions) -> Void, String)] = [
+            ({ $0.chunkSize = 0 }, "chunk size must be >= 1, got 0"), ({ $0.testFraction = 0 }, "test fraction"),
+            ({ $0.testFraction = 1 }, "test fraction"), ({ $0.validFraction = -0.1 }, "validation fraction"),
+            ({ $0.lLong = 0 }, "l-long must be in 1...4096, got 0"), ({ $0.scenes = ["a", "a"] }, "lists a scene twice"),
+        ]
+        for (configure, text) in cases {
             var o = PreparationOptions(logPath: "/nonexistent", outDirectory: "/tmp/x")
             configure(&o)
-            XCTAssertThrowsError(try o.validate())
+            XCTAssertThrowsError(try o.validate(), text) { error in
+                let e = error as? ScenePSError
+                XCTAssertEqual(e?.code, .invalidArgument, "\(error)")
+                XCTAssertTrue(e?.message.contains(text) ?? false, "'\(error)' should name '\(text)'")
+            }
         }
         XCTAssertThrowsError(try Preparation.run(PreparationOptions(logPath: "/nonexistent/log.csv", outDirectory: "/tmp/x"))) { error in
-            XCTAssertTrue("\(error)".contains("/nonexistent/log.csv"))
+            XCTAssertEqual((error as? ScenePSError)?.code, .io, "\(error)")
+            XCTAssertTrue("\(error)".contains("/nonexistent/log.csv"), "names the file: \(error)")
         }
     }
 }

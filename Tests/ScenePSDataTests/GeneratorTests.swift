@@ -97,13 +97,19 @@ final class GeneratorTests: XCTestCase {
         let stats = try Generator(options: o).run(outDirectory: dir)
         XCTAssertEqual(stats.sceneRows.count, 6)
         XCTAssertTrue(stats.sceneRows.allSatisfy { $0 > 0 })
-        for bad: (inout GeneratorOptions) -> Void in [
-            { $0.rows = 0 }, { $0.scenes = [] }, { $0.scenes = [("a,b", 1)] }, { $0.scenes = [("a", 0)] },
-            { $0.items = 3 }, { $0.scenes = [("a", 1), ("a", 2)] },
-        ] {
+        let cases: [((inout GeneratorOptions) -> Void, String)] = [
+            ({ $0.rows = 0 }, "rows must be >= 1, got 0"), ({ $0.scenes = [] }, "at least one scene"),
+            ({ $0.scenes = [("a,b", 1)] }, "scene name \"a,b\""), ({ $0.scenes = [("a", 0)] }, "scene a: share must be > 0"),
+            ({ $0.items = 3 }, "items (3) must be >= topics"), ({ $0.scenes = [("a", 1), ("a", 2)] }, "scene names must differ"),
+        ]
+        for (bad, text) in cases {
             var x = GeneratorOptions()
             bad(&x)
-            XCTAssertThrowsError(try Generator(options: x))
+            XCTAssertThrowsError(try Generator(options: x), text) { error in
+                let e = error as? ScenePSError
+                XCTAssertEqual(e?.code, .invalidArgument, "\(error)")
+                XCTAssertTrue(e?.message.contains(text) ?? false, "'\(error)' should say '\(text)'")
+            }
         }
     }
 }

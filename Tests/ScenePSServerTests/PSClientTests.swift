@@ -91,14 +91,18 @@ final class PSClientTests: XCTestCase {
         }
         XCTAssertThrowsError(try client.pull([SparsePull(tableID: 77, keys: [1])])) { e in
             XCTAssertEqual((e as? ScenePSError)?.code, .invalidArgument)
+            XCTAssertEqual((e as? ScenePSError)?.message, "table 77 is not known to this client: declare it or call hello first")
         }
         XCTAssertThrowsError(try client.push([SparseGradient(tableID: 1, keys: [1], values: [1])])) { e in
             XCTAssertEqual((e as? ScenePSError)?.code, .invalidArgument)
+            XCTAssertEqual((e as? ScenePSError)?.message, "gradient of table 1 'item' has 1 values for 1 keys of dim 3")
         }
         var conflicting = item
         conflicting.dim = 5
         XCTAssertThrowsError(try client.declare([conflicting])) { e in
+            XCTAssertEqual((e as? ScenePSError)?.code, .remote, "\(e)")
             XCTAssertTrue("\(e)".contains("CONFLICT"), "\(e)")
+            XCTAssertTrue("\(e)".contains("dim=5") && "\(e)".contains("tcp://127.0.0.1:"), "names the field and the server: \(e)")
         }
     }
 
