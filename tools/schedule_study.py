@@ -22,6 +22,7 @@ SETS = {  # name: (rows, scene shares, seed, reference epochs)
     "50k": (50_000, None, 7, 8),
     "200k": (200_000, None, 7, 5),
     "1m": (1_000_000, None, 7, 3),
+    "2m": (2_000_000, None, 7, 1),
     "5m": (5_000_000, None, 7, 2),
     "uneven": (300_000, "feed=0.62,search=0.25,live=0.08,shop=0.05", 11, 4),
     "60k-uneven": (60_000, "feed=0.62,search=0.22,live=0.08,shop=0.08", 13, 6),
@@ -91,8 +92,9 @@ def table(name, s, t):
         lines.append("| *oracle* | " + " | ".join(f"*{s['scenes'][sc]['oracle_auc']:.4f}*" for sc in scenes)
                      + f" | *{s['overall']['oracle_auc']:.4f}* | |")
     lines.append("")
-    lines.append(f"ScenePS: {s['examples_per_sec']:.0f} examples/s, {s['_seconds']:.0f} s in all; "
-                 f"reference: {t['examples_per_sec']:.0f} examples/s.")
+    lines.append(f"ScenePS: {s['examples_per_sec']:.0f} examples/s, {s['_seconds']:.0f} s in all"
+                 + (f"; reference: {t['examples_per_sec']:.0f} examples/s." if t.get("examples_per_sec") else ".")
+                 + (f" Reference: {t['note']}." if t.get("note") else ""))
     ok = s["overall"]["auc"] >= ref["overall"]["auc"] and min(diffs) >= -0.003
     return "\n".join(lines) + "\n", ok
 
@@ -105,17 +107,22 @@ def main():
     ap.add_argument("--port", type=int, default=18900)
     ap.add_argument("--out", default="")
     ap.add_argument("--work", default="", help="runs directory; sets already run there are not run again")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only print the tables of the sets --work and the cached references already have")
     ap.add_argument("--wait-for-reference", action="store_true",
                     help="wait for ROOT/NAME/torch-epochs.json written by a tools/torch_epochs.py run elsewhere")
     a = ap.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = a.work or os.path.join(ROOT, "runs", f"schedule-study-{stamp}")
     out = a.out or os.path.join(ROOT, "runs", f"schedule-study-{stamp}.md")
-    bin_dir = build()
+    bin_dir = None if a.report_only else build()
     md = [f"Machine: {os.uname().nodename}, {os.cpu_count()} cores; {stamp}; config cluster/default.yaml\n"]
     all_ok = True
     names = a.sets.split(",")
     results = {}
+    if a.report_only:
+        names = [n for n in names if os.path.exists(os.path.join(work, n, "study.json"))
+                 and os.path.exists(os.path.join(a.root, n, "torch-epochs.json"))]
     for k, name in enumerate(names):   # ScenePS on every set first: the references may be training elsewhere
         d = os.path.join(a.root, name)
         if not os.path.exists(os.path.join(d, "log.csv")):
