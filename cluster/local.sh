@@ -53,6 +53,16 @@ CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
 [ -z "$ITEMS" ] || ITEMS=$(abs "$ITEMS"); [ -z "$TRUTH" ] || TRUTH=$(abs "$TRUTH")
 [ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
 RUN_DIR=$(abs "$RUN_DIR")
+# A new run in a run directory replaces the results of any earlier one there
+# (their worker reports would count in the throughput, their schedule would
+# not match this run's epochs).
+for old in summary.json schedule.json epochs workers logs; do
+  if [ -e "$RUN_DIR/$old" ]; then
+    echo "local.sh: note: $RUN_DIR holds an earlier run; its results are replaced" >&2
+    break
+  fi
+done
+rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs"
 mkdir -p "$RUN_DIR/logs" "$RUN_DIR/workers"
 
 # --- install and build what is missing ------------------------------------

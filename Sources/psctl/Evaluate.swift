@@ -68,7 +68,8 @@ struct Evaluate: ParsableCommand {
 
             // The schedule decides the next epoch's rate and when to stop; the
             // servers keep the best epoch's model (README "How a run goes").
-            var schedule = try LearningRateSchedule.load(runDir: runDir)
+            // Epoch 1 starts a run: a schedule left by an earlier run in this directory is replaced.
+            var schedule = epoch == 1 ? LearningRateSchedule() : try LearningRateSchedule.load(runDir: runDir)
             guard epoch == schedule.nextEpoch, !schedule.stopped else {
                 throw ScenePSError.invalidArgument(schedule.stopped
                     ? "\(runDir)/\(LearningRateSchedule.fileName): the run already stopped after epoch \(schedule.epochs.count)"

@@ -94,6 +94,37 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("schedule.json").path))
     }
 
+    /// A second run into the same run directory replaces the first one's
+    /// results: its schedule starts at epoch 1 and only its workers count.
+    func testASecondRunInTheSameRunDirectoryStartsAfresh() throws {
+        try Harness.requireBinaries()
+        let dir = try Harness.tempDir("rerun")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try makeData(dir, rows: 20_000)
+        let run = dir.appendingPathComponent("run")
+        var summaries: [[String: Any]] = []
+        for (k, epochs) in [2, 1].enumerated() {
+            let config = try writeConfig(dir, """
+                model: {kind: baseline}
+                training: {epochs: \(epochs)}
+                scenes: {home: 1, shop: 1}
+                """)
+            let r = try Harness.run(launcher, ["--config", config, "--log", dir.appendingPathComponent("log.csv").path,
+                                               "--run-dir", run.path, "--servers", "1",
+                                               "--base-port", "\(Harness.basePort(slot: 4))"], timeout: 300)
+            XCTAssertEqual(r.status, 0, String(r.output.suffix(4000)))
+            XCTAssertEqual(r.output.contains("holds an earlier run"), k == 1, String(r.output.prefix(2000)))
+            summaries.append(try Harness.readJSON(run.appendingPathComponent("summary.json")))
+        }
+        XCTAssertEqual(summaries[0]["epochs_trained"] as? Int, 2)
+        XCTAssertEqual(summaries[1]["epochs_trained"] as? Int, 1)
+        XCTAssertEqual((summaries[1]["schedule"] as? [[String: Any]])?.count, 1)
+        XCTAssertEqual(summaries[1]["train_examples"] as? Int, (summaries[0]["train_examples"] as? Int).map { $0 / 2 },
+                       "the first run's worker reports are gone")
+        let epochs = try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("epochs").path)
+        XCTAssertEqual(epochs, ["epoch-1.json"])
+    }
+
     /// A non-finite loss stops the worker before it pushes: it exits non-zero
     /// naming the step and the batch, and no server ever sees a NaN gradient.
     func testNonFiniteLossStopsTheWorkerBeforeItPushes() throws {

@@ -27,7 +27,7 @@ enum Harness {
     /// A loopback port range no other test (or concurrent run) uses: derived
     /// from the process id and a per-test slot.
     static func basePort(slot: Int) -> Int {
-        20_000 + Int(getpid() % 1_000) * 20 + slot * 5
+        20_000 + Int(getpid() % 1_000) * 40 + slot * 5   // 8 slots of 5 ports per test process
     }
 
     static func tempDir(_ name: String) throws -> URL {
