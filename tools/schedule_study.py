@@ -65,7 +65,9 @@ def scenps(bin_dir, name, d, work, port):
 
 def reference(name, d, venv, wait):
     path = os.path.join(d, "torch-epochs.json")
-    while wait and not os.path.exists(path):   # another process is training the reference on this set
+    def complete():
+        return os.path.exists(path) and json.load(open(path)).get("complete", True)
+    while wait and not complete():   # another process is training the reference on this set
         time.sleep(10)
     if not os.path.exists(path):
         py = os.path.join(venv, "bin", "python")

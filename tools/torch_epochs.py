@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The PyTorch reference trainer, scored on the test split after every epoch.
 
-    .venv-torch/bin/python tools/torch_epochs.py DATA_DIR --epochs N [--threads 2] [--out FILE.json]
+    .venv-torch/bin/python tools/torch_epochs.py DATA_DIR --epochs N [--patience 1] [--threads 2] [--out FILE.json]
 
 Runs the reference (../shared/reference/train_torch.py: the same model, the
 same time split, SparseAdam + Adam, batch 256) exactly as
@@ -10,7 +10,9 @@ loop and its seeds are the reference's, and scoring between epochs changes
 nothing of the training (the model has no dropout or batch statistics).
 Prints and writes per-epoch per-scene test AUC and the best epoch by overall
 test AUC: the reference's *best epoch*, chosen on the test set, which is
-the most favourable reading of the peer.
+the most favourable reading of the peer. It stops early once the test AUC has not risen for
+--patience epochs (later epochs only overfit further), and rewrites the
+output after every epoch, so an interrupted run keeps the epochs it did.
 """
 import argparse, json, os, sys, time
 
@@ -32,8 +34,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--test-frac", type=float, default=0.1)
+    ap.add_argument("--patience", type=int, default=1, help="stop after this many epochs without a better test AUC")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
+    path = a.out or os.path.join(a.data, "torch-epochs.json")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = Config()
@@ -82,11 +86,17 @@ def main():
         epochs.append(r)
         print(f"epoch {ep + 1}: overall {r['overall']['auc']:.4f}  "
               + "  ".join(f"{n} {v['auc']:.4f}" for n, v in sorted(r["scenes"].items())), flush=True)
-    best = max(epochs, key=lambda e: e["overall"]["auc"])
-    out = {"epochs": epochs, "best_epoch": best["epoch"], "best": best,
-           "examples_per_sec": seen / train_s if train_s > 0 else 0, "threads": a.threads, "batch": a.batch}
-    path = a.out or os.path.join(a.data, "torch-epochs.json")
-    json.dump(out, open(path, "w"), indent=1)
+        best = max(epochs, key=lambda e: e["overall"]["auc"])
+        out = {"epochs": epochs, "best_epoch": best["epoch"], "best": best,
+               "examples_per_sec": seen / train_s if train_s > 0 else 0, "threads": a.threads, "batch": a.batch}
+        done = ep + 1 - best["epoch"] >= a.patience or ep + 1 == a.epochs
+        out["complete"] = done
+        json.dump(out, open(path + ".tmp", "w"), indent=1)
+        os.replace(path + ".tmp", path)
+        if done:
+            if ep + 1 < a.epochs:
+                print(f"no better test AUC for {a.patience} epoch(s): stopping", flush=True)
+            break
     print(f"best epoch {best['epoch']}: overall {best['overall']['auc']:.4f}; wrote {path}")
 
 
