@@ -47,6 +47,7 @@ let package = Package(
         ]),
         .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
         .target(name: "ScenePSModel", dependencies: ["ScenePSCore", "CBLAS"]),
+        .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"]),
         .target(name: "ScenePSWorker", dependencies: [
             "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
@@ -64,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
-            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker",
+            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -82,6 +83,8 @@ let package = Package(
         ]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel"]),
+        .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
     ]
 )
