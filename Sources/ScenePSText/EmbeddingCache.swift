@@ -62,6 +62,14 @@ public enum EmbeddingCache {
     public static func write(directory: String, itemIDs: [String], embeddings: [Float], dim: Int,
                              catalogue: CatalogueInfo, model: ModelInfo) throws -> Meta {
         precondition(embeddings.count == itemIDs.count * dim)
+        // Never a silent zero or NaN row: every row must be a unit vector.
+        for (r, id) in itemIDs.enumerated() {
+            var norm: Double = 0
+            for v in embeddings[(r * dim)..<((r + 1) * dim)] { norm += Double(v) * Double(v) }
+            guard norm.isFinite && abs(norm - 1) < 1e-3 else {
+                throw ScenePSError.init(.internalError, "\(directory): the embedding of item \"\(id)\" (row \(r)) has squared norm \(norm), not 1; nothing was written")
+            }
+        }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {

@@ -64,13 +64,27 @@ public final class SentenceEmbeddingModel: @unchecked Sendable {
 
     /// What identifies this model in an embedding cache's meta.json.
     public func fingerprint() throws -> EmbeddingCache.ModelInfo {
-        let tok = directory + "/tokenizer.json"
+        try EmbeddingCache.ModelInfo.of(directory: directory)
+    }
+}
+
+extension EmbeddingCache.ModelInfo {
+    /// The fingerprint of the model in `directory` from its files alone
+    /// (no tokenizer or encoder built), for a consumer that only checks a cache.
+    public static func of(directory: String) throws -> EmbeddingCache.ModelInfo {
+        try ModelFiles.check(directory: directory)
+        let config = try BertConfig.read(path: directory + "/config.json")
+        let stPath = directory + "/sentence_bert_config.json"
+        guard let maxSeq = try ModelFiles.jsonObject(path: stPath, what: "sentence-transformers config")["max_seq_length"] as? Int else {
+            throw ScenePSError.data("\(stPath): \"max_seq_length\" is missing")
+        }
+        let weights = try MappedFile(path: directory + "/model.safetensors")
         return EmbeddingCache.ModelInfo(
             name: ModelFiles.modelName, directory: directory,
-            weightsBytes: encoder.weights.size,
-            weightsHash: ContentHash.hex(encoder.weights.withBytes { ContentHash.of(bytes: $0) }),
-            tokenizerHash: ContentHash.hex(try ContentHash.of(file: tok)),
+            weightsBytes: weights.size,
+            weightsHash: ContentHash.hex(weights.withBytes { ContentHash.of(bytes: $0) }),
+            tokenizerHash: ContentHash.hex(try ContentHash.of(file: directory + "/tokenizer.json")),
             configHash: ContentHash.hex(try ContentHash.of(file: directory + "/config.json")),
-            maxLength: maxLength, dimension: dimension)
+            maxLength: maxSeq, dimension: config.hidden)
     }
 }

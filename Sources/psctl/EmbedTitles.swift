@@ -36,12 +36,16 @@ struct EmbedTitles: ParsableCommand {
     @Option(name: .long, help: "Padded tokens per batch.")
     var batchTokens: Int = 2048
 
+    @Option(name: .long, help: "Titles per batch at most.")
+    var maxBatch: Int = 256
+
     @Flag(name: .long, help: "Only check that DIR holds embeddings of ITEMS.csv by this model.")
     var verify = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be at least 1") }
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
         guard TitleEmbedder.Parallelism(rawValue: parallelism) != nil else {
             throw ValidationError("--parallelism must be one of \(TitleEmbedder.Parallelism.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -61,7 +65,7 @@ struct EmbedTitles: ParsableCommand {
             let catalogue = try TitleCatalogue(path: items)
             let catInfo = try EmbeddingCache.CatalogueInfo.of(path: items)
             let embedder = TitleEmbedder(model: m, threads: threads, parallelism: TitleEmbedder.Parallelism(rawValue: parallelism)!,
-                                         batchTokens: batchTokens)
+                                         batchTokens: batchTokens, maxBatch: maxBatch)
             let total = catalogue.count
             let loaded = Date()
             printError("embed-titles: \(total) titles from \(items), model \(dir) (\(m.encoder.config.layers) layers, \(m.dimension)-d, max \(m.maxLength) tokens), \(threads) thread(s), \(parallelism)")
