@@ -85,7 +85,10 @@ let package = Package(
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ",
         ]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
-        .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel"]),
+        // The fixture test feeds the reference batch through the worker's real BatchAssembler.
+        .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
         .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),

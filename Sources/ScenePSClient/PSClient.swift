@@ -138,6 +138,22 @@ public final class PSClient {
         return (Int(h.peers), h.peersMinProgress)
     }
 
+    /// Saves or restores snapshot `name` on every server; returns the sparse
+    /// rows copied, summed over the servers.
+    @discardableResult
+    public func snapshot(_ action: SnapshotRequest.Action, name: String) throws -> UInt64 {
+        var bodies: [Int: Body] = [:]
+        for i in 0..<serverCount { bodies[i] = .snapshot(SnapshotRequest(action: action, name: name)) }
+        let what = action == .save ? "snapshot save" : "snapshot restore"
+        let replies = try roundTrip(bodies, what: what)
+        var rows: UInt64 = 0
+        for i in 0..<serverCount {
+            guard case .ack(let a) = replies[i]! else { throw unexpected(replies[i]!, server: i, what: what) }
+            rows += a.appliedRows
+        }
+        return rows
+    }
+
     public func shutdownServers(reason: String) throws {
         var bodies: [Int: Body] = [:]
         for i in 0..<serverCount { bodies[i] = .shutdown(reason: reason) }

@@ -23,9 +23,12 @@ public struct DatasetManifest: Codable, Sendable {
     public var users: Int
     public var items: Int
     public var source: SourceInfo
-    /// Bad rows skipped (only with --skip-bad-rows), by reason.
+    /// Bad rows skipped (only with --skip-bad-rows), by reason over every file.
     public var skipped: [String: Int]
     public var catalogue: CatalogueInfo?
+    /// Bad rows skipped per file and reason, with the first of each (nil in
+    /// manifests written before it existed).
+    public var badRows: [BadRowGroup]?
 
     public struct SplitInfo: Codable, Sendable {
         public var testFraction: Double
@@ -46,10 +49,42 @@ public struct DatasetManifest: Codable, Sendable {
         public var truth: String?
     }
 
-    public struct CatalogueInfo: Codable, Sendable {
-        /// `item_key,category_key,title` with keys as decimal UInt64.
+    /// The prepared catalogue (`Catalogue`): `item_key,item_id,category_key,title,in_log`.
+    public struct CatalogueInfo: Codable, Sendable, Equatable {
         public var file: String
+        /// Items written (one per distinct catalogue item).
         public var items: Int
+        /// Catalogue items the log never mentions (kept, `in_log` 0).
+        public var unseenItems = 0
+        /// Items of the log the catalogue does not list.
+        public var logItemsNotListed = 0
+        /// Further rows of an already listed item with the same category (not written again).
+        public var repeatedListings = 0
+        /// Items whose catalogue category differs from their latest log row's.
+        public var categoryDisagreements = 0
+        /// The first few of them, as `file:line: item "id"`.
+        public var categoryDisagreementExamples: [String] = []
+
+        public init(file: String, items: Int) {
+            self.file = file
+            self.items = items
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case file, items, unseenItems, logItemsNotListed, repeatedListings, categoryDisagreements, categoryDisagreementExamples
+        }
+
+        /// Manifests written before the counts existed decode with zeros.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            file = try c.decode(String.self, forKey: .file)
+            items = try c.decode(Int.self, forKey: .items)
+            unseenItems = try c.decodeIfPresent(Int.self, forKey: .unseenItems) ?? 0
+            logItemsNotListed = try c.decodeIfPresent(Int.self, forKey: .logItemsNotListed) ?? 0
+            repeatedListings = try c.decodeIfPresent(Int.self, forKey: .repeatedListings) ?? 0
+            categoryDisagreements = try c.decodeIfPresent(Int.self, forKey: .categoryDisagreements) ?? 0
+            categoryDisagreementExamples = try c.decodeIfPresent([String].self, forKey: .categoryDisagreementExamples) ?? []
+        }
     }
 
     public static func load(directory: String) throws -> DatasetManifest {

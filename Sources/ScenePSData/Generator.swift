@@ -82,7 +82,8 @@ public struct GeneratorStats: Sendable {
 /// Output: `log.csv` (user_id,item_id,category_id,scene,timestamp,label, time
 /// order; user ids are integers, item ids `i<n>`, categories `c<n>`),
 /// `truth.csv` (row,p) and `items.csv` (item_id,category_id,title) listing
-/// the items that occur in the log.
+/// every item, as a shop's catalogue does: also those the log never mentions
+/// (the long tail of the Zipf popularity).
 public struct Generator {
     public let options: GeneratorOptions
 
@@ -356,7 +357,7 @@ public struct Generator {
             let itemsOut = try OutputFile(path: outDirectory + "/items.csv")
             itemsOut.buffer.appendString("item_id,category_id,title\n")
             let vocab = TopicVocabulary.topics
-            for i in 0..<o.items where used[i] {
+            for i in 0..<o.items {
                 var irng = SplitMix64(seed: KeyHash.mix64(o.seed ^ 0x7171_7171) ^ UInt64(i))
                 let topic = Int(itemTopic[i])
                 let words = vocab[topic % vocab.count].words

@@ -98,10 +98,10 @@ public enum Preparation {
 
         try FileSystem.makeDirectory(options.outDirectory)
 
-        // Catalogue: validated against the log's items, rewritten with keys.
+        // Catalogue: every item kept, compared with the log's items, rewritten with keys.
         var catalogue: DatasetManifest.CatalogueInfo?
         if let ip = options.itemsPath {
-            catalogue = try writeCatalogue(path: ip, log: log, out: options.outDirectory, bad: &bad)
+            catalogue = try Catalogue.prepare(path: ip, log: log, out: options.outDirectory, bad: &bad)
         }
 
         // Time order: stable by timestamp, file order within a timestamp.
@@ -274,7 +274,7 @@ public enum Preparation {
                          trainShuffleSeed: options.shuffleSeed),
             rows: n, users: users, items: log.itemKeys.count,
             source: .init(log: options.logPath, items: options.itemsPath, truth: options.truthPath),
-            skipped: bad.counts, catalogue: catalogue)
+            skipped: bad.counts, catalogue: catalogue, badRows: bad.groups)
         try FileSystem.writeFile(options.outDirectory + "/" + DatasetManifest.fileName, Array(try manifest.jsonData()))
 
         let seconds = Date().timeIntervalSince(start)
@@ -283,6 +283,7 @@ public enum Preparation {
         if trainCount == 0 {
             head.append("warning: no training rows: every timestamp is at or after the test cut \(testCut)")
         }
+        if let catalogue, let ip = options.itemsPath { head += Catalogue.summaryLines(catalogue, path: ip) }
         head += bad.summaryLines
         if rowsWithoutTruth > 0 { head.append("\(rowsWithoutTruth) row(s) have no truth (their truth is NaN)") }
         return PreparationResult(manifest: manifest, badRows: bad, rowsWithoutTruth: rowsWithoutTruth,
@@ -343,70 +344,5 @@ public enum Preparation {
             guard any else { throw ScenePSError.data("\(path): empty file (a header and no rows)") }
         }
         return out
-    }
-
-    static func writeCatalogue(path: String, log: BehaviourLog, out: String, bad: inout BadRowLog) throws -> DatasetManifest.CatalogueInfo {
-        let file = try MappedFile(path: path)
-        let outName = "items.csv"
-        let output = try OutputFile(path: out + "/" + outName)
-        output.buffer.appendString("item_key,category_key,title\n")
-        var seen = [Bool](repeating: false, count: log.itemKeys.count)
-        var written = 0
-        try file.withBytes { bytes in
-            var csv = CSVScanner(bytes: bytes)
-            guard csv.next() else { throw ScenePSError.data("\(path): empty file (expected a header item_id,category_id,title)") }
-            let header = (0..<csv.fields.count).map { csv.string($0).trimmingSpaces }
-            guard let ci = header.firstIndex(of: "item_id"), let cc = header.firstIndex(of: "category_id") else {
-                throw ScenePSError.data("\(path):1: missing column item_id or category_id in the header (need item_id,category_id,title)")
-            }
-            let ct = header.firstIndex(of: "title")
-            let width = header.count
-            var any = false
-            while csv.next() {
-                any = true
-                let line = csv.lineNumber
-                if csv.unterminatedQuote {
-                    try bad.report(.unterminatedQuote, file: path, line: line, "a quoted field is not closed"); continue
-                }
-                if csv.fields.count < width {
-                    try bad.report(.shortRow, file: path, line: line, "\(csv.fields.count) field(s), the header has \(width)"); continue
-                }
-                if csv.fields.count > width {
-                    try bad.report(.extraFields, file: path, line: line, "\(csv.fields.count) fields, the header has \(width)"); continue
-                }
-                if csv.isEmpty(ci) || csv.isEmpty(cc) {
-                    try bad.report(.emptyField, file: path, line: line, "item_id or category_id is empty"); continue
-                }
-                let ik = csv.withField(ci) { KeyHash.idKey(utf8: $0) }
-                guard let idx = log.itemByKey[ik] else {
-                    try bad.report(.unknownItem, file: path, line: line, "item \"\(csv.string(ci))\" does not occur in the log"); continue
-                }
-                guard !seen[Int(idx)] else {
-                    try bad.report(.duplicateItem, file: path, line: line, "item \"\(csv.string(ci))\" is listed again"); continue
-                }
-                seen[Int(idx)] = true
-                let ck = csv.withField(cc) { KeyHash.idKey(utf8: $0) }
-                output.buffer.appendDecimal(ik)
-                output.buffer.append(44)
-                output.buffer.appendDecimal(ck)
-                output.buffer.append(44)
-                output.buffer.append(34)
-                if let ct {
-                    csv.withField(ct) { f in
-                        for b in f {
-                            if b == 34 { output.buffer.append(34) }
-                            output.buffer.append(b == 10 || b == 13 ? 32 : b)
-                        }
-                    }
-                }
-                output.buffer.append(34)
-                output.buffer.append(10)
-                written += 1
-                try output.flushIfNeeded()
-            }
-            guard any else { throw ScenePSError.data("\(path): empty file (a header and no rows)") }
-        }
-        try output.finish()
-        return .init(file: outName, items: written)
     }
 }

@@ -271,6 +271,22 @@ public struct StatsReply: Sendable, Equatable {
     }
 }
 
+/// Keep (`save`) or bring back (`restore`) a named in-memory copy of every
+/// table of a server: weights, Adam moments and row steps together. Sent
+/// between epochs (the launcher keeps the best epoch's model with it).
+public struct SnapshotRequest: Sendable, Equatable {
+    public enum Action: Int32, Sendable, CaseIterable {
+        case save = 0
+        case restore = 1
+    }
+    public var action: Action
+    public var name: String
+    public init(action: Action, name: String) {
+        self.action = action
+        self.name = name
+    }
+}
+
 /// The body of an envelope: exactly one message.
 public enum Body: Sendable, Equatable {
     case hello(Hello)
@@ -285,6 +301,7 @@ public enum Body: Sendable, Equatable {
     case statsReply(StatsReply)
     case heartbeat(Heartbeat)
     case shutdown(reason: String)
+    case snapshot(SnapshotRequest)
 
     /// A short name for logs.
     public var kindName: String {
@@ -301,6 +318,7 @@ public enum Body: Sendable, Equatable {
         case .statsReply: return "stats_reply"
         case .heartbeat: return "heartbeat"
         case .shutdown: return "shutdown"
+        case .snapshot: return "snapshot"
         }
     }
 }

@@ -178,6 +178,12 @@ public enum WireCodec {
             sceneps__shutdown__init(&c)
             c.reason = strings.dup(reason)
             return attach(&c, SCENEPS__ENVELOPE__BODY_SHUTDOWN) { $0.shutdown = $1 }
+        case .snapshot(let r):
+            var c = Sceneps__Snapshot()
+            sceneps__snapshot__init(&c)
+            c.action = Sceneps__SnapshotAction(rawValue: UInt32(bitPattern: r.action.rawValue))
+            c.name = strings.dup(r.name)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_SNAPSHOT) { $0.snapshot = $1 }
         }
     }
 
@@ -345,6 +351,12 @@ public enum WireCodec {
                                         peersMinProgress: h.peers_min_progress))
         case SCENEPS__ENVELOPE__BODY_SHUTDOWN:
             body = .shutdown(reason: string(m.shutdown.pointee.reason))
+        case SCENEPS__ENVELOPE__BODY_SNAPSHOT:
+            let r = m.snapshot.pointee
+            guard let action = SnapshotRequest.Action(rawValue: Int32(bitPattern: r.action.rawValue)) else {
+                throw bad("snapshot action \(r.action.rawValue) is not save (0) or restore (1)")
+            }
+            body = .snapshot(SnapshotRequest(action: action, name: string(r.name)))
         default:
             throw bad("envelope has no body")
         }

@@ -115,6 +115,22 @@ public final class RequestHandler: @unchecked Sendable {
             let peers = progress.report(sender: request.sender, epoch: h.epoch, progress: h.progress)
             return reply(.heartbeat(Heartbeat(epoch: h.epoch, progress: h.progress,
                                               peers: UInt32(peers.count), peersMinProgress: peers.minProgress)))
+        case .snapshot(let r):
+            guard !r.name.isEmpty else { return fail(id, request.sender, .badRequest, "snapshot needs a name", peer: peer) }
+            switch r.action {
+            case .save:
+                let rows = registry.saveSnapshot(r.name)
+                logger.info("snapshot saved", metadata: ["ps.peer": "\(peer)", "ps.snapshot": "\(r.name)", "ps.rows": "\(rows)"])
+                return reply(.ack(Ack(appliedRows: rows)))
+            case .restore:
+                switch registry.restoreSnapshot(r.name) {
+                case .success(let rows):
+                    logger.info("snapshot restored", metadata: ["ps.peer": "\(peer)", "ps.snapshot": "\(r.name)", "ps.rows": "\(rows)"])
+                    return reply(.ack(Ack(appliedRows: rows)))
+                case .failure(let e):
+                    return fail(id, request.sender, e.status, e.message, peer: peer)
+                }
+            }
         case .shutdown(let reason):
             logger.notice("shutdown requested", metadata: ["ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.reason": "\(reason)"])
             var o = reply(.ack(Ack(appliedRows: 0)))

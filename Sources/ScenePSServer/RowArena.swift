@@ -21,6 +21,12 @@ struct RowArena {
     private var geometricRows: Int { (1 << capShift) - (1 << RowArena.firstShift) }
     private var geometricChunks: Int { capShift - RowArena.firstShift }
 
+    /// Index of the first row of chunk `k`.
+    private func chunkStart(_ k: Int) -> Int {
+        k < geometricChunks ? (1 << (RowArena.firstShift + k)) - (1 << RowArena.firstShift)
+                            : geometricRows + ((k - geometricChunks) << capShift)
+    }
+
     private func chunkRows(_ k: Int) -> Int {
         k < geometricChunks ? (1 << (RowArena.firstShift + k)) : (1 << capShift)
     }
@@ -50,6 +56,27 @@ struct RowArena {
     }
 
     var allocatedBytes: Int { rowCapacity * recordFloats * MemoryLayout<Float>.size }
+
+    /// A deep copy: the same chunk sizes, the same rows at the same indices.
+    func copy() -> RowArena {
+        var c = RowArena(recordFloats: recordFloats, capShift: capShift)
+        for (k, chunk) in chunks.enumerated() {
+            let n = chunkRows(k)
+            let fresh = UnsafeMutablePointer<Float>.allocate(capacity: n * recordFloats)
+            // Only rows in use are initialised; copy those.
+            let used = max(0, min(n, rows - chunkStart(k)))
+            fresh.update(from: chunk, count: used * recordFloats)
+            c.chunks.append(fresh)
+        }
+        c.rowCapacity = rowCapacity
+        c.rows = rows
+        return c
+    }
+
+    private init(recordFloats: Int, capShift: Int) {
+        self.recordFloats = recordFloats
+        self.capShift = capShift
+    }
 
     func deallocate() { for c in chunks { c.deallocate() } }
 }
@@ -166,6 +193,27 @@ final class SparseStripe {
             slots[i] = old[j]
         }
         old.deallocate()
+    }
+
+    /// A deep copy of the index and the rows (same slots, same row indices).
+    func copy() -> SparseStripe {
+        let c = SparseStripe(recordFloats: arena.recordFloats, stepOffset: stepOffset, keyOffset: keyOffset, initialCapacity: capacity)
+        c.slots.update(from: slots, count: capacity)
+        c.arena.deallocate()
+        c.arena = arena.copy()
+        c.rehash = rehash
+        return c
+    }
+
+    /// Makes this stripe a deep copy of `other` (its rows, index and count).
+    func assign(from other: SparseStripe) {
+        precondition(other.arena.recordFloats == arena.recordFloats && other.keyOffset == keyOffset)
+        slots.deallocate()
+        arena.deallocate()
+        capacity = other.capacity
+        slots = .allocate(capacity: capacity)
+        slots.update(from: other.slots, count: capacity)
+        arena = other.arena.copy()
     }
 
     /// Set by the table: the same hash it passes to `find`.

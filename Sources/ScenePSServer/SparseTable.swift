@@ -230,6 +230,22 @@ public final class SparseTable: @unchecked Sendable {
         }
     }
 
+    /// A deep copy of every row (weights, optimiser state, step), stripe by
+    /// stripe, each under its lock. Pushes that run meanwhile may land in
+    /// some stripes' copies and not others': take it when nobody pushes.
+    public func snapshot() -> SparseTableSnapshot {
+        SparseTableSnapshot(stripes: (0..<stripes.count).map { s in locks[s].withLock { stripes[s].copy() } }, dim: dim)
+    }
+
+    /// Puts every row back as `snapshot` holds it; rows created after it are
+    /// gone (pulled again, they start from their deterministic initial value).
+    public func restore(_ snapshot: SparseTableSnapshot) {
+        precondition(snapshot.stripes.count == stripes.count && snapshot.dim == dim, "snapshot of another table shape")
+        for s in 0..<stripes.count {
+            locks[s].withLock { stripes[s].assign(from: snapshot.stripes[s]) }
+        }
+    }
+
     public struct Memory: Sendable {
         public var rows: Int
         public var indexBytes: Int
@@ -250,6 +266,18 @@ public final class SparseTable: @unchecked Sendable {
     }
 
     public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+}
+
+/// Every row of a sparse table at one moment (`SparseTable.snapshot`).
+public final class SparseTableSnapshot: @unchecked Sendable {
+    // @unchecked: immutable after creation; stripes are only read (copied from).
+    fileprivate let stripes: [SparseStripe]
+    fileprivate let dim: Int
+    public var rows: Int { stripes.reduce(0) { $0 + $1.count } }
+    fileprivate init(stripes: [SparseStripe], dim: Int) {
+        self.stripes = stripes
+        self.dim = dim
+    }
 }
 
 /// Hands a value to `concurrentPerform` whose iterations are known not to

@@ -54,6 +54,10 @@ public final class TableRegistry: @unchecked Sendable {
                         return ErrorReply(status: .conflict, message:
                             "table \(s.id) '\(s.name)' declared as \(s.kind) dim=\(s.dim) size=\(s.denseSize) but exists as \(existing.kind) '\(existing.name)' dim=\(existing.dim) size=\(existing.denseSize)")
                     }
+                    if let field = TableRegistry.firstDifference(existing, s) {
+                        return ErrorReply(status: .conflict, message:
+                            "table \(s.id) '\(existing.name)' exists with \(field.name) \(field.existing); this declaration has \(field.declared) (a worker with another config would train it under other rules)")
+                    }
                 } else if let clash = tables.values.first(where: { $0.spec.name == s.name && !s.name.isEmpty }) {
                     return ErrorReply(status: .conflict, message:
                         "table name '\(s.name)' is already used by table \(clash.spec.id), not \(s.id)")
@@ -84,6 +88,77 @@ public final class TableRegistry: @unchecked Sendable {
             }
             return nil
         }
+    }
+
+    /// A copy of one table (`SparseTable.snapshot`, `DenseTable.snapshot`).
+    enum TableSnapshot {
+        case sparse(SparseTableSnapshot)
+        case dense(weights: [Float], state: [Float], step: UInt32)
+    }
+    private var snapshots: [String: [UInt32: TableSnapshot]] = [:]
+
+    /// Keeps a copy of every table under `name` (replacing an older one of
+    /// that name). Returns the sparse rows copied.
+    func saveSnapshot(_ name: String) -> UInt64 {
+        let current = all()
+        var copy: [UInt32: TableSnapshot] = [:]
+        var rows: UInt64 = 0
+        for t in current {
+            switch t {
+            case .sparse(let s):
+                let snap = s.snapshot()
+                rows += UInt64(snap.rows)
+                copy[s.spec.id] = .sparse(snap)
+            case .dense(let d):
+                let (w, st, step) = d.snapshot()
+                copy[d.spec.id] = .dense(weights: w, state: st, step: step)
+            }
+        }
+        lock.withLock { snapshots[name] = copy }
+        return rows
+    }
+
+    /// Puts every table back as snapshot `name` holds it. Tables declared
+    /// after it are left as they are. Returns the sparse rows restored, or an
+    /// error reply when no snapshot has that name.
+    func restoreSnapshot(_ name: String) -> Result<UInt64, ErrorReply> {
+        guard let copy = lock.withLock({ snapshots[name] }) else {
+            let known = lock.withLock { snapshots.keys.sorted() }
+            return .failure(ErrorReply(status: .badRequest, message:
+                "no snapshot named '\(name)' on this server (it has: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"))
+        }
+        var rows: UInt64 = 0
+        for t in all() {
+            switch (t, copy[t.spec.id]) {
+            case (.sparse(let s), .sparse(let snap)?):
+                s.restore(snap)
+                rows += UInt64(snap.rows)
+            case (.dense(let d), .dense(let w, let st, let step)?):
+                d.restore(weights: w, state: st, step: step)
+            default:
+                continue
+            }
+        }
+        return .success(rows)
+    }
+
+    /// The first setting that changes results (initial values, optimiser,
+    /// frozen) in which a re-declaration differs from the existing table. A
+    /// second worker whose config differs is refused rather than silently
+    /// training the same rows under other rules; the name is not compared.
+    static func firstDifference(_ a: TableSpec, _ b: TableSpec) -> (name: String, existing: String, declared: String)? {
+        let fields: [(String, String, String)] = [
+            ("init", "\(a.initKind)", "\(b.initKind)"),
+            ("init_scale", "\(a.initScale)", "\(b.initScale)"),
+            ("seed", "\(a.seed)", "\(b.seed)"),
+            ("frozen", "\(a.frozen)", "\(b.frozen)"),
+            ("learning_rate", "\(a.adam.learningRate)", "\(b.adam.learningRate)"),
+            ("beta1", "\(a.adam.beta1)", "\(b.adam.beta1)"),
+            ("beta2", "\(a.adam.beta2)", "\(b.adam.beta2)"),
+            ("epsilon", "\(a.adam.epsilon)", "\(b.adam.epsilon)"),
+            ("l2", "\(a.adam.l2)", "\(b.adam.l2)"),
+        ]
+        return fields.first { $0.1 != $0.2 }.map { (name: $0.0, existing: $0.1, declared: $0.2) }
     }
 
     static func validate(_ s: TableSpec) -> ErrorReply? {

@@ -772,6 +772,51 @@ void   sceneps__shutdown__free_unpacked
   assert(message->base.descriptor == &sceneps__shutdown__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sceneps__snapshot__init
+                     (Sceneps__Snapshot         *message)
+{
+  static const Sceneps__Snapshot init_value = SCENEPS__SNAPSHOT__INIT;
+  *message = init_value;
+}
+size_t sceneps__snapshot__get_packed_size
+                     (const Sceneps__Snapshot *message)
+{
+  assert(message->base.descriptor == &sceneps__snapshot__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__snapshot__pack
+                     (const Sceneps__Snapshot *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__snapshot__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__snapshot__pack_to_buffer
+                     (const Sceneps__Snapshot *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__snapshot__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__Snapshot *
+       sceneps__snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__Snapshot *)
+     protobuf_c_message_unpack (&sceneps__snapshot__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__snapshot__free_unpacked
+                     (Sceneps__Snapshot *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__snapshot__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message)
 {
@@ -2028,7 +2073,58 @@ const ProtobufCMessageDescriptor sceneps__shutdown__descriptor =
   (ProtobufCMessageInit) sceneps__shutdown__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[15] =
+static const ProtobufCFieldDescriptor sceneps__snapshot__field_descriptors[2] =
+{
+  {
+    "action",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Snapshot, action),
+    &sceneps__snapshot_action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Snapshot, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__snapshot__field_indices_by_name[] = {
+  0,   /* field[0] = action */
+  1,   /* field[1] = name */
+};
+static const ProtobufCIntRange sceneps__snapshot__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sceneps__snapshot__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.Snapshot",
+  "Snapshot",
+  "Sceneps__Snapshot",
+  "sceneps",
+  sizeof(Sceneps__Snapshot),
+  2,
+  sceneps__snapshot__field_descriptors,
+  sceneps__snapshot__field_indices_by_name,
+  1,  sceneps__snapshot__number_ranges,
+  (ProtobufCMessageInit) sceneps__snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[16] =
 {
   {
     "version",
@@ -2210,6 +2306,18 @@ static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[15] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "snapshot",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, snapshot),
+    &sceneps__snapshot__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__envelope__field_indices_by_name[] = {
   9,   /* field[9] = ack */
@@ -2224,6 +2332,7 @@ static const unsigned sceneps__envelope__field_indices_by_name[] = {
   1,   /* field[1] = request_id */
   2,   /* field[2] = sender */
   14,   /* field[14] = shutdown */
+  15,   /* field[15] = snapshot */
   11,   /* field[11] = stats */
   12,   /* field[12] = stats_reply */
   0,   /* field[0] = version */
@@ -2232,7 +2341,7 @@ static const ProtobufCIntRange sceneps__envelope__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
 {
@@ -2242,7 +2351,7 @@ const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
   "Sceneps__Envelope",
   "sceneps",
   sizeof(Sceneps__Envelope),
-  15,
+  16,
   sceneps__envelope__field_descriptors,
   sceneps__envelope__field_indices_by_name,
   2,  sceneps__envelope__number_ranges,
@@ -2381,5 +2490,33 @@ const ProtobufCEnumDescriptor sceneps__init_kind__descriptor =
   sceneps__init_kind__enum_values_by_name,
   1,
   sceneps__init_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__snapshot_action__enum_values_by_number[2] =
+{
+  { "SNAPSHOT_ACTION_SAVE", "SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_SAVE", 0 },
+  { "SNAPSHOT_ACTION_RESTORE", "SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_RESTORE", 1 },
+};
+static const ProtobufCIntRange sceneps__snapshot_action__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex sceneps__snapshot_action__enum_values_by_name[2] =
+{
+  { "SNAPSHOT_ACTION_RESTORE", 1 },
+  { "SNAPSHOT_ACTION_SAVE", 0 },
+};
+const ProtobufCEnumDescriptor sceneps__snapshot_action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.SnapshotAction",
+  "SnapshotAction",
+  "Sceneps__SnapshotAction",
+  "sceneps",
+  2,
+  sceneps__snapshot_action__enum_values_by_number,
+  2,
+  sceneps__snapshot_action__enum_values_by_name,
+  1,
+  sceneps__snapshot_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

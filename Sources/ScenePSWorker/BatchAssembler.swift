@@ -19,6 +19,8 @@ public struct BatchAssembler {
     // Local row index of each position; -1 marks padding.
     var tItem: [Int32] = [], tCat: [Int32] = [], tUser: [Int32] = [], tScene: [Int32] = [], tBias: [Int32] = []
     var hItem: [Int32] = [], hCat: [Int32] = [], hScene: [Int32] = []
+    /// Scene index of each example: selects its gate and head in the model.
+    public private(set) var sceneIndex: [Int32] = []
     public private(set) var historyLength: [Int32] = []
     public private(set) var batch = 0
 
@@ -45,6 +47,7 @@ public struct BatchAssembler {
         tItem.removeAll(keepingCapacity: true); tCat.removeAll(keepingCapacity: true)
         tUser.removeAll(keepingCapacity: true); tScene.removeAll(keepingCapacity: true)
         tBias.removeAll(keepingCapacity: true); historyLength.removeAll(keepingCapacity: true)
+        sceneIndex.removeAll(keepingCapacity: true)
         hItem = Array(repeating: -1, count: B * L)
         hCat = Array(repeating: -1, count: B * L)
         hScene = Array(repeating: -1, count: B * L)
@@ -58,6 +61,7 @@ public struct BatchAssembler {
             tCat.append(category.index(of: samples.category[b]))
             tUser.append(user.index(of: samples.user[b]))
             tScene.append(scene.index(of: sceneKeys[s]))
+            sceneIndex.append(Int32(s))
             tBias.append(itemBias.index(of: samples.item[b]))
             let n = min(Int(samples.histLen[b]), W)
             var kept = 0
@@ -107,6 +111,9 @@ public struct BatchAssembler {
         copy(rows[4], hScene, d, &input.historyScene)
         input.historyLength.withUnsafeMutableBufferPointer { h in
             for b in 0..<B { h[b] = historyLength[b] }
+        }
+        input.scene.withUnsafeMutableBufferPointer { sc in
+            for b in 0..<B { sc[b] = sceneIndex[b] }
         }
     }
 

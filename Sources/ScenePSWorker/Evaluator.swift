@@ -9,7 +9,7 @@ public final class Evaluator {
     public enum Split: String, Sendable, CaseIterable { case valid, test }
 
     let config: ClusterConfig
-    let manifest: DatasetManifest
+    public let manifest: DatasetManifest
     let dataDir: String
     let store: ParameterStore
     let logger: Logger

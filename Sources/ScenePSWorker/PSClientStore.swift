@@ -40,6 +40,13 @@ public final class PSClientStore: ParameterStoreSetup {
         try client.reportProgress(epoch: epoch, progress: progress)
     }
 
+    /// Keeps (`save`) or brings back (`restore`) snapshot `name` of every
+    /// table on every server; returns the sparse rows copied.
+    @discardableResult
+    public func snapshot(_ action: SnapshotRequest.Action, name: String) throws -> UInt64 {
+        try client.snapshot(action, name: name)
+    }
+
     /// The wire schemas of the model's tables.
     public static func specs(_ t: ModelTables) -> [TableSpec] {
         func adam(_ a: ClusterConfig.Adam) -> AdamConfig {

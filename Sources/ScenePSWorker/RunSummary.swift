@@ -43,16 +43,46 @@ public struct RunSummary: Codable, Sendable {
     /// Set in summary.json: the epoch chosen by validation AUC, and how many were trained.
     public var bestEpoch: Int?
     public var epochsTrained: Int?
+    /// Bad rows skipped in preparation (`--skip-bad-rows`): file → reason → count; nil when none.
+    public var skippedRows: [String: [String: Int]]?
+    /// The catalogue given to preparation, if any.
+    public var catalogue: CatalogueSummary?
+    /// Set in summary.json: every epoch's rate, validation AUC and what the schedule decided.
+    public var schedule: [LearningRateSchedule.EpochRecord]?
+
+    /// `summary.json`'s `catalogue`: what preparation found in the item catalogue.
+    public struct CatalogueSummary: Codable, Sendable, Equatable {
+        public var items: Int
+        public var unseenItems: Int
+        public var logItemsNotListed: Int
+        public var repeatedListings: Int
+        public var categoryDisagreements: Int
+
+        public init(_ c: DatasetManifest.CatalogueInfo) {
+            items = c.items
+            unseenItems = c.unseenItems
+            logItemsNotListed = c.logItemsNotListed
+            repeatedListings = c.repeatedListings
+            categoryDisagreements = c.categoryDisagreements
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case items
+            case unseenItems = "unseen_items", logItemsNotListed = "log_items_not_listed"
+            case repeatedListings = "repeated_listings", categoryDisagreements = "category_disagreements"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
         case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
+        case skippedRows = "skipped_rows", catalogue, schedule
     }
 
     /// The summary of one epoch: test metrics, validation AUC, throughput so far.
     public init(epoch: Int, test: MetricsInput, valid: MetricsInput?, sceneNames: [String],
-                reports: [WorkerReport], servers: Int, config: ClusterConfig) {
+                reports: [WorkerReport], servers: Int, config: ClusterConfig, data: DatasetManifest? = nil) {
         let t = MetricsReport(test, sceneNames: sceneNames)
         (scenes, overall) = (t.scenes, t.overall)
         self.epoch = epoch
@@ -72,6 +102,11 @@ public struct RunSummary: Codable, Sendable {
         workers = w
         model = config.model.kind.rawValue
         ablation = config.model.ablation.rawValue
+        if let data {
+            let skipped = BadRowLog.countsByFile(data.badRows ?? [])
+            skippedRows = skipped.isEmpty ? nil : skipped
+            catalogue = data.catalogue.map(CatalogueSummary.init)
+        }
     }
 
     /// A table for people: one row per scene, then overall.
@@ -80,7 +115,8 @@ public struct RunSummary: Codable, Sendable {
         var lines = ["scene            examples    auc     gauc    logloss  oracle   cold-auc"]
         let rows = scenes.keys.sorted().map { ($0, scenes[$0]!) } + [("overall", overall)]
         for (name, m) in rows {
-            lines.append(String(format: "%-15@ %9d  ", name as NSString, m.examples)
+            let padded = name.count >= 15 ? name : name + String(repeating: " ", count: 15 - name.count)
+            lines.append(padded + String(format: " %9d  ", m.examples)
                          + [f(m.auc), f(m.gauc), f(m.logloss), f(m.oracleAUC), f(m.cold.auc)].joined(separator: "  "))
         }
         lines.append(String(format: "epoch %d%@: trained on %d examples at %.0f examples/s with %d servers and %d workers",

@@ -79,10 +79,11 @@ public final class Trainer {
         return all.indices.filter { $0 % identity.count == identity.index }.map { all[$0] }
     }
 
-    /// Trains one pass over this worker's chunks. Epochs are separated by the
-    /// launcher, which evaluates the validation split in between (early
-    /// stopping); the epoch number seeds the shuffle.
-    public func run(epoch: Int) throws -> WorkerReport {
+    /// Trains one pass over this worker's chunks at `lr_decay^lrLevel` times
+    /// the configured rates (`LearningRateSchedule`). Epochs are separated by
+    /// the launcher, which evaluates the validation split in between and
+    /// decides the next epoch's level; the epoch number seeds the shuffle.
+    public func run(epoch: Int, lrLevel: Int = 0) throws -> WorkerReport {
         let started = Date().timeIntervalSince1970
         try store.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
         let chunks = myChunks
@@ -106,7 +107,7 @@ public final class Trainer {
         var lastLoss = Double.nan
         let t0 = Date()
         logger.info("training", metadata: ["worker": "\(identity.name)", "chunks": "\(chunks.count)",
-                                           "epoch": "\(epoch)", "dense.floats": "\(denseCount)"])
+                                           "epoch": "\(epoch)", "lr_level": "\(lrLevel)", "dense.floats": "\(denseCount)"])
         // Two stages: while batch k is computed, the pull of batch k+1 is
         // already on its way (training.prefetch); without prefetch the next
         // batch is staged after the push, strictly sequentially.
@@ -160,7 +161,7 @@ public final class Trainer {
             let pushes = zip(cur.assembler.pulls, grads)
                 .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
                 .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
-            let lrScale = config.training.learningRateScale(epoch: epoch, examplesDone: examples + n,
+            let lrScale = config.training.learningRateScale(epoch: epoch, level: lrLevel, examplesDone: examples + n,
                                                             epochExamples: epochExamples)
             try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
             steps += 1

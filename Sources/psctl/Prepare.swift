@@ -21,7 +21,8 @@ struct Prepare: ParsableCommand {
     @Option(name: .long, help: "Behaviour log CSV.")
     var log: String
 
-    @Option(name: .long, help: "Item catalogue CSV (item_id,category_id,title).")
+    @Option(name: .long, help: ArgumentHelp("Item catalogue CSV (item_id,category_id,title).",
+        discussion: "It may list items the log never mentions: they are kept in OUT/items.csv (in_log 0) and counted. Each log row keeps its own category; disagreements with the catalogue are counted."))
     var items: String?
 
     @Option(name: .long, help: "Truth CSV (row,p): true click probability per data row.")

@@ -13,7 +13,8 @@ struct Worker: ParsableCommand {
             A worker reads the prepared chunks of its scene (every COUNT-th chunk, starting at INDEX), \
             pulls the rows and dense parameters each minibatch needs, computes the loss and gradients, \
             and pushes them; the servers apply Adam. Workers never wait for each other. \
-            It trains one epoch; when done it writes RUN_DIR/workers/epoch-N/SCENE-INDEX.json. Exits non-zero on any error, \
+            It trains one epoch, at the learning rate RUN_DIR/schedule.json gives for it (the full rate without one); \
+            when done it writes RUN_DIR/workers/epoch-N/SCENE-INDEX.json. Exits non-zero on any error, \
             including a non-finite loss (nothing is pushed then).
             """)
 
@@ -74,7 +75,9 @@ struct Worker: ParsableCommand {
             let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
                                           config: cfg, role: "worker", scene: scene, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)
-            let report = try trainer.run(epoch: epoch)
+            // The rate of this epoch: the schedule `psctl evaluate` keeps in the run directory.
+            let level = try runDir.map { try LearningRateSchedule.load(runDir: $0).level(ofEpoch: epoch) } ?? 0
+            let report = try trainer.run(epoch: epoch, lrLevel: level)
             if let runDir {
                 let dir = (runDir as NSString).appendingPathComponent("workers/epoch-\(epoch)")
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

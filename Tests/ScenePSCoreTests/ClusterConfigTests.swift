@@ -85,19 +85,31 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertFalse(off.prefetchEnabled(hostWorkers: 1, cores: 2))
     }
 
-    func testLearningRateSchedule() throws {
+    func testLearningRateScaleOfALevel() throws {
         var t = ClusterConfig.Training()
         t.warmup = 0.1
         t.lrDecay = 0.5
-        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 25, epochExamples: 1000), 0.25, accuracy: 1e-6)
-        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 50, epochExamples: 1000), 0.5, accuracy: 1e-6)
-        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 100, epochExamples: 1000), 1)
-        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 900, epochExamples: 1000), 1)
-        XCTAssertEqual(t.learningRateScale(epoch: 2, examplesDone: 10, epochExamples: 1000), 0.5)
-        XCTAssertEqual(t.learningRateScale(epoch: 3, examplesDone: 10, epochExamples: 1000), 0.25)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, level: 0, examplesDone: 25, epochExamples: 1000), 0.25, accuracy: 1e-6)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, level: 0, examplesDone: 50, epochExamples: 1000), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, level: 0, examplesDone: 100, epochExamples: 1000), 1)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, level: 0, examplesDone: 900, epochExamples: 1000), 1)
+        // The level, not the epoch, sets the rate after epoch 1; only epoch 1 warms up.
+        XCTAssertEqual(t.learningRateScale(epoch: 2, level: 0, examplesDone: 10, epochExamples: 1000), 1)
+        XCTAssertEqual(t.learningRateScale(epoch: 2, level: 1, examplesDone: 10, epochExamples: 1000), 0.5)
+        XCTAssertEqual(t.learningRateScale(epoch: 5, level: 2, examplesDone: 10, epochExamples: 1000), 0.25)
         t.warmup = 0
-        XCTAssertEqual(t.learningRateScale(epoch: 1, examplesDone: 1, epochExamples: 1000), 1)
+        XCTAssertEqual(t.learningRateScale(epoch: 1, level: 0, examplesDone: 1, epochExamples: 1000), 1)
         t.lrDecay = 0.001
-        XCTAssertGreaterThan(t.learningRateScale(epoch: 10_000, examplesDone: 1, epochExamples: 1000), 0)
+        XCTAssertGreaterThan(t.learningRateScale(epoch: 10_000, level: 10_000, examplesDone: 1, epochExamples: 1000), 0)
+    }
+
+    func testScheduleKeysParseAndAreChecked() throws {
+        let t = try ClusterConfig.parse(yaml: "training: {lr_decays: 3, min_improvement: 0.001, epochs: 7, patience: 2}\n").training
+        XCTAssertEqual(t.lrDecays, 3)
+        XCTAssertEqual(t.minImprovement, 0.001)
+        XCTAssertThrowsError(try ClusterConfig.parse(yaml: "training:\n  lr_decays: -1\n", file: "c.yaml")) { error in
+            let m = "\(error)"
+            XCTAssertTrue(m.contains("c.yaml:2") && m.contains("lr_decays"), m)
+        }
     }
 }

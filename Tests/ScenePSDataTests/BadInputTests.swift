@@ -25,7 +25,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(result.badRows.counts, [reason.rawValue: 1], file: file, line: line)
         XCTAssertEqual(result.manifest.skipped, [reason.rawValue: 1], file: file, line: line)
         XCTAssertEqual(result.manifest.rows, trailingRow ? 4 : 3, file: file, line: line)
-        XCTAssertTrue(result.summary.contains("skipped 1 row(s) of \(path): \(reason.rawValue) (first at line 5)"), result.summary, file: file, line: line)
+        XCTAssertTrue(result.summary.contains("skipped 1 bad row of \(path): 1 \(reason.rawValue) (first at line 5)\n"), result.summary, file: file, line: line)
+        XCTAssertTrue(result.summary.contains("  \(reason.rawValue): 1; first at line 5: "), result.summary, file: file, line: line)
+        XCTAssertEqual(result.manifest.badRows, [BadRowGroup(file: path, reason: reason, count: 1, firstLine: 5,
+                                                             firstDetail: result.badRows.groups.first?.firstDetail ?? "")],
+                       file: file, line: line)
+        XCTAssertTrue("\(reason.rawValue): \(result.manifest.badRows?.first?.firstDetail ?? "")".contains(fragment), file: file, line: line)
         // The row after the bad one keeps its data-row index (4), so truth rows stay aligned.
         let (_, b) = try loadAll(dir + "/out")
         XCTAssertEqual(Set(b.flatMap(\.row)), trailingRow ? [0, 1, 2, 4] : [0, 1, 2], file: file, line: line)
@@ -71,20 +76,6 @@ final class BadInputTests: XCTestCase {
         }
     }
 
-    func testCatalogueRowForUnknownItem() throws {
-        let dir = try makeTempDirectory(self)
-        try writeText(dir + "/log.csv", header + good)
-        let items = dir + "/items.csv"
-        try writeText(items, "item_id,category_id,title\ni1,c1,one\ni9,c1,nine\ni2,c2,two\n")
-        XCTAssertThrowsError(try prepare(dir, log: dir + "/log.csv") { $0.itemsPath = items }) { error in
-            let m = "\(error)"
-            XCTAssertTrue(m.contains("\(items):3:") && m.contains("i9"), m)
-        }
-        let r = try prepare(dir, log: dir + "/log.csv") { $0.itemsPath = items; $0.skipBadRows = true }
-        XCTAssertEqual(r.badRows.counts, [BadRowReason.unknownItem.rawValue: 1])
-        XCTAssertEqual(r.manifest.catalogue?.items, 2)
-    }
-
     func testBadTruthRows() throws {
         let dir = try makeTempDirectory(self)
         try writeText(dir + "/log.csv", header + good)
@@ -127,16 +118,23 @@ final class BadInputTests: XCTestCase {
     }
 
     func testBadOptions() {
-        for configure: (inout PreparationOptions) -> Void in [
-            { $0.chunkSize = 0 }, { $0.testFraction = 0 }, { $0.testFraction = 1 },
-            { $0.validFraction = -0.1 }, { $0.lLong = 0 }, { $0.scenes = ["a", "a"] },
-        ] {
+        let cases: [((inout PreparationOptions) -> Void, String)] = [
+            ({ $0.chunkSize = 0 }, "chunk size must be >= 1, got 0"), ({ $0.testFraction = 0 }, "test fraction"),
+            ({ $0.testFraction = 1 }, "test fraction"), ({ $0.validFraction = -0.1 }, "validation fraction"),
+            ({ $0.lLong = 0 }, "l-long must be in 1...4096, got 0"), ({ $0.scenes = ["a", "a"] }, "lists a scene twice"),
+        ]
+        for (configure, text) in cases {
             var o = PreparationOptions(logPath: "/nonexistent", outDirectory: "/tmp/x")
             configure(&o)
-            XCTAssertThrowsError(try o.validate())
+            XCTAssertThrowsError(try o.validate(), text) { error in
+                let e = error as? ScenePSError
+                XCTAssertEqual(e?.code, .invalidArgument, "\(error)")
+                XCTAssertTrue(e?.message.contains(text) ?? false, "'\(error)' should name '\(text)'")
+            }
         }
         XCTAssertThrowsError(try Preparation.run(PreparationOptions(logPath: "/nonexistent/log.csv", outDirectory: "/tmp/x"))) { error in
-            XCTAssertTrue("\(error)".contains("/nonexistent/log.csv"))
+            XCTAssertEqual((error as? ScenePSError)?.code, .io, "\(error)")
+            XCTAssertTrue("\(error)".contains("/nonexistent/log.csv"), "names the file: \(error)")
         }
     }
 }

@@ -49,12 +49,14 @@ final class GeneratorTests: XCTestCase {
         XCTAssertGreaterThan(ties, 0, "some equal timestamps")
         XCTAssertEqual(Evaluation.auc(labels: labels, scores: p), stats.oracleAUC, accuracy: 1e-3)
 
-        // Items: every item of the log is in the catalogue exactly once, with a title.
+        // Items: the whole catalogue, every item once with a title, the log's among them.
         let items = try String(contentsOfFile: dir + "/items.csv", encoding: .utf8).split(separator: "\n").dropFirst()
         let logItems = Set(log.dropFirst().map { $0.split(separator: ",")[1] })
         let catalogue = items.map { $0.split(separator: ",")[0] }
-        XCTAssertEqual(Set(catalogue), logItems)
-        XCTAssertEqual(catalogue.count, logItems.count)
+        XCTAssertEqual(Set(catalogue).count, catalogue.count)
+        XCTAssertEqual(catalogue.count, stats.itemsWritten)
+        XCTAssertTrue(logItems.isSubset(of: Set(catalogue)))
+        XCTAssertGreaterThan(catalogue.count, logItems.count, "the long tail the log never mentions")
         XCTAssertTrue(items.allSatisfy { $0.split(separator: ",").count == 3 && $0.split(separator: " ").count >= 3 })
 
         // Preparation accepts its output, and the test split has cold items.
@@ -66,6 +68,10 @@ final class GeneratorTests: XCTestCase {
         XCTAssertEqual(r.manifest.scenes.map(\.name), ["home", "search", "shop", "video"])
         XCTAssertGreaterThan(r.manifest.scenes.reduce(0) { $0 + ($1.stats?.coldTestRows ?? 0) }, 0)
         XCTAssertEqual(r.rowsWithoutTruth, 0)
+        XCTAssertEqual(r.manifest.catalogue?.items, stats.itemsWritten)
+        XCTAssertEqual(r.manifest.catalogue?.unseenItems, stats.itemsWritten - logItems.count)
+        XCTAssertEqual(r.manifest.catalogue?.logItemsNotListed, 0)
+        XCTAssertEqual(r.manifest.catalogue?.categoryDisagreements, 0)
     }
 
     func testDeterministicFromSeed() throws {
@@ -91,13 +97,19 @@ final class GeneratorTests: XCTestCase {
         let stats = try Generator(options: o).run(outDirectory: dir)
         XCTAssertEqual(stats.sceneRows.count, 6)
         XCTAssertTrue(stats.sceneRows.allSatisfy { $0 > 0 })
-        for bad: (inout GeneratorOptions) -> Void in [
-            { $0.rows = 0 }, { $0.scenes = [] }, { $0.scenes = [("a,b", 1)] }, { $0.scenes = [("a", 0)] },
-            { $0.items = 3 }, { $0.scenes = [("a", 1), ("a", 2)] },
-        ] {
+        let cases: [((inout GeneratorOptions) -> Void, String)] = [
+            ({ $0.rows = 0 }, "rows must be >= 1, got 0"), ({ $0.scenes = [] }, "at least one scene"),
+            ({ $0.scenes = [("a,b", 1)] }, "scene name \"a,b\""), ({ $0.scenes = [("a", 0)] }, "scene a: share must be > 0"),
+            ({ $0.items = 3 }, "items (3) must be >= topics"), ({ $0.scenes = [("a", 1), ("a", 2)] }, "scene names must differ"),
+        ]
+        for (bad, text) in cases {
             var x = GeneratorOptions()
             bad(&x)
-            XCTAssertThrowsError(try Generator(options: x))
+            XCTAssertThrowsError(try Generator(options: x), text) { error in
+                let e = error as? ScenePSError
+                XCTAssertEqual(e?.code, .invalidArgument, "\(error)")
+                XCTAssertTrue(e?.message.contains(text) ?? false, "'\(error)' should say '\(text)'")
+            }
         }
     }
 }

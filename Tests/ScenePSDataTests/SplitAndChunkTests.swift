@@ -140,6 +140,8 @@ final class SplitAndChunkTests: XCTestCase {
         let result = try prepare(dir, log: dir + "/log.csv") { $0.itemsPath = dir + "/items.csv" }
         XCTAssertEqual(result.manifest.catalogue?.items, 2)
         let text = try String(contentsOfFile: dir + "/out/items.csv", encoding: .utf8)
-        XCTAssertEqual(text, "item_key,category_key,title\n\(KeyHash.idKey("42")),\(KeyHash.idKey("c")),\"red, \"\"big\"\" apple\"\n\(KeyHash.idKey("43")),\(KeyHash.idKey("c")),\"pear\"\n")
+        XCTAssertEqual(text, "item_key,item_id,category_key,title,in_log\n"
+                       + "\(KeyHash.idKey("42")),\"42\",\(KeyHash.idKey("c")),\"red, \"\"big\"\" apple\",1\n"
+                       + "\(KeyHash.idKey("43")),\"43\",\(KeyHash.idKey("c")),\"pear\",1\n")
     }
 }

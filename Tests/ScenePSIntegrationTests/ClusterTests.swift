@@ -20,21 +20,29 @@ final class ClusterTests: XCTestCase {
         return p.path
     }
 
-    /// 60K rows are too few for one pass to converge: every epoch at the
-    /// full learning rate (lr_decay 1), as README advises for small logs.
+    /// 60K rows with the default schedule (at most 4 epochs here), the
+    /// generator's whole catalogue (items the log never mentions) and one
+    /// bad log row skipped: the run trains, and summary.json reports the
+    /// schedule, the catalogue and the skipped row.
     func testTwoServersThreeWorkersTrainBaselineAboveChance() throws {
         try Harness.requireBinaries()
         let dir = try Harness.tempDir("train")
         defer { try? FileManager.default.removeItem(at: dir) }
         try makeData(dir, rows: 60_000)
+        let log = dir.appendingPathComponent("log.csv")
+        let h = try FileHandle(forWritingTo: log)
+        h.seekToEndOfFile()
+        h.write(Data("u1,i1,c1,home,not-a-time,1\n".utf8))   // data row 60000, line 60002
+        try h.close()
         let config = try writeConfig(dir, """
             model: {kind: baseline}
-            training: {epochs: 3, patience: 3, log_every: 20, lr_decay: 1}
+            training: {epochs: 4, log_every: 20}
             scenes: {home: 2, shop: 1}
             """)
         let run = dir.appendingPathComponent("run")
-        let r = try Harness.run(launcher, ["--config", config, "--log", dir.appendingPathComponent("log.csv").path,
-                                           "--truth", dir.appendingPathComponent("truth.csv").path,
+        let r = try Harness.run(launcher, ["--config", config, "--log", log.path,
+                                           "--items", dir.appendingPathComponent("items.csv").path,
+                                           "--truth", dir.appendingPathComponent("truth.csv").path, "--skip-bad-rows",
                                            "--run-dir", run.path, "--servers", "2",
                                            "--base-port", "\(Harness.basePort(slot: 0))"], timeout: 600)
         XCTAssertEqual(r.status, 0, String(r.output.suffix(6000)))
@@ -63,6 +71,27 @@ final class ClusterTests: XCTestCase {
         for (name, m) in scenes {
             XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.54, "scene \(name): \(r.output.suffix(3000))")
         }
+
+        // Preparation's findings reach summary.json.
+        XCTAssertTrue(r.output.contains("skipped 1 bad row of \(log.path): 1 non-numeric timestamp (first at line 60002)"),
+                      String(r.output.prefix(3000)))
+        XCTAssertEqual(s["skipped_rows"] as? [String: [String: Int]], [log.path: ["non-numeric timestamp": 1]])
+        let catalogue = try XCTUnwrap(s["catalogue"] as? [String: Int])
+        XCTAssertEqual(catalogue["items"], 4000)
+        XCTAssertGreaterThan(catalogue["unseen_items"] ?? 0, 0, "the generator's catalogue lists items the log never mentions")
+        XCTAssertEqual(catalogue["log_items_not_listed"], 0)
+
+        // The schedule: one record per epoch trained, the last one a stop, the
+        // reported epoch the best validation AUC among them.
+        let epochs = try XCTUnwrap(s["epochs_trained"] as? Int)
+        let schedule = try XCTUnwrap(s["schedule"] as? [[String: Any]])
+        XCTAssertEqual(schedule.count, epochs)
+        XCTAssertEqual(schedule.last?["action"] as? String, "stop")
+        XCTAssertEqual(schedule.first?["lr_scale"] as? Double, 1)
+        let aucs = schedule.map { $0["valid_auc"] as? Double ?? -1 }
+        XCTAssertEqual(s["best_epoch"] as? Int, aucs.firstIndex(of: aucs.max()!)! + 1)
+        XCTAssertEqual(s["valid_auc"] as? Double, aucs.max())
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("schedule.json").path))
     }
 
     /// A non-finite loss stops the worker before it pushes: it exits non-zero

@@ -30,12 +30,19 @@ final class ConfigAndLayoutTests: XCTestCase {
                 XCTAssertEqual(e.code, .config, what)
                 XCTAssertTrue(e.message.contains(message), "\(what): \(e.message)")
             }
-            XCTAssertThrowsError(try MSIFModel<Float>(config: c, maxBatch: 4), what)
+            XCTAssertThrowsError(try MSIFModel<Float>(config: c, maxBatch: 4), what) { error in
+                XCTAssertEqual((error as? ScenePSError)?.code, .config, "\(what): \(error)")
+                XCTAssertTrue("\(error)".contains(message), "\(what): the model refuses the config with the same error: \(error)")
+            }
         }
         var b = BaselineConfig()
         b.hidden = [16, 0]
-        XCTAssertThrowsError(try b.validate())
-        XCTAssertThrowsError(try BaselineModel<Float>(config: b, maxBatch: 4))
+        for attempt in [{ try b.validate() }, { _ = try BaselineModel<Float>(config: b, maxBatch: 4) }] {
+            XCTAssertThrowsError(try attempt()) { error in
+                XCTAssertEqual((error as? ScenePSError)?.code, .config, "\(error)")
+                XCTAssertTrue("\(error)".contains("hidden widths must be positive, got [16, 0]"), "\(error)")
+            }
+        }
     }
 
     func testLayoutIsContiguousWithReferenceNames() {

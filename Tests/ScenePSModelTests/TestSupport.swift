@@ -120,21 +120,20 @@ func withMutable<T, R>(_ a: [T], _ body: (UnsafeMutablePointer<T>) -> R) -> R {
     return c.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }
 
-/// The shared fixtures, found from this file: Tests/ScenePSModelTests/X.swift → ../../../shared/fixtures.
+/// The reference fixtures checked in beside these tests (Fixtures/README.md
+/// says where they come from), found from this file's path so that a fresh
+/// clone runs them: Tests/ScenePSModelTests/X.swift → Tests/ScenePSModelTests/Fixtures.
 enum Fixtures {
     static var directory: URL {
         URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent()   // ScenePSModelTests
-            .deletingLastPathComponent()   // Tests
-            .deletingLastPathComponent()   // repository root
-            .deletingLastPathComponent()   // beside the repository
-            .appendingPathComponent("shared/fixtures")
+            .appendingPathComponent("Fixtures")
     }
 
     static func load(_ name: String) throws -> [String: Any] {
         let url = directory.appendingPathComponent("\(name).json")
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw ScenePSError.io("fixture \(url.path) not found (shared/ must sit beside the repository)")
+            throw ScenePSError.io("fixture \(url.path) not found (Tests/ScenePSModelTests/Fixtures is part of the repository)")
         }
         let data = try Data(contentsOf: url)
         guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {

@@ -10,16 +10,7 @@ final class PSClientTests: XCTestCase {
                                 adam: AdamConfig(learningRate: 0.05))
     let mlp = TableSpec.dense(id: 3, name: "mlp", size: 11, adam: AdamConfig(learningRate: 0.05))
 
-    func makeCluster(_ n: Int) throws -> ([TestServer], PSClient) {
-        let servers = try (0..<n).map { try TestServer(shardIndex: $0, shardCount: n) }
-        var opts = PSClientOptions()
-        opts.timeout = .seconds(5)
-        opts.retries = 1
-        var logger = Logger(label: "test-client")
-        logger.logLevel = .critical
-        let client = try PSClient(endpoints: servers.map(\.endpoint), sender: "client-test", options: opts, logger: logger)
-        return (servers, client)
-    }
+    func makeCluster(_ n: Int) throws -> ([TestServer], PSClient) { try makeTestCluster(n) }
 
     func sparseTable(_ s: TestServer, _ id: UInt32) -> SparseTable? {
         if case .sparse(let t)? = s.server.registry.table(id) { return t }
@@ -100,14 +91,18 @@ final class PSClientTests: XCTestCase {
         }
         XCTAssertThrowsError(try client.pull([SparsePull(tableID: 77, keys: [1])])) { e in
             XCTAssertEqual((e as? ScenePSError)?.code, .invalidArgument)
+            XCTAssertEqual((e as? ScenePSError)?.message, "table 77 is not known to this client: declare it or call hello first")
         }
         XCTAssertThrowsError(try client.push([SparseGradient(tableID: 1, keys: [1], values: [1])])) { e in
             XCTAssertEqual((e as? ScenePSError)?.code, .invalidArgument)
+            XCTAssertEqual((e as? ScenePSError)?.message, "gradient of table 1 'item' has 1 values for 1 keys of dim 3")
         }
         var conflicting = item
         conflicting.dim = 5
         XCTAssertThrowsError(try client.declare([conflicting])) { e in
+            XCTAssertEqual((e as? ScenePSError)?.code, .remote, "\(e)")
             XCTAssertTrue("\(e)".contains("CONFLICT"), "\(e)")
+            XCTAssertTrue("\(e)".contains("dim=5") && "\(e)".contains("tcp://127.0.0.1:"), "names the field and the server: \(e)")
         }
     }
 

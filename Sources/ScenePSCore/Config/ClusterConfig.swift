@@ -53,16 +53,21 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// trainer's 256: with many asynchronous workers per scene, 256 lost
         /// 0.006-0.009 AUC to staleness (16 workers), 128 none (BENCHMARKS.md).
         public var batchSize = 128
-        /// Most epochs; training stops earlier when the validation AUC has
-        /// not improved for `patience` epochs (no validation split: all epochs).
-        public var epochs = 3
+        /// Most epochs (a cap: `LearningRateSchedule` normally stops earlier).
+        public var epochs = 20
+        /// Epochs without a validation gain before the rate decays (or, once
+        /// it has decayed `lrDecays` times, training stops).
         public var patience = 1
         public var computeThreads = 1
         public var logEvery = 100
         public var timeoutSeconds = 10.0
         public var retries = 3
-        /// Every learning rate is multiplied by `lrDecay^(epoch - 1)`.
+        /// Each decay of the schedule multiplies every learning rate by this.
         public var lrDecay = 0.1
+        /// Decays before training stops at the next plateau.
+        public var lrDecays = 2
+        /// A validation AUC gain below this is a plateau: the rate decays.
+        public var minImprovement = 0.0005
         /// Every learning rate ramps linearly from 0 to its value over this
         /// fraction of each worker's first epoch (0 = off). Asynchronous
         /// workers all push gradients of the initial parameters at once; at
@@ -86,11 +91,11 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         }
 
         /// The learning-rate multiplier a worker sends with the push that
-        /// brings its epoch to `examplesDone` of `epochExamples`: a linear
-        /// ramp over the first `warmup` of epoch 1, then `lrDecay^(epoch-1)`.
-        /// Never 0 (the servers refuse it).
-        public func learningRateScale(epoch: Int, examplesDone: Int, epochExamples: Int) -> Float {
-            var scale = pow(lrDecay, Double(epoch - 1))
+        /// brings its epoch to `examplesDone` of `epochExamples`: `lrDecay^level`
+        /// (the schedule's decay level of the epoch), with a linear ramp over
+        /// the first `warmup` of epoch 1. Never 0 (the servers refuse it).
+        public func learningRateScale(epoch: Int, level: Int, examplesDone: Int, epochExamples: Int) -> Float {
+            var scale = LearningRateSchedule.scale(level: level, decay: lrDecay)
             let ramp = warmup * Double(epochExamples)
             if epoch == 1 && Double(examplesDone) < ramp { scale *= Double(examplesDone) / ramp }
             return max(Float(scale), 1e-30)
@@ -252,7 +257,7 @@ extension ClusterConfig {
     private static func parseTraining(_ r: ConfigReader) throws -> Training {
         var t = Training()
         let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries",
-                                               "lr_decay", "warmup", "max_progress_lead", "prefetch"])
+                                               "lr_decay", "lr_decays", "min_improvement", "warmup", "max_progress_lead", "prefetch"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }
         if let n = k["epochs"] { t.epochs = try r.int("epochs", n, min: 1, max: 10_000) }
         if let n = k["patience"] { t.patience = try r.int("patience", n, min: 1, max: 10_000) }
@@ -261,6 +266,8 @@ extension ClusterConfig {
         if let n = k["timeout_seconds"] { t.timeoutSeconds = try r.double("timeout_seconds", n, min: 0.01, max: 3600) }
         if let n = k["retries"] { t.retries = try r.int("retries", n, min: 0, max: 100) }
         if let n = k["lr_decay"] { t.lrDecay = try r.double("lr_decay", n, min: 0.001, max: 1) }
+        if let n = k["lr_decays"] { t.lrDecays = try r.int("lr_decays", n, min: 0, max: 100) }
+        if let n = k["min_improvement"] { t.minImprovement = try r.double("min_improvement", n, min: 0, max: 1) }
         if let n = k["warmup"] { t.warmup = try r.double("warmup", n, min: 0, max: 1) }
         if let n = k["prefetch"] {
             switch (n.scalar != nil ? n.bool : nil, n.string) {

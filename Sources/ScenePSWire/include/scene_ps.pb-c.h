@@ -32,6 +32,7 @@ typedef struct Sceneps__TableStats Sceneps__TableStats;
 typedef struct Sceneps__StatsReply Sceneps__StatsReply;
 typedef struct Sceneps__Heartbeat Sceneps__Heartbeat;
 typedef struct Sceneps__Shutdown Sceneps__Shutdown;
+typedef struct Sceneps__Snapshot Sceneps__Snapshot;
 typedef struct Sceneps__Envelope Sceneps__Envelope;
 
 
@@ -98,6 +99,19 @@ typedef enum _Sceneps__InitKind {
   SCENEPS__INIT_KIND__INIT_KIND_NORMAL = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__INIT_KIND)
 } Sceneps__InitKind;
+/*
+ * Keeps or brings back a named in-memory copy of every table of a server
+ * (weights, both Adam moments and every row's step together). The launcher's
+ * epoch loop keeps the best epoch's model this way: SAVE after an epoch
+ * that improved, RESTORE to go back to it before the learning rate decays.
+ * Sent between epochs, when no worker pushes. Reply: Ack (applied_rows =
+ * sparse rows copied), or ErrorReply BAD_REQUEST for a name never saved.
+ */
+typedef enum _Sceneps__SnapshotAction {
+  SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_SAVE = 0,
+  SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_RESTORE = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__SNAPSHOT_ACTION)
+} Sceneps__SnapshotAction;
 
 /* --- messages --- */
 
@@ -394,6 +408,17 @@ struct  Sceneps__Shutdown
     , (char *)protobuf_c_empty_string }
 
 
+struct  Sceneps__Snapshot
+{
+  ProtobufCMessage base;
+  Sceneps__SnapshotAction action;
+  char *name;
+};
+#define SCENEPS__SNAPSHOT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__snapshot__descriptor) \
+    , SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_SAVE, (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   SCENEPS__ENVELOPE__BODY__NOT_SET = 0,
   SCENEPS__ENVELOPE__BODY_HELLO = 10,
@@ -407,7 +432,8 @@ typedef enum {
   SCENEPS__ENVELOPE__BODY_STATS = 18,
   SCENEPS__ENVELOPE__BODY_STATS_REPLY = 19,
   SCENEPS__ENVELOPE__BODY_HEARTBEAT = 20,
-  SCENEPS__ENVELOPE__BODY_SHUTDOWN = 21
+  SCENEPS__ENVELOPE__BODY_SHUTDOWN = 21,
+  SCENEPS__ENVELOPE__BODY_SNAPSHOT = 22
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__ENVELOPE__BODY__CASE)
 } Sceneps__Envelope__BodyCase;
 
@@ -431,6 +457,7 @@ struct  Sceneps__Envelope
     Sceneps__StatsReply *stats_reply;
     Sceneps__Heartbeat *heartbeat;
     Sceneps__Shutdown *shutdown;
+    Sceneps__Snapshot *snapshot;
   };
 };
 #define SCENEPS__ENVELOPE__INIT \
@@ -761,6 +788,25 @@ Sceneps__Shutdown *
 void   sceneps__shutdown__free_unpacked
                      (Sceneps__Shutdown *message,
                       ProtobufCAllocator *allocator);
+/* Sceneps__Snapshot methods */
+void   sceneps__snapshot__init
+                     (Sceneps__Snapshot         *message);
+size_t sceneps__snapshot__get_packed_size
+                     (const Sceneps__Snapshot   *message);
+size_t sceneps__snapshot__pack
+                     (const Sceneps__Snapshot   *message,
+                      uint8_t             *out);
+size_t sceneps__snapshot__pack_to_buffer
+                     (const Sceneps__Snapshot   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__Snapshot *
+       sceneps__snapshot__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__snapshot__free_unpacked
+                     (Sceneps__Snapshot *message,
+                      ProtobufCAllocator *allocator);
 /* Sceneps__Envelope methods */
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message);
@@ -833,6 +879,9 @@ typedef void (*Sceneps__Heartbeat_Closure)
 typedef void (*Sceneps__Shutdown_Closure)
                  (const Sceneps__Shutdown *message,
                   void *closure_data);
+typedef void (*Sceneps__Snapshot_Closure)
+                 (const Sceneps__Snapshot *message,
+                  void *closure_data);
 typedef void (*Sceneps__Envelope_Closure)
                  (const Sceneps__Envelope *message,
                   void *closure_data);
@@ -846,6 +895,7 @@ extern const ProtobufCEnumDescriptor    sceneps__protocol_version__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__status__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__table_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__init_kind__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__snapshot_action__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__adam_config__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__table_spec__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__sparse_block__descriptor;
@@ -863,6 +913,7 @@ extern const ProtobufCMessageDescriptor sceneps__table_stats__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__shutdown__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__snapshot__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS
