@@ -37,7 +37,7 @@ public struct TitleCatalogue: Sendable {
                 guard csv.fields.count == width else {
                     throw ScenePSError.data("\(path):\(line): \(csv.fields.count) field(s), the header has \(width)")
                 }
-                guard let id = csv.withField(ci, { String(validatingUTF8Bytes: $0) }) else {
+                guard let id = csv.withField(ci, { String(validating: $0, as: UTF8.self) }) else {
                     throw ScenePSError.data("\(path):\(line): item_id is not valid UTF-8")
                 }
                 let trimmed = id.trimmingSpaces
@@ -49,7 +49,7 @@ public struct TitleCatalogue: Sendable {
                     throw ScenePSError.data("\(path):\(line): item \"\(trimmed)\" is listed again (first on line \(first))")
                 }
                 firstLine[trimmed] = line
-                guard let title = csv.withField(ct, { String(validatingUTF8Bytes: $0) }) else {
+                guard let title = csv.withField(ct, { String(validating: $0, as: UTF8.self) }) else {
                     throw ScenePSError.data("\(path):\(line): the title of item \"\(trimmed)\" is not valid UTF-8")
                 }
                 ids.append(trimmed)
@@ -59,23 +59,5 @@ public struct TitleCatalogue: Sendable {
         }
         itemIDs = ids
         self.titles = titles
-    }
-}
-
-extension String {
-    /// The bytes as a String, or nil when they are not valid UTF-8 (never a
-    /// silent U+FFFD substitution).
-    init?(validatingUTF8Bytes bytes: UnsafeBufferPointer<UInt8>) {
-        var it = bytes.makeIterator()
-        var decoder = UTF8()
-        var scalars = String.UnicodeScalarView()
-        loop: while true {
-            switch decoder.decode(&it) {
-            case .scalarValue(let s): scalars.append(s)
-            case .emptyInput: break loop
-            case .error: return nil
-            }
-        }
-        self = String(scalars)
     }
 }
