@@ -19,6 +19,22 @@ final class TokenizerTests: XCTestCase {
         XCTAssertTrue(fixture.cases.contains { $0.token_ids.count == 256 })
     }
 
+    /// Awkward titles (special case mappings, Hangul, fullwidth forms,
+    /// combining marks, Cf and control characters, emoji, other scripts,
+    /// symbols, special-token text, over-long words, truncation) against the
+    /// reference tokenizer's ids (tools/gen_tokenizer_cases.py).
+    func testEdgeCaseTokenIDsMatchReferenceTokenizer() throws {
+        struct Cases: Decodable { var cases: [FixtureCase2] }
+        struct FixtureCase2: Decodable { var title: String; var token_ids: [Int32] }
+        let data = try Data(contentsOf: URL(fileURLWithPath: fixtureDirectory + "/tokenizer-edge-cases.json"))
+        let cases = try JSONDecoder().decode(Cases.self, from: data).cases
+        XCTAssertGreaterThanOrEqual(cases.count, 20)
+        let t = try TestModel.load().tokenizer
+        for c in cases {
+            XCTAssertEqual(t.encode(c.title), c.token_ids, "ids of \(c.title.prefix(50).debugDescription)")
+        }
+    }
+
     func testBasicTokenizerSplitsAsBERTDoes() {
         let b = BertBasicTokenizer()
         func words(_ s: String) -> [String] { b.words(s).map { String(String.UnicodeScalarView($0)) } }
