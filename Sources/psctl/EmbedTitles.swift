@@ -54,14 +54,15 @@ struct EmbedTitles: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let dir = model ?? ModelFiles.defaultDirectory(environment: ProcessInfo.processInfo.environment)
-            let start = Date()
-            let m = try SentenceEmbeddingModel(directory: dir)
-            let fingerprint = try m.fingerprint()
             if verify {
-                let meta = try EmbeddingCache.verify(directory: out, cataloguePath: items, model: fingerprint)
+                // Only the model's files are fingerprinted; no tokenizer or encoder is built.
+                let meta = try EmbeddingCache.verify(directory: out, cataloguePath: items, model: try .of(directory: dir))
                 print("\(out): \(meta.count) embeddings of \(items) by \(meta.model.name) (\(meta.dim)-d), up to date")
                 return
             }
+            let start = Date()
+            let m = try SentenceEmbeddingModel(directory: dir)
+            let fingerprint = try m.fingerprint()
             let catalogue = try TitleCatalogue(path: items)
             let catInfo = try EmbeddingCache.CatalogueInfo.of(path: items)
             let embedder = TitleEmbedder(model: m, threads: threads, parallelism: TitleEmbedder.Parallelism(rawValue: parallelism)!,
