@@ -47,6 +47,10 @@ let package = Package(
         ]),
         .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
         .target(name: "ScenePSModel", dependencies: ["ScenePSCore", "CBLAS"]),
+        // Optimised in debug builds too: `swift test` runs the real 6-layer
+        // model, and unoptimised SIMD loops make that minutes instead of seconds.
+        .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
+                swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
             "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
@@ -64,7 +68,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
-            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker",
+            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -85,6 +89,8 @@ let package = Package(
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
+        .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
     ]
 )

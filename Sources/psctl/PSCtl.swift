@@ -6,13 +6,14 @@ import ScenePSCore
 struct PSCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "psctl",
-        abstract: "ScenePS control tool: data generation and preparation, cluster status, evaluation.",
+        abstract: "ScenePS control tool: data generation and preparation, title embeddings, cluster status, evaluation.",
         // The one list of subcommands: add new ones here.
         subcommands: [
             GenData.self,
             Prepare.self,
             Plan.self,
             Evaluate.self,
+            EmbedTitles.self,
             Shutdown.self,
         ]
     )
