@@ -126,14 +126,14 @@ public struct BatchAssembler {
             precondition(dst.count == idx.count * width, "a slot's positions do not match its input field")
             src.withUnsafeBufferPointer { s in
                 dst.withUnsafeMutableBufferPointer { t in
+                    guard let tb = t.baseAddress else { return }
                     for p in 0..<idx.count {
                         let r = Int(idx[p])
-                        let o = p * width
+                        let o = tb + p * width
                         if r < 0 {
-                            for c in 0..<width { t[o + c] = 0 }
+                            o.update(repeating: 0, count: width)
                         } else {
-                            let so = r * width
-                            for c in 0..<width { t[o + c] = s[so + c] }
+                            o.update(from: s.baseAddress! + r * width, count: width)
                         }
                     }
                 }
