@@ -13,12 +13,25 @@ public struct BatchAssembler {
     public let sameSceneOnly: Bool
     public let sceneKeys: [UInt64]
 
-    public var item = KeyIndexer(), category = KeyIndexer(), user = KeyIndexer()
-    public var scene = KeyIndexer(), behaviourScene = KeyIndexer(), itemBias = KeyIndexer()
+    /// The sparse tables (`FeatureSchema.tables`), in pull order, and their row widths.
+    public let tables: [FeatureTable]
+    let dims: [Int]
+    /// `FeatureSchema.slots`, and the position in `tables` of each one's table.
+    let slots: [FeatureSchema.Slot]
+    let slotTable: [Int]
 
-    // Local row index of each position; -1 marks padding.
-    var tItem: [Int32] = [], tCat: [Int32] = [], tUser: [Int32] = [], tScene: [Int32] = [], tBias: [Int32] = []
-    var hItem: [Int32] = [], hCat: [Int32] = [], hScene: [Int32] = []
+    /// A slot's source and table, resolved once: what the indexing loop reads.
+    struct KeyPlan {
+        let slot: Int, table: Int
+        let source: FeatureSchema.Source
+    }
+    let exampleKeys: [KeyPlan], historyKeys: [KeyPlan]
+
+    /// One per table: its unique keys of the batch.
+    public private(set) var indexers: [KeyIndexer]
+    /// Per slot, the local row index of each position (B, or B·L for history
+    /// slots); -1 marks padding.
+    var positions: [[Int32]]
     /// Scene index of each example: selects its gate and head in the model.
     public private(set) var sceneIndex: [Int32] = []
     public private(set) var historyLength: [Int32] = []
@@ -29,13 +42,27 @@ public struct BatchAssembler {
         self.historyWidth = historyWidth
         self.sameSceneOnly = sameSceneOnly
         self.sceneKeys = sceneKeys
+        let tables = FeatureSchema.tables, slots = FeatureSchema.slots
+        self.tables = tables
+        dims = tables.map { $0.dim(d: d) }
+        self.slots = slots
+        let slotTable = slots.map { slot in
+            guard let t = tables.firstIndex(of: slot.table) else {
+                preconditionFailure("slot \(slot.name) reads table \(slot.table.name), which is not in the schema")
+            }
+            return t
+        }
+        self.slotTable = slotTable
+        let plans = slots.indices.map { KeyPlan(slot: $0, table: slotTable[$0], source: slots[$0].source) }
+        exampleKeys = plans.filter { !$0.source.isHistory }
+        historyKeys = plans.filter { $0.source.isHistory }
+        indexers = tables.map { _ in KeyIndexer() }
+        positions = slots.map { _ in [] }
     }
 
     /// Table id → unique keys, in the order rows are expected back.
     public var pulls: [(table: UInt32, keys: [UInt64], dim: Int)] {
-        [(ModelTables.itemID, item.keys, d), (ModelTables.categoryID, category.keys, d),
-         (ModelTables.userID, user.keys, d), (ModelTables.sceneID, scene.keys, d),
-         (ModelTables.behaviourSceneID, behaviourScene.keys, d), (ModelTables.itemBiasID, itemBias.keys, 1)]
+        tables.indices.map { (tables[$0].id, indexers[$0].keys, dims[$0]) }
     }
 
     /// Indexes the keys of `samples`. Throws on a scene index the manifest
@@ -43,26 +70,29 @@ public struct BatchAssembler {
     public mutating func index(_ samples: SampleBatch) throws {
         let B = samples.count, L = historyWidth, W = samples.lLong
         batch = B
-        item.reset(); category.reset(); user.reset(); scene.reset(); behaviourScene.reset(); itemBias.reset()
-        tItem.removeAll(keepingCapacity: true); tCat.removeAll(keepingCapacity: true)
-        tUser.removeAll(keepingCapacity: true); tScene.removeAll(keepingCapacity: true)
-        tBias.removeAll(keepingCapacity: true); historyLength.removeAll(keepingCapacity: true)
+        for t in indexers.indices { indexers[t].reset() }
+        for k in exampleKeys { positions[k.slot].removeAll(keepingCapacity: true) }
+        for k in historyKeys { positions[k.slot] = Array(repeating: -1, count: B * L) }
+        historyLength.removeAll(keepingCapacity: true)
         sceneIndex.removeAll(keepingCapacity: true)
-        hItem = Array(repeating: -1, count: B * L)
-        hCat = Array(repeating: -1, count: B * L)
-        hScene = Array(repeating: -1, count: B * L)
         let scenes = sceneKeys.count
         for b in 0..<B {
             let s = Int(samples.scene[b])
             guard s >= 0 && s < scenes else {
                 throw ScenePSError.data("sample of log row \(samples.row[b]) has scene index \(s), the data set has \(scenes) scenes")
             }
-            tItem.append(item.index(of: samples.item[b]))
-            tCat.append(category.index(of: samples.category[b]))
-            tUser.append(user.index(of: samples.user[b]))
-            tScene.append(scene.index(of: sceneKeys[s]))
+            for k in exampleKeys {
+                let key: UInt64
+                switch k.source {
+                case .item: key = samples.item[b]
+                case .category: key = samples.category[b]
+                case .user: key = samples.user[b]
+                case .scene: key = sceneKeys[s]
+                case .historyItem, .historyCategory, .historyScene: preconditionFailure("history source in exampleKeys")
+                }
+                positions[k.slot].append(indexers[k.table].index(of: key))
+            }
             sceneIndex.append(Int32(s))
-            tBias.append(itemBias.index(of: samples.item[b]))
             let n = min(Int(samples.histLen[b]), W)
             var kept = 0
             for j in 0..<n where kept < L {
@@ -71,9 +101,16 @@ public struct BatchAssembler {
                     throw ScenePSError.data("history of log row \(samples.row[b]) has scene index \(hs), the data set has \(scenes) scenes")
                 }
                 if sameSceneOnly && hs != s { continue }
-                hItem[b * L + kept] = item.index(of: samples.histItem[b * W + j])
-                hCat[b * L + kept] = category.index(of: samples.histCategory[b * W + j])
-                hScene[b * L + kept] = behaviourScene.index(of: sceneKeys[hs])
+                for k in historyKeys {
+                    let key: UInt64
+                    switch k.source {
+                    case .historyItem: key = samples.histItem[b * W + j]
+                    case .historyCategory: key = samples.histCategory[b * W + j]
+                    case .historyScene: key = sceneKeys[hs]
+                    case .item, .category, .user, .scene: preconditionFailure("example source in historyKeys")
+                    }
+                    positions[k.slot][b * L + kept] = indexers[k.table].index(of: key)
+                }
                 kept += 1
             }
             historyLength.append(Int32(kept))
@@ -82,33 +119,30 @@ public struct BatchAssembler {
 
     /// Copies pulled rows (in `pulls` order) into the model's input.
     public func gather(rows: [[Float]], into input: inout ModelInput<Float>) {
-        precondition(rows.count == 6)
-        let B = batch, d = self.d
+        precondition(rows.count == tables.count)
+        let B = batch
         input.resize(batch: B)
         func copy(_ src: [Float], _ idx: [Int32], _ width: Int, _ dst: inout [Float]) {
+            precondition(dst.count == idx.count * width, "a slot's positions do not match its input field")
             src.withUnsafeBufferPointer { s in
                 dst.withUnsafeMutableBufferPointer { t in
+                    guard let tb = t.baseAddress else { return }
                     for p in 0..<idx.count {
                         let r = Int(idx[p])
-                        let o = p * width
+                        let o = tb + p * width
                         if r < 0 {
-                            for c in 0..<width { t[o + c] = 0 }
+                            o.update(repeating: 0, count: width)
                         } else {
-                            let so = r * width
-                            for c in 0..<width { t[o + c] = s[so + c] }
+                            o.update(from: s.baseAddress! + r * width, count: width)
                         }
                     }
                 }
             }
         }
-        copy(rows[0], tItem, d, &input.targetItem)
-        copy(rows[1], tCat, d, &input.targetCategory)
-        copy(rows[2], tUser, d, &input.user)
-        copy(rows[3], tScene, d, &input.sceneEmbedding)
-        copy(rows[5], tBias, 1, &input.itemBias)
-        copy(rows[0], hItem, d, &input.historyItem)
-        copy(rows[1], hCat, d, &input.historyCategory)
-        copy(rows[4], hScene, d, &input.historyScene)
+        for (k, slot) in slots.enumerated() {
+            let t = slotTable[k]
+            copy(rows[t], positions[k], dims[t], &input[keyPath: slot.input])
+        }
         input.historyLength.withUnsafeMutableBufferPointer { h in
             for b in 0..<B { h[b] = historyLength[b] }
         }
@@ -119,9 +153,9 @@ public struct BatchAssembler {
 
     /// Sums the input gradients per unique row, in `pulls` order.
     public func scatter(_ g: ModelInput<Float>) -> [[Float]] {
-        let d = self.d
-        var out: [[Float]] = pulls.map { Array(repeating: 0, count: $0.keys.count * $0.dim) }
+        var out: [[Float]] = tables.indices.map { Array(repeating: 0, count: indexers[$0].count * dims[$0]) }
         func add(_ src: [Float], _ idx: [Int32], _ width: Int, _ dst: inout [Float]) {
+            precondition(src.count == idx.count * width, "a slot's positions do not match its gradient field")
             src.withUnsafeBufferPointer { s in
                 dst.withUnsafeMutableBufferPointer { t in
                     for p in 0..<idx.count {
@@ -133,14 +167,10 @@ public struct BatchAssembler {
                 }
             }
         }
-        add(g.targetItem, tItem, d, &out[0])
-        add(g.historyItem, hItem, d, &out[0])
-        add(g.targetCategory, tCat, d, &out[1])
-        add(g.historyCategory, hCat, d, &out[1])
-        add(g.user, tUser, d, &out[2])
-        add(g.sceneEmbedding, tScene, d, &out[3])
-        add(g.historyScene, hScene, d, &out[4])
-        add(g.itemBias, tBias, 1, &out[5])
+        for (k, slot) in slots.enumerated() {
+            let t = slotTable[k]
+            add(g[keyPath: slot.input], positions[k], dims[t], &out[t])
+        }
         return out
     }
 }

@@ -1,7 +1,8 @@
 import ScenePSCore
 
-/// The tables of the model on the servers: wire ids, widths and settings,
-/// derived from the cluster config. Ids are part of the checkpoint format.
+/// The tables of the model on the servers: the declared tables
+/// (`FeatureTable.all`: wire ids, widths) with their settings from the
+/// cluster config. Ids are part of the checkpoint format.
 public struct ModelTables: Sendable {
     public struct Sparse: Sendable, Equatable {
         public let id: UInt32
@@ -11,13 +12,8 @@ public struct ModelTables: Sendable {
         public let adam: ClusterConfig.Adam
     }
 
-    public static let itemID: UInt32 = 1
-    public static let categoryID: UInt32 = 2
-    public static let userID: UInt32 = 3
-    public static let sceneID: UInt32 = 4
-    public static let behaviourSceneID: UInt32 = 5
-    public static let itemBiasID: UInt32 = 6
-    public static let denseID: UInt32 = 100
+    /// The dense table's id (the sparse ids are declared in `FeatureTable.all`).
+    public static let denseID = FeatureTable.denseID
 
     public let sparse: [Sparse]
     public let denseSize: Int
@@ -25,12 +21,9 @@ public struct ModelTables: Sendable {
     public let seed: UInt64
 
     public init(config: ClusterConfig, denseSize: Int) {
-        let ids: [String: UInt32] = ["item": Self.itemID, "category": Self.categoryID, "user": Self.userID,
-                                     "scene": Self.sceneID, "behaviour_scene": Self.behaviourSceneID,
-                                     "item_bias": Self.itemBiasID]
-        sparse = ClusterConfig.sparseTableNames.map { name in
-            let t = config.tables[name]!
-            return Sparse(id: ids[name]!, name: name, dim: name == "item_bias" ? 1 : config.model.d,
+        sparse = FeatureTable.all.map { table in
+            let t = config.tables[table.name]!
+            return Sparse(id: table.id, name: table.name, dim: table.dim(d: config.model.d),
                           settings: t, adam: t.adam ?? config.sparseAdam)
         }
         self.denseSize = denseSize

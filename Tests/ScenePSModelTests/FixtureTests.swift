@@ -170,8 +170,8 @@ final class FixtureTests: XCTestCase {
         }
 
         static let tableNames: [UInt32: String] = [
-            ModelTables.itemID: "item", ModelTables.categoryID: "category", ModelTables.userID: "user",
-            ModelTables.sceneID: "scene", ModelTables.behaviourSceneID: "behaviour_scene", ModelTables.itemBiasID: "item_bias",
+            FeatureTable.item.id: "item", FeatureTable.category.id: "category", FeatureTable.user.id: "user",
+            FeatureTable.scene.id: "scene", FeatureTable.behaviourScene.id: "behaviour_scene", FeatureTable.itemBias.id: "item_bias",
         ]
 
         /// What a pull of the assembler's keys returns: the fixture's rows, in `pulls` order.

@@ -13,8 +13,8 @@ import XCTest
 /// mix-up here would be invisible end to end with it; these tests pin it.
 final class BatchAssemblerTests: XCTestCase {
     static let tables: [(id: UInt32, name: String)] = [
-        (ModelTables.itemID, "item"), (ModelTables.categoryID, "category"), (ModelTables.userID, "user"),
-        (ModelTables.sceneID, "scene"), (ModelTables.behaviourSceneID, "behaviour_scene"), (ModelTables.itemBiasID, "item_bias"),
+        (FeatureTable.item.id, "item"), (FeatureTable.category.id, "category"), (FeatureTable.user.id, "user"),
+        (FeatureTable.scene.id, "scene"), (FeatureTable.behaviourScene.id, "behaviour_scene"), (FeatureTable.itemBias.id, "item_bias"),
     ]
 
     /// The value of coordinate c of the row `key` of `table`: distinct per table,
@@ -97,11 +97,11 @@ final class BatchAssemblerTests: XCTestCase {
         /// Every (position key, table) pair of the batch, for the unique-key check.
         func keys(of table: UInt32) -> Set<UInt64> {
             switch table {
-            case ModelTables.itemID: return Set(targetItem + historyItem.compactMap { $0 })
-            case ModelTables.categoryID: return Set(targetCategory + historyCategory.compactMap { $0 })
-            case ModelTables.userID: return Set(user)
-            case ModelTables.sceneID: return Set(scene)
-            case ModelTables.behaviourSceneID: return Set(historyScene.compactMap { $0 })
+            case FeatureTable.item.id: return Set(targetItem + historyItem.compactMap { $0 })
+            case FeatureTable.category.id: return Set(targetCategory + historyCategory.compactMap { $0 })
+            case FeatureTable.user.id: return Set(user)
+            case FeatureTable.scene.id: return Set(scene)
+            case FeatureTable.behaviourScene.id: return Set(historyScene.compactMap { $0 })
             default: return Set(bias)
             }
         }
@@ -149,14 +149,14 @@ final class BatchAssemblerTests: XCTestCase {
         XCTAssertEqual(input.batch, B, what)
         XCTAssertEqual(input.historyLength, ref.historyLength, "\(what): history lengths")
         XCTAssertEqual(input.scene, ref.sceneIndex, "\(what): scene index of every example")
-        Self.expectRows(input.targetItem, ref.targetItem, table: ModelTables.itemID, width: d, "\(what) target item")
-        Self.expectRows(input.targetCategory, ref.targetCategory, table: ModelTables.categoryID, width: d, "\(what) target category")
-        Self.expectRows(input.user, ref.user, table: ModelTables.userID, width: d, "\(what) user")
-        Self.expectRows(input.sceneEmbedding, ref.scene, table: ModelTables.sceneID, width: d, "\(what) scene")
-        Self.expectRows(input.itemBias, ref.bias, table: ModelTables.itemBiasID, width: 1, "\(what) item bias")
-        Self.expectRows(input.historyItem, ref.historyItem, table: ModelTables.itemID, width: d, "\(what) history item")
-        Self.expectRows(input.historyCategory, ref.historyCategory, table: ModelTables.categoryID, width: d, "\(what) history category")
-        Self.expectRows(input.historyScene, ref.historyScene, table: ModelTables.behaviourSceneID, width: d, "\(what) history scene")
+        Self.expectRows(input.targetItem, ref.targetItem, table: FeatureTable.item.id, width: d, "\(what) target item")
+        Self.expectRows(input.targetCategory, ref.targetCategory, table: FeatureTable.category.id, width: d, "\(what) target category")
+        Self.expectRows(input.user, ref.user, table: FeatureTable.user.id, width: d, "\(what) user")
+        Self.expectRows(input.sceneEmbedding, ref.scene, table: FeatureTable.scene.id, width: d, "\(what) scene")
+        Self.expectRows(input.itemBias, ref.bias, table: FeatureTable.itemBias.id, width: 1, "\(what) item bias")
+        Self.expectRows(input.historyItem, ref.historyItem, table: FeatureTable.item.id, width: d, "\(what) history item")
+        Self.expectRows(input.historyCategory, ref.historyCategory, table: FeatureTable.category.id, width: d, "\(what) history category")
+        Self.expectRows(input.historyScene, ref.historyScene, table: FeatureTable.behaviourScene.id, width: d, "\(what) history scene")
 
         // Scatter: a random gradient at every position, padding included (the model
         // writes zeros there; the assembler must not read them either); the reference
@@ -180,14 +180,14 @@ final class BatchAssemblerTests: XCTestCase {
                 absSums[table, default: [:]][k] = m
             }
         }
-        add(ModelTables.itemID, ref.targetItem, g.targetItem, d)
-        add(ModelTables.itemID, ref.historyItem, g.historyItem, d)
-        add(ModelTables.categoryID, ref.targetCategory, g.targetCategory, d)
-        add(ModelTables.categoryID, ref.historyCategory, g.historyCategory, d)
-        add(ModelTables.userID, ref.user, g.user, d)
-        add(ModelTables.sceneID, ref.scene, g.sceneEmbedding, d)
-        add(ModelTables.behaviourSceneID, ref.historyScene, g.historyScene, d)
-        add(ModelTables.itemBiasID, ref.bias, g.itemBias, 1)
+        add(FeatureTable.item.id, ref.targetItem, g.targetItem, d)
+        add(FeatureTable.item.id, ref.historyItem, g.historyItem, d)
+        add(FeatureTable.category.id, ref.targetCategory, g.targetCategory, d)
+        add(FeatureTable.category.id, ref.historyCategory, g.historyCategory, d)
+        add(FeatureTable.user.id, ref.user, g.user, d)
+        add(FeatureTable.scene.id, ref.scene, g.sceneEmbedding, d)
+        add(FeatureTable.behaviourScene.id, ref.historyScene, g.historyScene, d)
+        add(FeatureTable.itemBias.id, ref.bias, g.itemBias, 1)
         let out = a.scatter(g)
         XCTAssertEqual(out.count, 6, what)
         for (p, grads) in zip(a.pulls, out) {
@@ -236,7 +236,7 @@ final class BatchAssemblerTests: XCTestCase {
         a.gather(rows: Self.rows(a), into: &input)
         XCTAssertEqual(input.batch, 3)
         XCTAssertEqual(input.historyLength, ref.historyLength)
-        Self.expectRows(input.historyItem, ref.historyItem, table: ModelTables.itemID, width: 2, "history item after re-indexing")
+        Self.expectRows(input.historyItem, ref.historyItem, table: FeatureTable.item.id, width: 2, "history item after re-indexing")
     }
 
     /// Duplicate keys: one example whose target item fills its whole history

@@ -128,14 +128,12 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
 
     public init() {}
 
-    /// The sparse tables of the model, in wire-id order.
-    public static let sparseTableNames = ["item", "category", "user", "scene", "behaviour_scene", "item_bias"]
+    /// The sparse tables of the model, in wire-id order (from `FeatureTable.all`).
+    public static var sparseTableNames: [String] { FeatureTable.all.map(\.name) }
 
+    /// Every sparse table with its declared defaults (`FeatureTable.defaults`).
     public static var defaultTables: [String: Table] {
-        var t: [String: Table] = [:]
-        for name in sparseTableNames { t[name] = Table(initKind: .uniform, initScale: 0.05) }
-        t["item_bias"] = Table(initKind: .zeros, initScale: 0)
-        return t
+        Dictionary(uniqueKeysWithValues: FeatureTable.all.map { ($0.name, $0.defaults) })
     }
 
     /// Workers for a scene, by its name.
