@@ -17,6 +17,7 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case internalError = 9
     case unauthenticated = 10
     case shuttingDown = 11
+    case unknownMember = 12
 
     public var description: String {
         switch self {
@@ -32,6 +33,7 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .internalError: return "INTERNAL"
         case .unauthenticated: return "UNAUTHENTICATED"
         case .shuttingDown: return "SHUTTING_DOWN"
+        case .unknownMember: return "UNKNOWN_MEMBER"
         }
     }
 }
@@ -302,6 +304,17 @@ public enum Body: Sendable, Equatable {
     case heartbeat(Heartbeat)
     case shutdown(reason: String)
     case snapshot(SnapshotRequest)
+    // The coordinator (CoordinatorMessages.swift).
+    case register(Register)
+    case registerReply(RegisterReply)
+    case leaseRequest(LeaseRequest)
+    case leaseReply(LeaseReply)
+    case memberBeat(MemberBeat)
+    case memberBeatReply(MemberBeatReply)
+    case scale(ScaleRequest)
+    case leave(LeaveRequest)
+    case status
+    case statusReply(StatusReply)
 
     /// A short name for logs.
     public var kindName: String {
@@ -319,6 +332,16 @@ public enum Body: Sendable, Equatable {
         case .heartbeat: return "heartbeat"
         case .shutdown: return "shutdown"
         case .snapshot: return "snapshot"
+        case .register: return "register"
+        case .registerReply: return "register_reply"
+        case .leaseRequest: return "lease_request"
+        case .leaseReply: return "lease_reply"
+        case .memberBeat: return "member_beat"
+        case .memberBeatReply: return "member_beat_reply"
+        case .scale: return "scale"
+        case .leave: return "leave"
+        case .status: return "status"
+        case .statusReply: return "status_reply"
         }
     }
 }

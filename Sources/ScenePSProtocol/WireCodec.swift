@@ -184,6 +184,124 @@ public enum WireCodec {
             c.action = Sceneps__SnapshotAction(rawValue: UInt32(bitPattern: r.action.rawValue))
             c.name = strings.dup(r.name)
             return attach(&c, SCENEPS__ENVELOPE__BODY_SNAPSHOT) { $0.snapshot = $1 }
+        case .register(let r):
+            var c = Sceneps__Register()
+            sceneps__register__init(&c)
+            c.name = strings.dup(r.name)
+            c.scene = strings.dup(r.scene)
+            c.incarnation = strings.dup(r.incarnation)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_REGISTER) { $0.register_ = $1 }
+        case .registerReply(let r):
+            var c = Sceneps__RegisterReply()
+            sceneps__register_reply__init(&c)
+            c.member_id = r.memberID
+            c.heartbeat_ms = r.heartbeatMs
+            c.dead_after_ms = r.deadAfterMs
+            let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: max(r.servers.count, 1))
+            defer { ptrs.deallocate() }
+            for (i, e) in r.servers.enumerated() { ptrs[i] = strings.dup(e) }
+            c.n_servers = r.servers.count
+            c.servers = ptrs
+            return attach(&c, SCENEPS__ENVELOPE__BODY_REGISTER_REPLY) { $0.register_reply = $1 }
+        case .leaseRequest(let r):
+            var c = Sceneps__LeaseRequest()
+            sceneps__lease_request__init(&c)
+            c.member_id = r.memberID
+            c.done_lease = r.doneLease
+            c.done_examples = r.doneExamples
+            c.done_steps = r.doneSteps
+            c.done_seconds = r.doneSeconds
+            c.done_loss = r.doneLoss
+            return attach(&c, SCENEPS__ENVELOPE__BODY_LEASE_REQUEST) { $0.lease_request = $1 }
+        case .leaseReply(let r):
+            var c = Sceneps__LeaseReply()
+            sceneps__lease_reply__init(&c)
+            c.kind = Sceneps__LeaseKind(rawValue: r.kind.rawValue)
+            c.lease_id = r.leaseID
+            c.epoch = r.epoch
+            c.scene = strings.dup(r.scene)
+            c.chunk_file = strings.dup(r.chunkFile)
+            c.chunk_index = r.chunkIndex
+            c.chunk_examples = r.chunkExamples
+            c.scene_examples_before = r.sceneExamplesBefore
+            c.scene_epoch_examples = r.sceneEpochExamples
+            c.lr_level = r.lrLevel
+            c.wait_ms = r.waitMs
+            c.reason = strings.dup(r.reason)
+            c.done_accepted = r.doneAccepted ? 1 : 0
+            return attach(&c, SCENEPS__ENVELOPE__BODY_LEASE_REPLY) { $0.lease_reply = $1 }
+        case .memberBeat(let b):
+            var c = Sceneps__MemberBeat()
+            sceneps__member_beat__init(&c)
+            c.member_id = b.memberID
+            c.lease_id = b.leaseID
+            c.lease_examples = b.leaseExamples
+            return attach(&c, SCENEPS__ENVELOPE__BODY_MEMBER_BEAT) { $0.member_beat = $1 }
+        case .memberBeatReply(let b):
+            var c = Sceneps__MemberBeatReply()
+            sceneps__member_beat_reply__init(&c)
+            c.scene_progress = b.sceneProgress
+            c.min_progress = b.minProgress
+            c.lease_valid = b.leaseValid ? 1 : 0
+            return attach(&c, SCENEPS__ENVELOPE__BODY_MEMBER_BEAT_REPLY) { $0.member_beat_reply = $1 }
+        case .scale(let r):
+            var c = Sceneps__Scale()
+            sceneps__scale__init(&c)
+            c.scene = strings.dup(r.scene)
+            c.workers = r.workers
+            return attach(&c, SCENEPS__ENVELOPE__BODY_SCALE) { $0.scale = $1 }
+        case .leave(let r):
+            var c = Sceneps__Leave()
+            sceneps__leave__init(&c)
+            c.member_id = r.memberID
+            c.reason = strings.dup(r.reason)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_LEAVE) { $0.leave = $1 }
+        case .status:
+            var c = Sceneps__StatusRequest()
+            sceneps__status_request__init(&c)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_STATUS_REQUEST) { $0.status_request = $1 }
+        case .statusReply(let r):
+            var c = Sceneps__StatusReply()
+            sceneps__status_reply__init(&c)
+            c.epoch = r.epoch
+            c.phase = strings.dup(r.phase)
+            c.message = strings.dup(r.message)
+            let ns = r.scenes.count, nm = r.members.count
+            let scenes = UnsafeMutablePointer<Sceneps__SceneStatus>.allocate(capacity: max(ns, 1))
+            let scenePtrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__SceneStatus>?>.allocate(capacity: max(ns, 1))
+            let members = UnsafeMutablePointer<Sceneps__MemberStatus>.allocate(capacity: max(nm, 1))
+            let memberPtrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__MemberStatus>?>.allocate(capacity: max(nm, 1))
+            defer { scenes.deallocate(); scenePtrs.deallocate(); members.deallocate(); memberPtrs.deallocate() }
+            for (i, x) in r.scenes.enumerated() {
+                var t = Sceneps__SceneStatus()
+                sceneps__scene_status__init(&t)
+                t.name = strings.dup(x.name)
+                t.target = x.target
+                t.live_workers = x.liveWorkers
+                t.chunks = x.chunks
+                t.chunks_done = x.chunksDone
+                t.chunks_leased = x.chunksLeased
+                t.waiting = x.waiting ? 1 : 0
+                (scenes + i).initialize(to: t)
+                scenePtrs[i] = scenes + i
+            }
+            for (i, x) in r.members.enumerated() {
+                var t = Sceneps__MemberStatus()
+                sceneps__member_status__init(&t)
+                t.member_id = x.memberID
+                t.name = strings.dup(x.name)
+                t.scene = strings.dup(x.scene)
+                t.retiring = x.retiring ? 1 : 0
+                t.silent_seconds = x.silentSeconds
+                t.lease_id = x.leaseID
+                (members + i).initialize(to: t)
+                memberPtrs[i] = members + i
+            }
+            c.n_scenes = ns
+            c.scenes = scenePtrs
+            c.n_members = nm
+            c.members = memberPtrs
+            return attach(&c, SCENEPS__ENVELOPE__BODY_STATUS_REPLY) { $0.status_reply = $1 }
         }
     }
 
@@ -357,6 +475,66 @@ public enum WireCodec {
                 throw bad("snapshot action \(r.action.rawValue) is not save (0) or restore (1)")
             }
             body = .snapshot(SnapshotRequest(action: action, name: string(r.name)))
+        case SCENEPS__ENVELOPE__BODY_REGISTER:
+            let r = m.register_.pointee
+            body = .register(Register(name: string(r.name), scene: string(r.scene), incarnation: string(r.incarnation)))
+        case SCENEPS__ENVELOPE__BODY_REGISTER_REPLY:
+            let r = m.register_reply.pointee
+            var servers: [String] = []
+            for i in 0..<r.n_servers { servers.append(string(r.servers[i])) }
+            body = .registerReply(RegisterReply(memberID: r.member_id, servers: servers, heartbeatMs: r.heartbeat_ms,
+                                                deadAfterMs: r.dead_after_ms))
+        case SCENEPS__ENVELOPE__BODY_LEASE_REQUEST:
+            let r = m.lease_request.pointee
+            body = .leaseRequest(LeaseRequest(memberID: r.member_id, doneLease: r.done_lease, doneExamples: r.done_examples,
+                                              doneSteps: r.done_steps, doneSeconds: r.done_seconds, doneLoss: r.done_loss))
+        case SCENEPS__ENVELOPE__BODY_LEASE_REPLY:
+            let r = m.lease_reply.pointee
+            guard let kind = LeaseKind(rawValue: r.kind.rawValue) else { throw bad("lease kind \(r.kind.rawValue) is not known") }
+            var l = LeaseReply(kind: kind)
+            l.leaseID = r.lease_id
+            l.epoch = r.epoch
+            l.scene = string(r.scene)
+            l.chunkFile = string(r.chunk_file)
+            l.chunkIndex = r.chunk_index
+            l.chunkExamples = r.chunk_examples
+            l.sceneExamplesBefore = r.scene_examples_before
+            l.sceneEpochExamples = r.scene_epoch_examples
+            l.lrLevel = r.lr_level
+            l.waitMs = r.wait_ms
+            l.reason = string(r.reason)
+            l.doneAccepted = r.done_accepted != 0
+            body = .leaseReply(l)
+        case SCENEPS__ENVELOPE__BODY_MEMBER_BEAT:
+            let b = m.member_beat.pointee
+            body = .memberBeat(MemberBeat(memberID: b.member_id, leaseID: b.lease_id, leaseExamples: b.lease_examples))
+        case SCENEPS__ENVELOPE__BODY_MEMBER_BEAT_REPLY:
+            let b = m.member_beat_reply.pointee
+            body = .memberBeatReply(MemberBeatReply(sceneProgress: b.scene_progress, minProgress: b.min_progress,
+                                                    leaseValid: b.lease_valid != 0))
+        case SCENEPS__ENVELOPE__BODY_SCALE:
+            let r = m.scale.pointee
+            body = .scale(ScaleRequest(scene: string(r.scene), workers: r.workers))
+        case SCENEPS__ENVELOPE__BODY_LEAVE:
+            let r = m.leave.pointee
+            body = .leave(LeaveRequest(memberID: r.member_id, reason: string(r.reason)))
+        case SCENEPS__ENVELOPE__BODY_STATUS_REQUEST:
+            body = .status
+        case SCENEPS__ENVELOPE__BODY_STATUS_REPLY:
+            let r = m.status_reply.pointee
+            var scenes: [SceneStatus] = [], members: [MemberStatus] = []
+            for i in 0..<r.n_scenes {
+                guard let t = r.scenes[i]?.pointee else { throw bad("null scene status") }
+                scenes.append(SceneStatus(name: string(t.name), target: t.target, liveWorkers: t.live_workers, chunks: t.chunks,
+                                          chunksDone: t.chunks_done, chunksLeased: t.chunks_leased, waiting: t.waiting != 0))
+            }
+            for i in 0..<r.n_members {
+                guard let t = r.members[i]?.pointee else { throw bad("null member status") }
+                members.append(MemberStatus(memberID: t.member_id, name: string(t.name), scene: string(t.scene),
+                                            retiring: t.retiring != 0, silentSeconds: t.silent_seconds, leaseID: t.lease_id))
+            }
+            body = .statusReply(StatusReply(epoch: r.epoch, phase: string(r.phase), scenes: scenes, members: members,
+                                            message: string(r.message)))
         default:
             throw bad("envelope has no body")
         }

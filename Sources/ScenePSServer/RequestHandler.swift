@@ -136,7 +136,9 @@ public final class RequestHandler: @unchecked Sendable {
             var o = reply(.ack(Ack(appliedRows: 0)))
             o.shutdown = true
             return o
-        case .helloReply, .pullReply, .ack, .error, .statsReply:
+        case .register, .leaseRequest, .memberBeat, .scale, .leave, .status:
+            return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a coordinator request; this is a parameter server", peer: peer)
+        case .helloReply, .pullReply, .ack, .error, .statsReply, .registerReply, .leaseReply, .memberBeatReply, .statusReply:
             return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a reply, not a request", peer: peer)
         }
     }

@@ -817,6 +817,546 @@ void   sceneps__snapshot__free_unpacked
   assert(message->base.descriptor == &sceneps__snapshot__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sceneps__register__init
+                     (Sceneps__Register         *message)
+{
+  static const Sceneps__Register init_value = SCENEPS__REGISTER__INIT;
+  *message = init_value;
+}
+size_t sceneps__register__get_packed_size
+                     (const Sceneps__Register *message)
+{
+  assert(message->base.descriptor == &sceneps__register__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__register__pack
+                     (const Sceneps__Register *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__register__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__register__pack_to_buffer
+                     (const Sceneps__Register *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__register__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__Register *
+       sceneps__register__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__Register *)
+     protobuf_c_message_unpack (&sceneps__register__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__register__free_unpacked
+                     (Sceneps__Register *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__register__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__register_reply__init
+                     (Sceneps__RegisterReply         *message)
+{
+  static const Sceneps__RegisterReply init_value = SCENEPS__REGISTER_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__register_reply__get_packed_size
+                     (const Sceneps__RegisterReply *message)
+{
+  assert(message->base.descriptor == &sceneps__register_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__register_reply__pack
+                     (const Sceneps__RegisterReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__register_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__register_reply__pack_to_buffer
+                     (const Sceneps__RegisterReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__register_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__RegisterReply *
+       sceneps__register_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__RegisterReply *)
+     protobuf_c_message_unpack (&sceneps__register_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__register_reply__free_unpacked
+                     (Sceneps__RegisterReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__register_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__lease_request__init
+                     (Sceneps__LeaseRequest         *message)
+{
+  static const Sceneps__LeaseRequest init_value = SCENEPS__LEASE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t sceneps__lease_request__get_packed_size
+                     (const Sceneps__LeaseRequest *message)
+{
+  assert(message->base.descriptor == &sceneps__lease_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__lease_request__pack
+                     (const Sceneps__LeaseRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__lease_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__lease_request__pack_to_buffer
+                     (const Sceneps__LeaseRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__lease_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__LeaseRequest *
+       sceneps__lease_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__LeaseRequest *)
+     protobuf_c_message_unpack (&sceneps__lease_request__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__lease_request__free_unpacked
+                     (Sceneps__LeaseRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__lease_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__lease_reply__init
+                     (Sceneps__LeaseReply         *message)
+{
+  static const Sceneps__LeaseReply init_value = SCENEPS__LEASE_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__lease_reply__get_packed_size
+                     (const Sceneps__LeaseReply *message)
+{
+  assert(message->base.descriptor == &sceneps__lease_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__lease_reply__pack
+                     (const Sceneps__LeaseReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__lease_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__lease_reply__pack_to_buffer
+                     (const Sceneps__LeaseReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__lease_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__LeaseReply *
+       sceneps__lease_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__LeaseReply *)
+     protobuf_c_message_unpack (&sceneps__lease_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__lease_reply__free_unpacked
+                     (Sceneps__LeaseReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__lease_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__member_beat__init
+                     (Sceneps__MemberBeat         *message)
+{
+  static const Sceneps__MemberBeat init_value = SCENEPS__MEMBER_BEAT__INIT;
+  *message = init_value;
+}
+size_t sceneps__member_beat__get_packed_size
+                     (const Sceneps__MemberBeat *message)
+{
+  assert(message->base.descriptor == &sceneps__member_beat__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__member_beat__pack
+                     (const Sceneps__MemberBeat *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__member_beat__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__member_beat__pack_to_buffer
+                     (const Sceneps__MemberBeat *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__member_beat__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__MemberBeat *
+       sceneps__member_beat__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__MemberBeat *)
+     protobuf_c_message_unpack (&sceneps__member_beat__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__member_beat__free_unpacked
+                     (Sceneps__MemberBeat *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__member_beat__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__member_beat_reply__init
+                     (Sceneps__MemberBeatReply         *message)
+{
+  static const Sceneps__MemberBeatReply init_value = SCENEPS__MEMBER_BEAT_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__member_beat_reply__get_packed_size
+                     (const Sceneps__MemberBeatReply *message)
+{
+  assert(message->base.descriptor == &sceneps__member_beat_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__member_beat_reply__pack
+                     (const Sceneps__MemberBeatReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__member_beat_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__member_beat_reply__pack_to_buffer
+                     (const Sceneps__MemberBeatReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__member_beat_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__MemberBeatReply *
+       sceneps__member_beat_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__MemberBeatReply *)
+     protobuf_c_message_unpack (&sceneps__member_beat_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__member_beat_reply__free_unpacked
+                     (Sceneps__MemberBeatReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__member_beat_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__scale__init
+                     (Sceneps__Scale         *message)
+{
+  static const Sceneps__Scale init_value = SCENEPS__SCALE__INIT;
+  *message = init_value;
+}
+size_t sceneps__scale__get_packed_size
+                     (const Sceneps__Scale *message)
+{
+  assert(message->base.descriptor == &sceneps__scale__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__scale__pack
+                     (const Sceneps__Scale *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__scale__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__scale__pack_to_buffer
+                     (const Sceneps__Scale *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__scale__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__Scale *
+       sceneps__scale__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__Scale *)
+     protobuf_c_message_unpack (&sceneps__scale__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__scale__free_unpacked
+                     (Sceneps__Scale *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__scale__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__leave__init
+                     (Sceneps__Leave         *message)
+{
+  static const Sceneps__Leave init_value = SCENEPS__LEAVE__INIT;
+  *message = init_value;
+}
+size_t sceneps__leave__get_packed_size
+                     (const Sceneps__Leave *message)
+{
+  assert(message->base.descriptor == &sceneps__leave__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__leave__pack
+                     (const Sceneps__Leave *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__leave__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__leave__pack_to_buffer
+                     (const Sceneps__Leave *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__leave__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__Leave *
+       sceneps__leave__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__Leave *)
+     protobuf_c_message_unpack (&sceneps__leave__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__leave__free_unpacked
+                     (Sceneps__Leave *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__leave__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__status_request__init
+                     (Sceneps__StatusRequest         *message)
+{
+  static const Sceneps__StatusRequest init_value = SCENEPS__STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t sceneps__status_request__get_packed_size
+                     (const Sceneps__StatusRequest *message)
+{
+  assert(message->base.descriptor == &sceneps__status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__status_request__pack
+                     (const Sceneps__StatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__status_request__pack_to_buffer
+                     (const Sceneps__StatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__StatusRequest *
+       sceneps__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__StatusRequest *)
+     protobuf_c_message_unpack (&sceneps__status_request__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__status_request__free_unpacked
+                     (Sceneps__StatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__scene_status__init
+                     (Sceneps__SceneStatus         *message)
+{
+  static const Sceneps__SceneStatus init_value = SCENEPS__SCENE_STATUS__INIT;
+  *message = init_value;
+}
+size_t sceneps__scene_status__get_packed_size
+                     (const Sceneps__SceneStatus *message)
+{
+  assert(message->base.descriptor == &sceneps__scene_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__scene_status__pack
+                     (const Sceneps__SceneStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__scene_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__scene_status__pack_to_buffer
+                     (const Sceneps__SceneStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__scene_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__SceneStatus *
+       sceneps__scene_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__SceneStatus *)
+     protobuf_c_message_unpack (&sceneps__scene_status__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__scene_status__free_unpacked
+                     (Sceneps__SceneStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__scene_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__member_status__init
+                     (Sceneps__MemberStatus         *message)
+{
+  static const Sceneps__MemberStatus init_value = SCENEPS__MEMBER_STATUS__INIT;
+  *message = init_value;
+}
+size_t sceneps__member_status__get_packed_size
+                     (const Sceneps__MemberStatus *message)
+{
+  assert(message->base.descriptor == &sceneps__member_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__member_status__pack
+                     (const Sceneps__MemberStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__member_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__member_status__pack_to_buffer
+                     (const Sceneps__MemberStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__member_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__MemberStatus *
+       sceneps__member_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__MemberStatus *)
+     protobuf_c_message_unpack (&sceneps__member_status__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__member_status__free_unpacked
+                     (Sceneps__MemberStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__member_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__status_reply__init
+                     (Sceneps__StatusReply         *message)
+{
+  static const Sceneps__StatusReply init_value = SCENEPS__STATUS_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__status_reply__get_packed_size
+                     (const Sceneps__StatusReply *message)
+{
+  assert(message->base.descriptor == &sceneps__status_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__status_reply__pack
+                     (const Sceneps__StatusReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__status_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__status_reply__pack_to_buffer
+                     (const Sceneps__StatusReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__status_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__StatusReply *
+       sceneps__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__StatusReply *)
+     protobuf_c_message_unpack (&sceneps__status_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__status_reply__free_unpacked
+                     (Sceneps__StatusReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__status_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message)
 {
@@ -2124,7 +2664,1002 @@ const ProtobufCMessageDescriptor sceneps__snapshot__descriptor =
   (ProtobufCMessageInit) sceneps__snapshot__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[16] =
+static const ProtobufCFieldDescriptor sceneps__register__field_descriptors[3] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Register, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scene",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Register, scene),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incarnation",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Register, incarnation),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__register__field_indices_by_name[] = {
+  2,   /* field[2] = incarnation */
+  0,   /* field[0] = name */
+  1,   /* field[1] = scene */
+};
+static const ProtobufCIntRange sceneps__register__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sceneps__register__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.Register",
+  "Register",
+  "Sceneps__Register",
+  "sceneps",
+  sizeof(Sceneps__Register),
+  3,
+  sceneps__register__field_descriptors,
+  sceneps__register__field_indices_by_name,
+  1,  sceneps__register__number_ranges,
+  (ProtobufCMessageInit) sceneps__register__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__register_reply__field_descriptors[4] =
+{
+  {
+    "member_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RegisterReply, member_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "servers",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Sceneps__RegisterReply, n_servers),
+    offsetof(Sceneps__RegisterReply, servers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "heartbeat_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RegisterReply, heartbeat_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dead_after_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RegisterReply, dead_after_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__register_reply__field_indices_by_name[] = {
+  3,   /* field[3] = dead_after_ms */
+  2,   /* field[2] = heartbeat_ms */
+  0,   /* field[0] = member_id */
+  1,   /* field[1] = servers */
+};
+static const ProtobufCIntRange sceneps__register_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor sceneps__register_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.RegisterReply",
+  "RegisterReply",
+  "Sceneps__RegisterReply",
+  "sceneps",
+  sizeof(Sceneps__RegisterReply),
+  4,
+  sceneps__register_reply__field_descriptors,
+  sceneps__register_reply__field_indices_by_name,
+  1,  sceneps__register_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__register_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__lease_request__field_descriptors[6] =
+{
+  {
+    "member_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, member_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_lease",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, done_lease),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_examples",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, done_examples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_steps",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, done_steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_seconds",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, done_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_loss",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseRequest, done_loss),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__lease_request__field_indices_by_name[] = {
+  2,   /* field[2] = done_examples */
+  1,   /* field[1] = done_lease */
+  5,   /* field[5] = done_loss */
+  4,   /* field[4] = done_seconds */
+  3,   /* field[3] = done_steps */
+  0,   /* field[0] = member_id */
+};
+static const ProtobufCIntRange sceneps__lease_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor sceneps__lease_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.LeaseRequest",
+  "LeaseRequest",
+  "Sceneps__LeaseRequest",
+  "sceneps",
+  sizeof(Sceneps__LeaseRequest),
+  6,
+  sceneps__lease_request__field_descriptors,
+  sceneps__lease_request__field_indices_by_name,
+  1,  sceneps__lease_request__number_ranges,
+  (ProtobufCMessageInit) sceneps__lease_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__lease_reply__field_descriptors[13] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, kind),
+    &sceneps__lease_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, lease_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scene",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, scene),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_file",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, chunk_file),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_index",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, chunk_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_examples",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, chunk_examples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scene_examples_before",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, scene_examples_before),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scene_epoch_examples",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, scene_epoch_examples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lr_level",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, lr_level),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wait_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, wait_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "done_accepted",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__LeaseReply, done_accepted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__lease_reply__field_indices_by_name[] = {
+  6,   /* field[6] = chunk_examples */
+  4,   /* field[4] = chunk_file */
+  5,   /* field[5] = chunk_index */
+  12,   /* field[12] = done_accepted */
+  2,   /* field[2] = epoch */
+  0,   /* field[0] = kind */
+  1,   /* field[1] = lease_id */
+  9,   /* field[9] = lr_level */
+  11,   /* field[11] = reason */
+  3,   /* field[3] = scene */
+  8,   /* field[8] = scene_epoch_examples */
+  7,   /* field[7] = scene_examples_before */
+  10,   /* field[10] = wait_ms */
+};
+static const ProtobufCIntRange sceneps__lease_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 13 }
+};
+const ProtobufCMessageDescriptor sceneps__lease_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.LeaseReply",
+  "LeaseReply",
+  "Sceneps__LeaseReply",
+  "sceneps",
+  sizeof(Sceneps__LeaseReply),
+  13,
+  sceneps__lease_reply__field_descriptors,
+  sceneps__lease_reply__field_indices_by_name,
+  1,  sceneps__lease_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__lease_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__member_beat__field_descriptors[3] =
+{
+  {
+    "member_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeat, member_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeat, lease_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_examples",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeat, lease_examples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__member_beat__field_indices_by_name[] = {
+  2,   /* field[2] = lease_examples */
+  1,   /* field[1] = lease_id */
+  0,   /* field[0] = member_id */
+};
+static const ProtobufCIntRange sceneps__member_beat__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sceneps__member_beat__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.MemberBeat",
+  "MemberBeat",
+  "Sceneps__MemberBeat",
+  "sceneps",
+  sizeof(Sceneps__MemberBeat),
+  3,
+  sceneps__member_beat__field_descriptors,
+  sceneps__member_beat__field_indices_by_name,
+  1,  sceneps__member_beat__number_ranges,
+  (ProtobufCMessageInit) sceneps__member_beat__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__member_beat_reply__field_descriptors[3] =
+{
+  {
+    "scene_progress",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeatReply, scene_progress),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_progress",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeatReply, min_progress),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_valid",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberBeatReply, lease_valid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__member_beat_reply__field_indices_by_name[] = {
+  2,   /* field[2] = lease_valid */
+  1,   /* field[1] = min_progress */
+  0,   /* field[0] = scene_progress */
+};
+static const ProtobufCIntRange sceneps__member_beat_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sceneps__member_beat_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.MemberBeatReply",
+  "MemberBeatReply",
+  "Sceneps__MemberBeatReply",
+  "sceneps",
+  sizeof(Sceneps__MemberBeatReply),
+  3,
+  sceneps__member_beat_reply__field_descriptors,
+  sceneps__member_beat_reply__field_indices_by_name,
+  1,  sceneps__member_beat_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__member_beat_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__scale__field_descriptors[2] =
+{
+  {
+    "scene",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Scale, scene),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "workers",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Scale, workers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__scale__field_indices_by_name[] = {
+  0,   /* field[0] = scene */
+  1,   /* field[1] = workers */
+};
+static const ProtobufCIntRange sceneps__scale__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sceneps__scale__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.Scale",
+  "Scale",
+  "Sceneps__Scale",
+  "sceneps",
+  sizeof(Sceneps__Scale),
+  2,
+  sceneps__scale__field_descriptors,
+  sceneps__scale__field_indices_by_name,
+  1,  sceneps__scale__number_ranges,
+  (ProtobufCMessageInit) sceneps__scale__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__leave__field_descriptors[2] =
+{
+  {
+    "member_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Leave, member_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Leave, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__leave__field_indices_by_name[] = {
+  0,   /* field[0] = member_id */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange sceneps__leave__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sceneps__leave__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.Leave",
+  "Leave",
+  "Sceneps__Leave",
+  "sceneps",
+  sizeof(Sceneps__Leave),
+  2,
+  sceneps__leave__field_descriptors,
+  sceneps__leave__field_indices_by_name,
+  1,  sceneps__leave__number_ranges,
+  (ProtobufCMessageInit) sceneps__leave__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define sceneps__status_request__field_descriptors NULL
+#define sceneps__status_request__field_indices_by_name NULL
+#define sceneps__status_request__number_ranges NULL
+const ProtobufCMessageDescriptor sceneps__status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.StatusRequest",
+  "StatusRequest",
+  "Sceneps__StatusRequest",
+  "sceneps",
+  sizeof(Sceneps__StatusRequest),
+  0,
+  sceneps__status_request__field_descriptors,
+  sceneps__status_request__field_indices_by_name,
+  0,  sceneps__status_request__number_ranges,
+  (ProtobufCMessageInit) sceneps__status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__scene_status__field_descriptors[7] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, target),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "live_workers",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, live_workers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, chunks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks_done",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, chunks_done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks_leased",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, chunks_leased),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "waiting",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__SceneStatus, waiting),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__scene_status__field_indices_by_name[] = {
+  3,   /* field[3] = chunks */
+  4,   /* field[4] = chunks_done */
+  5,   /* field[5] = chunks_leased */
+  2,   /* field[2] = live_workers */
+  0,   /* field[0] = name */
+  1,   /* field[1] = target */
+  6,   /* field[6] = waiting */
+};
+static const ProtobufCIntRange sceneps__scene_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor sceneps__scene_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.SceneStatus",
+  "SceneStatus",
+  "Sceneps__SceneStatus",
+  "sceneps",
+  sizeof(Sceneps__SceneStatus),
+  7,
+  sceneps__scene_status__field_descriptors,
+  sceneps__scene_status__field_indices_by_name,
+  1,  sceneps__scene_status__number_ranges,
+  (ProtobufCMessageInit) sceneps__scene_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__member_status__field_descriptors[6] =
+{
+  {
+    "member_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, member_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scene",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, scene),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "retiring",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, retiring),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "silent_seconds",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, silent_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__MemberStatus, lease_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__member_status__field_indices_by_name[] = {
+  5,   /* field[5] = lease_id */
+  0,   /* field[0] = member_id */
+  1,   /* field[1] = name */
+  3,   /* field[3] = retiring */
+  2,   /* field[2] = scene */
+  4,   /* field[4] = silent_seconds */
+};
+static const ProtobufCIntRange sceneps__member_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor sceneps__member_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.MemberStatus",
+  "MemberStatus",
+  "Sceneps__MemberStatus",
+  "sceneps",
+  sizeof(Sceneps__MemberStatus),
+  6,
+  sceneps__member_status__field_descriptors,
+  sceneps__member_status__field_indices_by_name,
+  1,  sceneps__member_status__number_ranges,
+  (ProtobufCMessageInit) sceneps__member_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__status_reply__field_descriptors[5] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__StatusReply, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "phase",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__StatusReply, phase),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scenes",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__StatusReply, n_scenes),
+    offsetof(Sceneps__StatusReply, scenes),
+    &sceneps__scene_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "members",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__StatusReply, n_members),
+    offsetof(Sceneps__StatusReply, members),
+    &sceneps__member_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__StatusReply, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__status_reply__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  3,   /* field[3] = members */
+  4,   /* field[4] = message */
+  1,   /* field[1] = phase */
+  2,   /* field[2] = scenes */
+};
+static const ProtobufCIntRange sceneps__status_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor sceneps__status_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.StatusReply",
+  "StatusReply",
+  "Sceneps__StatusReply",
+  "sceneps",
+  sizeof(Sceneps__StatusReply),
+  5,
+  sceneps__status_reply__field_descriptors,
+  sceneps__status_reply__field_indices_by_name,
+  1,  sceneps__status_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__status_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[26] =
 {
   {
     "version",
@@ -2318,6 +3853,126 @@ static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[16] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "register",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, register_),
+    &sceneps__register__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "register_reply",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, register_reply),
+    &sceneps__register_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_request",
+    32,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, lease_request),
+    &sceneps__lease_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_reply",
+    33,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, lease_reply),
+    &sceneps__lease_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member_beat",
+    34,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, member_beat),
+    &sceneps__member_beat__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member_beat_reply",
+    35,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, member_beat_reply),
+    &sceneps__member_beat_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scale",
+    36,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, scale),
+    &sceneps__scale__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leave",
+    37,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, leave),
+    &sceneps__leave__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_request",
+    38,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, status_request),
+    &sceneps__status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_reply",
+    39,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, status_reply),
+    &sceneps__status_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__envelope__field_indices_by_name[] = {
   9,   /* field[9] = ack */
@@ -2326,22 +3981,33 @@ static const unsigned sceneps__envelope__field_indices_by_name[] = {
   13,   /* field[13] = heartbeat */
   3,   /* field[3] = hello */
   4,   /* field[4] = hello_reply */
+  19,   /* field[19] = lease_reply */
+  18,   /* field[18] = lease_request */
+  23,   /* field[23] = leave */
+  20,   /* field[20] = member_beat */
+  21,   /* field[21] = member_beat_reply */
   6,   /* field[6] = pull */
   7,   /* field[7] = pull_reply */
   8,   /* field[8] = push */
+  16,   /* field[16] = register */
+  17,   /* field[17] = register_reply */
   1,   /* field[1] = request_id */
+  22,   /* field[22] = scale */
   2,   /* field[2] = sender */
   14,   /* field[14] = shutdown */
   15,   /* field[15] = snapshot */
   11,   /* field[11] = stats */
   12,   /* field[12] = stats_reply */
+  25,   /* field[25] = status_reply */
+  24,   /* field[24] = status_request */
   0,   /* field[0] = version */
 };
-static const ProtobufCIntRange sceneps__envelope__number_ranges[2 + 1] =
+static const ProtobufCIntRange sceneps__envelope__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
-  { 0, 16 }
+  { 30, 16 },
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
 {
@@ -2351,10 +4017,10 @@ const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
   "Sceneps__Envelope",
   "sceneps",
   sizeof(Sceneps__Envelope),
-  16,
+  26,
   sceneps__envelope__field_descriptors,
   sceneps__envelope__field_indices_by_name,
-  2,  sceneps__envelope__number_ranges,
+  3,  sceneps__envelope__number_ranges,
   (ProtobufCMessageInit) sceneps__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2386,7 +4052,7 @@ const ProtobufCEnumDescriptor sceneps__protocol_version__descriptor =
   sceneps__protocol_version__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sceneps__status__enum_values_by_number[12] =
+static const ProtobufCEnumValue sceneps__status__enum_values_by_number[13] =
 {
   { "STATUS_OK", "SCENEPS__STATUS__STATUS_OK", 0 },
   { "STATUS_BAD_REQUEST", "SCENEPS__STATUS__STATUS_BAD_REQUEST", 1 },
@@ -2400,11 +4066,12 @@ static const ProtobufCEnumValue sceneps__status__enum_values_by_number[12] =
   { "STATUS_INTERNAL", "SCENEPS__STATUS__STATUS_INTERNAL", 9 },
   { "STATUS_UNAUTHENTICATED", "SCENEPS__STATUS__STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_SHUTTING_DOWN", "SCENEPS__STATUS__STATUS_SHUTTING_DOWN", 11 },
+  { "STATUS_UNKNOWN_MEMBER", "SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER", 12 },
 };
 static const ProtobufCIntRange sceneps__status__value_ranges[] = {
-{0, 0},{0, 12}
+{0, 0},{0, 13}
 };
-static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[12] =
+static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[13] =
 {
   { "STATUS_BAD_REQUEST", 1 },
   { "STATUS_CONFLICT", 7 },
@@ -2415,6 +4082,7 @@ static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[12] =
   { "STATUS_SHUTTING_DOWN", 11 },
   { "STATUS_TOO_LARGE", 6 },
   { "STATUS_UNAUTHENTICATED", 10 },
+  { "STATUS_UNKNOWN_MEMBER", 12 },
   { "STATUS_UNKNOWN_TABLE", 3 },
   { "STATUS_VERSION_MISMATCH", 2 },
   { "STATUS_WRONG_DIMENSION", 4 },
@@ -2426,9 +4094,9 @@ const ProtobufCEnumDescriptor sceneps__status__descriptor =
   "Status",
   "Sceneps__Status",
   "sceneps",
-  12,
+  13,
   sceneps__status__enum_values_by_number,
-  12,
+  13,
   sceneps__status__enum_values_by_name,
   1,
   sceneps__status__value_ranges,
@@ -2518,5 +4186,37 @@ const ProtobufCEnumDescriptor sceneps__snapshot_action__descriptor =
   sceneps__snapshot_action__enum_values_by_name,
   1,
   sceneps__snapshot_action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__lease_kind__enum_values_by_number[4] =
+{
+  { "LEASE_KIND_CHUNK", "SCENEPS__LEASE_KIND__LEASE_KIND_CHUNK", 0 },
+  { "LEASE_KIND_WAIT", "SCENEPS__LEASE_KIND__LEASE_KIND_WAIT", 1 },
+  { "LEASE_KIND_RETIRE", "SCENEPS__LEASE_KIND__LEASE_KIND_RETIRE", 2 },
+  { "LEASE_KIND_JOB_DONE", "SCENEPS__LEASE_KIND__LEASE_KIND_JOB_DONE", 3 },
+};
+static const ProtobufCIntRange sceneps__lease_kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex sceneps__lease_kind__enum_values_by_name[4] =
+{
+  { "LEASE_KIND_CHUNK", 0 },
+  { "LEASE_KIND_JOB_DONE", 3 },
+  { "LEASE_KIND_RETIRE", 2 },
+  { "LEASE_KIND_WAIT", 1 },
+};
+const ProtobufCEnumDescriptor sceneps__lease_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.LeaseKind",
+  "LeaseKind",
+  "Sceneps__LeaseKind",
+  "sceneps",
+  4,
+  sceneps__lease_kind__enum_values_by_number,
+  4,
+  sceneps__lease_kind__enum_values_by_name,
+  1,
+  sceneps__lease_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -33,6 +33,18 @@ typedef struct Sceneps__StatsReply Sceneps__StatsReply;
 typedef struct Sceneps__Heartbeat Sceneps__Heartbeat;
 typedef struct Sceneps__Shutdown Sceneps__Shutdown;
 typedef struct Sceneps__Snapshot Sceneps__Snapshot;
+typedef struct Sceneps__Register Sceneps__Register;
+typedef struct Sceneps__RegisterReply Sceneps__RegisterReply;
+typedef struct Sceneps__LeaseRequest Sceneps__LeaseRequest;
+typedef struct Sceneps__LeaseReply Sceneps__LeaseReply;
+typedef struct Sceneps__MemberBeat Sceneps__MemberBeat;
+typedef struct Sceneps__MemberBeatReply Sceneps__MemberBeatReply;
+typedef struct Sceneps__Scale Sceneps__Scale;
+typedef struct Sceneps__Leave Sceneps__Leave;
+typedef struct Sceneps__StatusRequest Sceneps__StatusRequest;
+typedef struct Sceneps__SceneStatus Sceneps__SceneStatus;
+typedef struct Sceneps__MemberStatus Sceneps__MemberStatus;
+typedef struct Sceneps__StatusReply Sceneps__StatusReply;
 typedef struct Sceneps__Envelope Sceneps__Envelope;
 
 
@@ -73,7 +85,11 @@ typedef enum _Sceneps__Status {
   SCENEPS__STATUS__STATUS_FROZEN = 8,
   SCENEPS__STATUS__STATUS_INTERNAL = 9,
   SCENEPS__STATUS__STATUS_UNAUTHENTICATED = 10,
-  SCENEPS__STATUS__STATUS_SHUTTING_DOWN = 11
+  SCENEPS__STATUS__STATUS_SHUTTING_DOWN = 11,
+  /*
+   * coordinator: the member id is not (or no longer) registered: register again
+   */
+  SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER = 12
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__STATUS)
 } Sceneps__Status;
 typedef enum _Sceneps__TableKind {
@@ -112,6 +128,25 @@ typedef enum _Sceneps__SnapshotAction {
   SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_RESTORE = 1
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__SNAPSHOT_ACTION)
 } Sceneps__SnapshotAction;
+typedef enum _Sceneps__LeaseKind {
+  /*
+   * train this chunk, then ask again
+   */
+  SCENEPS__LEASE_KIND__LEASE_KIND_CHUNK = 0,
+  /*
+   * nothing to lease now (epoch ending, evaluating, aligned): ask again after wait_ms
+   */
+  SCENEPS__LEASE_KIND__LEASE_KIND_WAIT = 1,
+  /*
+   * the scene's pool shrank: exit 0
+   */
+  SCENEPS__LEASE_KIND__LEASE_KIND_RETIRE = 2,
+  /*
+   * training is over: exit 0
+   */
+  SCENEPS__LEASE_KIND__LEASE_KIND_JOB_DONE = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__LEASE_KIND)
+} Sceneps__LeaseKind;
 
 /* --- messages --- */
 
@@ -419,6 +454,242 @@ struct  Sceneps__Snapshot
     , SCENEPS__SNAPSHOT_ACTION__SNAPSHOT_ACTION_SAVE, (char *)protobuf_c_empty_string }
 
 
+/*
+ * A process joins the job. `name` names the logical process and stays the
+ * same when it is restarted (feed-0); `incarnation` differs for every
+ * process start (pid and start time). A registration of a name whose
+ * earlier incarnation is still registered replaces it (the old one is
+ * declared dead and its lease goes back to the queue); the same
+ * incarnation registering twice is refused with CONFLICT.
+ */
+struct  Sceneps__Register
+{
+  ProtobufCMessage base;
+  char *name;
+  char *scene;
+  char *incarnation;
+};
+#define SCENEPS__REGISTER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__register__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Sceneps__RegisterReply
+{
+  ProtobufCMessage base;
+  uint64_t member_id;
+  /*
+   * parameter-server endpoints, in shard order
+   */
+  size_t n_servers;
+  char **servers;
+  /*
+   * send a MemberBeat at least this often
+   */
+  uint32_t heartbeat_ms;
+  /*
+   * silent this long = dead, its lease re-leased
+   */
+  uint32_t dead_after_ms;
+};
+#define SCENEPS__REGISTER_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__register_reply__descriptor) \
+    , 0, 0,NULL, 0, 0 }
+
+
+/*
+ * Asks for the next chunk of the member's scene, reporting the lease just
+ * trained (done_lease 0 = none). One round trip per chunk.
+ */
+struct  Sceneps__LeaseRequest
+{
+  ProtobufCMessage base;
+  uint64_t member_id;
+  uint64_t done_lease;
+  uint64_t done_examples;
+  uint64_t done_steps;
+  double done_seconds;
+  double done_loss;
+};
+#define SCENEPS__LEASE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__lease_request__descriptor) \
+    , 0, 0, 0, 0, 0, 0 }
+
+
+struct  Sceneps__LeaseReply
+{
+  ProtobufCMessage base;
+  Sceneps__LeaseKind kind;
+  uint64_t lease_id;
+  uint32_t epoch;
+  char *scene;
+  /*
+   * relative to the prepared data set
+   */
+  char *chunk_file;
+  /*
+   * in the scene's training chunks
+   */
+  uint32_t chunk_index;
+  uint64_t chunk_examples;
+  /*
+   * examples of the scene's epoch in chunks done or leased before this one
+   */
+  uint64_t scene_examples_before;
+  uint64_t scene_epoch_examples;
+  /*
+   * the schedule's decay level for this epoch
+   */
+  uint32_t lr_level;
+  uint32_t wait_ms;
+  /*
+   * why WAIT / RETIRE / JOB_DONE
+   */
+  char *reason;
+  /*
+   * the request's done_lease counted (false: it had been taken back)
+   */
+  protobuf_c_boolean done_accepted;
+};
+#define SCENEPS__LEASE_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__lease_reply__descriptor) \
+    , SCENEPS__LEASE_KIND__LEASE_KIND_CHUNK, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Liveness (lease_id 0) and progress alignment (the examples of lease
+ * lease_id trained so far). Reply: MemberBeatReply.
+ */
+struct  Sceneps__MemberBeat
+{
+  ProtobufCMessage base;
+  uint64_t member_id;
+  uint64_t lease_id;
+  uint64_t lease_examples;
+};
+#define SCENEPS__MEMBER_BEAT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__member_beat__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Sceneps__MemberBeatReply
+{
+  ProtobufCMessage base;
+  /*
+   * fraction of the member's scene's epoch trained
+   */
+  double scene_progress;
+  /*
+   * the smallest over the scenes that have live workers
+   */
+  double min_progress;
+  /*
+   * false: that lease was taken back
+   */
+  protobuf_c_boolean lease_valid;
+};
+#define SCENEPS__MEMBER_BEAT_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__member_beat_reply__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * Sets a scene's pool size (psctl scale). Reply: Ack, or BAD_REQUEST for an
+ * unknown scene or a negative count.
+ */
+struct  Sceneps__Scale
+{
+  ProtobufCMessage base;
+  char *scene;
+  int32_t workers;
+};
+#define SCENEPS__SCALE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__scale__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * A member leaves on its own (graceful stop); its lease goes back. Reply: Ack.
+ */
+struct  Sceneps__Leave
+{
+  ProtobufCMessage base;
+  uint64_t member_id;
+  char *reason;
+};
+#define SCENEPS__LEAVE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__leave__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+struct  Sceneps__StatusRequest
+{
+  ProtobufCMessage base;
+};
+#define SCENEPS__STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__status_request__descriptor) \
+     }
+
+
+struct  Sceneps__SceneStatus
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * pool size asked for (-1 = not set: every registered worker is used)
+   */
+  int32_t target;
+  uint32_t live_workers;
+  uint32_t chunks;
+  uint32_t chunks_done;
+  uint32_t chunks_leased;
+  /*
+   * has chunks left but no live worker
+   */
+  protobuf_c_boolean waiting;
+};
+#define SCENEPS__SCENE_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__scene_status__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
+struct  Sceneps__MemberStatus
+{
+  ProtobufCMessage base;
+  uint64_t member_id;
+  char *name;
+  char *scene;
+  protobuf_c_boolean retiring;
+  double silent_seconds;
+  uint64_t lease_id;
+};
+#define SCENEPS__MEMBER_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__member_status__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Sceneps__StatusReply
+{
+  ProtobufCMessage base;
+  uint32_t epoch;
+  /*
+   * training | evaluating | done
+   */
+  char *phase;
+  size_t n_scenes;
+  Sceneps__SceneStatus **scenes;
+  size_t n_members;
+  Sceneps__MemberStatus **members;
+  /*
+   * the last notable event, for people
+   */
+  char *message;
+};
+#define SCENEPS__STATUS_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__status_reply__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   SCENEPS__ENVELOPE__BODY__NOT_SET = 0,
   SCENEPS__ENVELOPE__BODY_HELLO = 10,
@@ -433,7 +704,17 @@ typedef enum {
   SCENEPS__ENVELOPE__BODY_STATS_REPLY = 19,
   SCENEPS__ENVELOPE__BODY_HEARTBEAT = 20,
   SCENEPS__ENVELOPE__BODY_SHUTDOWN = 21,
-  SCENEPS__ENVELOPE__BODY_SNAPSHOT = 22
+  SCENEPS__ENVELOPE__BODY_SNAPSHOT = 22,
+  SCENEPS__ENVELOPE__BODY_REGISTER = 30,
+  SCENEPS__ENVELOPE__BODY_REGISTER_REPLY = 31,
+  SCENEPS__ENVELOPE__BODY_LEASE_REQUEST = 32,
+  SCENEPS__ENVELOPE__BODY_LEASE_REPLY = 33,
+  SCENEPS__ENVELOPE__BODY_MEMBER_BEAT = 34,
+  SCENEPS__ENVELOPE__BODY_MEMBER_BEAT_REPLY = 35,
+  SCENEPS__ENVELOPE__BODY_SCALE = 36,
+  SCENEPS__ENVELOPE__BODY_LEAVE = 37,
+  SCENEPS__ENVELOPE__BODY_STATUS_REQUEST = 38,
+  SCENEPS__ENVELOPE__BODY_STATUS_REPLY = 39
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__ENVELOPE__BODY__CASE)
 } Sceneps__Envelope__BodyCase;
 
@@ -458,6 +739,19 @@ struct  Sceneps__Envelope
     Sceneps__Heartbeat *heartbeat;
     Sceneps__Shutdown *shutdown;
     Sceneps__Snapshot *snapshot;
+    /*
+     * 23..29: checkpoints. 30..49: the coordinator.
+     */
+    Sceneps__Register *register_;
+    Sceneps__RegisterReply *register_reply;
+    Sceneps__LeaseRequest *lease_request;
+    Sceneps__LeaseReply *lease_reply;
+    Sceneps__MemberBeat *member_beat;
+    Sceneps__MemberBeatReply *member_beat_reply;
+    Sceneps__Scale *scale;
+    Sceneps__Leave *leave;
+    Sceneps__StatusRequest *status_request;
+    Sceneps__StatusReply *status_reply;
   };
 };
 #define SCENEPS__ENVELOPE__INIT \
@@ -807,6 +1101,234 @@ Sceneps__Snapshot *
 void   sceneps__snapshot__free_unpacked
                      (Sceneps__Snapshot *message,
                       ProtobufCAllocator *allocator);
+/* Sceneps__Register methods */
+void   sceneps__register__init
+                     (Sceneps__Register         *message);
+size_t sceneps__register__get_packed_size
+                     (const Sceneps__Register   *message);
+size_t sceneps__register__pack
+                     (const Sceneps__Register   *message,
+                      uint8_t             *out);
+size_t sceneps__register__pack_to_buffer
+                     (const Sceneps__Register   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__Register *
+       sceneps__register__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__register__free_unpacked
+                     (Sceneps__Register *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__RegisterReply methods */
+void   sceneps__register_reply__init
+                     (Sceneps__RegisterReply         *message);
+size_t sceneps__register_reply__get_packed_size
+                     (const Sceneps__RegisterReply   *message);
+size_t sceneps__register_reply__pack
+                     (const Sceneps__RegisterReply   *message,
+                      uint8_t             *out);
+size_t sceneps__register_reply__pack_to_buffer
+                     (const Sceneps__RegisterReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__RegisterReply *
+       sceneps__register_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__register_reply__free_unpacked
+                     (Sceneps__RegisterReply *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__LeaseRequest methods */
+void   sceneps__lease_request__init
+                     (Sceneps__LeaseRequest         *message);
+size_t sceneps__lease_request__get_packed_size
+                     (const Sceneps__LeaseRequest   *message);
+size_t sceneps__lease_request__pack
+                     (const Sceneps__LeaseRequest   *message,
+                      uint8_t             *out);
+size_t sceneps__lease_request__pack_to_buffer
+                     (const Sceneps__LeaseRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__LeaseRequest *
+       sceneps__lease_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__lease_request__free_unpacked
+                     (Sceneps__LeaseRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__LeaseReply methods */
+void   sceneps__lease_reply__init
+                     (Sceneps__LeaseReply         *message);
+size_t sceneps__lease_reply__get_packed_size
+                     (const Sceneps__LeaseReply   *message);
+size_t sceneps__lease_reply__pack
+                     (const Sceneps__LeaseReply   *message,
+                      uint8_t             *out);
+size_t sceneps__lease_reply__pack_to_buffer
+                     (const Sceneps__LeaseReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__LeaseReply *
+       sceneps__lease_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__lease_reply__free_unpacked
+                     (Sceneps__LeaseReply *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__MemberBeat methods */
+void   sceneps__member_beat__init
+                     (Sceneps__MemberBeat         *message);
+size_t sceneps__member_beat__get_packed_size
+                     (const Sceneps__MemberBeat   *message);
+size_t sceneps__member_beat__pack
+                     (const Sceneps__MemberBeat   *message,
+                      uint8_t             *out);
+size_t sceneps__member_beat__pack_to_buffer
+                     (const Sceneps__MemberBeat   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__MemberBeat *
+       sceneps__member_beat__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__member_beat__free_unpacked
+                     (Sceneps__MemberBeat *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__MemberBeatReply methods */
+void   sceneps__member_beat_reply__init
+                     (Sceneps__MemberBeatReply         *message);
+size_t sceneps__member_beat_reply__get_packed_size
+                     (const Sceneps__MemberBeatReply   *message);
+size_t sceneps__member_beat_reply__pack
+                     (const Sceneps__MemberBeatReply   *message,
+                      uint8_t             *out);
+size_t sceneps__member_beat_reply__pack_to_buffer
+                     (const Sceneps__MemberBeatReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__MemberBeatReply *
+       sceneps__member_beat_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__member_beat_reply__free_unpacked
+                     (Sceneps__MemberBeatReply *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__Scale methods */
+void   sceneps__scale__init
+                     (Sceneps__Scale         *message);
+size_t sceneps__scale__get_packed_size
+                     (const Sceneps__Scale   *message);
+size_t sceneps__scale__pack
+                     (const Sceneps__Scale   *message,
+                      uint8_t             *out);
+size_t sceneps__scale__pack_to_buffer
+                     (const Sceneps__Scale   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__Scale *
+       sceneps__scale__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__scale__free_unpacked
+                     (Sceneps__Scale *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__Leave methods */
+void   sceneps__leave__init
+                     (Sceneps__Leave         *message);
+size_t sceneps__leave__get_packed_size
+                     (const Sceneps__Leave   *message);
+size_t sceneps__leave__pack
+                     (const Sceneps__Leave   *message,
+                      uint8_t             *out);
+size_t sceneps__leave__pack_to_buffer
+                     (const Sceneps__Leave   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__Leave *
+       sceneps__leave__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__leave__free_unpacked
+                     (Sceneps__Leave *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__StatusRequest methods */
+void   sceneps__status_request__init
+                     (Sceneps__StatusRequest         *message);
+size_t sceneps__status_request__get_packed_size
+                     (const Sceneps__StatusRequest   *message);
+size_t sceneps__status_request__pack
+                     (const Sceneps__StatusRequest   *message,
+                      uint8_t             *out);
+size_t sceneps__status_request__pack_to_buffer
+                     (const Sceneps__StatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__StatusRequest *
+       sceneps__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__status_request__free_unpacked
+                     (Sceneps__StatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__SceneStatus methods */
+void   sceneps__scene_status__init
+                     (Sceneps__SceneStatus         *message);
+size_t sceneps__scene_status__get_packed_size
+                     (const Sceneps__SceneStatus   *message);
+size_t sceneps__scene_status__pack
+                     (const Sceneps__SceneStatus   *message,
+                      uint8_t             *out);
+size_t sceneps__scene_status__pack_to_buffer
+                     (const Sceneps__SceneStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__SceneStatus *
+       sceneps__scene_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__scene_status__free_unpacked
+                     (Sceneps__SceneStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__MemberStatus methods */
+void   sceneps__member_status__init
+                     (Sceneps__MemberStatus         *message);
+size_t sceneps__member_status__get_packed_size
+                     (const Sceneps__MemberStatus   *message);
+size_t sceneps__member_status__pack
+                     (const Sceneps__MemberStatus   *message,
+                      uint8_t             *out);
+size_t sceneps__member_status__pack_to_buffer
+                     (const Sceneps__MemberStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__MemberStatus *
+       sceneps__member_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__member_status__free_unpacked
+                     (Sceneps__MemberStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__StatusReply methods */
+void   sceneps__status_reply__init
+                     (Sceneps__StatusReply         *message);
+size_t sceneps__status_reply__get_packed_size
+                     (const Sceneps__StatusReply   *message);
+size_t sceneps__status_reply__pack
+                     (const Sceneps__StatusReply   *message,
+                      uint8_t             *out);
+size_t sceneps__status_reply__pack_to_buffer
+                     (const Sceneps__StatusReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__StatusReply *
+       sceneps__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__status_reply__free_unpacked
+                     (Sceneps__StatusReply *message,
+                      ProtobufCAllocator *allocator);
 /* Sceneps__Envelope methods */
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message);
@@ -882,6 +1404,42 @@ typedef void (*Sceneps__Shutdown_Closure)
 typedef void (*Sceneps__Snapshot_Closure)
                  (const Sceneps__Snapshot *message,
                   void *closure_data);
+typedef void (*Sceneps__Register_Closure)
+                 (const Sceneps__Register *message,
+                  void *closure_data);
+typedef void (*Sceneps__RegisterReply_Closure)
+                 (const Sceneps__RegisterReply *message,
+                  void *closure_data);
+typedef void (*Sceneps__LeaseRequest_Closure)
+                 (const Sceneps__LeaseRequest *message,
+                  void *closure_data);
+typedef void (*Sceneps__LeaseReply_Closure)
+                 (const Sceneps__LeaseReply *message,
+                  void *closure_data);
+typedef void (*Sceneps__MemberBeat_Closure)
+                 (const Sceneps__MemberBeat *message,
+                  void *closure_data);
+typedef void (*Sceneps__MemberBeatReply_Closure)
+                 (const Sceneps__MemberBeatReply *message,
+                  void *closure_data);
+typedef void (*Sceneps__Scale_Closure)
+                 (const Sceneps__Scale *message,
+                  void *closure_data);
+typedef void (*Sceneps__Leave_Closure)
+                 (const Sceneps__Leave *message,
+                  void *closure_data);
+typedef void (*Sceneps__StatusRequest_Closure)
+                 (const Sceneps__StatusRequest *message,
+                  void *closure_data);
+typedef void (*Sceneps__SceneStatus_Closure)
+                 (const Sceneps__SceneStatus *message,
+                  void *closure_data);
+typedef void (*Sceneps__MemberStatus_Closure)
+                 (const Sceneps__MemberStatus *message,
+                  void *closure_data);
+typedef void (*Sceneps__StatusReply_Closure)
+                 (const Sceneps__StatusReply *message,
+                  void *closure_data);
 typedef void (*Sceneps__Envelope_Closure)
                  (const Sceneps__Envelope *message,
                   void *closure_data);
@@ -896,6 +1454,7 @@ extern const ProtobufCEnumDescriptor    sceneps__status__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__table_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__init_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__snapshot_action__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__lease_kind__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__adam_config__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__table_spec__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__sparse_block__descriptor;
@@ -914,6 +1473,18 @@ extern const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__shutdown__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__snapshot__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__register__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__register_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__lease_request__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__lease_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__member_beat__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__member_beat_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__scale__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__leave__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__status_request__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__scene_status__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__member_status__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__status_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS
