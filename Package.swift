@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "ps-server", targets: ["ps-server"]),
         .executable(name: "worker", targets: ["worker"]),
         .executable(name: "psctl", targets: ["psctl"]),
+        .executable(name: "coordinator", targets: ["coordinator"]),
         .executable(name: "ps-bench", targets: ["ps-bench"]),
     ],
     dependencies: [
@@ -55,6 +56,11 @@ let package = Package(
             "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
+        .target(name: "ScenePSCoordinator", dependencies: [
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "CZeroMQ",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Executables.
         .executableTarget(name: "ps-server", dependencies: [
@@ -63,12 +69,17 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "coordinator", dependencies: [
+            "ScenePSCore", "ScenePSCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
-            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText",
+            "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -91,6 +102,7 @@ let package = Package(
         .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
         .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
                     exclude: ["Fixtures"]),
+        .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
     ]
 )

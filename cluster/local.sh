@@ -3,21 +3,25 @@
 #
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
-#                    [--rows N] [--base-port P] [--debug]
+#                    [--rows N] [--base-port P] [--restart-on-failure [--max-restarts N]] [--debug]
 #
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
 # Flags override the config. Results: RUN_DIR/summary.json (the run directory
-# is printed at the end); logs of every process: RUN_DIR/logs/.
-# Ctrl-C or SIGTERM stops every process. SCENEPS_BIN=DIR uses prebuilt executables. The exit status is non-zero, and the
-# failing process is named, when any process fails.
+# is printed at the end); logs of every process: RUN_DIR/logs/. `psctl status
+# --run-dir DIR` shows the job, `psctl scale --run-dir DIR --scene S --workers N`
+# changes a scene's pool while it trains. --restart-on-failure restarts a dead
+# worker or coordinator (at most --max-restarts times each, default 3); without
+# it, or when a server dies, every process is stopped and the exit status is
+# non-zero, naming the failed process. Ctrl-C or SIGTERM stops every process.
+# SCENEPS_BIN=DIR uses prebuilt executables.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
-RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release"
+RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 
@@ -33,6 +37,8 @@ while [ $# -gt 0 ]; do
     --skip-bad-rows) SKIP_BAD=1; shift ;;
     --rows) need "$@"; ROWS="$2"; shift 2 ;;
     --base-port) need "$@"; BASE_PORT="$2"; shift 2 ;;
+    --restart-on-failure) RESTART=1; shift ;;
+    --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
@@ -47,6 +53,8 @@ done
 [ -z "$ITEMS" ] || [ -f "$ITEMS" ] || die "items file not found: $ITEMS"
 [ -z "$TRUTH" ] || [ -f "$TRUTH" ] || die "truth file not found: $TRUTH"
 [ -n "$LOG" ] || [ -z "$ITEMS$TRUTH$SKIP_BAD" ] || die "--items, --truth and --skip-bad-rows go with --log"
+[ -z "$MAX_RESTARTS" ] || [[ "$MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts must be 0 or more, got '$MAX_RESTARTS'"
+[ -z "$MAX_RESTARTS" ] || [ -n "$RESTART" ] || die "--max-restarts goes with --restart-on-failure"
 
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
@@ -56,14 +64,14 @@ RUN_DIR=$(abs "$RUN_DIR")
 # A new run in a run directory replaces the results of any earlier one there
 # (their worker reports would count in the throughput, their schedule would
 # not match this run's epochs).
-for old in summary.json schedule.json epochs workers logs; do
+for old in summary.json schedule.json epochs workers logs coordinator; do
   if [ -e "$RUN_DIR/$old" ]; then
     echo "local.sh: note: $RUN_DIR holds an earlier run; its results are replaced" >&2
     break
   fi
 done
-rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs"
-mkdir -p "$RUN_DIR/logs" "$RUN_DIR/workers"
+rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs" "$RUN_DIR/coordinator"
+mkdir -p "$RUN_DIR/logs"
 
 # --- install and build what is missing ------------------------------------
 "$ROOT/tools/install-deps.sh"
@@ -71,11 +79,11 @@ if [ -n "${SCENEPS_BIN:-}" ]; then
   BIN="$SCENEPS_BIN"   # prebuilt executables (the test suite sets this)
 else
   echo "== building ($CONF)"
-  (cd "$ROOT" && swift build -c "$CONF" --product ps-server >/dev/null && swift build -c "$CONF" --product worker >/dev/null \
-     && swift build -c "$CONF" --product psctl >/dev/null) || die "build failed: run 'swift build -c $CONF' to see why"
+  (cd "$ROOT" && for p in ps-server worker coordinator psctl; do swift build -c "$CONF" --product $p >/dev/null || exit 1; done) \
+    || die "build failed: run 'swift build -c $CONF' to see why"
   BIN=$(cd "$ROOT" && swift build -c "$CONF" --show-bin-path)
 fi
-for b in ps-server worker psctl; do [ -x "$BIN/$b" ] || die "missing executable $BIN/$b"; done
+for b in ps-server worker coordinator psctl; do [ -x "$BIN/$b" ] || die "missing executable $BIN/$b"; done
 PSCTL="$BIN/psctl"
 
 # --- data ------------------------------------------------------------------
@@ -100,120 +108,11 @@ else
     || die "preparing $GEN/log.csv failed"
 fi
 
-# --- plan: servers, ports, workers per scene ------------------------------
-plan_args=(--config "$CONFIG" --data "$DATA")
-[ -z "$SERVERS" ] || plan_args+=(--servers "$SERVERS")
-[ -z "$WPS" ] || plan_args+=(--workers-per-scene "$WPS")
-[ -z "$BASE_PORT" ] || plan_args+=(--base-port "$BASE_PORT")
-PLAN=$("$PSCTL" plan "${plan_args[@]}") || die "the config does not fit the data (see the error above)"
-echo "$PLAN" > "$RUN_DIR/plan.txt"
-ENDPOINTS=$(awk '$1=="endpoints"{print $2}' <<<"$PLAN")
-IFS=, read -r -a EP <<<"$ENDPOINTS"
-
-# --- processes -------------------------------------------------------------
-declare -A NAME_OF=()
-PIDS=()
-SERVER_PIDS=()
-STOPPING=0
-
-start() {   # start NAME CMD...: runs CMD with its output prefixed and copied to RUN_DIR/logs/NAME.log
-  local name=$1; shift
-  "$@" > >(tee -a "$RUN_DIR/logs/$name.log" | sed -u "s/^/[$name] /") 2>&1 &
-  local pid=$!
-  NAME_OF[$pid]=$name
-  PIDS+=("$pid")
-  LAST_PID=$pid
-}
-
-stop_all() {
-  STOPPING=1
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && return 0
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
-trap 'echo "local.sh: interrupted, stopping every process" >&2; stop_all; exit 130' INT
-trap 'echo "local.sh: terminated, stopping every process" >&2; stop_all; exit 143' TERM
-trap 'stop_all' EXIT
-
-fail() { echo "local.sh: FAILED: $*" >&2; echo "local.sh: logs in $RUN_DIR/logs" >&2; stop_all; exit 1; }
-
-check_servers() {   # fail, naming it, when a server has died
-  local i rc
-  for i in "${!SERVER_PIDS[@]}"; do
-    if ! kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null; then
-      wait "${SERVER_PIDS[$i]}" && rc=0 || rc=$?
-      fail "server-$i $(describe_exit $rc)"
-    fi
-  done
-}
-
-describe_exit() {   # describe_exit RC
-  local rc=$1
-  if [ "$rc" -gt 128 ]; then echo "was killed by signal $((rc - 128))"; else echo "exited with status $rc"; fi
-}
-
-echo "== starting ${#EP[@]} servers"
-for i in "${!EP[@]}"; do
-  start "server-$i" "$BIN/ps-server" --shard-index "$i" --shard-count "${#EP[@]}" --bind "${EP[$i]}"
-  SERVER_PIDS+=("$LAST_PID")
-done
-for i in "${!EP[@]}"; do
-  for _ in $(seq 300); do
-    grep -q "^ready" "$RUN_DIR/logs/server-$i.log" 2>/dev/null && break
-    kill -0 "${SERVER_PIDS[$i]}" 2>/dev/null || { wait "${SERVER_PIDS[$i]}" && rc=0 || rc=$?; fail "server-$i $(describe_exit $rc) before it was ready"; }
-    sleep 0.1
-  done
-  grep -q "^ready" "$RUN_DIR/logs/server-$i.log" || fail "server-$i was not ready within 30 s"
-done
-
-EPOCHS=$(awk '$1=="epochs"{print $2}' <<<"$PLAN")
-TOTAL_WORKERS=$(awk '$1=="scene"{n += $3} END{print n + 0}' <<<"$PLAN")
-CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
-if [ "$TOTAL_WORKERS" -gt $((2 * CORES)) ]; then
-  echo "local.sh: note: $TOTAL_WORKERS workers on $CORES cores: every pull is many other workers' pushes old" \
-       "when its gradient lands (measured: 16 workers on 2 cores lose ~0.01 AUC against 4-8); fewer workers per scene train as fast here" >&2
-fi
-START_TS=$(date +%s)
-for ((epoch = 1; epoch <= EPOCHS; epoch++)); do
-  WORKER_PIDS=()
-  while read -r _ scene n; do
-    for ((w = 0; w < n; w++)); do
-      start "worker-$scene-$w" "$BIN/worker" --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" \
-        --scene "$scene" --index "$w" --count "$n" --epoch "$epoch" --run-dir "$RUN_DIR" \
-        --host-workers "$TOTAL_WORKERS"
-      WORKER_PIDS+=("$LAST_PID")
-    done
-  done < <(awk '$1=="scene"' <<<"$PLAN")
-  echo "== epoch $epoch: ${#WORKER_PIDS[@]} workers training"
-
-  remaining=${#WORKER_PIDS[@]}
-  while [ "$remaining" -gt 0 ]; do
-    done_pid=""
-    set +e; wait -n -p done_pid "${PIDS[@]}"; rc=$?; set -e
-    [ -n "$done_pid" ] || continue
-    name=${NAME_OF[$done_pid]}
-    if [[ "$name" == server-* ]]; then fail "$name $(describe_exit $rc) while workers were training"; fi
-    # A worker usually fails because a server died under it: name the root cause.
-    [ "$rc" -eq 0 ] || { check_servers; fail "$name $(describe_exit $rc)"; }
-    NEW=(); for p in "${PIDS[@]}"; do [ "$p" = "$done_pid" ] || NEW+=("$p"); done; PIDS=("${NEW[@]}")
-    remaining=$((remaining - 1))
-  done
-
-  echo "== epoch $epoch: evaluating"
-  "$PSCTL" evaluate --config "$CONFIG" --data "$DATA" --servers "$ENDPOINTS" --run-dir "$RUN_DIR" --epoch "$epoch" \
-    > "$RUN_DIR/logs/evaluate-$epoch.log" 2>&1 || { cat "$RUN_DIR/logs/evaluate-$epoch.log" >&2; check_servers; fail "evaluation after epoch $epoch failed"; }
-  cat "$RUN_DIR/logs/evaluate-$epoch.log"
-  grep -q "^decision: stop" "$RUN_DIR/logs/evaluate-$epoch.log" && break
-done
-"$PSCTL" shutdown --servers "$ENDPOINTS" >/dev/null 2>&1 || true
-for p in "${SERVER_PIDS[@]}"; do
-  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-done
-sleep 0.2
-echo "== done in $(( $(date +%s) - START_TS )) s; results: $RUN_DIR/summary.json"
+# --- the job: servers, coordinator, workers, supervised (psctl supervise) ---
+args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
+[ -z "$SERVERS" ] || args+=(--servers "$SERVERS")
+[ -z "$WPS" ] || args+=(--workers-per-scene "$WPS")
+[ -z "$BASE_PORT" ] || args+=(--base-port "$BASE_PORT")
+[ -z "$RESTART" ] || args+=(--restart-on-failure)
+[ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
+exec "$PSCTL" supervise "${args[@]}"

@@ -14,6 +14,6 @@ tools/fetch-minilm.sh
 echo "== building release executables"
 swift build -c release 2>&1 | grep -E "error|warning: .*deprecated|Compiling|Build complete" | grep -v "^\[" | tail -5
 export SCENEPS_BIN="$(swift build -c release --show-bin-path)"
-for b in ps-server worker psctl; do [ -x "$SCENEPS_BIN/$b" ] || { echo "missing $SCENEPS_BIN/$b" >&2; exit 1; }; done
+for b in ps-server worker coordinator psctl; do [ -x "$SCENEPS_BIN/$b" ] || { echo "missing $SCENEPS_BIN/$b" >&2; exit 1; }; done
 echo "== swift test"
 swift test "$@"

@@ -2,23 +2,21 @@ import Foundation
 import ScenePSCore
 import ScenePSData
 
-/// The workers' reports of one run (RUN_DIR/workers/*.json).
-public enum WorkerReports {
-    public static func load(runDir: String) throws -> [WorkerReport] {
-        let dir = (runDir as NSString).appendingPathComponent("workers")
-        let files = (FileManager.default.subpaths(atPath: dir) ?? []).filter { $0.hasSuffix(".json") }.sorted()
-        return try files.map { try JSONFile.read(WorkerReport.self, from: (dir as NSString).appendingPathComponent($0)) }
-    }
-
-    /// Examples and training seconds summed over epochs; an epoch lasts from
-    /// its first worker's start to its last worker's end.
-    public static func throughput(_ reports: [WorkerReport]) -> (examples: Int, seconds: Double) {
-        var examples = 0, seconds = 0.0
-        for (_, rs) in Dictionary(grouping: reports, by: \.epoch) {
-            examples += rs.reduce(0) { $0 + $1.examples }
-            seconds += (rs.map(\.finishedAt).max() ?? 0) - (rs.map(\.startedAt).min() ?? 0)
-        }
-        return (examples, seconds)
+/// What training did up to an epoch, for `summary.json` (the coordinator
+/// counts it from the leases workers report).
+public struct TrainingTotals: Sendable {
+    public var examples: Int
+    /// Training time: every epoch from its first lease to its last chunk done.
+    public var seconds: Double
+    /// Workers per scene when the epoch ended.
+    public var workers: [String: Int]
+    /// When the job started (Unix seconds).
+    public var startedAt: Double
+    public init(examples: Int, seconds: Double, workers: [String: Int], startedAt: Double) {
+        self.examples = examples
+        self.seconds = seconds
+        self.workers = workers
+        self.startedAt = startedAt
     }
 }
 
@@ -49,6 +47,41 @@ public struct RunSummary: Codable, Sendable {
     public var catalogue: CatalogueSummary?
     /// Set in summary.json: every epoch's rate, validation AUC and what the schedule decided.
     public var schedule: [LearningRateSchedule.EpochRecord]?
+    /// Set in summary.json: per epoch, chunks leased, done and re-leased (leases taken back from dead workers).
+    public var leases: [LeaseCounts]?
+    /// Set in summary.json: every change of a scene's pool (psctl scale).
+    public var scaling: [ScalingRecord]?
+    /// Set in summary.json: process name → times it was restarted.
+    public var restarts: [String: Int]?
+
+    public struct LeaseCounts: Codable, Sendable, Equatable {
+        public var epoch: Int
+        public var chunks: Int
+        public var leased: Int
+        public var done: Int
+        public var released: Int
+        public var examples: Int
+        public init(epoch: Int, chunks: Int, leased: Int, done: Int, released: Int, examples: Int) {
+            self.epoch = epoch
+            self.chunks = chunks
+            self.leased = leased
+            self.done = done
+            self.released = released
+            self.examples = examples
+        }
+    }
+
+    public struct ScalingRecord: Codable, Sendable, Equatable {
+        /// Unix seconds.
+        public var time: Double
+        public var scene: String
+        public var workers: Int
+        public init(time: Double, scene: String, workers: Int) {
+            self.time = time
+            self.scene = scene
+            self.workers = workers
+        }
+    }
 
     /// `summary.json`'s `catalogue`: what preparation found in the item catalogue.
     public struct CatalogueSummary: Codable, Sendable, Equatable {
@@ -77,12 +110,12 @@ public struct RunSummary: Codable, Sendable {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
         case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
-        case skippedRows = "skipped_rows", catalogue, schedule
+        case skippedRows = "skipped_rows", catalogue, schedule, leases, scaling, restarts
     }
 
     /// The summary of one epoch: test metrics, validation AUC, throughput so far.
     public init(epoch: Int, test: MetricsInput, valid: MetricsInput?, sceneNames: [String],
-                reports: [WorkerReport], servers: Int, config: ClusterConfig, data: DatasetManifest? = nil) {
+                training: TrainingTotals, servers: Int, config: ClusterConfig, data: DatasetManifest? = nil) {
         let t = MetricsReport(test, sceneNames: sceneNames)
         (scenes, overall) = (t.scenes, t.overall)
         self.epoch = epoch
@@ -91,15 +124,11 @@ public struct RunSummary: Codable, Sendable {
             validAUC = v.overall.auc
             validScenes = v.scenes.compactMapValues(\.auc)
         }
-        let (examples, seconds) = WorkerReports.throughput(reports)
-        trainExamples = examples
-        examplesPerSec = seconds > 0 ? Double(examples) / seconds : 0
-        let start = reports.map(\.startedAt).min() ?? Date().timeIntervalSince1970
-        wallSeconds = Date().timeIntervalSince1970 - start
+        trainExamples = training.examples
+        examplesPerSec = training.seconds > 0 ? Double(training.examples) / training.seconds : 0
+        wallSeconds = Date().timeIntervalSince1970 - training.startedAt
         self.servers = servers
-        var w: [String: Int] = [:]
-        for r in reports where r.epoch == epoch { w[r.scene, default: 0] += 1 }
-        workers = w
+        workers = training.workers
         model = config.model.kind.rawValue
         ablation = config.model.ablation.rawValue
         if let data {

@@ -3,115 +3,95 @@ import Logging
 import ScenePSCore
 import ScenePSData
 import ScenePSModel
+import ScenePSProtocol
 
-/// Which worker this is: identity comes from flags, never from the config.
-public struct WorkerIdentity: Sendable {
-    public var scene: String
-    public var index: Int
-    public var count: Int
-    public init(scene: String, index: Int, count: Int) { self.scene = scene; self.index = index; self.count = count }
-    /// `all-I` for a worker of every scene (`--scene "*"`).
-    public var name: String { "\(scene == "*" ? "all" : scene)-\(index)" }
-}
-
-/// What a worker reports when it is done (RUN_DIR/workers/<scene>-<i>.json).
-public struct WorkerReport: Codable, Sendable {
-    public var scene: String
-    public var index: Int
+/// What a worker reports of one chunk it trained.
+public struct ChunkResult: Sendable, Equatable {
     public var examples: Int
     public var steps: Int
-    public var epoch: Int
-    public var startedAt: Double      // Unix seconds
-    public var finishedAt: Double
-    public var trainSeconds: Double
-    public var finalLoss: Double
-    public var peakRSSMiB: Double
-
-    enum CodingKeys: String, CodingKey {
-        case scene, index, examples, steps, epoch
-        case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss", peakRSSMiB = "peak_rss_mib"
-    }
-
-    public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
+    public var seconds: Double
+    public var loss: Double
 }
 
-/// The training loop of one worker: its share of its scene's chunks, each
+/// The training loop of one worker, one leased chunk at a time: each
 /// minibatch pulled, computed and pushed without waiting for other workers.
+/// Which chunk, at which learning rate, comes from the coordinator's lease
+/// (`WorkerMember` runs the lease loop).
 public final class Trainer {
     let config: ClusterConfig
     let manifest: DatasetManifest
     let dataDir: String
-    let identity: WorkerIdentity
+    /// This worker's name (feed-0), for logs and the shuffle seed.
+    let name: String
     let store: ParameterStoreSetup
     let logger: Logger
-    /// The scenes this worker trains: one, or every scene for `--scene '*'`.
-    let sceneIndices: [Int]
     let model: any CTRModel<Float>
-    var assembler: BatchAssembler
     let tables: ModelTables
+    let frozen: Set<UInt32>
+    var cur: Stage
+    var next: Stage
+    var input: ModelInput<Float>
+    var inputGrad: ModelInput<Float>
+    var denseGrad: [Float]
+    var labels: [Float]
+    var logits: [Float]
+    var progress: Progress
+    /// Steps and examples over every chunk this process trained.
+    public private(set) var steps = 0, examples = 0
+    let started = Date()
+    var declared = false
 
-    public init(config: ClusterConfig, dataDir: String, identity: WorkerIdentity,
-                store: ParameterStoreSetup, logger: Logger) throws {
+    public init(config: ClusterConfig, dataDir: String, name: String, store: ParameterStoreSetup, logger: Logger) throws {
         self.config = config
         self.dataDir = dataDir
-        self.identity = identity
+        self.name = name
         self.store = store
         self.logger = logger
         manifest = try DatasetManifest.load(directory: dataDir)
-        if identity.scene == "*" {
-            sceneIndices = manifest.scenes.map(\.index)
-        } else if let s = manifest.scenes.first(where: { $0.name == identity.scene }) {
-            sceneIndices = [s.index]
-        } else {
-            let known = manifest.scenes.map(\.name).joined(separator: ", ")
-            throw ScenePSError.invalidArgument("scene '\(identity.scene)' is not in the data set at \(dataDir) (its scenes: \(known), or * for all)")
-        }
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
-        assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
-                                   sameSceneOnly: config.model.ablation == .sameScene,
-                                   sceneKeys: manifest.scenes.map(\.key))
+        let assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
+                                       sameSceneOnly: config.model.ablation == .sameScene,
+                                       sceneKeys: manifest.scenes.map(\.key))
         tables = ModelTables(config: config, denseSize: model.layout.count)
+        frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
+        let B = config.training.batchSize
+        cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
+        next = cur
+        input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
+        inputGrad = input
+        denseGrad = [Float](repeating: 0, count: model.layout.count)
+        labels = [Float](repeating: 0, count: B)
+        logits = [Float](repeating: 0, count: B)
+        progress = Progress(logEvery: config.training.logEvery)
     }
 
-    /// This worker's chunks: every `count`-th chunk of its scenes' training sets.
-    var myChunks: [ChunkRef] {
-        let all = sceneIndices.flatMap { i in manifest.scenes.first { $0.index == i }!.train }
-        return all.indices.filter { $0 % identity.count == identity.index }.map { all[$0] }
-    }
-
-    /// Trains one pass over this worker's chunks at `lr_decay^lrLevel` times
-    /// the configured rates (`LearningRateSchedule`). Epochs are separated by
-    /// the launcher, which evaluates the validation split in between and
-    /// decides the next epoch's level; the epoch number seeds the shuffle.
-    public func run(epoch: Int, lrLevel: Int = 0) throws -> WorkerReport {
-        let started = Date().timeIntervalSince1970
+    /// Declares the model's tables on the servers (once per process; a
+    /// declaration equal to the servers' is a no-op there).
+    public func declareTables() throws {
+        guard !declared else { return }
         try store.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
-        let chunks = myChunks
+        declared = true
+    }
+
+    /// The scene index of a scene name of the data set.
+    public func sceneKnown(_ name: String) -> Bool { manifest.scenes.contains { $0.name == name } }
+
+    /// Trains the leased chunk. `pace(examplesInChunk)` is asked every few
+    /// steps (progress alignment and lease validity): it returns false when
+    /// the lease was taken back, and may block while the scene is ahead (true
+    /// when it waited: the rows pulled for the current batch are then pulled
+    /// again). Nil when the chunk was abandoned because its lease was taken back.
+    public func train(_ lease: LeaseReply, pace: (Int) throws -> (valid: Bool, waited: Bool)) throws -> ChunkResult? {
+        try declareTables()
+        let epoch = Int(lease.epoch)
         let B = config.training.batchSize
         let denseCount = model.layout.count
-        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
-        var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
-        var denseGrad = [Float](repeating: 0, count: denseCount)
-        let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
-        let epochExamples = chunks.reduce(0) { $0 + $1.count }
         // SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
         // (fault injection for tests of the non-finite-loss guard).
         let faultNaNStep = ProcessInfo.processInfo.environment["SCENEPS_FAULT_NAN_STEP"].flatMap { Int($0) }
-        var pacer = Pacer(epoch: epoch, total: epochExamples,
-                          lead: config.training.maxProgressLead, store: store)
-        var labels = [Float](repeating: 0, count: B)
-        var logits = [Float](repeating: 0, count: B)
-        var progress = Progress(logEvery: config.training.logEvery)
-        var rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(identity.name) ^ KeyHash.mix64(UInt64(epoch)))
-        var steps = 0, examples = 0
-        var lastLoss = Double.nan
-        let t0 = Date()
-        logger.info("training", metadata: ["worker": "\(identity.name)", "chunks": "\(chunks.count)",
-                                           "epoch": "\(epoch)", "lr_level": "\(lrLevel)", "dense.floats": "\(denseCount)"])
-        // Two stages: while batch k is computed, the pull of batch k+1 is
-        // already on its way (training.prefetch); without prefetch the next
-        // batch is staged after the push, strictly sequentially.
-        var source = BatchSource(chunks: chunks.shuffled(using: &rng), dataDir: dataDir, batchSize: B, rng: rng)
+        let rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(lease.chunkFile) ^ KeyHash.mix64(UInt64(epoch)))
+        var source = BatchSource(chunks: [ChunkRef(file: lease.chunkFile, count: Int(lease.chunkExamples))], dataDir: dataDir,
+                                 batchSize: B, rng: rng)
         func stage(_ s: inout Stage) throws -> Bool {
             guard let chunk = try source.next(into: &s.samples) else { return false }
             s.chunk = chunk
@@ -119,17 +99,25 @@ public final class Trainer {
             s.pending = try store.beginPull(s.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
             return true
         }
-        var cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
-        var next = cur
         let prefetch = config.training.prefetch ?? false   // the worker resolves auto before it builds the trainer
+        let t0 = Date()
+        var chunkSteps = 0, chunkExamples = 0
+        var lastLoss = Double.nan
         var have = try stage(&cur)
         while have {
-            // Progress alignment waits here, before the rows are used: if this
-            // worker had to wait, the rows pulled for this batch (possibly
-            // seconds ago) are stale, so they are pulled again.
-            if try pacer.waitIfAhead(examples: examples) {
-                _ = try cur.pending!.finish()
-                cur.pending = try store.beginPull(cur.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+            if chunkSteps > 0 && chunkSteps % Pacing.every == 0 {
+                let p = try pace(chunkExamples)
+                guard p.valid else {
+                    _ = try cur.pending?.finish()
+                    cur.pending = nil
+                    logger.warning("lease taken back by the coordinator: leaving the chunk", metadata: [
+                        "worker": "\(name)", "lease": "\(lease.leaseID)", "chunk": "\(lease.chunkFile)"])
+                    return nil
+                }
+                if p.waited {   // the rows pulled for this batch are stale now: pull them again
+                    _ = try cur.pending!.finish()
+                    cur.pending = try store.beginPull(cur.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+                }
             }
             let pulled = try cur.pending!.finish()
             cur.pending = nil
@@ -141,7 +129,6 @@ public final class Trainer {
             var haveNext = prefetch ? try stage(&next) : false
             let samples = cur.samples
             let n = samples.count
-            if labels.count < n { labels = .init(repeating: 0, count: n) }
             for i in 0..<n { labels[i] = samples.label[i] }
             for i in denseGrad.indices { denseGrad[i] = 0 }
             let loss = pulled.dense.withUnsafeBufferPointer { params in
@@ -161,33 +148,36 @@ public final class Trainer {
             let pushes = zip(cur.assembler.pulls, grads)
                 .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
                 .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
-            let lrScale = config.training.learningRateScale(epoch: epoch, level: lrLevel, examplesDone: examples + n,
-                                                            epochExamples: epochExamples)
+            let lrScale = config.training.learningRateScale(
+                epoch: epoch, level: Int(lease.lrLevel), examplesDone: Int(lease.sceneExamplesBefore) + chunkExamples + n,
+                epochExamples: Int(lease.sceneEpochExamples))
             try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
             steps += 1
+            chunkSteps += 1
             examples += n
+            chunkExamples += n
             lastLoss = Double(loss)
             progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
             if steps % config.training.logEvery == 0 {
-                progress.log(logger, worker: identity.name, epoch: epoch, step: steps,
-                             examples: examples, seconds: Date().timeIntervalSince(t0))
+                progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
+                             seconds: Date().timeIntervalSince(started))
             }
             if !prefetch { haveNext = try stage(&next) }
             swap(&cur, &next)
             have = haveNext
         }
-        try pacer.finish()
-        let seconds = Date().timeIntervalSince(t0)
-        if pacer.waitedSeconds > 0 {
-            logger.info("progress alignment", metadata: ["worker": "\(identity.name)",
-                                                         "waited_seconds": "\(String(format: "%.1f", pacer.waitedSeconds))"])
-        }
-        progress.log(logger, worker: identity.name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
-        return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
-                            epoch: epoch, startedAt: started,
-                            finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss,
-                            peakRSSMiB: ProcessStats.peakRSSMiB)
+        return ChunkResult(examples: chunkExamples, steps: chunkSteps, seconds: Date().timeIntervalSince(t0), loss: lastLoss)
     }
+
+    /// A progress line now (at the end of the process).
+    public func logProgress(epoch: Int) {
+        progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples, seconds: Date().timeIntervalSince(started))
+    }
+}
+
+/// Progress alignment: how often a worker reports its chunk's progress.
+enum Pacing {
+    static let every = 8
 }
 
 /// One minibatch on its way through the worker: its samples, their keys
@@ -268,54 +258,5 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
-    }
-}
-
-/// Progress alignment: keeps this worker within `lead` (a fraction of its
-/// epoch) of the slowest worker of the epoch, as server 0's progress board
-/// reports it. Workers of small scenes would otherwise finish their rows
-/// first and leave the rest of the epoch to the large scenes; aligned, every
-/// scene's rows are spread through the epoch as in one shuffled pass.
-/// Waiting workers leave the CPU to the others. A peer that stops reporting
-/// drops off the board (`ProgressBoard.staleAfter`), so nobody waits for it.
-struct Pacer {
-    let epoch: Int
-    let total: Int
-    let lead: Double
-    let store: ParameterStoreSetup
-    /// Report every this many steps (and whenever waiting).
-    let every = 8
-    var steps = 0
-    var waitedSeconds = 0.0
-
-    init(epoch: Int, total: Int, lead: Double, store: ParameterStoreSetup) {
-        self.epoch = epoch
-        self.total = max(total, 1)
-        self.lead = lead
-        self.store = store
-    }
-
-    /// Called before each step with the examples done so far; reports every
-    /// `every` steps and waits while too far ahead. True when it waited.
-    mutating func waitIfAhead(examples: Int) throws -> Bool {
-        guard lead > 0 else { return false }
-        steps += 1
-        guard steps % every == 0 else { return false }
-        let mine = Double(examples) / Double(total)
-        var board = try store.reportProgress(epoch: epoch, progress: mine)
-        guard mine > board.minProgress + lead else { return false }
-        let start = Date()
-        while mine > board.minProgress + lead {
-            Thread.sleep(forTimeInterval: 0.02)
-            board = try store.reportProgress(epoch: epoch, progress: mine)
-        }
-        waitedSeconds += Date().timeIntervalSince(start)
-        return true
-    }
-
-    /// Reports the epoch done, so that nobody waits for this worker.
-    func finish() throws {
-        guard lead > 0 else { return }
-        _ = try store.reportProgress(epoch: epoch, progress: 1)
     }
 }

@@ -13,6 +13,9 @@ struct PSCtl: ParsableCommand {
             Prepare.self,
             Plan.self,
             Evaluate.self,
+            Scale.self,
+            Status.self,
+            Supervise.self,
             EmbedTitles.self,
             Shutdown.self,
         ]

@@ -8,8 +8,9 @@ struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the cluster a config and a prepared data set call for (used by cluster/local.sh).",
         discussion: """
-            Output, one item a line: `servers N`, `epochs N`, `endpoints EP,EP,...`, then `scene NAME WORKERS` for \
-            every scene of the data set, in scene-index order. Flags override the config.
+            Output, one item a line: `servers N`, `epochs N`, `endpoints EP,EP,...`, `coordinator EP` (the port \
+            after the servers'), then `scene NAME WORKERS` for every scene of the data set, in scene-index \
+            order. Flags override the config.
             """)
 
     @Option(help: "Cluster config file (YAML).") var config: String
@@ -27,26 +28,47 @@ struct Plan: ParsableCommand {
 
     func run() throws {
         try PSCtlErrors.reporting {
-            var cfg = try ClusterConfig.load(path: config)
-            if let servers { cfg.servers = servers }
-            if let workersPerScene { cfg.workersPerScene = workersPerScene }
-            if let basePort { cfg.basePort = basePort }
-            let manifest = try DatasetManifest.load(directory: data)
-            let names = Set(manifest.scenes.map(\.name))
-            for s in cfg.sceneOrder where !names.contains(s) {
-                throw ScenePSError.config("\(config): scenes.\(s): the data set at \(data) has no rows of scene '\(s)' (its scenes: \(manifest.scenes.map(\.name).joined(separator: ", ")))")
+            let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
+                                       basePort: basePort, host: host)
+            print("servers \(plan.servers.count)")
+            print("epochs \(plan.config.training.epochs)")
+            print("endpoints " + plan.servers.joined(separator: ","))
+            print("coordinator \(plan.coordinator)")
+            for (name, n) in plan.scenes { print("scene \(name) \(n)") }
+        }
+    }
+}
+
+/// What a local launcher starts: servers and their endpoints, the
+/// coordinator's, and the workers of every scene. Flags override the config.
+struct ClusterPlan {
+    var config: ClusterConfig
+    var servers: [String]
+    var coordinator: String
+    /// Scene name → workers, in scene-index order.
+    var scenes: [(String, Int)]
+
+    init(configPath: String, dataDir: String, servers: Int?, workersPerScene: Int?, basePort: Int?, host: String = "127.0.0.1") throws {
+        var cfg = try ClusterConfig.load(path: configPath)
+        if let servers { cfg.servers = servers }
+        if let workersPerScene { cfg.workersPerScene = workersPerScene }
+        if let basePort { cfg.basePort = basePort }
+        let manifest = try DatasetManifest.load(directory: dataDir)
+        let names = Set(manifest.scenes.map(\.name))
+        for s in cfg.sceneOrder where !names.contains(s) {
+            throw ScenePSError.config("\(configPath): scenes.\(s): the data set at \(dataDir) has no rows of scene '\(s)' (its scenes: \(manifest.scenes.map(\.name).joined(separator: ", ")))")
+        }
+        config = cfg
+        self.servers = (0..<cfg.servers).map { "tcp://\(host):\(cfg.basePort + $0)" }
+        coordinator = "tcp://\(host):\(cfg.basePort + cfg.servers)"
+        scenes = []
+        for s in manifest.scenes.sorted(by: { $0.index < $1.index }) {
+            let n = cfg.workers(forScene: s.name)
+            // More workers than chunks would leave some idle: say so, do not fail.
+            if n > s.train.count {
+                FileHandle.standardError.write(Data("psctl: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))
             }
-            print("servers \(cfg.servers)")
-            print("epochs \(cfg.training.epochs)")
-            print("endpoints " + (0..<cfg.servers).map { "tcp://\(host):\(cfg.basePort + $0)" }.joined(separator: ","))
-            for s in manifest.scenes.sorted(by: { $0.index < $1.index }) {
-                let n = cfg.workers(forScene: s.name)
-                // More workers than chunks would leave some idle: say so, do not fail.
-                if n > s.train.count {
-                    FileHandle.standardError.write(Data("psctl plan: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))
-                }
-                print("scene \(s.name) \(n)")
-            }
+            scenes.append((s.name, n))
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSWorker
 
@@ -8,14 +9,16 @@ import ScenePSWorker
 struct Worker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Trains the model on one scene's share of the data against the ScenePS servers.",
+        abstract: "Trains the model on chunks of one scene leased from the coordinator, against the ScenePS servers.",
         discussion: """
-            A worker reads the prepared chunks of its scene (every COUNT-th chunk, starting at INDEX), \
-            pulls the rows and dense parameters each minibatch needs, computes the loss and gradients, \
-            and pushes them; the servers apply Adam. Workers never wait for each other. \
-            It trains one epoch, at the learning rate RUN_DIR/schedule.json gives for it (the full rate without one); \
-            when done it writes RUN_DIR/workers/epoch-N/SCENE-INDEX.json. Exits non-zero on any error, \
-            including a non-finite loss (nothing is pushed then).
+            A worker registers with the coordinator (which tells it the servers), then leases a chunk of its \
+            scene's training data, pulls the rows and dense parameters each minibatch needs, computes the loss \
+            and gradients, pushes them (the servers apply Adam), reports the chunk done and leases the next; \
+            workers never wait for each other, except that a scene far ahead of the others waits for them \
+            (training.max_progress_lead). It exits 0 when the coordinator says training is over or that its \
+            scene's pool shrank, and non-zero on any error, including a non-finite loss (nothing is pushed \
+            then). Start as many as a scene needs, at any time; a worker that dies loses nothing but the chunk \
+            in hand, which the coordinator leases again. See docs/COORDINATOR.md.
             """)
 
     @Option(help: "Cluster config file (YAML, see cluster/default.yaml).")
@@ -24,70 +27,77 @@ struct Worker: ParsableCommand {
     @Option(help: "Prepared data set directory (psctl prepare --out).")
     var data: String
 
-    @Option(help: "Comma-separated server endpoints, in shard order (tcp://127.0.0.1:17200,...).")
-    var servers: String
+    @Option(help: "The coordinator's endpoint, e.g. tcp://127.0.0.1:17202.")
+    var coordinator: String
 
-    @Option(help: "The scene this worker trains on, or * for every scene (one worker for the whole data set).")
+    @Option(help: "The scene this worker trains on, or * for every scene.")
     var scene: String
 
-    @Option(help: "This worker's index among its scene's workers (0-based).")
-    var index: Int = 0
-
-    @Option(help: "How many workers its scene has.")
-    var count: Int = 1
-
-    @Option(help: "The epoch to train (1-based): one pass over this worker's chunks, shuffled by a seed that includes it.")
-    var epoch: Int = 1
-
-    @Option(help: "Run directory; the worker's report goes to RUN_DIR/workers/epoch-N/SCENE-INDEX.json.")
-    var runDir: String?
+    @Option(help: "This worker's name, stable across its restarts (default: SCENE-PID).")
+    var name: String?
 
     @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when every worker has a core of its own.")
     var hostWorkers: Int = 0
+
+    @Option(help: "How long to keep retrying a coordinator that does not answer before giving up (seconds).")
+    var coordinatorPatience: Double = 120
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func validate() throws {
-        guard epoch >= 1 else { throw ValidationError("--epoch must be at least 1") }
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
-        guard index >= 0 && index < count else { throw ValidationError("--index must be in 0..<\(count)") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
-        guard !endpoints.isEmpty else { throw ValidationError("--servers needs at least one endpoint") }
+        guard !coordinator.isEmpty else { throw ValidationError("--coordinator needs an endpoint") }
+        guard coordinatorPatience > 0 else { throw ValidationError("--coordinator-patience must be positive") }
     }
-
-    var endpoints: [String] { servers.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }.filter { !$0.isEmpty } }
 
     func run() throws {
         MemoryTuning.keepFreedMemory()
-        let identity = WorkerIdentity(scene: scene, index: index, count: count)
-        var logger = Logger(label: "worker.\(identity.name)")
+        let me = name ?? "\(scene == "*" ? "all" : scene)-\(getpid())"
+        var logger = Logger(label: "worker.\(me)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
+        var member: WorkerMember?
         do {
             var cfg = try ClusterConfig.load(path: config)
             cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
                                                                  cores: ProcessInfo.processInfo.activeProcessorCount)
+            let sender = "worker-\(me)-\(getpid())"
+            func link(_ suffix: String, attempt: Duration, patience: Duration) throws -> ZMQCoordinatorLink {
+                try ZMQCoordinatorLink(endpoint: coordinator, sender: sender + suffix, attemptTimeout: attempt,
+                                       patience: patience, logger: logger)
+            }
+            let m = WorkerMember(name: me, scene: scene,
+                                 link: try link("", attempt: .seconds(2), patience: .milliseconds(Int64(coordinatorPatience * 1000))),
+                                 beatLink: try link("-beat", attempt: .seconds(1), patience: .seconds(1)),
+                                 paceLink: try link("-pace", attempt: .milliseconds(500), patience: .seconds(1)),
+                                 logger: logger)
+            member = m
+            let reg = try m.register()
+            m.startBeating()
             logger.info("starting", metadata: ["version": "\(ScenePSVersion.string)", "config": "\(config)",
-                                               "servers": "\(endpoints.count)", "model": "\(cfg.model.kind.rawValue)",
+                                               "servers": "\(reg.servers.count)", "model": "\(cfg.model.kind.rawValue)",
                                                "ablation": "\(cfg.model.ablation.rawValue)",
                                                "compute_threads": "\(cfg.training.computeThreads)",
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
-            let store = try PSClientStore(endpoints: endpoints, sender: "worker-\(identity.name)-\(getpid())",
-                                          config: cfg, role: "worker", scene: scene, logger: logger)
-            let trainer = try Trainer(config: cfg, dataDir: data, identity: identity, store: store, logger: logger)
-            // The rate of this epoch: the schedule `psctl evaluate` keeps in the run directory.
-            let level = try runDir.map { try LearningRateSchedule.load(runDir: $0).level(ofEpoch: epoch) } ?? 0
-            let report = try trainer.run(epoch: epoch, lrLevel: level)
-            if let runDir {
-                let dir = (runDir as NSString).appendingPathComponent("workers/epoch-\(epoch)")
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                try JSONFile.write(report, to: (dir as NSString).appendingPathComponent("\(identity.name).json"))
+            let store = try PSClientStore(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
+                                          logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, name: me, store: store, logger: logger)
+            var lastEpoch = 0
+            let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
+                lastEpoch = Int(lease.epoch)
+                return try trainer.train(lease, pace: pace)
             }
-            logger.info("done", metadata: ["examples": "\(report.examples)", "steps": "\(report.steps)",
-                                           "examples_per_sec": "\(Int(report.examplesPerSec))"])
+            m.stop()
+            trainer.logProgress(epoch: lastEpoch)
+            let why: String
+            switch end { case .jobDone(let r): why = r; case .retired(let r): why = "retired: \(r)" }
+            logger.info("done", metadata: ["examples": "\(trainer.examples)", "steps": "\(trainer.steps)",
+                                           "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))", "why": "\(why)"])
         } catch {
+            member?.stop()
+            member?.leave(reason: "\(error)")
             logger.error("failed", metadata: ["error": "\(error)"])
-            FileHandle.standardError.write(Data("worker \(identity.name): error: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -91,7 +91,10 @@ final class ClusterTests: XCTestCase {
         let aucs = schedule.map { $0["valid_auc"] as? Double ?? -1 }
         XCTAssertEqual(s["best_epoch"] as? Int, aucs.firstIndex(of: aucs.max()!)! + 1)
         XCTAssertEqual(s["valid_auc"] as? Double, aucs.max())
-        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("schedule.json").path))
+        // The coordinator's journal holds the same schedule.
+        let journal = try Harness.readJSON(run.appendingPathComponent("coordinator/state.json"))
+        XCTAssertEqual(journal["phase"] as? String, "done")
+        XCTAssertEqual(((journal["schedule"] as? [String: Any])?["epochs"] as? [Any])?.count, epochs)
     }
 
     /// A second run into the same run directory replaces the first one's

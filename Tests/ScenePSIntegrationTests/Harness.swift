@@ -15,7 +15,7 @@ enum Harness {
     }
 
     static func requireBinaries() throws {
-        for b in ["ps-server", "worker", "psctl"] {
+        for b in ["ps-server", "worker", "coordinator", "psctl"] {
             let p = bin.appendingPathComponent(b).path
             guard FileManager.default.isExecutableFile(atPath: p) else {
                 throw NSError(domain: "Harness", code: 1, userInfo: [NSLocalizedDescriptionKey:
@@ -27,7 +27,8 @@ enum Harness {
     /// A loopback port range no other test (or concurrent run) uses: derived
     /// from the process id and a per-test slot.
     static func basePort(slot: Int) -> Int {
-        20_000 + Int(getpid() % 1_000) * 40 + slot * 5   // 8 slots of 5 ports per test process
+        precondition((0..<16).contains(slot), "16 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 500) * 80 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {

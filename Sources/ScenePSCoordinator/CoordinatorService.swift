@@ -1,0 +1,214 @@
+import CZeroMQ
+import Foundation
+import Logging
+import ScenePSCore
+import ScenePSData
+import ScenePSProtocol
+import ScenePSTransport
+
+/// Where a run directory keeps the coordinator's files.
+public enum CoordinatorFiles {
+    public static func dir(_ runDir: String) -> String { (runDir as NSString).appendingPathComponent("coordinator") }
+    /// The journal: `CoordinatorJournal`, rewritten atomically after every change.
+    public static func journal(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("state.json") }
+    /// The endpoint the coordinator listens on (one line), for `psctl scale/status`.
+    public static func endpoint(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("endpoint") }
+}
+
+/// The coordinator process: a `Coordinator` behind a ROUTER socket, its
+/// journal in the run directory, and the epoch evaluation on a thread of its
+/// own (members keep being answered while it runs).
+public final class CoordinatorService: @unchecked Sendable {
+    // @unchecked: `coordinator` and the flags are only touched under `lock`.
+    public struct Options: Sendable {
+        public var bind: String
+        public var runDir: String
+        public var dataDir: String
+        public var servers: [String]
+        public var membership = MembershipSettings()
+        /// After training is over, how long to wait for members to hear it.
+        public var drainSeconds: Double = 20
+        public init(bind: String, runDir: String, dataDir: String, servers: [String]) {
+            self.bind = bind
+            self.runDir = runDir
+            self.dataDir = dataDir
+            self.servers = servers
+        }
+    }
+
+    let options: Options
+    let config: ClusterConfig
+    let logger: Logger
+    let coordinator: Coordinator
+    private let lock = NSLock()
+    private var evaluating = false
+    private var evaluationFailures = 0
+    private var fatal: String?
+    public private(set) var endpoint = ""
+
+    public init(options: Options, config: ClusterConfig, logger: Logger) throws {
+        self.options = options
+        self.config = config
+        self.logger = logger
+        let manifest = try DatasetManifest.load(directory: options.dataDir)
+        let plan = LeasePlan(
+            scenes: manifest.scenes.sorted { $0.index < $1.index }.map { s in
+                .init(name: s.name, chunks: s.train.map { .init(file: $0.file, examples: $0.count) })
+            },
+            servers: options.servers, seed: config.seed, maxProgressLead: config.training.maxProgressLead)
+        try FileManager.default.createDirectory(atPath: CoordinatorFiles.dir(options.runDir), withIntermediateDirectories: true)
+        let path = CoordinatorFiles.journal(options.runDir)
+        let now = Date().timeIntervalSince1970
+        var journal: CoordinatorJournal
+        if FileManager.default.fileExists(atPath: path) {
+            journal = try JSONFile.read(CoordinatorJournal.self, from: path)
+            guard journal.version == CoordinatorJournal.formatVersion else {
+                throw ScenePSError.config("\(path): journal format \(journal.version), this coordinator reads \(CoordinatorJournal.formatVersion); remove the run directory's coordinator/ to start afresh")
+            }
+            try Self.check(journal, against: plan, path: path)
+            logger.notice("restarting from the journal", metadata: [
+                "epoch": "\(journal.epoch)", "phase": "\(journal.phase.rawValue)", "members": "\(journal.members.count)",
+                "leases": "\(journal.leases.count)", "chunks_done": "\(journal.done.values.reduce(0) { $0 + $1.count })",
+            ])
+        } else {
+            journal = CoordinatorJournal(startedAt: now)
+            for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
+        }
+        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
+        coordinator.persist = { j in try JSONFile.write(j, to: path) }
+        try coordinator.recordStart()
+    }
+
+    /// A journal must describe this data set: the same scenes and chunk counts.
+    static func check(_ j: CoordinatorJournal, against plan: LeasePlan, path: String) throws {
+        for (key, done) in j.done {
+            guard let s = Int(key), plan.scenes.indices.contains(s), done.allSatisfy({ plan.scenes[s].chunks.indices.contains($0) }) else {
+                throw ScenePSError.config("\(path): chunks done of scene \(key) do not exist in this data set (another data set's journal?)")
+            }
+        }
+        for l in j.leases where !plan.scenes.indices.contains(l.scene) || !plan.scenes[l.scene].chunks.indices.contains(l.chunk) {
+            throw ScenePSError.config("\(path): lease \(l.id) names chunk \(l.chunk) of scene \(l.scene), which this data set lacks")
+        }
+    }
+
+    /// Serves until training is over and the members heard it (returns 0),
+    /// or an unrecoverable error (returns 1, logged).
+    public func run() throws -> Int32 {
+        let context = try ZMQContext(ioThreads: 1)
+        let socket = try ZMQSocket(context, type: .router, lingerMilliseconds: 500)
+        defer { socket.close() }
+        try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
+        try socket.setMaxMessageSize(1 << 20)
+        try socket.bind(options.bind)
+        endpoint = try socket.lastEndpoint()
+        try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
+        logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
+                                          "scenes": "\(coordinator.plan.scenes.map(\.name).joined(separator: ","))"])
+        var doneSince: Double?
+        var lastTick = 0.0
+        var messages = 0
+        let started = Date()
+        while true {
+            let ready = try ZMQPoll.readable([socket], timeoutMilliseconds: 100)
+            if ready[0] {
+                while let frames = try socket.receive(dontWait: true) {
+                    guard frames.count >= 2, let payload = frames.last else { continue }
+                    let reply = payload.withUnsafeBytes { handle($0) }
+                    var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
+                    out.append(.bytes(reply))
+                    _ = try socket.send(out, dontWait: true)
+                    messages += 1
+                }
+            }
+            let now = Date().timeIntervalSince1970
+            if now - lastTick >= 0.1 {
+                lastTick = now
+                let (evaluate, phase, members, fatal) = lock.withLock { () -> (Int?, CoordinatorJournal.Phase, Int, String?) in
+                    coordinator.tick(now: now)
+                    let e = !evaluating ? coordinator.epochToEvaluate : nil
+                    if e != nil { evaluating = true }
+                    return (e, coordinator.phase, coordinator.journal.members.count, self.fatal)
+                }
+                if let fatal {
+                    logger.critical("stopping", metadata: ["error": "\(fatal)"])
+                    FileHandle.standardError.write(Data("coordinator: error: \(fatal)\n".utf8))
+                    return 1
+                }
+                if let evaluate { startEvaluation(epoch: evaluate) }
+                if phase == .done {
+                    doneSince = doneSince ?? now
+                    if members == 0 || now - doneSince! > options.drainSeconds {
+                        let secs = Date().timeIntervalSince(started)
+                        logger.notice("done", metadata: ["messages": "\(messages)",
+                                                         "messages_per_sec": "\(Int(Double(messages) / max(secs, 1e-9)))",
+                                                         "outcome": "\(coordinator.journal.outcome ?? "")"])
+                        return 0
+                    }
+                }
+            }
+        }
+    }
+
+    private func handle(_ frame: UnsafeRawBufferPointer) -> [UInt8] {
+        let request: Envelope
+        do {
+            request = try WireCodec.decode(frame)
+        } catch {
+            logger.warning("bad request", metadata: ["error": "\(error.message)", "sender": "\(error.sender)"])
+            return WireCodec.encode(Envelope(requestID: error.requestID, sender: "coordinator",
+                                             body: .error(ErrorReply(status: error.status, message: error.message))))
+        }
+        // A retry (same sender, same request id) gets the reply the first
+        // attempt got: registrations, leases and reports apply once.
+        if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
+        let now = Date().timeIntervalSince1970
+        let body = lock.withLock { coordinator.handle(request.body, now: now) }
+        if case .error(let e) = body {
+            logger.warning("request refused", metadata: ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
+                                                         "status": "\(e.status)", "error": "\(e.message)"])
+        }
+        let bytes = WireCodec.encode(Envelope(requestID: request.requestID, sender: "coordinator", body: body))
+        if !request.sender.isEmpty {
+            if lastReply.count > 10_000 { lastReply.removeAll() }
+            lastReply[request.sender] = (request.requestID, bytes)
+        }
+        return bytes
+    }
+
+    /// Per sender, its last request id and the reply (the socket thread only).
+    private var lastReply: [String: (id: UInt64, bytes: [UInt8])] = [:]
+
+    private func startEvaluation(epoch: Int) {
+        let t = Thread { [self] in
+            let (journal, workers) = lock.withLock { () -> (CoordinatorJournal, [String: Int]) in
+                var w: [String: Int] = [:]
+                for m in coordinator.journal.members { w[m.scene, default: 0] += 1 }
+                return (coordinator.journal, w)
+            }
+            logger.notice("evaluating", metadata: ["epoch": "\(epoch)"])
+            do {
+                let eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
+                                           servers: options.servers, logger: logger)
+                let out = try eval.run(epoch: epoch, journal: journal, workers: workers)
+                FileHandle.standardOutput.write(Data((out.text + "\n").utf8))
+                let outcome = out.stop ? "stopped after epoch \(epoch): \(out.decision)" : ""
+                try lock.withLock {
+                    try coordinator.epochEvaluated(schedule: out.schedule, stop: out.stop, outcome: outcome,
+                                                   now: Date().timeIntervalSince1970)
+                    evaluating = false
+                    evaluationFailures = 0
+                }
+            } catch {
+                logger.error("evaluation failed", metadata: ["epoch": "\(epoch)", "error": "\(error)"])
+                Thread.sleep(forTimeInterval: 2)
+                lock.withLock {
+                    evaluationFailures += 1
+                    if evaluationFailures >= 3 { fatal = "evaluating epoch \(epoch) failed 3 times: \(error)" }
+                    evaluating = false
+                }
+            }
+        }
+        t.name = "coordinator-evaluate"
+        t.start()
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ScenePSCoordinator
+import ScenePSCore
+
+@main
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Owns a training job's control state: membership, data leases, epochs, evaluation, early stopping.",
+        discussion: """
+            Workers register with it, lease chunks of their scene's training data, report them done and \
+            send beats; a worker silent for longer than --dead-after is declared dead and its lease goes back \
+            to the queue. An epoch ends when every chunk of every scene is done, exactly once; the coordinator \
+            then scores the validation and test splits, lets the learning-rate schedule decide, writes \
+            RUN_DIR/epochs/epoch-N.json and RUN_DIR/summary.json, and starts the next epoch or ends the job \
+            (workers are told, and exit 0). Its state is journaled in RUN_DIR/coordinator/state.json: started \
+            again with the same run directory, it carries on where it stopped. Pools change with \
+            `psctl scale`. Exits 0 when training is over. See docs/COORDINATOR.md.
+            """)
+
+    @Option(help: "Cluster config file (YAML).") var config: String
+    @Option(help: "Prepared data set directory (psctl prepare --out).") var data: String
+    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String
+    @Option(help: "Run directory: the journal, summary.json and epochs/ go there.") var runDir: String
+    @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:17202.") var bind: String
+    @Option(help: "A member silent this many seconds is declared dead (its lease is re-leased).") var deadAfter: Double = 3
+    @Option(help: "Members send a beat at least this often (milliseconds).") var heartbeatMs: Int = 500
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+
+    func validate() throws {
+        guard deadAfter > 0 else { throw ValidationError("--dead-after must be positive") }
+        guard heartbeatMs > 0, Double(heartbeatMs) / 1000 < deadAfter else {
+            throw ValidationError("--heartbeat-ms must be positive and shorter than --dead-after")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
+        guard !endpoints.isEmpty else { throw ValidationError("--servers needs at least one endpoint") }
+    }
+
+    var endpoints: [String] { servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "coordinator")
+        do {
+            let cfg = try ClusterConfig.load(path: config)
+            var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
+            options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
+            let service = try CoordinatorService(options: options, config: cfg, logger: logger)
+            let status = try service.run()
+            if status != 0 { throw ExitCode(status) }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("coordinator: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,409 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ScenePSClient
+import ScenePSCore
+import ScenePSProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a whole job on this machine, as Kubernetes would run it on many:
+/// starts the servers and the coordinator, keeps each scene's pool at the
+/// size the coordinator asks for, restarts what dies when told to, and stops
+/// everything at the end (cluster/local.sh runs it; docs/COORDINATOR.md).
+struct Supervise: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a local job: servers, coordinator and workers, supervised (cluster/local.sh runs this).",
+        discussion: """
+            Starts the servers and waits until each answers, then the coordinator, then every scene's workers. \
+            Every process's output is prefixed with its name and copied to RUN_DIR/logs/NAME.log. While the job \
+            runs it keeps every scene's pool at the size the coordinator holds (psctl scale changes it): it \
+            starts workers when a pool grows; workers over the size retire by themselves. A worker or the \
+            coordinator that dies is restarted with --restart-on-failure (at most --max-restarts times each); \
+            without it, or when a server dies, everything is stopped and the exit status is 1, naming the \
+            process. Exits 0 when the coordinator ends the job. Ctrl-C / SIGTERM stop every process.
+            """)
+
+    @Option(help: "Directory of the ps-server, worker and coordinator executables.") var bin: String
+    @Option(help: "Cluster config file (YAML).") var config: String
+    @Option(help: "Prepared data set directory.") var data: String
+    @Option(help: "Run directory (logs, journal, summary.json).") var runDir: String
+    @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
+    @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
+    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port.") var basePort: Int?
+    @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
+    @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
+    @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
+
+    func validate() throws {
+        if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
+        if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
+        guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
+    }
+
+    func run() throws {
+        try PSCtlErrors.reporting {
+            let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
+                                       basePort: basePort)
+            let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
+                                     restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            let status = sup.run()
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+}
+
+/// The supervisor's processes and loop.
+final class Supervisor {
+    let bin: String, configPath: String, dataDir: String, runDir: String
+    let plan: ClusterPlan
+    let restartOnFailure: Bool
+    let maxRestarts: Int
+    let deadAfter: Double
+    let out = PrefixedOutput()
+    var servers: [Child] = []
+    var coordinator: Child?
+    var workers: [Child] = []
+    /// Next index per scene for new workers' names.
+    var nextIndex: [String: Int] = [:]
+    var restarts: [String: Int] = [:]
+    let started = Date()
+
+    init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
+         restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
+        self.bin = bin
+        self.configPath = configPath
+        self.dataDir = dataDir
+        self.runDir = runDir
+        self.plan = plan
+        self.restartOnFailure = restartOnFailure
+        self.maxRestarts = maxRestarts
+        self.deadAfter = deadAfter
+        for b in ["ps-server", "worker", "coordinator"] {
+            guard FileManager.default.isExecutableFile(atPath: (bin as NSString).appendingPathComponent(b)) else {
+                throw ScenePSError.invalidArgument("missing executable \(bin)/\(b): build it with `swift build -c release`")
+            }
+        }
+        try FileManager.default.createDirectory(atPath: logsDir, withIntermediateDirectories: true)
+    }
+
+    var logsDir: String { (runDir as NSString).appendingPathComponent("logs") }
+
+    func say(_ s: String) { out.line(s) }
+
+    func fail(_ why: String) -> Int32 {
+        FileHandle.standardError.write(Data("local.sh: FAILED: \(why)\nlocal.sh: logs in \(logsDir)\n".utf8))
+        stopAll()
+        return 1
+    }
+
+    func start(_ name: String, _ exe: String, _ args: [String]) throws -> Child {
+        try Child(name: name, executable: (bin as NSString).appendingPathComponent(exe), arguments: args,
+                  log: (logsDir as NSString).appendingPathComponent("\(name).log"), out: out)
+    }
+
+    func startCoordinator() throws {
+        coordinator = try start("coordinator", "coordinator", [
+            "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
+            "--bind", plan.coordinator, "--dead-after", "\(deadAfter)",
+        ])
+    }
+
+    func startWorker(scene: String, name: String? = nil) throws {
+        let n: String
+        if let name { n = name } else {
+            let k = nextIndex[scene, default: 0]
+            nextIndex[scene] = k + 1
+            n = "\(scene)-\(k)"
+        }
+        let total = max(plan.scenes.reduce(0) { $0 + $1.1 }, workers.count + 1)
+        workers.append(try start("worker-\(n)", "worker", [
+            "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
+            "--host-workers", "\(total)",
+        ]))
+        workers[workers.count - 1].scene = scene
+        workers[workers.count - 1].memberName = n
+    }
+
+    /// Asks `endpoint` for a heartbeat until it answers or `child` exits.
+    func waitAnswer(_ child: Child, _ endpoint: String, _ body: Body, seconds: Double) -> String? {
+        var logger = Logger(label: "supervise")
+        logger.logLevel = .critical
+        guard let link = try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(getpid())-\(child.name)",
+                                                 attemptTimeout: .milliseconds(300), patience: .milliseconds(300),
+                                                 logger: logger) else { return "cannot open a socket to \(endpoint)" }
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if let status = child.exitStatus { return "\(child.name) \(Child.describe(status)) before it was ready" }
+            if (try? link.call(body)) != nil { return nil }
+        }
+        return "\(child.name) did not answer at \(endpoint) within \(Int(seconds)) s"
+    }
+
+    func coordinatorStatus() -> StatusReply? {
+        var logger = Logger(label: "supervise")
+        logger.logLevel = .critical
+        if statusLink == nil {
+            statusLink = try? ZMQCoordinatorLink(endpoint: plan.coordinator, sender: "supervise-status-\(getpid())",
+                                                 attemptTimeout: .milliseconds(500), patience: .milliseconds(500), logger: logger)
+        }
+        guard let link = statusLink else { return nil }
+        return try? CoordinatorCalls(link).status()
+    }
+    var statusLink: ZMQCoordinatorLink?
+
+    func run() -> Int32 {
+        let signals = SignalWatch()
+        do {
+            say("== starting \(plan.servers.count) servers")
+            for (i, ep) in plan.servers.enumerated() {
+                servers.append(try start("server-\(i)", "ps-server", [
+                    "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", ep]))
+            }
+            for (i, ep) in plan.servers.enumerated() {
+                if let why = waitAnswer(servers[i], ep, .heartbeat(Heartbeat()), seconds: 30) { return fail(why) }
+            }
+            say("== starting the coordinator at \(plan.coordinator)")
+            try startCoordinator()
+            if let why = waitAnswer(coordinator!, plan.coordinator, .status, seconds: 30) { return fail(why) }
+            // The pools the coordinator holds (its journal's, after a restart; else the config's).
+            let status = coordinatorStatus()
+            for (scene, n) in plan.scenes {
+                let target = status?.scenes.first { $0.name == scene }.map { Int($0.target) } ?? n
+                for _ in 0..<max(0, target) { try startWorker(scene: scene) }
+            }
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            if workers.count > 2 * cores {
+                FileHandle.standardError.write(Data("local.sh: note: \(workers.count) workers on \(cores) cores: every pull is many other workers' pushes old when its gradient lands (measured: 16 workers on 2 cores lose ~0.01 AUC against 4-8); fewer workers per scene train as fast here\n".utf8))
+            }
+            say("== \(workers.count) workers training (" + plan.scenes.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")")
+        } catch {
+            return fail("\(error)")
+        }
+        var lastReconcile = Date.distantPast
+        while true {
+            if let sig = signals.received {
+                FileHandle.standardError.write(Data("local.sh: \(sig == SIGINT ? "interrupted" : "terminated"), stopping every process\n".utf8))
+                stopAll()
+                return sig == SIGINT ? 130 : 143
+            }
+            for (i, s) in servers.enumerated() {
+                if let st = s.exitStatus {
+                    return fail("server-\(i) \(Child.describe(st)) while the job ran; a server's shard cannot be restored yet, so the job stops")
+                }
+            }
+            if let c = coordinator, let st = c.exitStatus {
+                if st == 0 { return finish() }
+                if let why = restart(c, what: "the coordinator") { return fail(why) }
+                do { try startCoordinator() } catch { return fail("restarting the coordinator: \(error)") }
+            }
+            var i = 0
+            while i < workers.count {
+                let w = workers[i]
+                guard let st = w.exitStatus else { i += 1; continue }
+                workers.remove(at: i)
+                if st == 0 { continue }   // retired, or the job is over
+                if let why = restart(w, what: w.name) {
+                    return fail(why + serversNotAnswering())
+                }
+                do { try startWorker(scene: w.scene, name: w.memberName) } catch { return fail("restarting \(w.name): \(error)") }
+            }
+            if Date().timeIntervalSince(lastReconcile) > 0.5 {
+                lastReconcile = Date()
+                reconcile()
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// nil when `child` may be restarted (and counts it); else why not.
+    func restart(_ child: Child, what: String) -> String? {
+        let how = Child.describe(child.exitStatus ?? -1)
+        guard restartOnFailure else { return "\(child.name) \(how)" }
+        let n = restarts[child.name, default: 0]
+        guard n < maxRestarts else { return "\(child.name) \(how), and was restarted \(n) times already (--max-restarts)" }
+        restarts[child.name] = n + 1
+        FileHandle.standardError.write(Data("local.sh: \(child.name) \(how); restarting it (\(n + 1) of \(maxRestarts))\n".utf8))
+        return nil
+    }
+
+    /// A worker usually fails because a server stopped answering: name it.
+    func serversNotAnswering() -> String {
+        var logger = Logger(label: "supervise")
+        logger.logLevel = .critical
+        var silent: [String] = []
+        for (i, ep) in plan.servers.enumerated() {
+            guard let link = try? ZMQCoordinatorLink(endpoint: ep, sender: "supervise-check-\(getpid())-\(i)",
+                                                     attemptTimeout: .milliseconds(500), patience: .seconds(1), logger: logger)
+            else { continue }
+            if (try? link.call(.heartbeat(Heartbeat()))) == nil { silent.append("server-\(i) (\(ep))") }
+        }
+        return silent.isEmpty ? "" : "; " + silent.joined(separator: ", ") + " does not answer"
+    }
+
+    /// Starts workers for scenes whose pool is larger than what runs.
+    func reconcile() {
+        guard let s = coordinatorStatus(), s.phase != "done" else { return }
+        for sc in s.scenes where sc.target >= 0 {
+            let running = workers.filter { $0.scene == sc.name && $0.exitStatus == nil }.count
+            if running < Int(sc.target) {
+                for _ in running..<Int(sc.target) {
+                    do { try startWorker(scene: sc.name) } catch { say("local.sh: cannot start a worker of \(sc.name): \(error)") }
+                }
+                say("== scene \(sc.name): \(sc.target) workers")
+            }
+        }
+    }
+
+    func finish() -> Int32 {
+        // Workers hear "job done" at their next lease request; give them time, then stop them.
+        let end = Date().addingTimeInterval(30)
+        while workers.contains(where: { $0.exitStatus == nil }) && Date() < end { Thread.sleep(forTimeInterval: 0.1) }
+        for w in workers where w.exitStatus == nil { w.terminate() }
+        var logger = Logger(label: "supervise")
+        logger.logLevel = .critical
+        for (i, ep) in plan.servers.enumerated() {
+            if let link = try? ZMQCoordinatorLink(endpoint: ep, sender: "supervise-shutdown-\(getpid())-\(i)",
+                                                  attemptTimeout: .seconds(1), patience: .seconds(2), logger: logger) {
+                _ = try? link.call(.shutdown(reason: "the job is over"))
+            }
+        }
+        let stopBy = Date().addingTimeInterval(10)
+        while servers.contains(where: { $0.exitStatus == nil }) && Date() < stopBy { Thread.sleep(forTimeInterval: 0.1) }
+        stopAll()
+        out.flush(children: servers + workers + [coordinator].compactMap { $0 })
+        say("== done in \(Int(Date().timeIntervalSince(started))) s; results: \((runDir as NSString).appendingPathComponent("summary.json"))")
+        return 0
+    }
+
+    func stopAll() {
+        let all = servers + workers + [coordinator].compactMap { $0 }
+        for c in all where c.exitStatus == nil { c.terminate() }
+        let end = Date().addingTimeInterval(5)
+        while all.contains(where: { $0.exitStatus == nil }) && Date() < end { Thread.sleep(forTimeInterval: 0.05) }
+        for c in all where c.exitStatus == nil { c.kill() }
+        out.flush(children: all)
+    }
+}
+
+/// One child process: its output goes, line by line and prefixed with its
+/// name, to our stdout and to its log file.
+final class Child: @unchecked Sendable {
+    // @unchecked: `status` is behind `lock`; the rest is set once.
+    let name: String
+    let process = Process()
+    var scene = ""
+    var memberName = ""
+    private let lock = NSLock()
+    private var status: Int32?
+    private var pumpDone = false
+
+    init(name: String, executable: String, arguments: [String], log: String, out: PrefixedOutput) throws {
+        self.name = name
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.terminationHandler = { [weak self] p in
+            // A signal shows as 128 + signal, as a shell reports it.
+            let st = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+            self?.lock.lock(); self?.status = st; self?.lock.unlock()
+        }
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        logHandle.seekToEndOfFile()
+        try process.run()
+        try? pipe.fileHandleForWriting.close()
+        let fd = pipe.fileHandleForReading.fileDescriptor
+        let prefix = "[\(name)] "
+        Thread.detachNewThread { [self] in
+            var pending = [UInt8]()
+            var buf = [UInt8](repeating: 0, count: 65_536)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                logHandle.write(Data(buf[0..<n]))
+                pending.append(contentsOf: buf[0..<n])
+                if let last = pending.lastIndex(of: 10) {
+                    out.lines(prefix: prefix, pending[...last])
+                    pending.removeSubrange(...last)
+                }
+            }
+            if !pending.isEmpty { out.lines(prefix: prefix, pending[...] + [10]) }
+            try? logHandle.close()
+            lock.lock(); pumpDone = true; lock.unlock()
+            _ = pipe
+        }
+    }
+
+    var exitStatus: Int32? { lock.lock(); defer { lock.unlock() }; return status }
+    var outputDone: Bool { lock.lock(); defer { lock.unlock() }; return pumpDone }
+
+    func terminate() { if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGTERM) } }
+    func kill() { if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGKILL) } }
+
+    static func describe(_ status: Int32) -> String {
+        status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"
+    }
+}
+
+/// Whole lines to stdout, never interleaved mid-line.
+final class PrefixedOutput: @unchecked Sendable {
+    private let lock = NSLock()
+
+    func line(_ s: String) { write(Array((s + "\n").utf8)) }
+
+    func lines(prefix: String, _ bytes: ArraySlice<UInt8>) {
+        var out = [UInt8]()
+        let p = Array(prefix.utf8)
+        var start = bytes.startIndex
+        while let nl = bytes[start...].firstIndex(of: 10) {
+            out += p
+            out += bytes[start...nl]
+            start = nl + 1
+        }
+        write(out)
+    }
+
+    private func write(_ b: [UInt8]) {
+        lock.lock(); defer { lock.unlock() }
+        b.withUnsafeBytes { p in
+            var off = 0
+            while off < p.count {
+                let n = Glibc.write(1, p.baseAddress! + off, p.count - off)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                off += n
+            }
+        }
+    }
+
+    /// Waits (bounded) until the children's output is all written.
+    func flush(children: [Child]) {
+        let end = Date().addingTimeInterval(3)
+        while children.contains(where: { !$0.outputDone }) && Date() < end { Thread.sleep(forTimeInterval: 0.02) }
+    }
+}
+
+/// SIGINT and SIGTERM, noticed by the supervisor's loop.
+final class SignalWatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sig: Int32?
+    private var sources: [DispatchSourceSignal] = []
+
+    init() {
+        for s in [SIGINT, SIGTERM] {
+            signal(s, SIG_IGN)
+            let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            src.setEventHandler { [weak self] in self?.lock.lock(); self?.sig = s; self?.lock.unlock() }
+            src.resume()
+            sources.append(src)
+        }
+    }
+
+    var received: Int32? { lock.lock(); defer { lock.unlock() }; return sig }
+}

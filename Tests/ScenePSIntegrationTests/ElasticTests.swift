@@ -1,0 +1,204 @@
+import Foundation
+import XCTest
+
+/// Real processes under cluster/local.sh, with processes killed, stopped and
+/// pools changed while training runs (docs/COORDINATOR.md). Each test checks
+/// the outcome in summary.json: every chunk of every epoch done exactly once,
+/// what was re-leased, restarts, scaling, and the AUC against a run without
+/// failure on the same data.
+final class ElasticTests: XCTestCase {
+    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
+
+    /// One data set for every test of this class: 60K rows, two scenes.
+    static let shared: (dir: URL, ok: Bool) = {
+        let dir = (try? Harness.tempDir("elastic")) ?? URL(fileURLWithPath: "/tmp/sceneps-elastic-\(getpid())")
+        let psctl = Harness.bin.appendingPathComponent("psctl").path
+        let r = try? Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "60000", "--scene-shares", "home=0.7,shop=0.3",
+                                         "--users", "3000", "--items", "4000", "--seed", "21", "--no-titles"], timeout: 120)
+        let config = """
+            data: {chunk_size: 2048}
+            training: {log_every: 10, timeout_seconds: 1, retries: 1, max_progress_lead: 0}
+            scenes: {home: 2, shop: 1}
+            """
+        try? config.write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
+        return (dir, r?.status == 0)
+    }()
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: shared.dir)
+        super.tearDown()
+    }
+
+    var data: URL { Self.shared.dir }
+
+    func args(_ run: URL, slot: Int, extra: [String] = []) -> [String] {
+        ["--config", data.appendingPathComponent("config.yaml").path, "--log", data.appendingPathComponent("log.csv").path,
+         "--truth", data.appendingPathComponent("truth.csv").path, "--run-dir", run.path,
+         "--servers", "2", "--base-port", "\(Harness.basePort(slot: slot))"] + extra
+    }
+
+    /// A run without failure, once per test process (the reference AUCs).
+    nonisolated(unsafe) static var baseline: [String: Any]?   // XCTest runs one test at a time
+    func baselineSummary() throws -> [String: Any] {
+        if let b = Self.baseline { return b }
+        let run = try Harness.tempDir("elastic-baseline")
+        let r = try Harness.run(launcher, args(run, slot: 8), timeout: 600)
+        XCTAssertEqual(r.status, 0, String(r.output.suffix(4000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        Self.baseline = s
+        return s
+    }
+
+    func requireData() throws {
+        try Harness.requireBinaries()
+        guard Self.shared.ok else { throw XCTSkip("generating the data set failed") }
+    }
+
+    /// Every epoch: every chunk done exactly once, all its training examples counted once.
+    func assertEveryChunkOnce(_ s: [String: Any], file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        let leases = s["leases"] as? [[String: Any]] ?? []
+        XCTAssertFalse(leases.isEmpty, "summary.json has per-epoch lease counts", file: file, line: line)
+        let trainRows = leases.first?["examples"] as? Int ?? -1
+        for l in leases {
+            let chunks = l["chunks"] as? Int ?? -1
+            XCTAssertEqual(l["done"] as? Int, chunks, "epoch \(l["epoch"] ?? "?"): every chunk done once: \(l)", file: file, line: line)
+            XCTAssertEqual(l["examples"] as? Int, trainRows, "every epoch trains the same examples, each once: \(l)", file: file, line: line)
+            XCTAssertEqual((l["leased"] as? Int ?? 0), chunks + (l["released"] as? Int ?? 0),
+                           "every lease ended done or re-leased: \(l)", file: file, line: line)
+        }
+        return leases
+    }
+
+    /// Per-scene AUC within `tolerance` of the run without failure.
+    func assertAUCClose(_ s: [String: Any], to b: [String: Any], tolerance: Double = 0.01,
+                        file: StaticString = #filePath, line: UInt = #line) {
+        let scenes = s["scenes"] as? [String: [String: Any]] ?? [:]
+        let base = b["scenes"] as? [String: [String: Any]] ?? [:]
+        XCTAssertEqual(Set(scenes.keys), Set(base.keys), file: file, line: line)
+        for (name, m) in scenes {
+            let auc = m["auc"] as? Double ?? 0, ref = base[name]?["auc"] as? Double ?? 1
+            XCTAssertEqual(auc, ref, accuracy: tolerance, "scene \(name): \(auc) against \(ref) without failure", file: file, line: line)
+        }
+        let o = (s["overall"] as? [String: Any])?["auc"] as? Double ?? 0
+        XCTAssertGreaterThan(o, 0.6, "training learnt something", file: file, line: line)
+    }
+
+    func waitForTraining(_ l: Harness.Running, worker: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertTrue(l.waitFor("workers training", timeout: 180), String(l.output.suffix(3000)), file: file, line: line)
+        XCTAssertTrue(l.waitFor("[\(worker)] ", timeout: 60) && l.waitFor("progress", timeout: 60),
+                      String(l.output.suffix(3000)), file: file, line: line)
+        Thread.sleep(forTimeInterval: 1)
+    }
+
+    func pkill(_ pattern: String, signal: String = "-KILL") throws {
+        let r = try Harness.run("/usr/bin/pkill", [signal, "-f", pattern], timeout: 10)
+        XCTAssertEqual(r.status, 0, "a process matching \(pattern) was found")
+    }
+
+    /// 1. kill -9 a worker mid-epoch: its lease goes to another worker (or its restarted self); the job
+    /// finishes with every chunk trained once per epoch and the AUC of a run without failure.
+    func testAKilledWorkersLeaseIsTrainedByAnotherAndTheJobFinishes() throws {
+        try requireData()
+        let base = try baselineSummary()
+        let run = try Harness.tempDir("elastic-kill-worker")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 9, extra: ["--restart-on-failure"]), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-1")
+        try pkill("worker .*--name home-1 ")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        XCTAssertTrue(l.output.contains("worker-home-1 was killed by signal 9; restarting it"), String(l.output.suffix(3000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        let leases = assertEveryChunkOnce(s)
+        XCTAssertGreaterThanOrEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 1,
+                                    "the dead worker's lease was taken back and leased again: \(leases)")
+        XCTAssertEqual((s["restarts"] as? [String: Int])?["home-1"], 1, "\(s["restarts"] ?? "none")")
+        assertAUCClose(s, to: base)
+    }
+
+    /// 2. kill -9 the coordinator and restart it: training continues from its journal; no chunk lost.
+    func testAKilledCoordinatorIsRestartedAndContinuesFromItsJournal() throws {
+        try requireData()
+        let base = try baselineSummary()
+        let run = try Harness.tempDir("elastic-kill-coordinator")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 10, extra: ["--restart-on-failure"]), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-shop-0")
+        try pkill("coordinator .*--run-dir \(run.path) ")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        XCTAssertTrue(l.output.contains("restarting from the journal"), String(l.output.suffix(3000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
+        XCTAssertEqual((s["restarts"] as? [String: Int])?["coordinator"], 1, "\(s["restarts"] ?? "none")")
+        assertAUCClose(s, to: base)
+    }
+
+    /// 3 and 4. Scale one scene up and another down mid-epoch, then a scene to zero: it waits, reported as
+    /// waiting, and resumes when scaled up; every chunk of every epoch trained exactly once.
+    func testPoolsChangeWhileTrainingRuns() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-scale")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 11), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-0")
+        func scale(_ scene: String, _ n: Int) throws -> String {
+            let r = try Harness.run(psctl, ["scale", "--run-dir", run.path, "--scene", scene, "--workers", "\(n)"], timeout: 30)
+            XCTAssertEqual(r.status, 0, r.output)
+            return r.output
+        }
+        XCTAssertTrue(try scale("home", 1).contains("pool 2 -> 1"))
+        XCTAssertTrue(try scale("shop", 2).contains("pool 1 -> 2"))
+        XCTAssertTrue(l.waitFor("== scene shop: 2 workers", timeout: 30), String(l.output.suffix(3000)))
+        // Bad input: a clear error, the job unchanged.
+        for bad in [["--scene", "nope", "--workers", "1"], ["--scene", "home", "--workers=-1"]] {
+            let r = try Harness.run(psctl, ["scale", "--run-dir", run.path] + bad, timeout: 30)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.output.contains("error"), r.output)
+        }
+        // Shop to zero: it waits, and says so.
+        _ = try scale("shop", 0)
+        var waiting = false
+        for _ in 0..<300 where !waiting {
+            let st = try Harness.run(psctl, ["status", "--run-dir", run.path], timeout: 30)
+            waiting = st.output.contains("waiting: no worker")
+            if !waiting { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        XCTAssertTrue(waiting, "a scene without workers is reported as waiting")
+        Thread.sleep(forTimeInterval: 1)
+        _ = try scale("shop", 1)
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        let leases = assertEveryChunkOnce(s)
+        XCTAssertEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 0, "scaling re-leases nothing: \(leases)")
+        let scaling = s["scaling"] as? [[String: Any]] ?? []
+        XCTAssertEqual(scaling.map { "\($0["scene"] ?? "")=\($0["workers"] ?? "")" }, ["home=1", "shop=2", "shop=0", "shop=1"])
+        XCTAssertGreaterThan((s["overall"] as? [String: Any])?["auc"] as? Double ?? 0, 0.6)
+        // No live job any more: a clear error.
+        let after = try Harness.run(psctl, ["scale", "--run-dir", run.path, "--scene", "home", "--workers", "1"], timeout: 30)
+        XCTAssertNotEqual(after.status, 0)
+        XCTAssertTrue(after.output.contains("no live job"), after.output)
+    }
+
+    /// 5. SIGSTOP a server longer than the request timeout, then SIGCONT: workers do not hang or crash
+    /// silently; the job stops with a message naming the server.
+    func testAStoppedServerIsNamedAndTheJobStops() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-stop-server")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 12)
+        let l = try Harness.Running(launcher, args(run, slot: 12), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-0")
+        let pattern = "ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)"
+        try pkill(pattern, signal: "-STOP")
+        Thread.sleep(forTimeInterval: 5)   // timeout 1 s, 1 retry: every worker has given up
+        try pkill(pattern, signal: "-CONT")
+        let status = l.waitExit(timeout: 120)
+        XCTAssertNotNil(status, "the job does not hang")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(l.output.contains("server 1 (tcp://127.0.0.1:\(port + 1)) did not answer"), String(l.output.suffix(4000)))
+        XCTAssertTrue(l.output.contains("FAILED: worker-"), String(l.output.suffix(4000)))
+    }
+}
