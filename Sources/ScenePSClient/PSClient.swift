@@ -127,17 +127,6 @@ public final class PSClient {
         }
     }
 
-    /// Reports this worker's progress through `epoch` (a fraction in [0, 1])
-    /// to server 0, which keeps the board for the cluster, and returns how
-    /// many workers of that epoch it heard from recently and the smallest
-    /// progress among them.
-    public func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double) {
-        let replies = try roundTrip([0: .heartbeat(Heartbeat(epoch: UInt32(epoch), progress: min(max(progress, 0), 1)))],
-                                    what: "heartbeat")
-        guard case .heartbeat(let h) = replies[0]! else { throw unexpected(replies[0]!, server: 0, what: "heartbeat") }
-        return (Int(h.peers), h.peersMinProgress)
-    }
-
     /// Saves or restores snapshot `name` on every server; returns the sparse
     /// rows copied, summed over the servers.
     @discardableResult

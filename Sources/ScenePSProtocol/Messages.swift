@@ -163,10 +163,8 @@ public struct Blocks: Sendable, Equatable {
     }
 }
 
-/// Liveness and progress alignment (see `Heartbeat` in scene_ps.proto): a
-/// training worker sends `epoch` (0 = liveness only) and `progress` (fraction
-/// of its epoch done); the reply carries `peers` and `peersMinProgress` over
-/// the workers that reported the same epoch recently.
+/// Liveness (see `Heartbeat` in scene_ps.proto). The fields are deprecated
+/// and ignored; progress alignment is the coordinator's `MemberBeat`.
 public struct Heartbeat: Sendable, Equatable {
     public var epoch: UInt32
     public var progress: Double

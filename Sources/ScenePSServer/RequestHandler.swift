@@ -15,7 +15,6 @@ public final class RequestHandler: @unchecked Sendable {
     public let registry: TableRegistry
     public let maxMessageBytes: Int
     let dedup = DedupWindow()
-    let progress = ProgressBoard()
     private let logger: Logger
     private let counters = Lock()
     private var requests: UInt64 = 0
@@ -107,14 +106,9 @@ public final class RequestHandler: @unchecked Sendable {
             return reply(.ack(Ack(appliedRows: resolved.rows)))
         case .stats:
             return reply(.statsReply(stats()))
-        case .heartbeat(let h):
-            guard h.epoch > 0 else { return reply(.heartbeat(Heartbeat())) }
-            guard h.progress.isFinite, (0...1).contains(h.progress) else {
-                return fail(id, request.sender, .badRequest, "heartbeat progress \(h.progress) is not in [0, 1]", peer: peer)
-            }
-            let peers = progress.report(sender: request.sender, epoch: h.epoch, progress: h.progress)
-            return reply(.heartbeat(Heartbeat(epoch: h.epoch, progress: h.progress,
-                                              peers: UInt32(peers.count), peersMinProgress: peers.minProgress)))
+        case .heartbeat:
+            // Liveness only: progress alignment is the coordinator's (its MemberBeat).
+            return reply(.heartbeat(Heartbeat()))
         case .snapshot(let r):
             guard !r.name.isEmpty else { return fail(id, request.sender, .badRequest, "snapshot needs a name", peer: peer) }
             switch r.action {

@@ -36,10 +36,6 @@ public final class PSClientStore: ParameterStoreSetup {
                         dense: dense.isEmpty ? [] : [DenseGradient(tableID: denseTable, values: dense)], lrScale: lrScale)
     }
 
-    public func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double) {
-        try client.reportProgress(epoch: epoch, progress: progress)
-    }
-
     /// Keeps (`save`) or brings back (`restore`) snapshot `name` of every
     /// table on every server; returns the sparse rows copied.
     @discardableResult

@@ -20,9 +20,6 @@ public protocol ParameterStore: AnyObject {
 /// created by the first worker and verified for every later one.
 public protocol ParameterStoreSetup: ParameterStore {
     func declare(_ tables: ModelTables, denseInitial: [Float]) throws
-    /// Reports this worker's fraction of `epoch` done; returns the peers of
-    /// that epoch and the smallest fraction among them (progress alignment).
-    func reportProgress(epoch: Int, progress: Double) throws -> (peers: Int, minProgress: Double)
 }
 
 /// A pull under way; `finish` waits for it (bounded by the client's timeout

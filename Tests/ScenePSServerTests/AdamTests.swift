@@ -52,15 +52,6 @@ final class AdamTests: XCTestCase {
         assertClose(w, [-0.025, 1.025], rel: 1e-5, "lr 0.1 scaled by 0.25")
     }
 
-    func testProgressBoardForgetsStalePeers() {
-        let board = ProgressBoard(staleAfter: 10)
-        _ = board.report(sender: "slow", epoch: 1, progress: 0.1, now: 100)
-        XCTAssertEqual(board.report(sender: "fast", epoch: 1, progress: 0.5, now: 105).minProgress, 0.1)
-        let later = board.report(sender: "fast", epoch: 1, progress: 0.6, now: 111)
-        XCTAssertEqual(later.count, 1, "a worker not heard from for 10 s no longer holds the others back")
-        XCTAssertEqual(later.minProgress, 0.6)
-    }
-
     /// Per-row lazy Adam: each row's bias correction uses its own update count.
     func testSparseRowsUseTheirOwnStepCounts() {
         var cfg = config

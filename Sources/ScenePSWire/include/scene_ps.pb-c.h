@@ -408,24 +408,16 @@ struct  Sceneps__StatsReply
 
 
 /*
- * Liveness, and progress alignment of training workers. A worker sends its
- * epoch (1-based; 0 = liveness only) and the fraction of its epoch done; the
- * reply carries, over the workers that reported the same epoch recently, how
- * many there are and the smallest fraction, so that a worker of a small scene
- * can keep pace with the others instead of finishing its scene first.
+ * Liveness: any peer answers a Heartbeat with a Heartbeat. Fields 1-4 are
+ * deprecated and ignored (progress alignment was server 0's before the
+ * coordinator's MemberBeat took it over); kept so old peers still decode.
  */
 struct  Sceneps__Heartbeat
 {
   ProtobufCMessage base;
   uint32_t epoch;
   double progress;
-  /*
-   * reply: workers in this epoch heard from recently
-   */
   uint32_t peers;
-  /*
-   * reply: the smallest fraction among them
-   */
   double peers_min_progress;
 };
 #define SCENEPS__HEARTBEAT__INIT \
