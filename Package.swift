@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "psctl", targets: ["psctl"]),
         .executable(name: "coordinator", targets: ["coordinator"]),
         .executable(name: "ps-bench", targets: ["ps-bench"]),
+        .executable(name: "coordinator-bench", targets: ["coordinator-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -88,6 +89,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "tools/ps-bench"),
+        .executableTarget(name: "coordinator-bench", dependencies: [
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "tools/coordinator-bench"),
 
         // Tests.
         .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),

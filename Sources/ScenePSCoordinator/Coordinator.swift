@@ -137,6 +137,18 @@ public final class Coordinator {
     public private(set) var journal: CoordinatorJournal
     /// Called with the journal after every change, before the reply leaves.
     public var persist: (CoordinatorJournal) throws -> Void = { _ in }
+    /// Group commit: when set, changes only mark the journal dirty and the
+    /// caller runs `flush()` once after a batch of requests, before sending
+    /// any of their replies (the service does; one write per batch).
+    public var deferPersist = false
+    private var dirty = false
+
+    /// Writes the journal if a change is pending.
+    public func flush() throws {
+        guard dirty else { return }
+        try persist(journal)
+        dirty = false
+    }
     private let logger: Logger
     /// Not durable: reset to the load time after a restart.
     private var lastSeen: [UInt64: Double] = [:]
@@ -248,7 +260,9 @@ public final class Coordinator {
         logger.log(level: level, "\(message)")
     }
 
-    private func save() throws { try persist(journal) }
+    private func save() throws {
+        if deferPersist { dirty = true } else { try persist(journal) }
+    }
 
     /// Applies `change` to a copy and keeps it only when it could be persisted.
     private func commit(_ change: (inout CoordinatorJournal) -> Void) -> Error? {

@@ -75,7 +75,8 @@ public final class CoordinatorService: @unchecked Sendable {
             for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
         }
         coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
-        coordinator.persist = { j in try JSONFile.write(j, to: path) }
+        coordinator.persist = { j in try JSONFile.write(j, to: path, sync: false) }
+        coordinator.deferPersist = true
         try coordinator.recordStart()
     }
 
@@ -111,14 +112,24 @@ public final class CoordinatorService: @unchecked Sendable {
         while true {
             let ready = try ZMQPoll.readable([socket], timeoutMilliseconds: 100)
             if ready[0] {
-                while let frames = try socket.receive(dontWait: true) {
+                // Group commit: every request waiting now is handled, the
+                // journal written once, then the replies go out.
+                var outgoing: [[ZMQOutgoingFrame]] = []
+                while outgoing.count < 256, let frames = try socket.receive(dontWait: true) {
                     guard frames.count >= 2, let payload = frames.last else { continue }
                     let reply = payload.withUnsafeBytes { handle($0) }
                     var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
                     out.append(.bytes(reply))
-                    _ = try socket.send(out, dontWait: true)
-                    messages += 1
+                    outgoing.append(out)
                 }
+                do { try lock.withLock { try coordinator.flush() } } catch {
+                    // Replies are held back: the members retry, and the write is tried again.
+                    logger.error("cannot write the coordinator journal; not answering until it can be", metadata: ["error": "\(error)"])
+                    lastReply.removeAll()
+                    continue
+                }
+                for out in outgoing { _ = try socket.send(out, dontWait: true) }
+                messages += outgoing.count
             }
             let now = Date().timeIntervalSince1970
             if now - lastTick >= 0.1 {
