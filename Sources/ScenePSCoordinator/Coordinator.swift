@@ -85,10 +85,13 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
         public var done = 0
         public var released = 0
         public var examples = 0
+        /// Examples of released leases that their dead members had reported
+        /// trained (their last beat): trained again by the chunk's next worker.
+        public var retrained = 0
         public var startedAt: Double
         public var finishedAt: Double?
         enum CodingKeys: String, CodingKey {
-            case epoch, chunks, leased, done, released, examples
+            case epoch, chunks, leased, done, released, examples, retrained
             case startedAt = "started_at", finishedAt = "finished_at"
         }
     }
@@ -470,10 +473,14 @@ public final class Coordinator {
     private func drop(_ id: UInt64, reason: String, now: Double, retired: Bool = false) {
         guard let m = member(id) else { return }
         let held = journal.leases.filter { $0.member == id }
+        let partial = held.reduce(0) { $0 + min(leaseExamples[$1.id] ?? 0, plan.scenes[$1.scene].chunks[$1.chunk].examples) }
         _ = commit { j in
             j.members.removeAll { $0.id == id }
             j.leases.removeAll { $0.member == id }
-            if !held.isEmpty { j.epochs[j.epochs.count - 1].released += held.count }
+            if !held.isEmpty {
+                j.epochs[j.epochs.count - 1].released += held.count
+                j.epochs[j.epochs.count - 1].retrained += partial
+            }
             if !retired && !j.died.contains(m.name) { j.died.append(m.name) }
         }
         for l in held { leaseExamples[l.id] = nil }

@@ -73,7 +73,8 @@ public struct EpochEvaluation {
         final.workers = summary.workers
         final.schedule = schedule.epochs
         final.leases = journal.epochs.map {
-            .init(epoch: $0.epoch, chunks: $0.chunks, leased: $0.leased, done: $0.done, released: $0.released, examples: $0.examples)
+            .init(epoch: $0.epoch, chunks: $0.chunks, leased: $0.leased, done: $0.done, released: $0.released,
+                  examples: $0.examples, retrained: $0.retrained)
         }
         final.scaling = journal.scaling.map { .init(time: $0.time, scene: $0.scene, workers: $0.workers) }
         final.restarts = journal.restarts

@@ -61,13 +61,17 @@ public struct RunSummary: Codable, Sendable {
         public var done: Int
         public var released: Int
         public var examples: Int
-        public init(epoch: Int, chunks: Int, leased: Int, done: Int, released: Int, examples: Int) {
+        /// Examples a dead worker had trained of a chunk that was then leased again (so trained twice).
+        public var retrained: Int
+        enum CodingKeys: String, CodingKey { case epoch, chunks, leased, done, released, examples, retrained }
+        public init(epoch: Int, chunks: Int, leased: Int, done: Int, released: Int, examples: Int, retrained: Int) {
             self.epoch = epoch
             self.chunks = chunks
             self.leased = leased
             self.done = done
             self.released = released
             self.examples = examples
+            self.retrained = retrained
         }
     }
 

@@ -85,6 +85,7 @@ final class CoordinatorTests: XCTestCase {
         let a = try register(c, "home-0", "home"), b = try register(c, "home-1", "home")
         let la = lease(c, a)
         XCTAssertEqual(la.kind, .chunk)
+        _ = c.handle(.memberBeat(MemberBeat(memberID: a, leaseID: la.leaseID, leaseExamples: 40)), now: now)
         // b keeps beating, a does not.
         for _ in 0..<4 {
             now += 1
@@ -93,6 +94,7 @@ final class CoordinatorTests: XCTestCase {
         c.tick(now: now)
         XCTAssertNil(c.journal.members.first { $0.id == a }, "a is declared dead")
         XCTAssertEqual(c.journal.epochs[0].released, 1)
+        XCTAssertEqual(c.journal.epochs[0].retrained, 40, "what a had reported of its chunk is trained again")
         var seen: [String] = []
         var held: LeaseReply?
         for _ in 0..<10 {

@@ -114,6 +114,10 @@ final class ElasticTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 1,
                                     "the dead worker's lease was taken back and leased again: \(leases)")
         XCTAssertEqual((s["restarts"] as? [String: Int])?["home-1"], 1, "\(s["restarts"] ?? "none")")
+        // Trained twice: at most the chunk in hand of each dead worker (chunks of 2048 here).
+        for l in leases {
+            XCTAssertLessThanOrEqual(l["retrained"] as? Int ?? .max, 2048 * (l["released"] as? Int ?? 0), "\(l)")
+        }
         assertAUCClose(s, to: base)
     }
 
