@@ -70,8 +70,11 @@ final class ElasticTests: XCTestCase {
         return leases
     }
 
-    /// Per-scene AUC within `tolerance` of the run without failure.
-    func assertAUCClose(_ s: [String: Any], to b: [String: Any], tolerance: Double = 0.01,
+    /// Per-scene AUC within `tolerance` of the run without failure, overall within `overallTolerance`.
+    /// At 60K rows two runs without any failure differ by up to ~0.02 on a scene when the machine is
+    /// loaded (asynchronous training; 1.8K test rows in shop): the tighter per-scene bound of 0.01 is
+    /// shown on the 480K-row quickstart (BENCHMARKS.md, "The coordinator").
+    func assertAUCClose(_ s: [String: Any], to b: [String: Any], tolerance: Double = 0.025, overallTolerance: Double = 0.012,
                         file: StaticString = #filePath, line: UInt = #line) {
         let scenes = s["scenes"] as? [String: [String: Any]] ?? [:]
         let base = b["scenes"] as? [String: [String: Any]] ?? [:]
@@ -81,6 +84,8 @@ final class ElasticTests: XCTestCase {
             XCTAssertEqual(auc, ref, accuracy: tolerance, "scene \(name): \(auc) against \(ref) without failure", file: file, line: line)
         }
         let o = (s["overall"] as? [String: Any])?["auc"] as? Double ?? 0
+        let ob = (b["overall"] as? [String: Any])?["auc"] as? Double ?? 1
+        XCTAssertEqual(o, ob, accuracy: overallTolerance, "overall: \(o) against \(ob) without failure", file: file, line: line)
         XCTAssertGreaterThan(o, 0.6, "training learnt something", file: file, line: line)
     }
 
