@@ -66,7 +66,7 @@ public final class SparseTable: @unchecked Sendable {
 
     /// Visits `keys` grouped by stripe, each stripe's lock taken once.
     /// `body(i, record)` gets the key's position in `keys` and its record.
-    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>,
+    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>, mutates: Bool,
                                 _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let n = keys.count
         if n == 0 { return }
@@ -75,7 +75,9 @@ public final class SparseTable: @unchecked Sendable {
             for i in 0..<n {
                 let k = keys[i], h = hash(k), s = stripeIndex(h)
                 locks[s].withLock {
-                    body(i, stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) })
+                    let rec = stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) }
+                    if mutates, let cut = stripes[s].cut { preserveForCut(cut, recs: CollectionOfOne(rec)) }
+                    body(i, rec)
                 }
             }
             return
@@ -124,6 +126,9 @@ public final class SparseTable: @unchecked Sendable {
                                     } else {
                                         recs[j] = stripe.findOrInsert(key: k, hash: h) { initialise($0, key: k) }
                                     }
+                                }
+                                if mutates, let cut = stripe.cut {
+                                    preserveForCut(cut, recs: UnsafeBufferPointer(rebasing: UnsafeBufferPointer(recs)[lo..<hi]))
                                 }
                                 var sink: UInt32 = 0
                                 let lastLine = recordFloats - 1
@@ -174,7 +179,7 @@ public final class SparseTable: @unchecked Sendable {
     public func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) {
         let d = dim
         let wo = weightsOffset
-        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
+        forEachGrouped(keys, mutates: false) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
         counters.withLock { pulls &+= 1 }
     }
 
@@ -182,7 +187,7 @@ public final class SparseTable: @unchecked Sendable {
     /// (`keys.count * dim` floats). The caller has validated the input.
     public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>, lrScale: Float = 1) {
         let d = dim, wo = weightsOffset, so = stateOffset, stepOff = stepOffset, opt = optimizer
-        forEachGrouped(keys) { i, rec in
+        forEachGrouped(keys, mutates: true) { i, rec in
             let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
             let step = stepPtr.load(as: UInt32.self) &+ 1
             stepPtr.storeBytes(of: step, as: UInt32.self)
@@ -210,6 +215,7 @@ public final class SparseTable: @unchecked Sendable {
         let h = hash(key), s = stripeIndex(h)
         locks[s].withLock {
             let rec = stripes[s].findOrInsert(key: key, hash: h) { initialise($0, key: key) }
+            if let cut = stripes[s].cut { _ = cut.preserve(rec) }
             (rec + weightsOffset).update(from: weights.baseAddress!, count: dim)
             (rec + stateOffset).update(from: state.baseAddress!, count: state.count)
             UnsafeMutableRawPointer(rec + stepOffset).storeBytes(of: step, as: UInt32.self)
@@ -242,8 +248,97 @@ public final class SparseTable: @unchecked Sendable {
     public func restore(_ snapshot: SparseTableSnapshot) {
         precondition(snapshot.stripes.count == stripes.count && snapshot.dim == dim, "snapshot of another table shape")
         for s in 0..<stripes.count {
-            locks[s].withLock { stripes[s].assign(from: snapshot.stripes[s]) }
+            locks[s].withLock { stripes[s].assign(from: snapshot.stripes[s]) }   // keeps a checkpoint's cut
         }
+    }
+
+    // MARK: checkpoint cut
+
+    /// Copies of rows taken for a cut by pushes: count and time (stall accounting).
+    private var cutPreservedNanosMax: UInt64 = 0
+
+    /// Keeps the cut value of `recs` (under the stripe's lock). Timed: this
+    /// copy is part of what a push waits for because of a checkpoint.
+    @inline(__always)
+    private func preserveForCut<C: Collection>(_ cut: StripeCut, recs: C) where C.Element == UnsafeMutablePointer<Float> {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var copied = false
+        for r in recs { if cut.preserve(r) { copied = true } }
+        if copied {
+            let dt = DispatchTime.now().uptimeNanoseconds &- t0
+            counters.withLock { cutPreservedNanosMax = max(cutPreservedNanosMax, dt) }
+        }
+    }
+
+    /// Starts a cut: the rows as they are now are what `takeCutChunk` will
+    /// hand out, whatever pushes do meanwhile. O(stripes + chunks): call it
+    /// while pushes are held. Returns the rows in the cut.
+    public func beginCut() -> Int {
+        var rows = 0
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                precondition(stripes[s].cut == nil, "a cut of table \(spec.id) is already open")
+                let c = StripeCut(arena: stripes[s].arena)
+                stripes[s].cut = c
+                rows += c.rows
+            }
+        }
+        counters.withLock { cutPreservedNanosMax = 0 }
+        return rows
+    }
+
+    /// Floats of the largest chunk of any stripe (the writer's buffer size).
+    public var cutChunkFloatsMax: Int {
+        (0..<stripes.count).map { s in locks[s].withLock { stripes[s].cut?.maxChunkFloats ?? 0 } }.max() ?? 0
+    }
+
+    /// Streams the cut: `body` gets raw records `[key | step | weights | state]`
+    /// (`recordFloats` floats each), a chunk at a time, copied under the
+    /// stripe's lock and handed over outside it. Ends the cut (also on error).
+    public func writeCut(scratch: UnsafeMutablePointer<Float>, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        defer { endCut() }
+        for s in 0..<stripes.count {
+            while true {
+                guard let n = locks[s].withLock({ stripes[s].cut?.takeNextChunk(into: scratch) }) else { break }
+                try body(UnsafeRawBufferPointer(start: scratch, count: n * MemoryLayout<Float>.size))
+            }
+            locks[s].withLock { stripes[s].cut?.release(); stripes[s].cut = nil }
+        }
+    }
+
+    /// Drops any open cut (after a failed write).
+    public func endCut() {
+        for s in 0..<stripes.count { locks[s].withLock { stripes[s].cut?.release(); stripes[s].cut = nil } }
+    }
+
+    /// The longest a push spent copying rows for the current cut (ns), and rows so copied.
+    public func cutPreserveStats() -> (maxNanos: UInt64, rows: Int) {
+        let rows = (0..<stripes.count).reduce(0) { acc, s in acc + locks[s].withLock { stripes[s].cut?.preservedRows ?? 0 } }
+        return (counters.withLock { cutPreservedNanosMax }, rows)
+    }
+
+    /// Inserts raw records (the checkpoint layout, `recordFloats` floats each)
+    /// for which `keep(key)` holds. A key already present is an error (a
+    /// checkpoint holds each row once). Returns the rows inserted.
+    public func insertRecords(_ raw: UnsafeRawBufferPointer, keep: (UInt64) -> Bool) -> Result<Int, ScenePSError> {
+        let bytes = recordFloats * MemoryLayout<Float>.size
+        let n = raw.count / bytes
+        var inserted = 0
+        for i in 0..<n {
+            let src = raw.baseAddress! + i * bytes
+            let key = src.loadUnaligned(as: UInt64.self)
+            guard keep(key) else { continue }
+            let h = hash(key), s = stripeIndex(h)
+            let fresh: Bool = locks[s].withLock {
+                var created = false
+                let rec = stripes[s].findOrInsert(key: key, hash: h) { _ in created = true }
+                if created { UnsafeMutableRawPointer(rec).copyMemory(from: src, byteCount: bytes) }
+                return created
+            }
+            if !fresh { return .failure(ScenePSError(.checkpoint, "key \(key) of table \(spec.id) '\(spec.name)' appears twice")) }
+            inserted += 1
+        }
+        return .success(inserted)
     }
 
     public struct Memory: Sendable {
