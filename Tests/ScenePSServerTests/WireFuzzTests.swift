@@ -31,6 +31,9 @@ final class WireFuzzTests: XCTestCase {
                                    requests: 5, errors: 6, uptimeSeconds: 7, handleSeconds: 8, pushApplySeconds: 9)),
             .heartbeat(Heartbeat(epoch: 1, progress: 0.5)),
             .shutdown(reason: "fuzz"),
+            // No checkpoint directory on this server: a mutated PREPARE is refused, never holds pushes.
+            .checkpoint(CheckpointRequest(action: .status, name: "fuzz")),
+            .checkpointReply({ var r = CheckpointReply(state: .done, name: "fuzz"); r.file = "f"; r.tables = [item]; return r }()),
         ]
     }
 
@@ -90,7 +93,7 @@ final class WireFuzzTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(kinds.count, 12, "every message type was fuzzed")
+        XCTAssertEqual(kinds.count, 14, "every message type was fuzzed")
         XCTAssertGreaterThan(refusedUndecodable, 200, "most mutations are undecodable")
         XCTAssertGreaterThan(decodedOK, 20, "some mutations decode (flipped values): the server got those too")
         // Still serving, with exactly the errors it replied counted.
