@@ -69,6 +69,7 @@ let package = Package(
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText",
+            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

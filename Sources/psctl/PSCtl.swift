@@ -15,6 +15,8 @@ struct PSCtl: ParsableCommand {
             Evaluate.self,
             EmbedTitles.self,
             Shutdown.self,
+            CheckpointCommand.self,
+            VerifyCheckpoint.self,
         ]
     )
 }
