@@ -42,6 +42,8 @@ public final class CheckpointDriver {
         public var writeSeconds: Double
         public var bytes: UInt64
         public var pruned: [String]
+        /// Rows that pushes copied before the writer reached them (copy-on-write).
+        public var preservedRows: UInt64
     }
 
     public let endpoints: [String]
@@ -161,6 +163,13 @@ public final class CheckpointDriver {
         while true {
             final = try all(CheckpointRequest(action: .status, name: name, dir: dir), timeout: o.requestTimeout)
             if let (i, f) = final.enumerated().first(where: { $0.element.state == .failed }) {
+                // Let the other servers finish their (now useless) shards, so
+                // that the next checkpoint is not refused as overlapping.
+                while final.contains(where: { $0.state == .writing }) && ContinuousClock.now < deadline {
+                    Thread.sleep(forTimeInterval: 0.02)
+                    guard let again = try? all(CheckpointRequest(action: .status, name: name, dir: dir), timeout: o.requestTimeout) else { break }
+                    final = again
+                }
                 throw ScenePSError(.checkpoint, "server \(i) (\(endpoints[i])) failed to write its shard of checkpoint '\(name)': \(f.message); no manifest written, the previous checkpoint stays the latest")
             }
             if final.allSatisfy({ $0.state == .done }) { break }
@@ -201,6 +210,7 @@ public final class CheckpointDriver {
         if let k = o.keep { pruned = try CheckpointDirectory.prune(dir, keep: k, protectedTags: o.protectedTags) }
         logger.info("checkpoint written", metadata: ["ps.checkpoint": "\(path)", "ps.push_stall_ms": "\(stall)", "ps.pruned": "\(pruned)"])
         return Result(path: path, manifest: manifest, pushStallMs: stall, cutMs: cutMs, writeSeconds: writeSeconds,
-                      bytes: shards.reduce(0) { $0 + $1.bytes }, pruned: pruned)
+                      bytes: shards.reduce(0) { $0 + $1.bytes }, pruned: pruned,
+                      preservedRows: final.reduce(0) { $0 + $1.preservedRows })
     }
 }

@@ -76,6 +76,11 @@ final class DurableWriter {
     }
 
     func write(_ raw: UnsafeRawBufferPointer) throws {
+        if raw.count >= 64 << 10 {   // large pieces (table chunks) go straight out, not through the buffer
+            try flush()
+            try emit(raw)
+            return
+        }
         var src = raw.baseAddress!, n = raw.count
         while n > 0 {
             if used == capacity { try flush() }
@@ -94,22 +99,27 @@ final class DurableWriter {
 
     private func flush() throws {
         guard used > 0 else { return }
-        hasher.update(UnsafeRawBufferPointer(start: buffer, count: used))
+        try emit(UnsafeRawBufferPointer(start: buffer, count: used))
+        used = 0
+    }
+
+    /// Hashes and writes `raw` to the file.
+    private func emit(_ raw: UnsafeRawBufferPointer) throws {
+        hasher.update(raw)
         writes += 1
         if writes == 1 && fault == "enospc" {
             throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(ENOSPC)))) [fault point enospc]")
         }
         var off = 0
-        while off < used {
-            let n = Glibc.write(fd, buffer + off, used - off)
+        while off < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(errno))))")
             }
             off += n
         }
-        bytes += UInt64(used)
-        used = 0
+        bytes += UInt64(raw.count)
         if writes == 1 && fault == "mid-shard-write" { kill(getpid(), SIGKILL) }
     }
 
@@ -207,124 +217,140 @@ extension DurableWriter {
 
 // MARK: reading
 
-/// A shard file, checked and parsed (the mapping stays open while it lives).
+/// A shard file read front to back through one reused buffer, hashed as it
+/// arrives and parsed with every length bounds-checked. Sparse rows are
+/// handed to `onRecords` in batches as they stream past (a restore inserts
+/// them into fresh tables that are only installed once everything, the
+/// checksum last, has passed), so a file is never held in memory whole.
 final class ShardFileContents {
-    struct SparseSection { var id: UInt32; var dim: UInt32; var stateWidth: UInt32; var recordBytes: Int; var rows: Int; var records: UnsafeRawBufferPointer }
+    struct SparseSection { var id: UInt32; var dim: UInt32; var stateWidth: UInt32; var recordBytes: Int; var rows: Int }
     struct DenseSection { var id: UInt32; var denseSize: UInt64; var lower: Int; var count: Int; var step: UInt32; var weights: [Float]; var state: [Float]; var stateWidth: Int }
     let path: String
-    let file: MappedFile
+    let size: Int
     var shardIndex = 0, shardCount = 0
     var appliedPushes: UInt64 = 0
     var sparse: [UInt32: SparseSection] = [:]
     var dense: [UInt32: DenseSection] = [:]
     var dedup: [DedupWindow.Entry] = []
+    var checksumSeconds = 0.0
 
-    /// Maps `path`, checks its size and XXH64 against the manifest entry,
-    /// then parses it with every length bounds-checked.
-    init(path: String, expected: CheckpointManifest.Shard) throws {
+    /// Reads and checks `path` against its manifest entry (size, checksum),
+    /// the header against `header`, each table against `specs`, every row's
+    /// invariants. `onRecords(table, batch)` gets the checked sparse rows.
+    init(path: String, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
+         specs: [UInt32: TableSpec], onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
         self.path = path
-        guard FileManager.default.fileExists(atPath: path) else {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
             throw ScenePSError(.checkpoint, "\(path): missing (check: shard file present)")
         }
-        file = try MappedFile(path: path)
-        guard UInt64(file.size) == expected.bytes else {
-            throw ScenePSError(.checkpoint, "\(path): \(file.size) bytes, the manifest says \(expected.bytes) (check: size; truncated or overwritten)")
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ScenePSError(.checkpoint, "\(path): not a regular file (check: shard file present)") }
+        guard UInt64(st.st_size) == expected.bytes else {
+            throw ScenePSError(.checkpoint, "\(path): \(st.st_size) bytes, the manifest says \(expected.bytes) (check: size; truncated or overwritten)")
         }
-        let sum = file.withBytes { XXH64.hash($0) }
+        size = Int(st.st_size)
+        let r = try StreamReader(path: path, size: size)
+        try parse(r, expected: expected, header: header, specs: specs, onRecords: onRecords)
+        let sum = r.hasher.finalize()
+        checksumSeconds = r.hashSeconds
         guard XXH64.format(sum) == expected.checksum else {
             throw ScenePSError(.checkpoint, "\(path): checksum \(XXH64.format(sum)), the manifest says \(expected.checksum) (check: checksum; the file is damaged)")
         }
-        try file.withBytes { try parse($0) }
     }
 
-    private func parse(_ b: UnsafeRawBufferPointer) throws {
-        var at = 0
-        func fail(_ what: String) -> ScenePSError {
-            ScenePSError(.checkpoint, "\(path): \(what) at byte \(at) (check: layout)")
+    private func parse(_ r: StreamReader, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
+                       specs: [UInt32: TableSpec], onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+        func fail(_ what: String, _ check: String = "layout") -> ScenePSError {
+            ScenePSError(.checkpoint, "\(path): \(what) at byte \(r.offset) (check: \(check))")
         }
-        func need(_ n: Int) throws { guard n >= 0, at + n <= b.count else { throw fail("truncated: \(n) more bytes needed") } }
-        func u32() throws -> UInt32 { try need(4); defer { at += 4 }; return UInt32(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
-        func u64() throws -> UInt64 { try need(8); defer { at += 8 }; return UInt64(littleEndian: b.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
-        func floats(_ n: Int) throws -> [Float] {
-            let (bytes, o) = n.multipliedReportingOverflow(by: 4)
-            guard !o else { throw fail("float count \(n) overflows") }
-            try need(bytes)
-            defer { at += bytes }
-            return Array(UnsafeBufferPointer(start: (b.baseAddress! + at).assumingMemoryBound(to: Float.self), count: n))
+        guard try r.bytes(8) == CheckpointFile.magic else { throw fail("not a ScenePS shard file (bad magic)") }
+        let version = try r.u32()
+        guard version == CheckpointFile.version else { throw fail("shard file version \(version), this build reads \(CheckpointFile.version)", "version") }
+        shardIndex = Int(try r.u32()); shardCount = Int(try r.u32())
+        guard shardIndex == header.index, shardCount == header.count else {
+            throw fail("header says shard \(shardIndex) of \(shardCount), the manifest says \(header.index) of \(header.count)", "header")
         }
-        try need(8)
-        guard Array(UnsafeRawBufferPointer(rebasing: b[0..<8])) == CheckpointFile.magic else { throw fail("not a ScenePS shard file (bad magic)") }
-        at = 8
-        let version = try u32()
-        guard version == CheckpointFile.version else { throw fail("shard file version \(version), this build reads \(CheckpointFile.version)") }
-        shardIndex = Int(try u32()); shardCount = Int(try u32())
-        let tables = try u32()
-        appliedPushes = try u64()
+        let tables = try r.u32()
+        appliedPushes = try r.u64()
+        guard appliedPushes == expected.applied_pushes else {
+            throw fail("applied pushes \(appliedPushes), the manifest says \(expected.applied_pushes)", "header")
+        }
         for _ in 0..<tables {
-            guard try u32() == CheckpointFile.tableTag else { throw fail("expected a table section") }
-            let id = try u32(), kind = try u32(), dim = try u32(), width = try u32(), recordBytes = Int(try u32())
+            guard try r.u32() == CheckpointFile.tableTag else { throw fail("expected a table section") }
+            let id = try r.u32(), kind = try r.u32(), dim = try r.u32(), width = try r.u32(), recordBytes = Int(try r.u32())
+            guard sparse[id] == nil && dense[id] == nil else { throw fail("table \(id) appears twice") }
+            guard let spec = specs[id] else { throw fail("table \(id) is not in the manifest", "schema") }
             switch kind {
             case 0:
+                guard spec.kind == .sparse else { throw fail("table \(id) '\(spec.name)' is sparse here, \(spec.kind) in the manifest", "schema") }
+                guard dim == spec.dim else { throw fail("table \(id) '\(spec.name)' has dim \(dim), the manifest says \(spec.dim)", "schema") }
                 guard width == 2, dim >= 1, dim <= 1 << 16, recordBytes == Int(3 + dim * (1 + width)) * 4 else {
                     throw fail("table \(id): sparse record of \(recordBytes) bytes does not fit dim \(dim), state width \(width)")
                 }
-                let rows = try u64()
-                guard rows <= UInt64(b.count) else { throw fail("table \(id): \(rows) rows cannot fit the file") }
-                let (bytes, o) = Int(rows).multipliedReportingOverflow(by: recordBytes)
-                guard !o else { throw fail("table \(id): rows overflow") }
-                try need(bytes)
-                guard sparse[id] == nil && dense[id] == nil else { throw fail("table \(id) appears twice") }
-                sparse[id] = SparseSection(id: id, dim: dim, stateWidth: width, recordBytes: recordBytes, rows: Int(rows),
-                                           records: UnsafeRawBufferPointer(rebasing: b[at..<(at + bytes)]))
-                at += bytes
-            case 1:
-                guard width == 2, dim == 1 else { throw fail("table \(id): dense section with dim \(dim), state width \(width)") }
-                let size = try u64(), lower = try u64(), count = try u64()
-                guard count <= UInt64(b.count), lower <= size, lower + count <= size else {
-                    throw fail("table \(id): dense slice [\(lower), +\(count)) outside size \(size)")
+                let rows = try r.u64()
+                guard rows <= UInt64(size) / UInt64(recordBytes) else { throw fail("table \(id): \(rows) rows cannot fit the file") }
+                let sec = SparseSection(id: id, dim: dim, stateWidth: width, recordBytes: recordBytes, rows: Int(rows))
+                sparse[id] = sec
+                var done = 0
+                try r.records(count: Int(rows), size: recordBytes) { batch in
+                    try checkRows(sec, name: spec.name, batch, firstRow: done)
+                    done += batch.count / recordBytes
+                    try onRecords(id, batch)
                 }
-                let step = try u32(); _ = try u32()
-                let weights = try floats(Int(count)), state = try floats(Int(count) * 2)
-                guard sparse[id] == nil && dense[id] == nil else { throw fail("table \(id) appears twice") }
-                dense[id] = DenseSection(id: id, denseSize: size, lower: Int(lower), count: Int(count), step: step,
+            case 1:
+                guard spec.kind == .dense else { throw fail("table \(id) '\(spec.name)' is dense here, \(spec.kind) in the manifest", "schema") }
+                guard width == 2, dim == 1 else { throw fail("table \(id): dense section with dim \(dim), state width \(width)") }
+                let total = try r.u64(), lower = try r.u64(), count = try r.u64()
+                let want = Sharding.denseRange(size: Int(spec.denseSize), server: shardIndex, servers: shardCount)
+                guard total == spec.denseSize, lower == UInt64(want.lowerBound), count == UInt64(want.count) else {
+                    throw fail("dense table \(id) '\(spec.name)' holds [\(lower), +\(count)) of \(total), expected [\(want.lowerBound), \(want.upperBound)) of \(spec.denseSize)", "schema")
+                }
+                let step = try r.u32(); _ = try r.u32()
+                let weights = try r.floats(Int(count)), state = try r.floats(Int(count) * 2)
+                guard allFinite(weights), allFinite(state) else { throw fail("dense table \(id) '\(spec.name)': NaN or Inf", "finite") }
+                guard state[Int(count)...].allSatisfy({ $0 >= 0 }) else { throw fail("dense table \(id) '\(spec.name)': negative second moment", "moments") }
+                dense[id] = DenseSection(id: id, denseSize: total, lower: Int(lower), count: Int(count), step: step,
                                          weights: weights, state: state, stateWidth: 2)
             default:
                 throw fail("table \(id): unknown kind \(kind)")
             }
         }
-        guard try u32() == CheckpointFile.dedupTag else { throw fail("expected the de-duplication section") }
-        let senders = try u32()
+        let missing = Set(specs.keys).subtracting(sparse.keys).subtracting(dense.keys)
+        guard missing.isEmpty else { throw fail("tables \(missing.sorted()) of the manifest are missing", "schema") }
+        let rows = sparse.values.reduce(0) { $0 + $1.rows }
+        guard UInt64(rows) == expected.rows else { throw fail("\(rows) sparse rows, the manifest says \(expected.rows)", "rows") }
+        guard try r.u32() == CheckpointFile.dedupTag else { throw fail("expected the de-duplication section") }
+        let senders = try r.u32()
         for _ in 0..<senders {
-            let n = Int(try u32())
-            try need(n)
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: b[at..<(at + n)]), as: UTF8.self)
-            at += n
-            let ids = Int(try u32())
-            try need(ids * 16)
+            let n = Int(try r.u32())
+            guard n <= 4096 else { throw fail("sender name of \(n) bytes") }
+            let name = String(decoding: try r.bytes(n), as: UTF8.self)
+            let ids = Int(try r.u32())
+            guard ids <= 1 << 20 else { throw fail("\(ids) remembered ids for one sender") }
             var list: [(id: UInt64, rows: UInt64)] = []
             list.reserveCapacity(ids)
-            for _ in 0..<ids { let i = try u64(); let r = try u64(); list.append((i, r)) }
+            for _ in 0..<ids { let i = try r.u64(); let n = try r.u64(); list.append((i, n)) }
             dedup.append(DedupWindow.Entry(sender: name, ids: list))
         }
-        let trailerAt = UInt64(at)
-        guard try u32() == CheckpointFile.endTag, try u32() == 0, try u64() == trailerAt, at == b.count else {
+        let trailerAt = UInt64(r.offset)
+        guard try r.u32() == CheckpointFile.endTag, try r.u32() == 0, try r.u64() == trailerAt, r.offset == size else {
             throw fail("bad trailer")
         }
     }
 
-    /// Checks every sparse row of table `id`: weights and moments finite, the
-    /// second moment non-negative, a row never stepped has zero moments, and
-    /// the key belongs to this file's shard. Throws naming the file, table, key.
-    func checkRows(_ s: SparseSection, name: String) throws {
+    /// Checks sparse rows: weights and moments finite, the second moment
+    /// non-negative, a row never stepped has zero moments, and the key
+    /// belongs to this file's shard. Throws naming the file, table, row, key.
+    func checkRows(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
         let d = Int(s.dim)
         let floatsPerRecord = s.recordBytes / 4
-        for i in 0..<s.rows {
-            let rec = s.records.baseAddress! + i * s.recordBytes
+        for i in 0..<(batch.count / s.recordBytes) {
+            let rec = batch.baseAddress! + i * s.recordBytes
             let key = rec.loadUnaligned(as: UInt64.self)
             let step = rec.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
             let values = UnsafeBufferPointer(start: (rec + 12).assumingMemoryBound(to: Float.self), count: floatsPerRecord - 3)
             func bad(_ what: String) -> ScenePSError {
-                ScenePSError(.checkpoint, "\(path): table \(s.id) '\(name)' row \(i) key \(key): \(what)")
+                ScenePSError(.checkpoint, "\(path): table \(s.id) '\(name)' row \(firstRow + i) key \(key): \(what)")
             }
             guard allFinite(values) else { throw bad("NaN or Inf in weights or moments (check: finite)") }
             var vMin: Float = 0
@@ -333,9 +359,103 @@ final class ShardFileContents {
             if step == 0 {
                 for j in d..<(3 * d) where values[j] != 0 { throw bad("moments without a step (check: step)") }
             }
-            guard Sharding.server(table: s.id, key: key, servers: shardCount) == shardIndex else {
-                throw bad("belongs to shard \(Sharding.server(table: s.id, key: key, servers: shardCount)) of \(shardCount), found in shard \(shardIndex) (check: ownership)")
+            let owner = Sharding.server(table: s.id, key: key, servers: shardCount)
+            guard owner == shardIndex else {
+                throw bad("belongs to shard \(owner) of \(shardCount), found in shard \(shardIndex) (check: ownership)")
             }
+        }
+    }
+}
+
+/// Sequential reads through one 8 MiB buffer, hashing every byte read.
+final class StreamReader {
+    let path: String
+    let size: Int
+    private let fd: Int32
+    private let buffer: UnsafeMutableRawPointer
+    private let capacity = 8 << 20
+    private var start = 0, end = 0      // valid bytes in the buffer
+    private var consumed = 0           // file offset of buffer[start]
+    var hasher = XXH64()
+    var hashSeconds = 0.0
+    var offset: Int { consumed }
+
+    init(path: String, size: Int) throws {
+        self.path = path
+        self.size = size
+        fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw ScenePSError(.checkpoint, "\(path): cannot open (\(String(cString: strerror(errno)))) (check: shard file present)") }
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
+        buffer = .allocate(byteCount: capacity, alignment: 64)
+    }
+
+    deinit { close(fd); buffer.deallocate() }
+
+    /// Ensures `n` (<= capacity) bytes are buffered.
+    private func need(_ n: Int) throws {
+        if end - start >= n { return }
+        guard consumed + n <= size else {
+            throw ScenePSError(.checkpoint, "\(path): truncated: \(n) bytes needed at byte \(consumed) of \(size) (check: layout)")
+        }
+        if start > 0 {
+            buffer.copyMemory(from: buffer + start, byteCount: end - start)
+            end -= start
+            start = 0
+        }
+        while end - start < n {
+            let k = read(fd, buffer + end, capacity - end)
+            if k < 0 && errno == EINTR { continue }
+            guard k > 0 else {
+                throw ScenePSError(.checkpoint, "\(path): read failed at byte \(consumed + end) (\(k < 0 ? String(cString: strerror(errno)) : "unexpected end of file")) (check: size)")
+            }
+            let t = DispatchTime.now().uptimeNanoseconds
+            hasher.update(UnsafeRawBufferPointer(start: buffer + end, count: k))
+            hashSeconds += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            end += k
+        }
+    }
+
+    private func take(_ n: Int) -> UnsafeRawPointer {
+        let p = UnsafeRawPointer(buffer + start)
+        start += n
+        consumed += n
+        return p
+    }
+
+    func u32() throws -> UInt32 { try need(4); return UInt32(littleEndian: take(4).loadUnaligned(as: UInt32.self)) }
+    func u64() throws -> UInt64 { try need(8); return UInt64(littleEndian: take(8).loadUnaligned(as: UInt64.self)) }
+    func bytes(_ n: Int) throws -> [UInt8] {
+        guard n <= capacity else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
+        try need(n)
+        return Array(UnsafeRawBufferPointer(start: take(n), count: n))
+    }
+    func floats(_ n: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: n)
+        var done = 0
+        let per = capacity / 4
+        while done < n {
+            let k = min(per, n - done)
+            try need(k * 4)
+            let p = take(k * 4)
+            out.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: done * 4).copyMemory(from: p, byteCount: k * 4) }
+            done += k
+        }
+        return out
+    }
+
+    /// `count` records of `size` bytes, handed over in buffer-sized batches.
+    func records(count: Int, size recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let per = max(1, capacity / recordSize)
+        var left = count
+        while left > 0 {
+            let k = min(per, left)
+            // Whatever is buffered already, at least one record.
+            let available = (end - start) / recordSize
+            let n = available > 0 ? min(k, available) : 1
+            try need(n * recordSize)
+            let batch = min(k, (end - start) / recordSize)
+            try body(UnsafeRawBufferPointer(start: take(batch * recordSize), count: batch * recordSize))
+            left -= batch
         }
     }
 }

@@ -15,6 +15,10 @@ public enum CheckpointRestore {
         public var rows: Int
         public var bytesRead: UInt64
         public var seconds: Double
+        /// Of which: reading and checksumming the files, checking every row, loading the tables.
+        public var checksumSeconds: Double = 0
+        public var checkSeconds: Double = 0
+        public var loadSeconds: Double = 0
     }
 
     /// The checkpoint directory `which` names: a path, or `latest` (the
@@ -73,11 +77,12 @@ public enum CheckpointRestore {
         return s
     }
 
-    /// Opens and checks shard files `indices` of checkpoint `path`: size,
+    /// Reads and checks shard files `indices` of checkpoint `path`: size,
     /// checksum, layout, header against the manifest, each table against the
-    /// manifest's schema, every row's invariants.
-    static func openShards(path: String, manifest m: CheckpointManifest, indices: [Int],
-                           specs: [UInt32: TableSpec]) throws -> [ShardFileContents] {
+    /// manifest's schema, every row's invariants; the checked sparse rows go
+    /// to `onRecords(shard, table, batch)` as they stream past.
+    static func openShards(path: String, manifest m: CheckpointManifest, indices: [Int], specs: [UInt32: TableSpec],
+                           onRecords: (Int, UInt32, UnsafeRawBufferPointer) throws -> Void = { _, _, _ in }) throws -> [ShardFileContents] {
         var out: [ShardFileContents] = []
         for i in indices {
             let entry = m.shards.first { $0.index == i }!
@@ -85,35 +90,9 @@ public enum CheckpointRestore {
                 throw ScenePSError(.checkpoint, "\(path)/\(CheckpointManifest.fileName): shard \(i) file '\(entry.file)' is not a plain file name (check: shards)")
             }
             let file = (path as NSString).appendingPathComponent(entry.file)
-            let c = try ShardFileContents(path: file, expected: entry)
-            func bad(_ what: String) -> ScenePSError { ScenePSError(.checkpoint, "\(file): \(what)") }
-            guard c.shardIndex == i, c.shardCount == m.shard_count else {
-                throw bad("header says shard \(c.shardIndex) of \(c.shardCount), the manifest says \(i) of \(m.shard_count) (check: header)")
-            }
-            guard c.appliedPushes == entry.applied_pushes else {
-                throw bad("applied pushes \(c.appliedPushes), the manifest says \(entry.applied_pushes) (check: header)")
-            }
-            for (id, s) in specs {
-                switch s.kind {
-                case .sparse:
-                    guard let sec = c.sparse[id] else { throw bad("table \(id) '\(s.name)' of the manifest is missing as a sparse table (check: schema)") }
-                    guard sec.dim == s.dim else { throw bad("table \(id) '\(s.name)' has dim \(sec.dim), the manifest says \(s.dim) (check: schema)") }
-                    try c.checkRows(sec, name: s.name)
-                case .dense:
-                    guard let sec = c.dense[id] else { throw bad("table \(id) '\(s.name)' of the manifest is missing as a dense table (check: schema)") }
-                    let r = Sharding.denseRange(size: Int(s.denseSize), server: i, servers: m.shard_count)
-                    guard sec.denseSize == s.denseSize, sec.lower == r.lowerBound, sec.count == r.count else {
-                        throw bad("dense table \(id) '\(s.name)' holds [\(sec.lower), +\(sec.count)) of \(sec.denseSize), expected [\(r.lowerBound), \(r.upperBound)) of \(s.denseSize) (check: schema)")
-                    }
-                    guard allFinite(sec.weights), allFinite(sec.state) else { throw bad("dense table \(id) '\(s.name)': NaN or Inf (check: finite)") }
-                    guard sec.state[sec.count...].allSatisfy({ $0 >= 0 }) else { throw bad("dense table \(id) '\(s.name)': negative second moment (check: moments)") }
-                }
-            }
-            let extra = Set(c.sparse.keys).union(c.dense.keys).subtracting(specs.keys)
-            guard extra.isEmpty else { throw bad("tables \(extra.sorted()) are not in the manifest (check: schema)") }
-            let rows = specs.values.reduce(0) { $0 + (c.sparse[$1.id]?.rows ?? 0) }
-            guard UInt64(rows) == entry.rows else { throw bad("\(rows) sparse rows, the manifest says \(entry.rows) (check: rows)") }
-            out.append(c)
+            out.append(try ShardFileContents(path: file, expected: entry, header: (i, m.shard_count), specs: specs) { table, batch in
+                try onRecords(i, table, batch)
+            })
         }
         return out
     }
@@ -144,62 +123,66 @@ public enum CheckpointRestore {
         }
         let same = m.shard_count == registry.shardCount
         let indices = same ? [registry.shardIndex] : Array(0..<m.shard_count)
-        let shards = try openShards(path: path, manifest: m, indices: indices, specs: specs)
-
         let fresh = TableRegistry(shardIndex: registry.shardIndex, shardCount: registry.shardCount, stripeBits: registry.stripeBits)
         let ordered = specs.values.sorted { $0.id < $1.id }
         if let e = fresh.declare(DeclareTables(tables: ordered)) {
             throw ScenePSError(.checkpoint, "\(path): tables cannot be created: \(e.message)")
         }
+        var sparseTables: [UInt32: SparseTable] = [:]
+        for s in ordered { if case .sparse(let t)? = fresh.table(s.id) { sparseTables[s.id] = t } }
         var rows = 0
-        for s in ordered {
-            switch fresh.table(s.id)! {
-            case .sparse(let t):
-                for c in shards {
-                    let sec = c.sparse[s.id]!
-                    let me = registry.shardIndex, n = registry.shardCount
-                    let result = same ? t.insertRecords(sec.records) { _ in true }
-                                      : t.insertRecords(sec.records) { Sharding.server(table: s.id, key: $0, servers: n) == me }
-                    switch result {
-                    case .success(let k): rows += k
-                    case .failure(let e): throw ScenePSError(.checkpoint, "\(c.path): \(e.message) (check: unique keys)")
-                    }
-                }
-            case .dense(let d):
-                let r = d.range, n = r.count
-                var w = [Float](repeating: 0, count: n), st = [Float](repeating: 0, count: 2 * n)
-                var covered = 0
-                var steps = Set<UInt32>()
-                for c in shards {
-                    let sec = c.dense[s.id]!
-                    let lo = max(r.lowerBound, sec.lower), hi = min(r.upperBound, sec.lower + sec.count)
-                    guard lo < hi else { continue }
-                    steps.insert(sec.step)
-                    for g in lo..<hi {
-                        let a = g - r.lowerBound, b = g - sec.lower
-                        w[a] = sec.weights[b]
-                        st[a] = sec.state[b]
-                        st[n + a] = sec.state[sec.count + b]
-                    }
-                    covered += hi - lo
-                }
-                guard covered == n else {
-                    throw ScenePSError(.checkpoint, "\(path): dense table \(s.id) '\(s.name)': the shard files cover \(covered) of this server's \(n) values (check: dense coverage)")
-                }
-                if steps.count > 1 {
-                    handler.logger.warning("dense slices being merged had different step counts; using the largest", metadata: [
-                        "ps.table": "\(s.id) '\(s.name)'", "ps.steps": "\(steps.sorted())",
-                    ])
-                }
-                d.restore(weights: w, state: st, step: steps.max() ?? 0)
+        var loadSeconds = 0.0
+        let me = registry.shardIndex, n = registry.shardCount
+        let shards = try openShards(path: path, manifest: m, indices: indices, specs: specs) { shard, id, batch in
+            let t1 = Date()
+            let t = sparseTables[id]!
+            let result = same ? t.insertRecords(batch) { _ in true }
+                              : t.insertRecords(batch) { Sharding.server(table: id, key: $0, servers: n) == me }
+            switch result {
+            case .success(let k): rows += k
+            case .failure(let e): throw ScenePSError(.checkpoint, "\(path) shard \(shard): \(e.message) (check: unique keys)")
             }
+            loadSeconds += Date().timeIntervalSince(t1)
+        }
+        for s in ordered where s.kind == .dense {
+            guard case .dense(let d)? = fresh.table(s.id) else { continue }
+            let r = d.range, n = r.count
+            var w = [Float](repeating: 0, count: n), st = [Float](repeating: 0, count: 2 * n)
+            var covered = 0
+            var steps = Set<UInt32>()
+            for c in shards {
+                let sec = c.dense[s.id]!
+                let lo = max(r.lowerBound, sec.lower), hi = min(r.upperBound, sec.lower + sec.count)
+                guard lo < hi else { continue }
+                steps.insert(sec.step)
+                for g in lo..<hi {
+                    let a = g - r.lowerBound, b = g - sec.lower
+                    w[a] = sec.weights[b]
+                    st[a] = sec.state[b]
+                    st[n + a] = sec.state[sec.count + b]
+                }
+                covered += hi - lo
+            }
+            guard covered == n else {
+                throw ScenePSError(.checkpoint, "\(path): dense table \(s.id) '\(s.name)': the shard files cover \(covered) of this server's \(n) values (check: dense coverage)")
+            }
+            if steps.count > 1 {
+                handler.logger.warning("dense slices being merged had different step counts; using the largest", metadata: [
+                    "ps.table": "\(s.id) '\(s.name)'", "ps.steps": "\(steps.sorted())",
+                ])
+            }
+            d.restore(weights: w, state: st, step: steps.max() ?? 0)
         }
         registry.install(from: fresh)
         for c in shards { handler.dedup.restore(c.dedup) }
         handler.checkpointer.setAppliedPushes(same ? shards[0].appliedPushes : (registry.shardIndex == 0 ? m.global_step : 0))
-        let bytes = shards.reduce(UInt64(0)) { $0 + UInt64($1.file.size) }
-        return Summary(path: path, manifest: m, filesRead: shards.map(\.path), rows: rows, bytesRead: bytes,
-                       seconds: Date().timeIntervalSince(t0))
+        let bytes = shards.reduce(UInt64(0)) { $0 + UInt64($1.size) }
+        var summary = Summary(path: path, manifest: m, filesRead: shards.map(\.path), rows: rows, bytesRead: bytes,
+                              seconds: Date().timeIntervalSince(t0))
+        summary.checksumSeconds = shards.reduce(0) { $0 + $1.checksumSeconds }
+        summary.loadSeconds = loadSeconds
+        summary.checkSeconds = summary.seconds - summary.checksumSeconds - loadSeconds
+        return summary
     }
 
     /// Every check of every file of checkpoint `path`, without a server.
@@ -210,7 +193,7 @@ public enum CheckpointRestore {
         var bytes: UInt64 = 0, rows: UInt64 = 0
         for i in 0..<m.shard_count {
             let c = try openShards(path: path, manifest: m, indices: [i], specs: specs)[0]
-            bytes += UInt64(c.file.size)
+            bytes += UInt64(c.size)
             rows += UInt64(c.sparse.values.reduce(0) { $0 + $1.rows })
         }
         return (m, bytes, rows)

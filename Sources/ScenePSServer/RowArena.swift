@@ -180,6 +180,11 @@ final class SparseStripe {
         slots[i] = (hash >> 32) << 32 | UInt64(row + 1)
     }
 
+    /// Grows the index once so that `rows` rows fit (a restore's bulk insert).
+    func reserve(rows: Int) {
+        while rows * SparseStripe.maxLoadDenominator > capacity * SparseStripe.maxLoadNumerator { grow() }
+    }
+
     /// Doubles the index and re-inserts every slot (rows do not move).
     private func grow() {
         let old = slots, oldCapacity = capacity
@@ -253,11 +258,16 @@ final class StripeCut {
     private var chunkRows: [Int]
     /// Bit per cut row: its cut value is safe (written, or preserved).
     private var done: [UInt64]
-    /// Bit per cut row: preserved in `side` (position in `where`).
+    /// Bit per cut row: preserved in the side blocks (position in `locationBlocks`).
     private var kept: [UInt64]
-    private var location: [Int32: Int32] = [:]
-    private var side: UnsafeMutablePointer<Float>
-    private var sideCapacity = 0, sideCount = 0
+    /// Row -> position in the side blocks, in blocks of 4096 rows allocated
+    /// on first use (no table-sized allocation at the cut, no rehash in a push).
+    private var locationBlocks: [UnsafeMutablePointer<Int32>?]
+    /// Preserved rows in fixed blocks of `sideBlockRows` (never reallocated,
+    /// so a push never copies earlier copies).
+    private var sideBlocks: [UnsafeMutablePointer<Float>] = []
+    private var sideCount = 0
+    static let sideBlockRows = 4096
     /// Chunks the writer has not taken yet.
     private(set) var nextChunk = 0
     var chunkCount: Int { chunkStart.count }
@@ -282,8 +292,8 @@ final class StripeCut {
         chunkRows = counts
         done = [UInt64](repeating: 0, count: (rows + 63) / 64)
         kept = done
-        side = .allocate(capacity: 1)
         chunks = Array(arena.chunks.prefix(starts.count))
+        locationBlocks = Array(repeating: nil, count: (rows + 4095) / 4096)
     }
 
     /// The arena's chunks holding cut rows (chunks never move).
@@ -293,8 +303,15 @@ final class StripeCut {
     var detached = false
 
     func release() {
-        side.deallocate()
-        sideCapacity = 0
+        for b in sideBlocks { b.deallocate() }
+        sideBlocks = []
+        for case let b? in locationBlocks { b.deallocate() }
+        locationBlocks = []
+    }
+
+    @inline(__always)
+    private func sideRecord(_ i: Int) -> UnsafeMutablePointer<Float> {
+        sideBlocks[i / StripeCut.sideBlockRows] + (i % StripeCut.sideBlockRows) * recordFloats
     }
 
     /// The cut row index of `rec`, or nil when it was created after the cut.
@@ -322,16 +339,13 @@ final class StripeCut {
         if done[w] & bit != 0 { return false }
         done[w] |= bit
         kept[w] |= bit
-        if sideCount == sideCapacity {
-            let cap = max(1024, sideCapacity * 2)
-            let fresh = UnsafeMutablePointer<Float>.allocate(capacity: cap * recordFloats)
-            if sideCount > 0 { fresh.update(from: side, count: sideCount * recordFloats) }
-            side.deallocate()
-            side = fresh
-            sideCapacity = cap
+        if sideCount == sideBlocks.count * StripeCut.sideBlockRows {
+            sideBlocks.append(.allocate(capacity: StripeCut.sideBlockRows * recordFloats))
         }
-        (side + sideCount * recordFloats).update(from: rec, count: recordFloats)
-        location[Int32(r)] = Int32(sideCount)
+        sideRecord(sideCount).update(from: rec, count: recordFloats)
+        let lb = r >> 12
+        if locationBlocks[lb] == nil { locationBlocks[lb] = .allocate(capacity: 4096) }
+        locationBlocks[lb]![r & 4095] = Int32(sideCount)
         sideCount += 1
         preservedRows += 1
         return true
@@ -370,8 +384,8 @@ final class StripeCut {
     }
 
     private func overlay(row: Int, start: Int, out: UnsafeMutablePointer<Float>) {
-        let pos = Int(location[Int32(row)]!)
-        (out + (row - start) * recordFloats).update(from: side + pos * recordFloats, count: recordFloats)
+        let pos = Int(locationBlocks[row >> 12]![row & 4095])
+        (out + (row - start) * recordFloats).update(from: sideRecord(pos), count: recordFloats)
     }
 
     /// Largest chunk in floats.

@@ -256,6 +256,16 @@ public final class SparseTable: @unchecked Sendable {
 
     /// Copies of rows taken for a cut by pushes: count and time (stall accounting).
     private var cutPreservedNanosMax: UInt64 = 0
+    private var cutPreservedRows = 0
+
+    /// Closes stripe `s`'s cut (under its lock), counting the rows pushes copied.
+    private func closeCut(_ s: Int) {
+        guard let c = stripes[s].cut else { return }
+        let n = c.preservedRows
+        c.release()
+        stripes[s].cut = nil
+        counters.withLock { cutPreservedRows += n }
+    }
 
     /// Keeps the cut value of `recs` (under the stripe's lock). Timed: this
     /// copy is part of what a push waits for because of a checkpoint.
@@ -283,7 +293,7 @@ public final class SparseTable: @unchecked Sendable {
                 rows += c.rows
             }
         }
-        counters.withLock { cutPreservedNanosMax = 0 }
+        counters.withLock { cutPreservedNanosMax = 0; cutPreservedRows = 0 }
         return rows
     }
 
@@ -302,43 +312,75 @@ public final class SparseTable: @unchecked Sendable {
                 guard let n = locks[s].withLock({ stripes[s].cut?.takeNextChunk(into: scratch) }) else { break }
                 try body(UnsafeRawBufferPointer(start: scratch, count: n * MemoryLayout<Float>.size))
             }
-            locks[s].withLock { stripes[s].cut?.release(); stripes[s].cut = nil }
+            locks[s].withLock { closeCut(s) }
         }
     }
 
     /// Drops any open cut (after a failed write).
     public func endCut() {
-        for s in 0..<stripes.count { locks[s].withLock { stripes[s].cut?.release(); stripes[s].cut = nil } }
+        for s in 0..<stripes.count { locks[s].withLock { closeCut(s) } }
     }
 
     /// The longest a push spent copying rows for the current cut (ns), and rows so copied.
     public func cutPreserveStats() -> (maxNanos: UInt64, rows: Int) {
-        let rows = (0..<stripes.count).reduce(0) { acc, s in acc + locks[s].withLock { stripes[s].cut?.preservedRows ?? 0 } }
-        return (counters.withLock { cutPreservedNanosMax }, rows)
+        let open = (0..<stripes.count).reduce(0) { acc, s in acc + locks[s].withLock { stripes[s].cut?.preservedRows ?? 0 } }
+        return counters.withLock { (cutPreservedNanosMax, cutPreservedRows + open) }
     }
 
     /// Inserts raw records (the checkpoint layout, `recordFloats` floats each)
     /// for which `keep(key)` holds. A key already present is an error (a
-    /// checkpoint holds each row once). Returns the rows inserted.
+    /// checkpoint holds each row once). Records are grouped by stripe, each
+    /// stripe's index sized once, and the stripes filled in parallel.
+    /// Returns the rows inserted.
     public func insertRecords(_ raw: UnsafeRawBufferPointer, keep: (UInt64) -> Bool) -> Result<Int, ScenePSError> {
         let bytes = recordFloats * MemoryLayout<Float>.size
         let n = raw.count / bytes
-        var inserted = 0
+        guard n > 0, let base = raw.baseAddress else { return .success(0) }
+        let nStripes = stripes.count
+        var order = [Int32](repeating: 0, count: n)
+        var start = [Int](repeating: 0, count: nStripes + 1)
+        var stripeOf = [UInt8](repeating: 0, count: n)
+        var kept = 0
         for i in 0..<n {
-            let src = raw.baseAddress! + i * bytes
-            let key = src.loadUnaligned(as: UInt64.self)
-            guard keep(key) else { continue }
-            let h = hash(key), s = stripeIndex(h)
-            let fresh: Bool = locks[s].withLock {
-                var created = false
-                let rec = stripes[s].findOrInsert(key: key, hash: h) { _ in created = true }
-                if created { UnsafeMutableRawPointer(rec).copyMemory(from: src, byteCount: bytes) }
-                return created
-            }
-            if !fresh { return .failure(ScenePSError(.checkpoint, "key \(key) of table \(spec.id) '\(spec.name)' appears twice")) }
-            inserted += 1
+            let key = (base + i * bytes).loadUnaligned(as: UInt64.self)
+            guard keep(key) else { stripeOf[i] = 0xFF; continue }
+            let s = stripeIndex(hash(key))
+            stripeOf[i] = UInt8(s)
+            start[s + 1] += 1
+            kept += 1
         }
-        return .success(inserted)
+        for s in 0..<nStripes { start[s + 1] += start[s] }
+        var fill = start
+        for i in 0..<n where stripeOf[i] != 0xFF {
+            let s = Int(stripeOf[i])
+            order[fill[s]] = Int32(i)
+            fill[s] += 1
+        }
+        let duplicate = LockedValue<UInt64?>(nil)
+        order.withUnsafeBufferPointer { ord in
+            let box = UncheckedSendable((self, ord, start, base))
+            DispatchQueue.concurrentPerform(iterations: nStripes) { s in
+                let (table, ord, start, base) = box.value
+                let lo = start[s], hi = start[s + 1]
+                guard lo < hi else { return }
+                table.locks[s].withLock {
+                    let stripe = table.stripes[s]
+                    stripe.reserve(rows: stripe.count + (hi - lo))
+                    for j in lo..<hi {
+                        let src = base + Int(ord[j]) * bytes
+                        let key = src.loadUnaligned(as: UInt64.self)
+                        var created = false
+                        let rec = stripe.findOrInsert(key: key, hash: table.hash(key)) { _ in created = true }
+                        guard created else { duplicate.set(key); return }
+                        UnsafeMutableRawPointer(rec).copyMemory(from: src, byteCount: bytes)
+                    }
+                }
+            }
+        }
+        if let key = duplicate.get() {
+            return .failure(ScenePSError(.checkpoint, "key \(key) of table \(spec.id) '\(spec.name)' appears twice"))
+        }
+        return .success(kept)
     }
 
     public struct Memory: Sendable {
@@ -380,4 +422,13 @@ public final class SparseTableSnapshot: @unchecked Sendable {
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// A value behind a lock (the parallel restore's error report).
+final class LockedValue<T>: @unchecked Sendable {
+    private let lock = Lock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func get() -> T { lock.withLock { value } }
+    func set(_ v: T) { lock.withLock { value = v } }
 }

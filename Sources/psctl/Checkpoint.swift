@@ -25,10 +25,12 @@ struct CheckpointCommand: ParsableCommand {
     @Option(help: "A JSON file holding an object, stored as the manifest's `progress` (default {}).") var progress: String?
     @Option(help: "Comma-separated tags for the manifest (`best` protects the checkpoint from pruning).") var tags: String = ""
     @Option(help: "Milliseconds a server holds pushes before releasing them by itself if no commit comes.") var holdTimeoutMs: UInt32 = 2000
+    @Option(help: "Milliseconds to wait for each server's answer to each step before giving up.") var timeoutMs: Int = 10_000
 
     func validate() throws {
         if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1, got \(k)") }
         if servers.isEmpty { throw ValidationError("--servers must list at least one endpoint") }
+        if timeoutMs < 1 { throw ValidationError("--timeout-ms must be positive") }
     }
 
     func run() throws {
@@ -40,6 +42,7 @@ struct CheckpointCommand: ParsableCommand {
             o.keep = keep
             o.tags = tags.split(separator: ",").map(String.init)
             o.holdTimeoutMs = holdTimeoutMs
+            o.requestTimeout = .milliseconds(timeoutMs)
             if let p = progress {
                 guard let d = FileManager.default.contents(atPath: p) else { throw ScenePSError.io("\(p): cannot read the progress file") }
                 o.progress = try JSONValue.object(from: d, what: p)
