@@ -367,18 +367,97 @@ final class ShardFileContents {
     }
 }
 
-/// Sequential reads through one 8 MiB buffer, hashing every byte read.
+/// Reads a file ahead on a thread of its own (8 MiB blocks, at most two
+/// waiting), hashing every byte in order, so disk reads and the checksum
+/// overlap the consumer's work (a restore's row checks and inserts).
+final class Prefetcher: @unchecked Sendable {
+    // @unchecked: shared state under `cond`.
+    static let blockBytes = 8 << 20
+    private let cond = NSCondition()
+    private var ready: [(UnsafeMutableRawPointer, Int)] = []
+    private var spare: [UnsafeMutableRawPointer] = []
+    private var finished = false, cancelled = false
+    private var failure: String?
+    private(set) var hasher = XXH64()
+    private(set) var hashSeconds = 0.0
+
+    init(fd: Int32, size: Int) {
+        let t = Thread { [self] in
+            var off = 0
+            while off < size {
+                cond.lock()
+                while ready.count >= 2 && !cancelled { cond.wait() }
+                if cancelled { cond.unlock(); break }
+                let block = spare.popLast() ?? .allocate(byteCount: Prefetcher.blockBytes, alignment: 64)
+                cond.unlock()
+                var n = 0
+                let want = min(Prefetcher.blockBytes, size - off)
+                var err: String?
+                while n < want {
+                    let k = read(fd, block + n, want - n)
+                    if k < 0 && errno == EINTR { continue }
+                    if k <= 0 { err = k < 0 ? String(cString: strerror(errno)) : "unexpected end of file"; break }
+                    n += k
+                }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                hasher.update(UnsafeRawBufferPointer(start: block, count: n))
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                cond.lock()
+                hashSeconds += dt
+                if n > 0 { ready.append((block, n)) } else { spare.append(block) }
+                if let err { failure = "read failed at byte \(off + n) (\(err))" }
+                cond.broadcast()
+                cond.unlock()
+                if err != nil { break }
+                off += n
+            }
+            cond.lock(); finished = true; cond.broadcast(); cond.unlock()
+        }
+        t.name = "ps-checkpoint-reader"
+        t.start()
+    }
+
+    /// The next block in file order (nil at the end); give it back with `recycle`.
+    func next() throws -> (UnsafeMutableRawPointer, Int)? {
+        cond.lock(); defer { cond.unlock() }
+        while ready.isEmpty && !finished { cond.wait() }
+        if !ready.isEmpty { let b = ready.removeFirst(); cond.broadcast(); return b }
+        if let failure { throw ScenePSError(.checkpoint, failure) }
+        return nil
+    }
+
+    func recycle(_ p: UnsafeMutableRawPointer) { cond.lock(); spare.append(p); cond.unlock() }
+
+    /// Stops the thread and waits for it (the file descriptor may then be closed).
+    func finish() -> (XXH64, Double) {
+        cond.lock()
+        cancelled = true
+        cond.broadcast()
+        while !finished { cond.wait() }
+        for (b, _) in ready { b.deallocate() }
+        for b in spare { b.deallocate() }
+        ready = []; spare = []
+        let r = (hasher, hashSeconds)
+        cond.unlock()
+        return r
+    }
+}
+
+/// Sequential reads of a shard file (through `Prefetcher`), parsed in place
+/// from one buffer.
 final class StreamReader {
     let path: String
     let size: Int
     private let fd: Int32
     private let buffer: UnsafeMutableRawPointer
-    private let capacity = 8 << 20
+    private let capacity = 2 * Prefetcher.blockBytes
     private var start = 0, end = 0      // valid bytes in the buffer
     private var consumed = 0           // file offset of buffer[start]
-    var hasher = XXH64()
-    var hashSeconds = 0.0
+    private let prefetcher: Prefetcher
+    private var finalHash: (XXH64, Double)?
     var offset: Int { consumed }
+    var hasher: XXH64 { done().0 }
+    var hashSeconds: Double { done().1 }
 
     init(path: String, size: Int) throws {
         self.path = path
@@ -387,11 +466,19 @@ final class StreamReader {
         guard fd >= 0 else { throw ScenePSError(.checkpoint, "\(path): cannot open (\(String(cString: strerror(errno)))) (check: shard file present)") }
         _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
         buffer = .allocate(byteCount: capacity, alignment: 64)
+        prefetcher = Prefetcher(fd: fd, size: size)
     }
 
-    deinit { close(fd); buffer.deallocate() }
+    private func done() -> (XXH64, Double) {
+        if let f = finalHash { return f }
+        let f = prefetcher.finish()
+        finalHash = f
+        return f
+    }
 
-    /// Ensures `n` (<= capacity) bytes are buffered.
+    deinit { _ = done(); close(fd); buffer.deallocate() }
+
+    /// Ensures `n` (<= a block) bytes are buffered.
     private func need(_ n: Int) throws {
         if end - start >= n { return }
         guard consumed + n <= size else {
@@ -403,14 +490,15 @@ final class StreamReader {
             start = 0
         }
         while end - start < n {
-            let k = read(fd, buffer + end, capacity - end)
-            if k < 0 && errno == EINTR { continue }
-            guard k > 0 else {
-                throw ScenePSError(.checkpoint, "\(path): read failed at byte \(consumed + end) (\(k < 0 ? String(cString: strerror(errno)) : "unexpected end of file")) (check: size)")
+            let block: (UnsafeMutableRawPointer, Int)?
+            do { block = try prefetcher.next() } catch {
+                throw ScenePSError(.checkpoint, "\(path): \((error as? ScenePSError)?.message ?? "\(error)") (check: size)")
             }
-            let t = DispatchTime.now().uptimeNanoseconds
-            hasher.update(UnsafeRawBufferPointer(start: buffer + end, count: k))
-            hashSeconds += Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            guard let (p, k) = block else {
+                throw ScenePSError(.checkpoint, "\(path): unexpected end of file at byte \(consumed + end) (check: size)")
+            }
+            (buffer + end).copyMemory(from: p, byteCount: k)
+            prefetcher.recycle(p)
             end += k
         }
     }
@@ -425,14 +513,14 @@ final class StreamReader {
     func u32() throws -> UInt32 { try need(4); return UInt32(littleEndian: take(4).loadUnaligned(as: UInt32.self)) }
     func u64() throws -> UInt64 { try need(8); return UInt64(littleEndian: take(8).loadUnaligned(as: UInt64.self)) }
     func bytes(_ n: Int) throws -> [UInt8] {
-        guard n <= capacity else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
+        guard n <= Prefetcher.blockBytes else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
         try need(n)
         return Array(UnsafeRawBufferPointer(start: take(n), count: n))
     }
     func floats(_ n: Int) throws -> [Float] {
         var out = [Float](repeating: 0, count: n)
         var done = 0
-        let per = capacity / 4
+        let per = Prefetcher.blockBytes / 4
         while done < n {
             let k = min(per, n - done)
             try need(k * 4)
@@ -445,7 +533,7 @@ final class StreamReader {
 
     /// `count` records of `size` bytes, handed over in buffer-sized batches.
     func records(count: Int, size recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let per = max(1, capacity / recordSize)
+        let per = max(1, Prefetcher.blockBytes / recordSize)
         var left = count
         while left > 0 {
             let k = min(per, left)

@@ -117,6 +117,10 @@ struct CheckpointBench {
         let secs = (ContinuousClock.now - t).seconds
         print(String(format: "  restore (cold cache): %d rows, %.0f MB in %.2f s = %.0f MB/s (checksum %.2f s, read+row checks %.2f s, table inserts %.2f s)",
                      sum.rows, Double(sum.bytesRead) / 1e6, secs, Double(sum.bytesRead) / 1e6 / secs, sum.checksumSeconds, sum.checkSeconds, sum.loadSeconds))
+        // dd over the very same file, cold again.
+        let shardPath = (idle.path as NSString).appendingPathComponent(idle.manifest.shards[0].file)
+        dropCache(shardPath)
+        print("  dd read of the same shard file (cold cache): " + (try runDD(["if=\(shardPath)", "of=/dev/null", "bs=8M"])))
         for r in results + [idle] { try? FileManager.default.removeItem(atPath: r.path) }
         try dd(mb: 1024)
     }
@@ -132,7 +136,12 @@ struct CheckpointBench {
     func dd(mb: Int) throws {
         let f = (dir as NSString).appendingPathComponent("dd-\(getpid()).tmp")
         defer { try? FileManager.default.removeItem(atPath: f) }
-        func run(_ args: [String]) throws -> String {
+        print("  dd write: " + (try runDD(["if=/dev/zero", "of=\(f)", "bs=8M", "count=\(mb / 8)", "conv=fdatasync"])))
+        dropCache(f)
+        print("  dd read (cold cache): " + (try runDD(["if=\(f)", "of=/dev/null", "bs=8M"])))
+    }
+
+    func runDD(_ args: [String]) throws -> String {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/dd")
             p.arguments = args
@@ -143,10 +152,6 @@ struct CheckpointBench {
             p.waitUntilExit()
             let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             return out.split(separator: "\n").last.map(String.init) ?? out
-        }
-        print("  dd write: " + (try run(["if=/dev/zero", "of=\(f)", "bs=8M", "count=\(mb / 8)", "conv=fdatasync"])))
-        dropCache(f)
-        print("  dd read (cold cache): " + (try run(["if=\(f)", "of=/dev/null", "bs=8M"])))
     }
 }
 
