@@ -374,3 +374,63 @@ struct Unchecked<T>: @unchecked Sendable {
     let value: T
     init(_ v: T) { value = v }
 }
+
+/// The copy-on-write cut of one table: what the writer streams is the table
+/// at `beginCut`, whatever pushes, new rows and snapshot restores happen while
+/// it streams.
+final class SparseCutTests: XCTestCase {
+    let spec = TableSpec.sparse(id: 4, name: "cut", dim: 8, initKind: .uniform, initScale: 0.5, seed: 2)
+
+    func rows(_ t: SparseTable) -> [UInt64: [Float]] {
+        var out: [UInt64: [Float]] = [:]
+        t.forEachRow { k, w, st, step in out[k] = Array(w) + Array(st) + [Float(bitPattern: step)] }
+        return out
+    }
+
+    func push(_ t: SparseTable, _ keys: [UInt64], _ g: Float) {
+        let grads = [Float](repeating: g, count: keys.count * 8)
+        keys.withUnsafeBufferPointer { k in grads.withUnsafeBufferPointer { t.push(keys: k, gradients: $0.baseAddress!) } }
+    }
+
+    func streamed(_ t: SparseTable) -> [UInt64: [Float]] {
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(t.cutChunkFloatsMax, 1))
+        defer { scratch.deallocate() }
+        var out: [UInt64: [Float]] = [:]
+        let rf = t.recordFloats
+        t.writeCut(scratch: scratch) { raw in
+            let f = raw.bindMemory(to: Float.self)
+            for r in 0..<(f.count / rf) {
+                let rec = Array(f[(r * rf)..<((r + 1) * rf)])
+                let key = raw.loadUnaligned(fromByteOffset: r * rf * 4, as: UInt64.self)
+                XCTAssertNil(out[key], "key \(key) streamed twice")
+                out[key] = Array(rec[3...]) + [rec[2]]
+            }
+        }
+        return out
+    }
+
+    func testTheStreamIsTheTableAtTheCutDespitePushesNewRowsAndARestore() {
+        for restoreMidway in [false, true] {
+            let t = SparseTable(spec: spec, optimizer: Adam(spec.adam), stripeBits: 2)
+            var rng = SplitMix64(seed: 8)
+            let keys = (0..<30_000).map { _ in rng.next() }
+            push(t, keys, 0.1)
+            let snap = t.snapshot()
+            push(t, Array(keys[0..<10_000]), -0.2)
+            let atCut = rows(t)
+            XCTAssertEqual(t.beginCut(), keys.count)
+            // While it streams: changes to cut rows, rows created after the cut, and (once) a snapshot restore.
+            push(t, Array(keys[5_000..<20_000]), 0.3)
+            push(t, (0..<5_000).map { _ in rng.next() }, 0.4)
+            if restoreMidway { t.restore(snap) }
+            push(t, Array(keys[15_000..<30_000]), -0.5)
+            XCTAssertGreaterThan(t.cutPreserveStats().rows, 0)
+            let out = streamed(t)
+            XCTAssertEqual(out.count, atCut.count)
+            XCTAssertEqual(out, atCut, "restore midway: \(restoreMidway)")
+            // The cut is closed: pushes no longer copy rows, and a new cut can start.
+            XCTAssertEqual(t.beginCut(), t.memory().rows)
+            t.endCut()
+        }
+    }
+}
