@@ -236,9 +236,11 @@ final class ShardFileContents {
 
     /// Reads and checks `path` against its manifest entry (size, checksum),
     /// the header against `header`, each table against `specs`, every row's
-    /// invariants. `onRecords(table, batch)` gets the checked sparse rows.
+    /// invariants. `onSection(table, rows)` announces a sparse table's rows;
+    /// `onRecords(table, batch)` then gets them, checked, in batches.
     init(path: String, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
-         specs: [UInt32: TableSpec], onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+         specs: [UInt32: TableSpec], onSection: (UInt32, Int) throws -> Void = { _, _ in },
+         onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
         self.path = path
         var st = stat()
         guard stat(path, &st) == 0 else {
@@ -250,7 +252,7 @@ final class ShardFileContents {
         }
         size = Int(st.st_size)
         let r = try StreamReader(path: path, size: size)
-        try parse(r, expected: expected, header: header, specs: specs, onRecords: onRecords)
+        try parse(r, expected: expected, header: header, specs: specs, onSection: onSection, onRecords: onRecords)
         let sum = r.hasher.finalize()
         checksumSeconds = r.hashSeconds
         guard XXH64.format(sum) == expected.checksum else {
@@ -259,7 +261,8 @@ final class ShardFileContents {
     }
 
     private func parse(_ r: StreamReader, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
-                       specs: [UInt32: TableSpec], onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+                       specs: [UInt32: TableSpec], onSection: (UInt32, Int) throws -> Void,
+                       onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
         func fail(_ what: String, _ check: String = "layout") -> ScenePSError {
             ScenePSError(.checkpoint, "\(path): \(what) at byte \(r.offset) (check: \(check))")
         }
@@ -291,6 +294,7 @@ final class ShardFileContents {
                 guard rows <= UInt64(size) / UInt64(recordBytes) else { throw fail("table \(id): \(rows) rows cannot fit the file") }
                 let sec = SparseSection(id: id, dim: dim, stateWidth: width, recordBytes: recordBytes, rows: Int(rows))
                 sparse[id] = sec
+                try onSection(id, Int(rows))
                 var done = 0
                 try r.records(count: Int(rows), size: recordBytes) { batch in
                     try checkRows(sec, name: spec.name, batch, firstRow: done)

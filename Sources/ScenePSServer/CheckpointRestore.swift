@@ -82,6 +82,7 @@ public enum CheckpointRestore {
     /// manifest's schema, every row's invariants; the checked sparse rows go
     /// to `onRecords(shard, table, batch)` as they stream past.
     static func openShards(path: String, manifest m: CheckpointManifest, indices: [Int], specs: [UInt32: TableSpec],
+                           onSection: (UInt32, Int) throws -> Void = { _, _ in },
                            onRecords: (Int, UInt32, UnsafeRawBufferPointer) throws -> Void = { _, _, _ in }) throws -> [ShardFileContents] {
         var out: [ShardFileContents] = []
         for i in indices {
@@ -90,7 +91,8 @@ public enum CheckpointRestore {
                 throw ScenePSError(.checkpoint, "\(path)/\(CheckpointManifest.fileName): shard \(i) file '\(entry.file)' is not a plain file name (check: shards)")
             }
             let file = (path as NSString).appendingPathComponent(entry.file)
-            out.append(try ShardFileContents(path: file, expected: entry, header: (i, m.shard_count), specs: specs) { table, batch in
+            out.append(try ShardFileContents(path: file, expected: entry, header: (i, m.shard_count), specs: specs,
+                                             onSection: onSection) { table, batch in
                 try onRecords(i, table, batch)
             })
         }
@@ -133,7 +135,10 @@ public enum CheckpointRestore {
         var rows = 0
         var loadSeconds = 0.0
         let me = registry.shardIndex, n = registry.shardCount
-        let shards = try openShards(path: path, manifest: m, indices: indices, specs: specs) { shard, id, batch in
+        let shards = try openShards(path: path, manifest: m, indices: indices, specs: specs, onSection: { id, rows in
+            // Size the index once (re-sharding: about 1/n of each file).
+            sparseTables[id]!.reserve(rows: same ? rows : rows / n + 1024)
+        }) { shard, id, batch in
             let t1 = Date()
             let t = sparseTables[id]!
             let result = same ? t.insertRecords(batch) { _ in true }

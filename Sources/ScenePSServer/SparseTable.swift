@@ -327,6 +327,13 @@ public final class SparseTable: @unchecked Sendable {
         return counters.withLock { (cutPreservedNanosMax, cutPreservedRows + open) }
     }
 
+    /// Sizes every stripe's index for `rows` more rows over the table (a
+    /// restore knows its row count up front: no rehash while it inserts).
+    public func reserve(rows: Int) {
+        let per = rows / stripes.count + rows / (stripes.count * 16) + 64
+        for s in 0..<stripes.count { locks[s].withLock { stripes[s].reserve(rows: stripes[s].count + per) } }
+    }
+
     /// Inserts raw records (the checkpoint layout, `recordFloats` floats each)
     /// for which `keep(key)` holds. A key already present is an error (a
     /// checkpoint holds each row once). Records are grouped by stripe, each
