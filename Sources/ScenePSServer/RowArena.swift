@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Rows of one stripe in large chunks that never move: row `r` lives at a
 /// fixed address for the arena's life, so growing never loses or copies a
 /// row. Chunks start small (16 rows) and double up to `maxChunkRows`, so a
@@ -56,6 +59,27 @@ struct RowArena {
     }
 
     var allocatedBytes: Int { rowCapacity * recordFloats * MemoryLayout<Float>.size }
+
+    /// Allocates chunks until `rows` rows fit, their pages populated in one
+    /// call each (a restore: one madvise instead of a fault per 4 KiB page).
+    mutating func reserve(rows: Int) {
+        while rowCapacity < rows {
+            let n = chunkRows(chunks.count)
+            let chunk = UnsafeMutablePointer<Float>.allocate(capacity: n * recordFloats)
+            RowArena.populate(UnsafeMutableRawPointer(chunk), bytes: n * recordFloats * MemoryLayout<Float>.size)
+            chunks.append(chunk)
+            rowCapacity += n
+        }
+    }
+
+    static func populate(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        #if os(Linux)
+        let page = 4096
+        let start = (Int(bitPattern: p) + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: p) + bytes) & ~(page - 1)
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */) }
+        #endif
+    }
 
     /// A deep copy: the same chunk sizes, the same rows at the same indices.
     func copy() -> RowArena {
@@ -180,9 +204,11 @@ final class SparseStripe {
         slots[i] = (hash >> 32) << 32 | UInt64(row + 1)
     }
 
-    /// Grows the index once so that `rows` rows fit (a restore's bulk insert).
+    /// Grows the index once so that `rows` rows fit, and the arena (a
+    /// restore's bulk insert).
     func reserve(rows: Int) {
         while rows * SparseStripe.maxLoadDenominator > capacity * SparseStripe.maxLoadNumerator { grow() }
+        arena.reserve(rows: rows)
     }
 
     /// Doubles the index and re-inserts every slot (rows do not move).

@@ -91,6 +91,9 @@ struct CheckpointBench {
         }
         stop.set()
         while !pusher.isFinished { usleep(10_000) }
+        let stalls = results.map(\.pushStallMs).sorted()
+        print(String(format: "  push stall over %d checkpoints: median %.3f ms, max %.3f ms; cut (PREPARE sent to COMMIT answered) median %.1f ms",
+                     stalls.count, stalls[stalls.count / 2], stalls.last ?? 0, results.map(\.cutMs).sorted()[results.count / 2]))
         // Client view: the slowest push overlapping a checkpoint against the pushes outside.
         let samples = lat.all()
         func overlaps(_ x: (ContinuousClock.Instant, Double)) -> Bool {
@@ -113,8 +116,10 @@ struct CheckpointBench {
         for s in idle.manifest.shards { dropCache((idle.path as NSString).appendingPathComponent(s.file)) }
         let fresh = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "tcp://127.0.0.1:*"), logger: logger)
         t = ContinuousClock.now
+        let cpu0 = cpuSeconds()
         let sum = try CheckpointRestore.restore(path: idle.path, into: fresh)
         let secs = (ContinuousClock.now - t).seconds
+        print(String(format: "  restore CPU time (all threads of this process, the pusher stopped): %.2f s", cpuSeconds() - cpu0))
         print(String(format: "  restore (cold cache): %d rows, %.0f MB in %.2f s = %.0f MB/s (checksum %.2f s, read+row checks %.2f s, table inserts %.2f s)",
                      sum.rows, Double(sum.bytesRead) / 1e6, secs, Double(sum.bytesRead) / 1e6 / secs, sum.checksumSeconds, sum.checkSeconds, sum.loadSeconds))
         // dd over the very same file, cold again.
@@ -126,6 +131,12 @@ struct CheckpointBench {
     }
 
     func preserved(_ r: CheckpointDriver.Result) -> String { "\(r.preservedRows)" }
+
+    func cpuSeconds() -> Double {
+        var u = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+    }
 
     func dropCache(_ path: String) {
         let fd = open(path, O_RDONLY)
