@@ -297,7 +297,7 @@ final class ShardFileContents {
                 try onSection(id, Int(rows))
                 var done = 0
                 try r.records(count: Int(rows), size: recordBytes) { batch in
-                    try checkRows(sec, name: spec.name, batch, firstRow: done)
+                    try checkRowsInParallel(sec, name: spec.name, batch, firstRow: done)
                     done += batch.count / recordBytes
                     try onRecords(id, batch)
                 }
@@ -340,6 +340,26 @@ final class ShardFileContents {
         guard try r.u32() == CheckpointFile.endTag, try r.u32() == 0, try r.u64() == trailerAt, r.offset == size else {
             throw fail("bad trailer")
         }
+    }
+
+    /// `checkRows` over parts of `batch` on every core; the first error (by row) is thrown.
+    func checkRowsInParallel(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
+        let rows = batch.count / s.recordBytes
+        let parts = rows >= 4096 ? SparseTable.cores : 1
+        if parts == 1 { return try checkRows(s, name: name, batch, firstRow: firstRow) }
+        let errors = LockedValue<[Int: Error]>([:])
+        let per = (rows + parts - 1) / parts
+        let box = UncheckedSendable((self, s, name, batch))
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let (me, s, name, batch) = box.value
+            let lo = p * per, hi = min(rows, lo + per)
+            guard lo < hi else { return }
+            let part = UnsafeRawBufferPointer(rebasing: batch[(lo * s.recordBytes)..<(hi * s.recordBytes)])
+            do { try me.checkRows(s, name: name, part, firstRow: firstRow + lo) } catch {
+                errors.update { $0[p] = error }
+            }
+        }
+        if let first = errors.get().min(by: { $0.key < $1.key }) { throw first.value }
     }
 
     /// Checks sparse rows: weights and moments finite, the second moment

@@ -438,4 +438,5 @@ final class LockedValue<T>: @unchecked Sendable {
     init(_ v: T) { value = v }
     func get() -> T { lock.withLock { value } }
     func set(_ v: T) { lock.withLock { value = v } }
+    func update(_ f: (inout T) -> Void) { lock.withLock { f(&value) } }
 }

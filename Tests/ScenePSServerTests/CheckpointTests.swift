@@ -297,6 +297,36 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(chosen, good.path)
     }
 
+    /// A row that breaks an invariant in a file whose checksum is right (the
+    /// manifest rewritten to match): refused by the row checks, naming the row.
+    func testRowInvariantsAreCheckedEvenWhenTheChecksumMatches() throws {
+        let (a, ca) = try cluster(2)
+        defer { a.forEach { $0.stop() } }
+        try push(ca, 1)
+        let r = try checkpoint(a, name: "rows")
+        let file = shardFile(r.path, 0)
+        let pristine = try Data(contentsOf: URL(fileURLWithPath: file))
+        // Table 1 (dim 4) comes first: header 32 bytes, section header 32, then 60-byte records.
+        func damage(_ edit: (inout Data) -> Void, expect: String) throws {
+            var d = pristine
+            edit(&d)
+            try d.write(to: URL(fileURLWithPath: file))
+            var m = try CheckpointManifest.load(dir: r.path)
+            m.shards[0].checksum = XXH64.format(d.withUnsafeBytes { XXH64.hash($0) })
+            try m.write(dir: r.path)
+            XCTAssertThrowsError(try CheckpointRestore.verify(path: r.path)) { e in
+                XCTAssertTrue("\(e)".contains(expect) && "\(e)".contains(file) && "\(e)".contains("row 0 key"), "\(e)")
+            }
+        }
+        try damage({ d in d.replaceSubrange((64 + 12)..<(64 + 16), with: withUnsafeBytes(of: Float.nan.bitPattern) { Data($0) }) },
+                   expect: "NaN or Inf in weights or moments (check: finite)")
+        try damage({ d in d.replaceSubrange((64 + 12 + 32)..<(64 + 16 + 32), with: withUnsafeBytes(of: Float(-1).bitPattern) { Data($0) }) },
+                   expect: "negative second moment (check: moments)")
+        let foreign = (0...UInt64(1000)).first { Sharding.server(table: 1, key: $0, servers: 2) == 1 }!
+        try damage({ d in d.replaceSubrange(64..<72, with: withUnsafeBytes(of: foreign) { Data($0) }) },
+                   expect: "belongs to shard 1 of 2, found in shard 0 (check: ownership)")
+    }
+
     func testAFullDiskFailsTheWriteCleanlyAndTheServerKeepsServing() throws {
         let (a, ca) = try cluster(2)
         defer { a.forEach { $0.stop() } }
