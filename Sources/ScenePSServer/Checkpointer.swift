@@ -58,6 +58,15 @@ final class Checkpointer: @unchecked Sendable {
         return true
     }
 
+    /// Enters the gate for a caller that cannot be answered later (no route):
+    /// waits while a hold lasts (bounded by its timeout).
+    func enterUnheld() {
+        cond.lock()
+        while case .held = phase { _ = cond.wait(until: Date().addingTimeInterval(0.05)) }
+        applying += 1
+        cond.unlock()
+    }
+
     func leave(applied: Bool) {
         cond.lock()
         applying -= 1

@@ -64,14 +64,16 @@ public final class RequestHandler: @unchecked Sendable {
     /// Work due without a request: releases a checkpoint hold whose driver
     /// went silent. Returns the replies of the pushes it applied.
     public func tick() -> [DeferredReply] {
-        checkpointer.expireHold().map { $0.map(applyHeld) } ?? []
+        checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
     }
 
-    /// Applies a push that was held by a cut and encodes its reply.
-    private func applyHeld(_ h: Checkpointer.HeldPush) -> DeferredReply {
+    /// Applies a push that was held by a cut and encodes its reply; nil when
+    /// a new hold began meanwhile and queued it again (answered at its release).
+    private func applyHeld(_ h: Checkpointer.HeldPush) -> DeferredReply? {
         let outcome: Outcome
         if case .push(let b) = h.envelope.body {
-            outcome = push(h.envelope, b, peer: "held", route: h.route, holdable: false)
+            outcome = push(h.envelope, b, peer: "held", route: h.route, holdable: true, arrived: h.arrived)
+            if outcome.deferred { return nil }
         } else {
             outcome = fail(h.envelope.requestID, h.envelope.sender, .internalError, "held request is not a push", peer: "held")
         }
@@ -80,7 +82,8 @@ public final class RequestHandler: @unchecked Sendable {
 
     /// Validates, de-duplicates and applies one push; while a checkpoint
     /// holds pushes (and `holdable`), queues it instead (`deferred`).
-    private func push(_ request: Envelope, _ b: Blocks, peer: String, route: [[UInt8]], holdable: Bool) -> Outcome {
+    private func push(_ request: Envelope, _ b: Blocks, peer: String, route: [[UInt8]], holdable: Bool,
+                      arrived: UInt64? = nil) -> Outcome {
         let id = request.requestID
         let resolved: ResolvedPush
         switch validatePush(b) {
@@ -88,14 +91,14 @@ public final class RequestHandler: @unchecked Sendable {
         case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
         }
         if holdable {
-            let held = Checkpointer.HeldPush(route: route, envelope: request, arrived: Checkpointer.now())
+            let held = Checkpointer.HeldPush(route: route, envelope: request, arrived: arrived ?? Checkpointer.now())
             if !checkpointer.enterOrHold(held) {
                 var o = Outcome(reply: request, shutdown: false)
                 o.deferred = true
                 return o
             }
         } else {
-            _ = checkpointer.enterOrHold(Checkpointer.HeldPush(route: route, envelope: request, arrived: 0))
+            checkpointer.enterUnheld()
         }
         if id != 0, let prior = dedup.checkAndRecord(sender: request.sender, id: id, rows: resolved.rows) {
             checkpointer.leave(applied: false)
@@ -163,7 +166,7 @@ public final class RequestHandler: @unchecked Sendable {
             case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
             }
         case .push(let b):
-            // Without a route (a direct caller) a push cannot be answered later: never held.
+            // Without a route (a direct caller) a push cannot be answered later: it waits for the hold to end.
             return push(request, b, peer: peer, route: route, holdable: !route.isEmpty)
         case .stats:
             return reply(.statsReply(stats()))
@@ -198,7 +201,7 @@ public final class RequestHandler: @unchecked Sendable {
             return o
         case .checkpoint(let r):
             var extra: [DeferredReply] = []
-            let result = checkpointer.handle(r, registry: registry, dedup: dedup) { held in extra = held.map(applyHeld) }
+            let result = checkpointer.handle(r, registry: registry, dedup: dedup) { held in extra = held.compactMap(applyHeld) }
             var o: Outcome
             switch result {
             case .reply(let rep):

@@ -1,4 +1,5 @@
 import Foundation
+import ScenePSTransport
 import Logging
 import ScenePSClient
 import ScenePSCore
@@ -378,6 +379,60 @@ final class CheckpointTests: XCTestCase {
         // Another directory than the server's is refused; so is a name with a slash.
         XCTAssertError(try a[0].request(.checkpoint(CheckpointRequest(action: .prepare, name: "x", dir: "/tmp/elsewhere"))), .badRequest, contains: "is not this server's --checkpoint-dir")
         XCTAssertError(try a[0].request(.checkpoint(CheckpointRequest(action: .prepare, name: "a/b", dir: dir))), .badRequest, contains: "must be non-empty")
+    }
+
+    /// The protocol step by step on one server: a push sent after PREPARE is
+    /// not answered until COMMIT, is not in the checkpoint, and is applied
+    /// right after the cut; ABORT releases a hold the same way.
+    func testAPushDuringTheHoldIsAnsweredAfterTheCutAndIsNotInIt() throws {
+        let t = try TestServer(checkpointDir: dir)
+        defer { t.stop() }
+        _ = try t.request(.declare(DeclareTables(tables: [item])))
+        let pushBody = Body.push(Blocks(sparse: [SparseBlock(tableID: 1, keys: [7, 8], values: [Float](repeating: 0.5, count: 8))]))
+        guard case .ack = try t.request(pushBody, id: 1).body else { return XCTFail("first push") }
+        let atCut = t.snapshot()
+        func receive(_ ms: Int) throws -> [Envelope] {
+            var out: [Envelope] = []
+            let end = Date().addingTimeInterval(Double(ms) / 1000)
+            while Date() < end {
+                let ready = try ZMQPoll.readable([t.raw], timeoutMilliseconds: 20)
+                if ready[0], let frames = try t.raw.receive(dontWait: true), let last = frames.last {
+                    out.append(try last.withUnsafeBytes { b throws(WireDecodingError) in try WireCodec.decode(b) })
+                }
+            }
+            return out
+        }
+        func send(_ body: Body, id: UInt64) throws {
+            _ = try t.raw.send(bytes: WireCodec.encode(Envelope(requestID: id, sender: "raw-test", body: body)))
+        }
+        for (n, finish) in [("cut", CheckpointRequest.Action.commit), ("released", .abort)] {
+            try send(.checkpoint(CheckpointRequest(action: .prepare, name: n, dir: dir)), id: 10)
+            let held = try receive(100)
+            XCTAssertEqual(held.count, 1)
+            guard case .checkpointReply(let h)? = held.first?.body, h.state == .held else { return XCTFail("\(held)") }
+            try send(pushBody, id: n == "cut" ? 2 : 3)
+            XCTAssertEqual(try receive(300).count, 0, "a push during the hold is not answered")
+            try send(.checkpoint(CheckpointRequest(action: finish, name: n, dir: dir)), id: 11)
+            let replies = try receive(300)
+            XCTAssertEqual(Set(replies.map(\.requestID)), [11, n == "cut" ? 2 : 3], "the \(finish) and the held push are both answered")
+            XCTAssertTrue(replies.contains { if case .ack(let a) = $0.body { return a.appliedRows == 2 && !a.duplicate }; return false })
+        }
+        // The checkpoint holds the state before the held push; the server holds it after.
+        while t.server.handler.checkpointer.report("cut")?.state != .done { Thread.sleep(forTimeInterval: 0.01) }
+        var m = t.server.handler.checkpointer.report("cut")!
+        XCTAssertEqual(m.appliedPushes, 1)
+        XCTAssertEqual(m.heldPushes, 1)
+        m.file = CheckpointManifest.shardFileName(index: 0, count: 1)
+        let manifest = CheckpointManifest(name: "cut", created: Date(), shardCount: 1, globalStep: 1, tags: [],
+            tables: [.init(id: 1, name: "item", kind: "sparse", dim: 4, dense_size: 0, init: "uniform", init_scale: 0.1, seed: 5, frozen: false,
+                           optimiser: .init(name: "adam", learning_rate: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, l2: 0), rows: m.rows)],
+            shards: [.init(index: 0, file: m.file, bytes: m.bytes, checksum: m.checksum, rows: m.rows, applied_pushes: 1)],
+            cut: .init(push_stall_ms: m.pushStallMs, held_pushes: 1, hold_ms: m.holdMs, write_seconds: m.writeSeconds), progress: .object([:]))
+        try manifest.write(dir: (dir as NSString).appendingPathComponent("cut"))
+        let restored = try TestServer(restore: (dir as NSString).appendingPathComponent("cut"))
+        defer { restored.stop() }
+        XCTAssertEqual(restored.snapshot(), atCut)
+        XCTAssertNotEqual(t.snapshot(), atCut)
     }
 
     func testCheckpointMessagesRoundTrip() throws {
