@@ -328,9 +328,23 @@ final class StripeCut {
     /// preserved: the chunks must not be read any more.
     var detached = false
 
+    /// Side blocks allocated ahead by the writer (`addSpare`).
+    private var spare: [UnsafeMutablePointer<Float>] = []
+    var needsSpare: Bool { spare.isEmpty && !detached && nextChunk < chunkStart.count }
+    func addSpare(_ b: UnsafeMutablePointer<Float>) { spare.append(b) }
+
+    /// A side block with its pages populated (allocated outside any lock).
+    static func allocateSpare(recordFloats: Int) -> UnsafeMutablePointer<Float> {
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: sideBlockRows * recordFloats)
+        RowArena.populate(UnsafeMutableRawPointer(b), bytes: sideBlockRows * recordFloats * MemoryLayout<Float>.size)
+        return b
+    }
+
     func release() {
         for b in sideBlocks { b.deallocate() }
         sideBlocks = []
+        for b in spare { b.deallocate() }
+        spare = []
         for case let b? in locationBlocks { b.deallocate() }
         locationBlocks = []
     }
@@ -366,7 +380,8 @@ final class StripeCut {
         done[w] |= bit
         kept[w] |= bit
         if sideCount == sideBlocks.count * StripeCut.sideBlockRows {
-            sideBlocks.append(.allocate(capacity: StripeCut.sideBlockRows * recordFloats))
+            // A block the writer allocated and populated ahead, if any (no page faults in a push).
+            sideBlocks.append(spare.popLast() ?? .allocate(capacity: StripeCut.sideBlockRows * recordFloats))
         }
         sideRecord(sideCount).update(from: rec, count: recordFloats)
         let lb = r >> 12

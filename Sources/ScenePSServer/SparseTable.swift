@@ -307,9 +307,20 @@ public final class SparseTable: @unchecked Sendable {
     /// stripe's lock and handed over outside it. Ends the cut (also on error).
     public func writeCut(scratch: UnsafeMutablePointer<Float>, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
         defer { endCut() }
+        var turn = 0
         for s in 0..<stripes.count {
             while true {
                 guard let n = locks[s].withLock({ stripes[s].cut?.takeNextChunk(into: scratch) }) else { break }
+                // Keep a populated side block ready in one stripe per chunk written, round robin,
+                // so that pushes copying rows never fault pages in.
+                let k = (s + turn) % stripes.count
+                turn += 1
+                if locks[k].withLock({ stripes[k].cut?.needsSpare ?? false }) {
+                    let b = StripeCut.allocateSpare(recordFloats: recordFloats)
+                    locks[k].withLock {
+                        if let c = stripes[k].cut { c.addSpare(b) } else { b.deallocate() }
+                    }
+                }
                 try body(UnsafeRawBufferPointer(start: scratch, count: n * MemoryLayout<Float>.size))
             }
             locks[s].withLock { closeCut(s) }
