@@ -62,7 +62,7 @@ struct VerifyCheckpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-checkpoint",
         abstract: "Check a checkpoint without a cluster: manifest, every shard's size and checksum, layout, schemas and row invariants.",
-        discussion: "PATH is a checkpoint directory, or DIR with --latest / --latest-good semantics via `latest` and `latest-good` and --dir.")
+        discussion: "PATH is a checkpoint directory, or `latest` (the newest complete checkpoint under --dir) or `latest-good` (the newest that passes every check; refused ones are listed). Exit 1 with the file and the failed check if it is damaged.")
 
     @Argument(help: "Checkpoint directory, or `latest` / `latest-good` (then --dir).") var path: String
     @Option(help: "Checkpoint directory for `latest` / `latest-good`.") var dir: String?
