@@ -81,6 +81,7 @@ let package = Package(
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
+            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -109,6 +110,7 @@ let package = Package(
         .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData"]),
+        // The checkpoint tests push to real server processes through the client library.
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol"]),
     ]
 )

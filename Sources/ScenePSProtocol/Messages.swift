@@ -287,6 +287,59 @@ public struct SnapshotRequest: Sendable, Equatable {
     }
 }
 
+/// One step of a cluster-wide checkpoint cut (see `CheckpointRequest` in
+/// scene_ps.proto and docs/CHECKPOINTS.md).
+public struct CheckpointRequest: Sendable, Equatable {
+    public enum Action: Int32, Sendable, CaseIterable, CustomStringConvertible {
+        case prepare = 0
+        case commit = 1
+        case abort = 2
+        case status = 3
+        public var description: String { ["prepare", "commit", "abort", "status"][Int(rawValue)] }
+    }
+    public var action: Action
+    public var name: String
+    /// Empty: the server's own `--checkpoint-dir`.
+    public var dir: String
+    /// PREPARE: the server releases the hold by itself after this long (0 = 2000 ms).
+    public var holdTimeoutMs: UInt32
+    public init(action: Action, name: String, dir: String = "", holdTimeoutMs: UInt32 = 0) {
+        self.action = action
+        self.name = name
+        self.dir = dir
+        self.holdTimeoutMs = holdTimeoutMs
+    }
+}
+
+/// A server's answer to a `CheckpointRequest`.
+public struct CheckpointReply: Sendable, Equatable {
+    public enum State: Int32, Sendable, CaseIterable, CustomStringConvertible {
+        case unknown = 0, held = 1, writing = 2, done = 3, failed = 4, aborted = 5
+        public var description: String { ["unknown", "held", "writing", "done", "failed", "aborted"][Int(rawValue)] }
+    }
+    public var state: State
+    public var name: String
+    public var shardIndex: UInt32 = 0
+    public var shardCount: UInt32 = 0
+    public var appliedPushes: UInt64 = 0
+    public var heldPushes: UInt64 = 0
+    public var holdMs: Double = 0
+    public var pushStallMs: Double = 0
+    public var file: String = ""
+    public var bytes: UInt64 = 0
+    public var checksum: String = ""
+    public var rows: UInt64 = 0
+    public var writeSeconds: Double = 0
+    public var message: String = ""
+    public var tables: [TableSpec] = []
+    public var tableRows: [TableStats] = []
+    public var preservedRows: UInt64 = 0
+    public init(state: State, name: String) {
+        self.state = state
+        self.name = name
+    }
+}
+
 /// The body of an envelope: exactly one message.
 public enum Body: Sendable, Equatable {
     case hello(Hello)
@@ -313,6 +366,8 @@ public enum Body: Sendable, Equatable {
     case leave(LeaveRequest)
     case status
     case statusReply(StatusReply)
+    case checkpoint(CheckpointRequest)
+    case checkpointReply(CheckpointReply)
 
     /// A short name for logs.
     public var kindName: String {
@@ -340,6 +395,8 @@ public enum Body: Sendable, Equatable {
         case .leave: return "leave"
         case .status: return "status"
         case .statusReply: return "status_reply"
+        case .checkpoint: return "checkpoint"
+        case .checkpointReply: return "checkpoint_reply"
         }
     }
 }

@@ -302,6 +302,55 @@ public enum WireCodec {
             c.n_members = nm
             c.members = memberPtrs
             return attach(&c, SCENEPS__ENVELOPE__BODY_STATUS_REPLY) { $0.status_reply = $1 }
+        case .checkpoint(let r):
+            var c = Sceneps__CheckpointRequest()
+            sceneps__checkpoint_request__init(&c)
+            c.action = Sceneps__CheckpointAction(rawValue: UInt32(bitPattern: r.action.rawValue))
+            c.name = strings.dup(r.name)
+            c.dir = strings.dup(r.dir)
+            c.hold_timeout_ms = r.holdTimeoutMs
+            return attach(&c, SCENEPS__ENVELOPE__BODY_CHECKPOINT) { $0.checkpoint = $1 }
+        case .checkpointReply(let r):
+            var c = Sceneps__CheckpointReply()
+            sceneps__checkpoint_reply__init(&c)
+            c.state = Sceneps__CheckpointState(rawValue: UInt32(bitPattern: r.state.rawValue))
+            c.name = strings.dup(r.name)
+            c.shard_index = r.shardIndex
+            c.shard_count = r.shardCount
+            c.applied_pushes = r.appliedPushes
+            c.held_pushes = r.heldPushes
+            c.hold_ms = r.holdMs
+            c.push_stall_ms = r.pushStallMs
+            c.file = strings.dup(r.file)
+            c.bytes = r.bytes
+            c.checksum = strings.dup(r.checksum)
+            c.rows = r.rows
+            c.write_seconds = r.writeSeconds
+            c.message = strings.dup(r.message)
+            c.preserved_rows = r.preservedRows
+            let n = r.tableRows.count
+            let structs = UnsafeMutablePointer<Sceneps__TableStats>.allocate(capacity: max(n, 1))
+            let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__TableStats>?>.allocate(capacity: max(n, 1))
+            defer { structs.deallocate(); ptrs.deallocate() }
+            for (i, t) in r.tableRows.enumerated() {
+                var ts = Sceneps__TableStats()
+                sceneps__table_stats__init(&ts)
+                ts.id = t.id
+                ts.name = strings.dup(t.name)
+                ts.rows = t.rows
+                ts.bytes = t.bytes
+                ts.pulls = t.pulls
+                ts.pushes = t.pushes
+                (structs + i).initialize(to: ts)
+                ptrs[i] = structs + i
+            }
+            c.n_table_rows = n
+            c.table_rows = n > 0 ? ptrs : nil
+            return withTableSpecs(r.tables, strings) { specs in
+                c.n_tables = r.tables.count
+                c.tables = specs
+                return attach(&c, SCENEPS__ENVELOPE__BODY_CHECKPOINT_REPLY) { $0.checkpoint_reply = $1 }
+            }
         }
     }
 
@@ -535,6 +584,39 @@ public enum WireCodec {
             }
             body = .statusReply(StatusReply(epoch: r.epoch, phase: string(r.phase), scenes: scenes, members: members,
                                             message: string(r.message)))
+        case SCENEPS__ENVELOPE__BODY_CHECKPOINT:
+            let r = m.checkpoint.pointee
+            guard let action = CheckpointRequest.Action(rawValue: Int32(bitPattern: r.action.rawValue)) else {
+                throw bad("checkpoint action \(r.action.rawValue) is not prepare (0), commit (1), abort (2) or status (3)")
+            }
+            body = .checkpoint(CheckpointRequest(action: action, name: string(r.name), dir: string(r.dir),
+                                                 holdTimeoutMs: r.hold_timeout_ms))
+        case SCENEPS__ENVELOPE__BODY_CHECKPOINT_REPLY:
+            let r = m.checkpoint_reply.pointee
+            guard let state = CheckpointReply.State(rawValue: Int32(bitPattern: r.state.rawValue)) else {
+                throw bad("checkpoint state \(r.state.rawValue) is unknown")
+            }
+            var c = CheckpointReply(state: state, name: string(r.name))
+            c.shardIndex = r.shard_index
+            c.shardCount = r.shard_count
+            c.appliedPushes = r.applied_pushes
+            c.heldPushes = r.held_pushes
+            c.holdMs = r.hold_ms
+            c.pushStallMs = r.push_stall_ms
+            c.file = string(r.file)
+            c.bytes = r.bytes
+            c.checksum = string(r.checksum)
+            c.rows = r.rows
+            c.writeSeconds = r.write_seconds
+            c.message = string(r.message)
+            c.preservedRows = r.preserved_rows
+            c.tables = try specs(r.tables, r.n_tables, bad)
+            for i in 0..<r.n_table_rows {
+                guard let t = r.table_rows[i]?.pointee else { throw bad("null table rows") }
+                c.tableRows.append(TableStats(id: t.id, name: string(t.name), rows: t.rows, bytes: t.bytes,
+                                              pulls: t.pulls, pushes: t.pushes))
+            }
+            body = .checkpointReply(c)
         default:
             throw bad("envelope has no body")
         }

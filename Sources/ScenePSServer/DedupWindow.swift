@@ -52,4 +52,28 @@ final class DedupWindow: @unchecked Sendable {
             return nil
         }
     }
+
+    /// Every sender's remembered ids, oldest first (a checkpoint's copy).
+    struct Entry: Equatable {
+        var sender: String
+        var ids: [(id: UInt64, rows: UInt64)]
+        static func == (a: Entry, b: Entry) -> Bool {
+            a.sender == b.sender && a.ids.map(\.id) == b.ids.map(\.id) && a.ids.map(\.rows) == b.ids.map(\.rows)
+        }
+    }
+
+    /// O(1) under the lock (the dictionary is copied on the next write);
+    /// flattened outside it.
+    func snapshot() -> [Entry] {
+        let copy = lock.withLock { senders }
+        return copy.map { name, r in
+            let ordered = Array(r.order[r.head...]) + Array(r.order[..<r.head])
+            return Entry(sender: name, ids: ordered.map { ($0, r.ids[$0] ?? 0) })
+        }.sorted { $0.sender < $1.sender }
+    }
+
+    /// Adds remembered ids (a restore; several shards' windows merge into one).
+    func restore(_ entries: [Entry]) {
+        for e in entries { for x in e.ids { _ = checkAndRecord(sender: e.sender, id: x.id, rows: x.rows) } }
+    }
 }

@@ -19,6 +19,9 @@ public struct PSServerOptions: Sendable {
     public var highWaterMark: Int32 = 1000
     /// log2 of lock stripes per sparse table.
     public var stripeBits: Int = 4
+    /// Where checkpoints go when a request names no directory (and the only
+    /// directory a request may name); nil: requests must name one.
+    public var checkpointDir: String?
 
     public init(shardIndex: Int, shardCount: Int, bind: String) {
         self.shardIndex = shardIndex
@@ -55,7 +58,8 @@ public final class PSServer: @unchecked Sendable {
         self.options = options
         self.logger = logger
         registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
-        handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger)
+        handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger,
+                                 checkpointDir: options.checkpointDir)
         context = try ZMQContext(ioThreads: 1)
     }
 
@@ -174,7 +178,10 @@ public final class PSServer: @unchecked Sendable {
         }
         while !isStopping {
             do {
-                guard let frames = try socket.receive() else { continue }
+                guard let frames = try socket.receive() else {
+                    try sendDeferred(handler.tick(), socket)
+                    continue
+                }
                 try handleOne(frames, socket)
             } catch {
                 logger.error("handler loop failed", metadata: ["ps.thread": "\(index)", "ps.error": "\(error)"])
@@ -197,10 +204,24 @@ public final class PSServer: @unchecked Sendable {
         guard frames.count >= 2 else { return }
         let payload = frames[frames.count - 1]
         let peer = frames[0].withUnsafeBytes { PSServer.hex($0) }
-        let outcome = payload.withUnsafeBytes { handler.handleEncoded(frame: $0, peer: peer) }
-        var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
-        out.append(.adopt(outcome.reply))
-        try socket.send(out)
+        let route = frames.dropLast().map(\.bytes)
+        let outcome = payload.withUnsafeBytes { handler.handleRouted(frame: $0, peer: peer, route: route) }
+        if let reply = outcome.reply {
+            var out: [ZMQOutgoingFrame] = route.map { .bytes($0) }
+            out.append(.adopt(reply))
+            try socket.send(out)
+        }
+        try sendDeferred(outcome.extra + handler.tick(), socket)
         if outcome.shutdown { stop() }
+    }
+
+    /// Answers pushes that a checkpoint's cut held (any handler socket can:
+    /// the routing frames lead the reply to its peer).
+    private func sendDeferred(_ replies: [DeferredReply], _ socket: ZMQSocket) throws {
+        for r in replies {
+            var out: [ZMQOutgoingFrame] = r.route.map { .bytes($0) }
+            out.append(.adopt(r.bytes))
+            try socket.send(out)
+        }
     }
 }

@@ -15,7 +15,7 @@ public final class RequestHandler: @unchecked Sendable {
     public let registry: TableRegistry
     public let maxMessageBytes: Int
     let dedup = DedupWindow()
-    private let logger: Logger
+    let logger: Logger
     private let counters = Lock()
     private var requests: UInt64 = 0
     private var errors: UInt64 = 0
@@ -25,16 +25,93 @@ public final class RequestHandler: @unchecked Sendable {
     /// Time spent in `handle` (ns).
     private var handleNanos: UInt64 = 0
 
-    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger) {
+    let checkpointer: Checkpointer
+
+    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil) {
         self.registry = registry
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
+        checkpointer = Checkpointer(configuredDir: checkpointDir, logger: logger)
     }
 
     public struct Outcome {
         public var reply: Envelope
         /// The request was a Shutdown: the server should stop after replying.
         public var shutdown: Bool
+        /// A push held by a checkpoint's cut: answered later (see `extra`), not now.
+        public var deferred = false
+        /// Replies to earlier, held pushes, to send now on any handler socket.
+        public var extra: [DeferredReply] = []
+        init(reply: Envelope, shutdown: Bool) {
+            self.reply = reply
+            self.shutdown = shutdown
+        }
+    }
+
+    /// Like `handleEncoded`, for a server that can answer later: `route` is
+    /// the request's routing frames. `reply` is nil for a held push.
+    public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]])
+        -> (reply: UnsafeMutableRawBufferPointer?, shutdown: Bool, extra: [DeferredReply]) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let outcome = handle(frame: frame, peer: peer, route: route)
+        let bytes = outcome.deferred ? nil : WireCodec.encodeMalloc(outcome.reply)
+        let dt = DispatchTime.now().uptimeNanoseconds &- t0
+        counters.withLock { handleNanos &+= dt }
+        return (bytes, outcome.shutdown, outcome.extra)
+    }
+
+    /// Work due without a request: releases a checkpoint hold whose driver
+    /// went silent. Returns the replies of the pushes it applied.
+    public func tick() -> [DeferredReply] {
+        checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
+    }
+
+    /// Applies a push that was held by a cut and encodes its reply; nil when
+    /// a new hold began meanwhile and queued it again (answered at its release).
+    private func applyHeld(_ h: Checkpointer.HeldPush) -> DeferredReply? {
+        let outcome: Outcome
+        if case .push(let b) = h.envelope.body {
+            outcome = push(h.envelope, b, peer: "held", route: h.route, holdable: true, arrived: h.arrived)
+            if outcome.deferred { return nil }
+        } else {
+            outcome = fail(h.envelope.requestID, h.envelope.sender, .internalError, "held request is not a push", peer: "held")
+        }
+        return DeferredReply(route: h.route, bytes: WireCodec.encodeMalloc(outcome.reply))
+    }
+
+    /// Validates, de-duplicates and applies one push; while a checkpoint
+    /// holds pushes (and `holdable`), queues it instead (`deferred`).
+    private func push(_ request: Envelope, _ b: Blocks, peer: String, route: [[UInt8]], holdable: Bool,
+                      arrived: UInt64? = nil) -> Outcome {
+        let id = request.requestID
+        let resolved: ResolvedPush
+        switch validatePush(b) {
+        case .success(let r): resolved = r
+        case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
+        }
+        if holdable {
+            let held = Checkpointer.HeldPush(route: route, envelope: request, arrived: arrived ?? Checkpointer.now())
+            if !checkpointer.enterOrHold(held) {
+                var o = Outcome(reply: request, shutdown: false)
+                o.deferred = true
+                return o
+            }
+        } else {
+            checkpointer.enterUnheld()
+        }
+        if id != 0, let prior = dedup.checkAndRecord(sender: request.sender, id: id, rows: resolved.rows) {
+            checkpointer.leave(applied: false)
+            logger.info("duplicate push acknowledged, not applied", metadata: [
+                "ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.request": "\(id)",
+            ])
+            return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .ack(Ack(appliedRows: prior, duplicate: true))), shutdown: false)
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        apply(b, resolved)
+        let dt = DispatchTime.now().uptimeNanoseconds &- t0
+        checkpointer.leave(applied: true)
+        counters.withLock { applyNanos &+= dt }
+        return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .ack(Ack(appliedRows: resolved.rows))), shutdown: false)
     }
 
     /// Handles one frame and encodes the reply into a `malloc` buffer (for
@@ -49,7 +126,7 @@ public final class RequestHandler: @unchecked Sendable {
     }
 
     /// Handles one frame from `peer` (a printable id of the connection).
-    public func handle(frame: UnsafeRawBufferPointer, peer: String) -> Outcome {
+    public func handle(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]] = []) -> Outcome {
         counters.withLock { requests &+= 1 }
         if frame.count > maxMessageBytes {
             let (_, id) = WireCodec.peekHeader(frame)
@@ -88,22 +165,8 @@ public final class RequestHandler: @unchecked Sendable {
             case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
             }
         case .push(let b):
-            let resolved: ResolvedPush
-            switch validatePush(b) {
-            case .success(let r): resolved = r
-            case .failure(let e): return fail(id, request.sender, e.status, e.message, peer: peer)
-            }
-            if id != 0, let prior = dedup.checkAndRecord(sender: request.sender, id: id, rows: resolved.rows) {
-                logger.info("duplicate push acknowledged, not applied", metadata: [
-                    "ps.peer": "\(peer)", "ps.sender": "\(request.sender)", "ps.request": "\(id)",
-                ])
-                return reply(.ack(Ack(appliedRows: prior, duplicate: true)))
-            }
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            apply(b, resolved)
-            let dt = DispatchTime.now().uptimeNanoseconds &- t0
-            counters.withLock { applyNanos &+= dt }
-            return reply(.ack(Ack(appliedRows: resolved.rows)))
+            // Without a route (a direct caller) a push cannot be answered later: it waits for the hold to end.
+            return push(request, b, peer: peer, route: route, holdable: !route.isEmpty)
         case .stats:
             return reply(.statsReply(stats()))
         case .heartbeat:
@@ -130,9 +193,25 @@ public final class RequestHandler: @unchecked Sendable {
             var o = reply(.ack(Ack(appliedRows: 0)))
             o.shutdown = true
             return o
+        case .checkpoint(let r):
+            var extra: [DeferredReply] = []
+            let result = checkpointer.handle(r, registry: registry, dedup: dedup) { held in extra = held.compactMap(applyHeld) }
+            var o: Outcome
+            switch result {
+            case .reply(let rep):
+                logger.info("checkpoint request", metadata: [
+                    "ps.peer": "\(peer)", "ps.action": "\(r.action)", "ps.checkpoint": "\(r.name)", "ps.state": "\(rep.state)",
+                    "ps.held_pushes": "\(rep.heldPushes)", "ps.hold_ms": "\(String(format: "%.3f", rep.holdMs))",
+                ])
+                o = reply(.checkpointReply(rep))
+            case .error(let status, let message):
+                o = fail(id, request.sender, status, message, peer: peer)
+            }
+            o.extra = extra
+            return o
         case .register, .leaseRequest, .memberBeat, .scale, .leave, .status:
             return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a coordinator request; this is a parameter server", peer: peer)
-        case .helloReply, .pullReply, .ack, .error, .statsReply, .registerReply, .leaseReply, .memberBeatReply, .statusReply:
+        case .helloReply, .pullReply, .ack, .error, .statsReply, .registerReply, .leaseReply, .memberBeatReply, .statusReply, .checkpointReply:
             return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a reply, not a request", peer: peer)
         }
     }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Rows of one stripe in large chunks that never move: row `r` lives at a
 /// fixed address for the arena's life, so growing never loses or copies a
 /// row. Chunks start small (16 rows) and double up to `maxChunkRows`, so a
@@ -22,12 +25,12 @@ struct RowArena {
     private var geometricChunks: Int { capShift - RowArena.firstShift }
 
     /// Index of the first row of chunk `k`.
-    private func chunkStart(_ k: Int) -> Int {
+    func chunkStart(_ k: Int) -> Int {
         k < geometricChunks ? (1 << (RowArena.firstShift + k)) - (1 << RowArena.firstShift)
                             : geometricRows + ((k - geometricChunks) << capShift)
     }
 
-    private func chunkRows(_ k: Int) -> Int {
+    func chunkRows(_ k: Int) -> Int {
         k < geometricChunks ? (1 << (RowArena.firstShift + k)) : (1 << capShift)
     }
 
@@ -56,6 +59,27 @@ struct RowArena {
     }
 
     var allocatedBytes: Int { rowCapacity * recordFloats * MemoryLayout<Float>.size }
+
+    /// Allocates chunks until `rows` rows fit, their pages populated in one
+    /// call each (a restore: one madvise instead of a fault per 4 KiB page).
+    mutating func reserve(rows: Int) {
+        while rowCapacity < rows {
+            let n = chunkRows(chunks.count)
+            let chunk = UnsafeMutablePointer<Float>.allocate(capacity: n * recordFloats)
+            RowArena.populate(UnsafeMutableRawPointer(chunk), bytes: n * recordFloats * MemoryLayout<Float>.size)
+            chunks.append(chunk)
+            rowCapacity += n
+        }
+    }
+
+    static func populate(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        #if os(Linux)
+        let page = 4096
+        let start = (Int(bitPattern: p) + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: p) + bytes) & ~(page - 1)
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 23 /* MADV_POPULATE_WRITE */) }
+        #endif
+    }
 
     /// A deep copy: the same chunk sizes, the same rows at the same indices.
     func copy() -> RowArena {
@@ -95,6 +119,8 @@ final class SparseStripe {
     let stepOffset: Int       // float index of the step counter (UInt32 bits)
 
     var count: Int { arena.rows }
+    /// The checkpoint cut being written, if any (see `StripeCut`).
+    var cut: StripeCut?
     /// Written with the sum of look-ahead loads so they are not optimised away.
     var touchSink: UInt32 = 0
 
@@ -111,6 +137,7 @@ final class SparseStripe {
     deinit {
         slots.deallocate()
         arena.deallocate()
+        cut?.release()
     }
 
     var indexBytes: Int { capacity * MemoryLayout<UInt64>.size }
@@ -177,6 +204,13 @@ final class SparseStripe {
         slots[i] = (hash >> 32) << 32 | UInt64(row + 1)
     }
 
+    /// Grows the index once so that `rows` rows fit, and the arena (a
+    /// restore's bulk insert).
+    func reserve(rows: Int) {
+        while rows * SparseStripe.maxLoadDenominator > capacity * SparseStripe.maxLoadNumerator { grow() }
+        arena.reserve(rows: rows)
+    }
+
     /// Doubles the index and re-inserts every slot (rows do not move).
     private func grow() {
         let old = slots, oldCapacity = capacity
@@ -206,8 +240,10 @@ final class SparseStripe {
     }
 
     /// Makes this stripe a deep copy of `other` (its rows, index and count).
+    /// A checkpoint being written keeps its cut: every row is preserved first.
     func assign(from other: SparseStripe) {
         precondition(other.arena.recordFloats == arena.recordFloats && other.keyOffset == keyOffset)
+        preserveAllForCut()
         slots.deallocate()
         arena.deallocate()
         capacity = other.capacity
@@ -225,5 +261,184 @@ final class SparseStripe {
             let rec = arena.record(r)
             body(SparseStripe.key(of: rec, at: keyOffset), rec)
         }
+    }
+}
+
+// MARK: checkpoint cut (copy-on-write by row)
+
+/// The rows of one stripe as they were at a checkpoint's cut, while the
+/// writer streams them to disk and pushes go on. Rows never move, so the cut
+/// is "rows `0..<rows` of the arena" plus, for every row a push changed
+/// before the writer reached it, a copy of the row taken just before the
+/// change (`preserve`). The writer copies one arena chunk at a time under the
+/// stripe lock and overlays the preserved rows of that chunk. Cost to a push:
+/// one binary search and one bit test per row, plus one record copy the first
+/// time a row is changed: independent of the table's size.
+/// Guarded by the stripe's lock.
+final class StripeCut {
+    let rows: Int
+    let recordFloats: Int
+    /// Chunks holding cut rows: base address (sorted), chunk index.
+    private var bases: [(UInt, Int)]
+    private var chunkStart: [Int]
+    private var chunkRows: [Int]
+    /// Bit per cut row: its cut value is safe (written, or preserved).
+    private var done: [UInt64]
+    /// Bit per cut row: preserved in the side blocks (position in `locationBlocks`).
+    private var kept: [UInt64]
+    /// Row -> position in the side blocks, in blocks of 4096 rows allocated
+    /// on first use (no table-sized allocation at the cut, no rehash in a push).
+    private var locationBlocks: [UnsafeMutablePointer<Int32>?]
+    /// Preserved rows in fixed blocks of `sideBlockRows` (never reallocated,
+    /// so a push never copies earlier copies).
+    private var sideBlocks: [UnsafeMutablePointer<Float>] = []
+    private var sideCount = 0
+    static let sideBlockRows = 4096
+    /// Chunks the writer has not taken yet.
+    private(set) var nextChunk = 0
+    var chunkCount: Int { chunkStart.count }
+    /// Rows copied by pushes (for the report).
+    private(set) var preservedRows = 0
+
+    init(arena: RowArena) {
+        rows = arena.rows
+        recordFloats = arena.recordFloats
+        var bases: [(UInt, Int)] = [], starts: [Int] = [], counts: [Int] = []
+        var k = 0
+        while k < arena.chunks.count && arena.chunkStart(k) < rows {
+            let start = arena.chunkStart(k)
+            bases.append((UInt(bitPattern: arena.chunks[k]), k))
+            starts.append(start)
+            counts.append(min(arena.chunkRows(k), rows - start))
+            k += 1
+        }
+        bases.sort { $0.0 < $1.0 }
+        self.bases = bases
+        chunkStart = starts
+        chunkRows = counts
+        done = [UInt64](repeating: 0, count: (rows + 63) / 64)
+        kept = done
+        chunks = Array(arena.chunks.prefix(starts.count))
+        locationBlocks = Array(repeating: nil, count: (rows + 4095) / 4096)
+    }
+
+    /// The arena's chunks holding cut rows (chunks never move).
+    private let chunks: [UnsafeMutablePointer<Float>]
+    /// Set when the stripe's storage was replaced after every untaken row was
+    /// preserved: the chunks must not be read any more.
+    var detached = false
+
+    /// Side blocks allocated ahead by the writer (`addSpare`).
+    private var spare: [UnsafeMutablePointer<Float>] = []
+    var needsSpare: Bool { spare.isEmpty && !detached && nextChunk < chunkStart.count }
+    func addSpare(_ b: UnsafeMutablePointer<Float>) { spare.append(b) }
+
+    /// A side block with its pages populated (allocated outside any lock).
+    static func allocateSpare(recordFloats: Int) -> UnsafeMutablePointer<Float> {
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: sideBlockRows * recordFloats)
+        RowArena.populate(UnsafeMutableRawPointer(b), bytes: sideBlockRows * recordFloats * MemoryLayout<Float>.size)
+        return b
+    }
+
+    func release() {
+        for b in sideBlocks { b.deallocate() }
+        sideBlocks = []
+        for b in spare { b.deallocate() }
+        spare = []
+        for case let b? in locationBlocks { b.deallocate() }
+        locationBlocks = []
+    }
+
+    @inline(__always)
+    private func sideRecord(_ i: Int) -> UnsafeMutablePointer<Float> {
+        sideBlocks[i / StripeCut.sideBlockRows] + (i % StripeCut.sideBlockRows) * recordFloats
+    }
+
+    /// The cut row index of `rec`, or nil when it was created after the cut.
+    @inline(__always)
+    private func rowIndex(_ rec: UnsafeMutablePointer<Float>) -> Int? {
+        let a = UInt(bitPattern: rec)
+        var lo = 0, hi = bases.count   // last base <= a
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if bases[mid].0 <= a { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return nil }
+        let (base, k) = bases[lo - 1]
+        let offset = Int(a - base) / (recordFloats * MemoryLayout<Float>.size)
+        guard offset < chunkRows[k] else { return nil }
+        return chunkStart[k] + offset
+    }
+
+    /// Called before a push changes `rec`: keeps its cut value if the writer
+    /// has not taken it yet. Returns true when it copied.
+    @inline(__always)
+    func preserve(_ rec: UnsafeMutablePointer<Float>) -> Bool {
+        guard let r = rowIndex(rec) else { return false }
+        let w = r >> 6, bit = UInt64(1) << UInt64(r & 63)
+        if done[w] & bit != 0 { return false }
+        done[w] |= bit
+        kept[w] |= bit
+        if sideCount == sideBlocks.count * StripeCut.sideBlockRows {
+            // A block the writer allocated and populated ahead, if any (no page faults in a push).
+            sideBlocks.append(spare.popLast() ?? .allocate(capacity: StripeCut.sideBlockRows * recordFloats))
+        }
+        sideRecord(sideCount).update(from: rec, count: recordFloats)
+        let lb = r >> 12
+        if locationBlocks[lb] == nil { locationBlocks[lb] = .allocate(capacity: 4096) }
+        locationBlocks[lb]![r & 4095] = Int32(sideCount)
+        sideCount += 1
+        preservedRows += 1
+        return true
+    }
+
+    /// Copies the cut value of the writer's next chunk into `out` (room for
+    /// `maxChunkFloats`) and returns its float count, or nil when all are taken.
+    func takeNextChunk(into out: UnsafeMutablePointer<Float>) -> Int? {
+        guard nextChunk < chunkStart.count else { return nil }
+        let k = nextChunk
+        nextChunk += 1
+        let start = chunkStart[k], n = chunkRows[k]
+        if !detached { out.update(from: chunks[k], count: n * recordFloats) }
+        var r = start
+        let end = start + n
+        while r < end {
+            let w = r >> 6
+            // Whole words at once: only preserved rows need a look-up.
+            if r & 63 == 0 && r + 64 <= end {
+                var bits = kept[w]
+                while bits != 0 {
+                    let b = bits.trailingZeroBitCount
+                    overlay(row: (w << 6) + b, start: start, out: out)
+                    bits &= bits - 1
+                }
+                done[w] = ~0
+                r += 64
+                continue
+            }
+            let bit = UInt64(1) << UInt64(r & 63)
+            if kept[w] & bit != 0 { overlay(row: r, start: start, out: out) }
+            done[w] |= bit
+            r += 1
+        }
+        return n * recordFloats
+    }
+
+    private func overlay(row: Int, start: Int, out: UnsafeMutablePointer<Float>) {
+        let pos = Int(locationBlocks[row >> 12]![row & 4095])
+        (out + (row - start) * recordFloats).update(from: sideRecord(pos), count: recordFloats)
+    }
+
+    /// Largest chunk in floats.
+    var maxChunkFloats: Int { (chunkRows.max() ?? 0) * recordFloats }
+}
+
+extension SparseStripe {
+    /// Preserves every cut row not yet taken (before the stripe's rows are
+    /// replaced wholesale by a snapshot restore).
+    func preserveAllForCut() {
+        guard let c = cut else { return }
+        for r in 0..<c.rows { _ = c.preserve(arena.record(r)) }
+        c.detached = true
     }
 }

@@ -66,7 +66,7 @@ public final class SparseTable: @unchecked Sendable {
 
     /// Visits `keys` grouped by stripe, each stripe's lock taken once.
     /// `body(i, record)` gets the key's position in `keys` and its record.
-    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>,
+    private func forEachGrouped(_ keys: UnsafeBufferPointer<UInt64>, mutates: Bool,
                                 _ body: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let n = keys.count
         if n == 0 { return }
@@ -75,7 +75,9 @@ public final class SparseTable: @unchecked Sendable {
             for i in 0..<n {
                 let k = keys[i], h = hash(k), s = stripeIndex(h)
                 locks[s].withLock {
-                    body(i, stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) })
+                    let rec = stripes[s].findOrInsert(key: k, hash: h) { initialise($0, key: k) }
+                    if mutates, let cut = stripes[s].cut { preserveForCut(cut, recs: CollectionOfOne(rec)) }
+                    body(i, rec)
                 }
             }
             return
@@ -124,6 +126,9 @@ public final class SparseTable: @unchecked Sendable {
                                     } else {
                                         recs[j] = stripe.findOrInsert(key: k, hash: h) { initialise($0, key: k) }
                                     }
+                                }
+                                if mutates, let cut = stripe.cut {
+                                    preserveForCut(cut, recs: UnsafeBufferPointer(rebasing: UnsafeBufferPointer(recs)[lo..<hi]))
                                 }
                                 var sink: UInt32 = 0
                                 let lastLine = recordFloats - 1
@@ -174,7 +179,7 @@ public final class SparseTable: @unchecked Sendable {
     public func pull(keys: UnsafeBufferPointer<UInt64>, into out: UnsafeMutablePointer<Float>) {
         let d = dim
         let wo = weightsOffset
-        forEachGrouped(keys) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
+        forEachGrouped(keys, mutates: false) { i, rec in (out + i * d).update(from: rec + wo, count: d) }
         counters.withLock { pulls &+= 1 }
     }
 
@@ -182,7 +187,7 @@ public final class SparseTable: @unchecked Sendable {
     /// (`keys.count * dim` floats). The caller has validated the input.
     public func push(keys: UnsafeBufferPointer<UInt64>, gradients: UnsafePointer<Float>, lrScale: Float = 1) {
         let d = dim, wo = weightsOffset, so = stateOffset, stepOff = stepOffset, opt = optimizer
-        forEachGrouped(keys) { i, rec in
+        forEachGrouped(keys, mutates: true) { i, rec in
             let stepPtr = UnsafeMutableRawPointer(rec + stepOff)
             let step = stepPtr.load(as: UInt32.self) &+ 1
             stepPtr.storeBytes(of: step, as: UInt32.self)
@@ -210,6 +215,7 @@ public final class SparseTable: @unchecked Sendable {
         let h = hash(key), s = stripeIndex(h)
         locks[s].withLock {
             let rec = stripes[s].findOrInsert(key: key, hash: h) { initialise($0, key: key) }
+            if let cut = stripes[s].cut { _ = cut.preserve(rec) }
             (rec + weightsOffset).update(from: weights.baseAddress!, count: dim)
             (rec + stateOffset).update(from: state.baseAddress!, count: state.count)
             UnsafeMutableRawPointer(rec + stepOffset).storeBytes(of: step, as: UInt32.self)
@@ -242,8 +248,157 @@ public final class SparseTable: @unchecked Sendable {
     public func restore(_ snapshot: SparseTableSnapshot) {
         precondition(snapshot.stripes.count == stripes.count && snapshot.dim == dim, "snapshot of another table shape")
         for s in 0..<stripes.count {
-            locks[s].withLock { stripes[s].assign(from: snapshot.stripes[s]) }
+            locks[s].withLock { stripes[s].assign(from: snapshot.stripes[s]) }   // keeps a checkpoint's cut
         }
+    }
+
+    // MARK: checkpoint cut
+
+    /// Copies of rows taken for a cut by pushes: count and time (stall accounting).
+    private var cutPreservedNanosMax: UInt64 = 0
+    private var cutPreservedRows = 0
+
+    /// Closes stripe `s`'s cut (under its lock), counting the rows pushes copied.
+    private func closeCut(_ s: Int) {
+        guard let c = stripes[s].cut else { return }
+        let n = c.preservedRows
+        c.release()
+        stripes[s].cut = nil
+        counters.withLock { cutPreservedRows += n }
+    }
+
+    /// Keeps the cut value of `recs` (under the stripe's lock). Timed: this
+    /// copy is part of what a push waits for because of a checkpoint.
+    @inline(__always)
+    private func preserveForCut<C: Collection>(_ cut: StripeCut, recs: C) where C.Element == UnsafeMutablePointer<Float> {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var copied = false
+        for r in recs { if cut.preserve(r) { copied = true } }
+        if copied {
+            let dt = DispatchTime.now().uptimeNanoseconds &- t0
+            counters.withLock { cutPreservedNanosMax = max(cutPreservedNanosMax, dt) }
+        }
+    }
+
+    /// Starts a cut: the rows as they are now are what `takeCutChunk` will
+    /// hand out, whatever pushes do meanwhile. O(stripes + chunks): call it
+    /// while pushes are held. Returns the rows in the cut.
+    public func beginCut() -> Int {
+        var rows = 0
+        for s in 0..<stripes.count {
+            locks[s].withLock {
+                precondition(stripes[s].cut == nil, "a cut of table \(spec.id) is already open")
+                let c = StripeCut(arena: stripes[s].arena)
+                stripes[s].cut = c
+                rows += c.rows
+            }
+        }
+        counters.withLock { cutPreservedNanosMax = 0; cutPreservedRows = 0 }
+        return rows
+    }
+
+    /// Floats of the largest chunk of any stripe (the writer's buffer size).
+    public var cutChunkFloatsMax: Int {
+        (0..<stripes.count).map { s in locks[s].withLock { stripes[s].cut?.maxChunkFloats ?? 0 } }.max() ?? 0
+    }
+
+    /// Streams the cut: `body` gets raw records `[key | step | weights | state]`
+    /// (`recordFloats` floats each), a chunk at a time, copied under the
+    /// stripe's lock and handed over outside it. Ends the cut (also on error).
+    public func writeCut(scratch: UnsafeMutablePointer<Float>, _ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        defer { endCut() }
+        var turn = 0
+        for s in 0..<stripes.count {
+            while true {
+                guard let n = locks[s].withLock({ stripes[s].cut?.takeNextChunk(into: scratch) }) else { break }
+                // Keep a populated side block ready in one stripe per chunk written, round robin,
+                // so that pushes copying rows never fault pages in.
+                let k = (s + turn) % stripes.count
+                turn += 1
+                if locks[k].withLock({ stripes[k].cut?.needsSpare ?? false }) {
+                    let b = StripeCut.allocateSpare(recordFloats: recordFloats)
+                    locks[k].withLock {
+                        if let c = stripes[k].cut { c.addSpare(b) } else { b.deallocate() }
+                    }
+                }
+                try body(UnsafeRawBufferPointer(start: scratch, count: n * MemoryLayout<Float>.size))
+            }
+            locks[s].withLock { closeCut(s) }
+        }
+    }
+
+    /// Drops any open cut (after a failed write).
+    public func endCut() {
+        for s in 0..<stripes.count { locks[s].withLock { closeCut(s) } }
+    }
+
+    /// The longest a push spent copying rows for the current cut (ns), and rows so copied.
+    public func cutPreserveStats() -> (maxNanos: UInt64, rows: Int) {
+        let open = (0..<stripes.count).reduce(0) { acc, s in acc + locks[s].withLock { stripes[s].cut?.preservedRows ?? 0 } }
+        return counters.withLock { (cutPreservedNanosMax, cutPreservedRows + open) }
+    }
+
+    /// Sizes every stripe's index for `rows` more rows over the table (a
+    /// restore knows its row count up front: no rehash while it inserts).
+    public func reserve(rows: Int) {
+        let per = rows / stripes.count + rows / (stripes.count * 16) + 64
+        for s in 0..<stripes.count { locks[s].withLock { stripes[s].reserve(rows: stripes[s].count + per) } }
+    }
+
+    /// Inserts raw records (the checkpoint layout, `recordFloats` floats each)
+    /// for which `keep(key)` holds. A key already present is an error (a
+    /// checkpoint holds each row once). Records are grouped by stripe, each
+    /// stripe's index sized once, and the stripes filled in parallel.
+    /// Returns the rows inserted.
+    public func insertRecords(_ raw: UnsafeRawBufferPointer, keep: (UInt64) -> Bool) -> Result<Int, ScenePSError> {
+        let bytes = recordFloats * MemoryLayout<Float>.size
+        let n = raw.count / bytes
+        guard n > 0, let base = raw.baseAddress else { return .success(0) }
+        let nStripes = stripes.count
+        var order = [Int32](repeating: 0, count: n)
+        var start = [Int](repeating: 0, count: nStripes + 1)
+        var stripeOf = [UInt8](repeating: 0, count: n)
+        var kept = 0
+        for i in 0..<n {
+            let key = (base + i * bytes).loadUnaligned(as: UInt64.self)
+            guard keep(key) else { stripeOf[i] = 0xFF; continue }
+            let s = stripeIndex(hash(key))
+            stripeOf[i] = UInt8(s)
+            start[s + 1] += 1
+            kept += 1
+        }
+        for s in 0..<nStripes { start[s + 1] += start[s] }
+        var fill = start
+        for i in 0..<n where stripeOf[i] != 0xFF {
+            let s = Int(stripeOf[i])
+            order[fill[s]] = Int32(i)
+            fill[s] += 1
+        }
+        let duplicate = LockedValue<UInt64?>(nil)
+        order.withUnsafeBufferPointer { ord in
+            let box = UncheckedSendable((self, ord, start, base))
+            DispatchQueue.concurrentPerform(iterations: nStripes) { s in
+                let (table, ord, start, base) = box.value
+                let lo = start[s], hi = start[s + 1]
+                guard lo < hi else { return }
+                table.locks[s].withLock {
+                    let stripe = table.stripes[s]
+                    stripe.reserve(rows: stripe.count + (hi - lo))
+                    for j in lo..<hi {
+                        let src = base + Int(ord[j]) * bytes
+                        let key = src.loadUnaligned(as: UInt64.self)
+                        var created = false
+                        let rec = stripe.findOrInsert(key: key, hash: table.hash(key)) { _ in created = true }
+                        guard created else { duplicate.set(key); return }
+                        UnsafeMutableRawPointer(rec).copyMemory(from: src, byteCount: bytes)
+                    }
+                }
+            }
+        }
+        if let key = duplicate.get() {
+            return .failure(ScenePSError(.checkpoint, "key \(key) of table \(spec.id) '\(spec.name)' appears twice"))
+        }
+        return .success(kept)
     }
 
     public struct Memory: Sendable {
@@ -285,4 +440,14 @@ public final class SparseTableSnapshot: @unchecked Sendable {
 struct UncheckedSendable<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// A value behind a lock (the parallel restore's error report).
+final class LockedValue<T>: @unchecked Sendable {
+    private let lock = Lock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func get() -> T { lock.withLock { value } }
+    func set(_ v: T) { lock.withLock { value = v } }
+    func update(_ f: (inout T) -> Void) { lock.withLock { f(&value) } }
 }

@@ -90,6 +90,11 @@ public final class TableRegistry: @unchecked Sendable {
         }
     }
 
+    /// Adds (or replaces) `list`: a checkpoint restore's tables.
+    func replaceAll(_ list: [ServerTable]) {
+        lock.withLock { for t in list { tables[t.spec.id] = t } }
+    }
+
     /// A copy of one table (`SparseTable.snapshot`, `DenseTable.snapshot`).
     enum TableSnapshot {
         case sparse(SparseTableSnapshot)

@@ -1357,6 +1357,96 @@ void   sceneps__status_reply__free_unpacked
   assert(message->base.descriptor == &sceneps__status_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sceneps__checkpoint_request__init
+                     (Sceneps__CheckpointRequest         *message)
+{
+  static const Sceneps__CheckpointRequest init_value = SCENEPS__CHECKPOINT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t sceneps__checkpoint_request__get_packed_size
+                     (const Sceneps__CheckpointRequest *message)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__checkpoint_request__pack
+                     (const Sceneps__CheckpointRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__checkpoint_request__pack_to_buffer
+                     (const Sceneps__CheckpointRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__CheckpointRequest *
+       sceneps__checkpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__CheckpointRequest *)
+     protobuf_c_message_unpack (&sceneps__checkpoint_request__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__checkpoint_request__free_unpacked
+                     (Sceneps__CheckpointRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__checkpoint_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__checkpoint_reply__init
+                     (Sceneps__CheckpointReply         *message)
+{
+  static const Sceneps__CheckpointReply init_value = SCENEPS__CHECKPOINT_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__checkpoint_reply__get_packed_size
+                     (const Sceneps__CheckpointReply *message)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__checkpoint_reply__pack
+                     (const Sceneps__CheckpointReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__checkpoint_reply__pack_to_buffer
+                     (const Sceneps__CheckpointReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__checkpoint_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__CheckpointReply *
+       sceneps__checkpoint_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__CheckpointReply *)
+     protobuf_c_message_unpack (&sceneps__checkpoint_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__checkpoint_reply__free_unpacked
+                     (Sceneps__CheckpointReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__checkpoint_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message)
 {
@@ -3659,7 +3749,330 @@ const ProtobufCMessageDescriptor sceneps__status_reply__descriptor =
   (ProtobufCMessageInit) sceneps__status_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[26] =
+static const ProtobufCFieldDescriptor sceneps__checkpoint_request__field_descriptors[4] =
+{
+  {
+    "action",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointRequest, action),
+    &sceneps__checkpoint_action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dir",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointRequest, dir),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_timeout_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointRequest, hold_timeout_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__checkpoint_request__field_indices_by_name[] = {
+  0,   /* field[0] = action */
+  2,   /* field[2] = dir */
+  3,   /* field[3] = hold_timeout_ms */
+  1,   /* field[1] = name */
+};
+static const ProtobufCIntRange sceneps__checkpoint_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor sceneps__checkpoint_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.CheckpointRequest",
+  "CheckpointRequest",
+  "Sceneps__CheckpointRequest",
+  "sceneps",
+  sizeof(Sceneps__CheckpointRequest),
+  4,
+  sceneps__checkpoint_request__field_descriptors,
+  sceneps__checkpoint_request__field_indices_by_name,
+  1,  sceneps__checkpoint_request__number_ranges,
+  (ProtobufCMessageInit) sceneps__checkpoint_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__checkpoint_reply__field_descriptors[17] =
+{
+  {
+    "state",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, state),
+    &sceneps__checkpoint_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_index",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, shard_index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_count",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, shard_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "applied_pushes",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, applied_pushes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "held_pushes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, held_pushes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, hold_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "push_stall_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, push_stall_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "file",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, file),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "checksum",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, checksum),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "write_seconds",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, write_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tables",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__CheckpointReply, n_tables),
+    offsetof(Sceneps__CheckpointReply, tables),
+    &sceneps__table_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "table_rows",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__CheckpointReply, n_table_rows),
+    offsetof(Sceneps__CheckpointReply, table_rows),
+    &sceneps__table_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "preserved_rows",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CheckpointReply, preserved_rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__checkpoint_reply__field_indices_by_name[] = {
+  4,   /* field[4] = applied_pushes */
+  9,   /* field[9] = bytes */
+  10,   /* field[10] = checksum */
+  8,   /* field[8] = file */
+  5,   /* field[5] = held_pushes */
+  6,   /* field[6] = hold_ms */
+  13,   /* field[13] = message */
+  1,   /* field[1] = name */
+  16,   /* field[16] = preserved_rows */
+  7,   /* field[7] = push_stall_ms */
+  11,   /* field[11] = rows */
+  3,   /* field[3] = shard_count */
+  2,   /* field[2] = shard_index */
+  0,   /* field[0] = state */
+  15,   /* field[15] = table_rows */
+  14,   /* field[14] = tables */
+  12,   /* field[12] = write_seconds */
+};
+static const ProtobufCIntRange sceneps__checkpoint_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 17 }
+};
+const ProtobufCMessageDescriptor sceneps__checkpoint_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.CheckpointReply",
+  "CheckpointReply",
+  "Sceneps__CheckpointReply",
+  "sceneps",
+  sizeof(Sceneps__CheckpointReply),
+  17,
+  sceneps__checkpoint_reply__field_descriptors,
+  sceneps__checkpoint_reply__field_indices_by_name,
+  1,  sceneps__checkpoint_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__checkpoint_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[28] =
 {
   {
     "version",
@@ -3854,6 +4267,30 @@ static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[26] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "checkpoint",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, checkpoint),
+    &sceneps__checkpoint_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "checkpoint_reply",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, checkpoint_reply),
+    &sceneps__checkpoint_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "register",
     30,
     PROTOBUF_C_LABEL_NONE,
@@ -3976,38 +4413,40 @@ static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[26] =
 };
 static const unsigned sceneps__envelope__field_indices_by_name[] = {
   9,   /* field[9] = ack */
+  16,   /* field[16] = checkpoint */
+  17,   /* field[17] = checkpoint_reply */
   5,   /* field[5] = declare */
   10,   /* field[10] = error */
   13,   /* field[13] = heartbeat */
   3,   /* field[3] = hello */
   4,   /* field[4] = hello_reply */
-  19,   /* field[19] = lease_reply */
-  18,   /* field[18] = lease_request */
-  23,   /* field[23] = leave */
-  20,   /* field[20] = member_beat */
-  21,   /* field[21] = member_beat_reply */
+  21,   /* field[21] = lease_reply */
+  20,   /* field[20] = lease_request */
+  25,   /* field[25] = leave */
+  22,   /* field[22] = member_beat */
+  23,   /* field[23] = member_beat_reply */
   6,   /* field[6] = pull */
   7,   /* field[7] = pull_reply */
   8,   /* field[8] = push */
-  16,   /* field[16] = register */
-  17,   /* field[17] = register_reply */
+  18,   /* field[18] = register */
+  19,   /* field[19] = register_reply */
   1,   /* field[1] = request_id */
-  22,   /* field[22] = scale */
+  24,   /* field[24] = scale */
   2,   /* field[2] = sender */
   14,   /* field[14] = shutdown */
   15,   /* field[15] = snapshot */
   11,   /* field[11] = stats */
   12,   /* field[12] = stats_reply */
-  25,   /* field[25] = status_reply */
-  24,   /* field[24] = status_request */
+  27,   /* field[27] = status_reply */
+  26,   /* field[26] = status_request */
   0,   /* field[0] = version */
 };
 static const ProtobufCIntRange sceneps__envelope__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
-  { 30, 16 },
-  { 0, 26 }
+  { 30, 18 },
+  { 0, 28 }
 };
 const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
 {
@@ -4017,7 +4456,7 @@ const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
   "Sceneps__Envelope",
   "sceneps",
   sizeof(Sceneps__Envelope),
-  26,
+  28,
   sceneps__envelope__field_descriptors,
   sceneps__envelope__field_indices_by_name,
   3,  sceneps__envelope__number_ranges,
@@ -4218,5 +4657,73 @@ const ProtobufCEnumDescriptor sceneps__lease_kind__descriptor =
   sceneps__lease_kind__enum_values_by_name,
   1,
   sceneps__lease_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__checkpoint_action__enum_values_by_number[4] =
+{
+  { "CHECKPOINT_ACTION_PREPARE", "SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_PREPARE", 0 },
+  { "CHECKPOINT_ACTION_COMMIT", "SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_COMMIT", 1 },
+  { "CHECKPOINT_ACTION_ABORT", "SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_ABORT", 2 },
+  { "CHECKPOINT_ACTION_STATUS", "SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_STATUS", 3 },
+};
+static const ProtobufCIntRange sceneps__checkpoint_action__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex sceneps__checkpoint_action__enum_values_by_name[4] =
+{
+  { "CHECKPOINT_ACTION_ABORT", 2 },
+  { "CHECKPOINT_ACTION_COMMIT", 1 },
+  { "CHECKPOINT_ACTION_PREPARE", 0 },
+  { "CHECKPOINT_ACTION_STATUS", 3 },
+};
+const ProtobufCEnumDescriptor sceneps__checkpoint_action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.CheckpointAction",
+  "CheckpointAction",
+  "Sceneps__CheckpointAction",
+  "sceneps",
+  4,
+  sceneps__checkpoint_action__enum_values_by_number,
+  4,
+  sceneps__checkpoint_action__enum_values_by_name,
+  1,
+  sceneps__checkpoint_action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__checkpoint_state__enum_values_by_number[6] =
+{
+  { "CHECKPOINT_STATE_UNKNOWN", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_UNKNOWN", 0 },
+  { "CHECKPOINT_STATE_HELD", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_HELD", 1 },
+  { "CHECKPOINT_STATE_WRITING", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_WRITING", 2 },
+  { "CHECKPOINT_STATE_DONE", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_DONE", 3 },
+  { "CHECKPOINT_STATE_FAILED", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_FAILED", 4 },
+  { "CHECKPOINT_STATE_ABORTED", "SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_ABORTED", 5 },
+};
+static const ProtobufCIntRange sceneps__checkpoint_state__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex sceneps__checkpoint_state__enum_values_by_name[6] =
+{
+  { "CHECKPOINT_STATE_ABORTED", 5 },
+  { "CHECKPOINT_STATE_DONE", 3 },
+  { "CHECKPOINT_STATE_FAILED", 4 },
+  { "CHECKPOINT_STATE_HELD", 1 },
+  { "CHECKPOINT_STATE_UNKNOWN", 0 },
+  { "CHECKPOINT_STATE_WRITING", 2 },
+};
+const ProtobufCEnumDescriptor sceneps__checkpoint_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.CheckpointState",
+  "CheckpointState",
+  "Sceneps__CheckpointState",
+  "sceneps",
+  6,
+  sceneps__checkpoint_state__enum_values_by_number,
+  6,
+  sceneps__checkpoint_state__enum_values_by_name,
+  1,
+  sceneps__checkpoint_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -36,6 +36,12 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Directory of checkpoints: where `psctl checkpoint` cuts are written (requests may name no other) and where --restore latest|latest-good looks.")
+    var checkpointDir: String?
+
+    @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
+    var restore: String?
+
     func validate() throws {
         guard shardCount >= 1 else { throw ValidationError("--shard-count must be at least 1, got \(shardCount)") }
         guard shardIndex >= 0 && shardIndex < shardCount else {
@@ -49,6 +55,9 @@ struct PSServerCommand: ParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
         guard !bind.isEmpty else { throw ValidationError("--bind must name an endpoint such as tcp://127.0.0.1:7000") }
+        if let r = restore, (r == "latest" || r == "latest-good"), checkpointDir == nil {
+            throw ValidationError("--restore \(r) needs --checkpoint-dir DIR")
+        }
     }
 
     func run() throws {
@@ -72,11 +81,29 @@ struct PSServerCommand: ParsableCommand {
         var options = PSServerOptions(shardIndex: shardIndex, shardCount: shardCount, bind: bind)
         options.threads = threads
         options.maxMessageBytes = maxMessageMb << 20
+        options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel)")
         let server: PSServer
         let endpoint: String
         do {
             server = try PSServer(options: options, logger: logger)
+            if let which = restore {
+                do {
+                    var summary: CheckpointRestore.Summary?
+                    _ = try CheckpointRestore.resolve(which, dir: options.checkpointDir, logger: logger) { path in
+                        summary = try CheckpointRestore.restore(path: path, into: server)
+                    }
+                    let s = summary!
+                    let mb = Double(s.bytesRead) / 1e6
+                    print(String(format: "restored checkpoint=%@ shards_read=%d rows=%d global_step=%llu mb=%.1f seconds=%.3f mb_per_s=%.0f",
+                                 s.path, s.filesRead.count, s.rows, s.manifest.global_step, mb, s.seconds, mb / max(s.seconds, 1e-9)))
+                    fflush(nil)
+                } catch {
+                    logger.critical("checkpoint refused", metadata: ["ps.error": "\(error)"])
+                    printError("ps-server: error: checkpoint refused: \(error)")
+                    throw ExitCode(1)
+                }
+            }
             endpoint = try server.start()
         } catch {
             logger.critical("server failed to start", metadata: ["ps.error": "\(error)"])
@@ -101,4 +128,8 @@ struct PSServerCommand: ParsableCommand {
         print(String(format: "stopped shard=%d peak_rss_mib=%.1f", shardIndex, ProcessStats.peakRSSMiB))
         fflush(nil)  // all streams: the launcher waits for this line
     }
+}
+
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
 }

@@ -18,6 +18,8 @@ struct PSCtl: ParsableCommand {
             Supervise.self,
             EmbedTitles.self,
             Shutdown.self,
+            CheckpointCommand.self,
+            VerifyCheckpoint.self,
         ]
     )
 }

@@ -15,13 +15,17 @@ final class TestServer {
     let raw: ZMQSocket
     private var nextID: UInt64 = 1000
 
-    init(shardIndex: Int = 0, shardCount: Int = 1, threads: Int = 2, maxMessageBytes: Int = 1 << 20) throws {
+    /// - restore: a checkpoint directory to load before serving.
+    init(shardIndex: Int = 0, shardCount: Int = 1, threads: Int = 2, maxMessageBytes: Int = 1 << 20,
+         checkpointDir: String? = nil, restore: String? = nil) throws {
         var opts = PSServerOptions(shardIndex: shardIndex, shardCount: shardCount, bind: "tcp://127.0.0.1:*")
         opts.threads = threads
         opts.maxMessageBytes = maxMessageBytes
+        opts.checkpointDir = checkpointDir
         var logger = Logger(label: "test-server")
         logger.logLevel = .critical   // the rejected requests are expected here
         server = try PSServer(options: opts, logger: logger)
+        if let restore { _ = try CheckpointRestore.restore(path: restore, into: server) }
         endpoint = try server.start()
         context = try ZMQContext()
         raw = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 0)

@@ -47,6 +47,9 @@ final class WireFuzzTests: XCTestCase {
                                      scenes: [SceneStatus(name: "home", target: 2, liveWorkers: 1, chunks: 9, chunksDone: 4, chunksLeased: 1, waiting: false)],
                                      members: [MemberStatus(memberID: 7, name: "home-0", scene: "home", retiring: false, silentSeconds: 0.25, leaseID: 10)],
                                      message: "m")),
+            // No checkpoint directory on this server: a mutated PREPARE is refused, never holds pushes.
+            .checkpoint(CheckpointRequest(action: .status, name: "fuzz")),
+            .checkpointReply({ var r = CheckpointReply(state: .done, name: "fuzz"); r.file = "f"; r.tables = [item]; return r }()),
         ]
     }
 
@@ -106,7 +109,7 @@ final class WireFuzzTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(kinds.count, 23, "every message type was fuzzed")
+        XCTAssertEqual(kinds.count, 25, "every message type was fuzzed")
         XCTAssertGreaterThan(refusedUndecodable, 200, "most mutations are undecodable")
         XCTAssertGreaterThan(decodedOK, 20, "some mutations decode (flipped values): the server got those too")
         // Still serving, with exactly the errors it replied counted.

@@ -29,13 +29,16 @@ struct PSBench: ParsableCommand {
     @Option(help: "Distinct keys case-a requests draw from (rows created lazily on first touch).")
     var keySpace: Int = 1_000_000
     @Option(help: "Keys per case-b request.") var bigKeys: Int = 1_000_000
-    @Option(help: "Which cases: a, b or all.") var cases: String = "all"
+    @Option(help: "Which cases: a, b, all, apply or checkpoint.") var cases: String = "all"
+    @Option(help: "Checkpoint case: rows in the server's table.") var rows: Int = 1_000_000
+    @Option(help: "Checkpoint case: checkpoints taken while the pusher runs.") var checkpoints: Int = 3
+    @Option(help: "Checkpoint case: directory to write checkpoints to (the disk measured with dd).") var checkpointDir: String = "/tmp/ps-bench-checkpoints"
 
     func validate() throws {
         guard servers >= 1, threads >= 1, runs >= 1, runSeconds > 0, dim >= 1, keys >= 1, keySpace >= keys, bigKeys >= 1 else {
             throw ValidationError("counts must be positive and --key-space >= --keys")
         }
-        guard ["a", "b", "all", "apply"].contains(cases) else { throw ValidationError("--cases must be a, b, all or apply") }
+        guard ["a", "b", "all", "apply", "checkpoint"].contains(cases) else { throw ValidationError("--cases must be a, b, all, apply or checkpoint") }
         if let b = serverBinary, !FileManager.default.isExecutableFile(atPath: b) {
             throw ValidationError("--server-binary \(b) is not an executable file")
         }
@@ -43,6 +46,12 @@ struct PSBench: ParsableCommand {
 
     func run() throws {
         if cases == "apply" { return applyOnly() }
+        if cases == "checkpoint" {
+            var logger = Logger(label: "ps-bench")
+            logger.logLevel = .warning
+            return try CheckpointBench(rows: rows, dim: dim, keys: keys, threads: threads, checkpoints: checkpoints,
+                                       dir: checkpointDir, logger: logger).run()
+        }
         var logger = Logger(label: "ps-bench")
         logger.logLevel = .warning
         let cluster = try BenchCluster(count: servers, threads: threads, binary: serverBinary, logger: logger)

@@ -45,6 +45,8 @@ typedef struct Sceneps__StatusRequest Sceneps__StatusRequest;
 typedef struct Sceneps__SceneStatus Sceneps__SceneStatus;
 typedef struct Sceneps__MemberStatus Sceneps__MemberStatus;
 typedef struct Sceneps__StatusReply Sceneps__StatusReply;
+typedef struct Sceneps__CheckpointRequest Sceneps__CheckpointRequest;
+typedef struct Sceneps__CheckpointReply Sceneps__CheckpointReply;
 typedef struct Sceneps__Envelope Sceneps__Envelope;
 
 
@@ -147,6 +149,54 @@ typedef enum _Sceneps__LeaseKind {
   SCENEPS__LEASE_KIND__LEASE_KIND_JOB_DONE = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__LEASE_KIND)
 } Sceneps__LeaseKind;
+/*
+ * One cut across all servers, taken while training runs (docs/CHECKPOINTS.md).
+ * A driver (psctl checkpoint, later the coordinator) sends PREPARE to every
+ * server: each stops applying pushes (it holds new ones, unanswered, and waits
+ * for those being applied) and answers HELD. Once all have answered, COMMIT
+ * to every server: each takes its cut (O(stripes), copy-on-write by row
+ * afterwards), applies and acknowledges the held pushes, answers WRITING and
+ * writes DIR/<name>/shard-I-of-N.ckpt in the background. STATUS until every
+ * server answers DONE (file, size, checksum) or FAILED (message); the driver
+ * then writes manifest.json. ABORT releases a hold without a cut; a server
+ * also releases it by itself after hold_timeout_ms, so a driver that dies
+ * never stops training. Reply: CheckpointReply, or ErrorReply (CONFLICT when
+ * another checkpoint is held or being written, BAD_REQUEST for a wrong name).
+ */
+typedef enum _Sceneps__CheckpointAction {
+  SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_PREPARE = 0,
+  SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_COMMIT = 1,
+  SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_ABORT = 2,
+  SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_STATUS = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__CHECKPOINT_ACTION)
+} Sceneps__CheckpointAction;
+typedef enum _Sceneps__CheckpointState {
+  /*
+   * no checkpoint of that name on this server
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_UNKNOWN = 0,
+  /*
+   * pushes held, waiting for COMMIT
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_HELD = 1,
+  /*
+   * cut taken, pushes flowing, shard file being written
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_WRITING = 2,
+  /*
+   * shard file complete, synced and renamed
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_DONE = 3,
+  /*
+   * write failed (message says why); training unaffected
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_FAILED = 4,
+  /*
+   * hold released without a cut (ABORT or hold timeout)
+   */
+  SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_ABORTED = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__CHECKPOINT_STATE)
+} Sceneps__CheckpointState;
 
 /* --- messages --- */
 
@@ -682,6 +732,86 @@ struct  Sceneps__StatusReply
     , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
+struct  Sceneps__CheckpointRequest
+{
+  ProtobufCMessage base;
+  Sceneps__CheckpointAction action;
+  /*
+   * the checkpoint's directory name under dir
+   */
+  char *name;
+  /*
+   * checkpoint directory; empty = the server's --checkpoint-dir
+   */
+  char *dir;
+  /*
+   * PREPARE: release the hold after this long without COMMIT (0 = 2000)
+   */
+  uint32_t hold_timeout_ms;
+};
+#define SCENEPS__CHECKPOINT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__checkpoint_request__descriptor) \
+    , SCENEPS__CHECKPOINT_ACTION__CHECKPOINT_ACTION_PREPARE, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Sceneps__CheckpointReply
+{
+  ProtobufCMessage base;
+  Sceneps__CheckpointState state;
+  char *name;
+  uint32_t shard_index;
+  uint32_t shard_count;
+  /*
+   * pushes this server had applied at the cut
+   */
+  uint64_t applied_pushes;
+  /*
+   * pushes that arrived during the hold
+   */
+  uint64_t held_pushes;
+  /*
+   * how long this server's push gate was closed
+   */
+  double hold_ms;
+  /*
+   * longest time one push waited because of this checkpoint
+   */
+  double push_stall_ms;
+  /*
+   * DONE: shard file name, relative to DIR/<name>/
+   */
+  char *file;
+  uint64_t bytes;
+  /*
+   * "xxh64:<hex>"
+   */
+  char *checksum;
+  /*
+   * sparse rows in the cut
+   */
+  uint64_t rows;
+  double write_seconds;
+  /*
+   * FAILED / ABORTED: why
+   */
+  char *message;
+  size_t n_tables;
+  Sceneps__TableSpec **tables;
+  /*
+   * rows per table in the cut
+   */
+  size_t n_table_rows;
+  Sceneps__TableStats **table_rows;
+  /*
+   * rows copied by pushes before the writer reached them
+   */
+  uint64_t preserved_rows;
+};
+#define SCENEPS__CHECKPOINT_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__checkpoint_reply__descriptor) \
+    , SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_UNKNOWN, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
+
+
 typedef enum {
   SCENEPS__ENVELOPE__BODY__NOT_SET = 0,
   SCENEPS__ENVELOPE__BODY_HELLO = 10,
@@ -697,6 +827,8 @@ typedef enum {
   SCENEPS__ENVELOPE__BODY_HEARTBEAT = 20,
   SCENEPS__ENVELOPE__BODY_SHUTDOWN = 21,
   SCENEPS__ENVELOPE__BODY_SNAPSHOT = 22,
+  SCENEPS__ENVELOPE__BODY_CHECKPOINT = 23,
+  SCENEPS__ENVELOPE__BODY_CHECKPOINT_REPLY = 24,
   SCENEPS__ENVELOPE__BODY_REGISTER = 30,
   SCENEPS__ENVELOPE__BODY_REGISTER_REPLY = 31,
   SCENEPS__ENVELOPE__BODY_LEASE_REQUEST = 32,
@@ -734,6 +866,8 @@ struct  Sceneps__Envelope
     /*
      * 23..29: checkpoints. 30..49: the coordinator.
      */
+    Sceneps__CheckpointRequest *checkpoint;
+    Sceneps__CheckpointReply *checkpoint_reply;
     Sceneps__Register *register_;
     Sceneps__RegisterReply *register_reply;
     Sceneps__LeaseRequest *lease_request;
@@ -1321,6 +1455,44 @@ Sceneps__StatusReply *
 void   sceneps__status_reply__free_unpacked
                      (Sceneps__StatusReply *message,
                       ProtobufCAllocator *allocator);
+/* Sceneps__CheckpointRequest methods */
+void   sceneps__checkpoint_request__init
+                     (Sceneps__CheckpointRequest         *message);
+size_t sceneps__checkpoint_request__get_packed_size
+                     (const Sceneps__CheckpointRequest   *message);
+size_t sceneps__checkpoint_request__pack
+                     (const Sceneps__CheckpointRequest   *message,
+                      uint8_t             *out);
+size_t sceneps__checkpoint_request__pack_to_buffer
+                     (const Sceneps__CheckpointRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__CheckpointRequest *
+       sceneps__checkpoint_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__checkpoint_request__free_unpacked
+                     (Sceneps__CheckpointRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__CheckpointReply methods */
+void   sceneps__checkpoint_reply__init
+                     (Sceneps__CheckpointReply         *message);
+size_t sceneps__checkpoint_reply__get_packed_size
+                     (const Sceneps__CheckpointReply   *message);
+size_t sceneps__checkpoint_reply__pack
+                     (const Sceneps__CheckpointReply   *message,
+                      uint8_t             *out);
+size_t sceneps__checkpoint_reply__pack_to_buffer
+                     (const Sceneps__CheckpointReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__CheckpointReply *
+       sceneps__checkpoint_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__checkpoint_reply__free_unpacked
+                     (Sceneps__CheckpointReply *message,
+                      ProtobufCAllocator *allocator);
 /* Sceneps__Envelope methods */
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message);
@@ -1432,6 +1604,12 @@ typedef void (*Sceneps__MemberStatus_Closure)
 typedef void (*Sceneps__StatusReply_Closure)
                  (const Sceneps__StatusReply *message,
                   void *closure_data);
+typedef void (*Sceneps__CheckpointRequest_Closure)
+                 (const Sceneps__CheckpointRequest *message,
+                  void *closure_data);
+typedef void (*Sceneps__CheckpointReply_Closure)
+                 (const Sceneps__CheckpointReply *message,
+                  void *closure_data);
 typedef void (*Sceneps__Envelope_Closure)
                  (const Sceneps__Envelope *message,
                   void *closure_data);
@@ -1447,6 +1625,8 @@ extern const ProtobufCEnumDescriptor    sceneps__table_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__init_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__snapshot_action__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__lease_kind__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__checkpoint_action__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__checkpoint_state__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__adam_config__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__table_spec__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__sparse_block__descriptor;
@@ -1477,6 +1657,8 @@ extern const ProtobufCMessageDescriptor sceneps__status_request__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__scene_status__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__member_status__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__status_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__checkpoint_request__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__checkpoint_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -1,0 +1,573 @@
+import Foundation
+import ScenePSCore
+import ScenePSProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One server's shard of a checkpoint: a little-endian binary file.
+///
+///     header   "SPSCKPT\0" | version u32 | shard u32 | shards u32 | tables u32 | applied_pushes u64   (32 bytes)
+///     per table, in id order:
+///       "TABL" | id u32 | kind u32 (0 sparse, 1 dense) | dim u32 | state_width u32 | record_bytes u32
+///       sparse: rows u64, then rows records of record_bytes:
+///               key u64 | step u32 | weights f32[dim] | m f32[dim] | v f32[dim]   (the in-memory record)
+///       dense:  dense_size u64 | lower u64 | count u64 | step u32 | 0 u32,
+///               weights f32[count] | m f32[count] | v f32[count]
+///     "DDUP" | senders u32, per sender: name_len u32 | name | ids u32 | (id u64, rows u64)[ids], oldest first
+///     "END\0" | 0 u32 | bytes before this trailer u64
+///
+/// The manifest holds the file's size and XXH64; the reader checks both
+/// before it parses anything.
+enum CheckpointFile {
+    static let magic: [UInt8] = Array("SPSCKPT\0".utf8)
+    static let version: UInt32 = 1
+    static let tableTag: UInt32 = 0x4C42_4154   // "TABL"
+    static let dedupTag: UInt32 = 0x5055_4444   // "DDUP"
+    static let endTag: UInt32 = 0x0044_4E45     // "END\0"
+}
+
+/// Fault points for tests (`SCENEPS_FAULT_CHECKPOINT`):
+/// `mid-shard-write` (SIGKILL after the first buffer is written),
+/// `after-shard-write` (SIGKILL once the shard file is complete and renamed,
+/// before the server reports it), `enospc` (the first write fails with ENOSPC).
+/// `POINT:NAME` limits the fault to the checkpoint called NAME.
+public enum CheckpointFaults {
+    nonisolated(unsafe) public static var override: String?
+    static var configured: String { override ?? ProcessInfo.processInfo.environment["SCENEPS_FAULT_CHECKPOINT"] ?? "" }
+    /// The fault point armed for checkpoint `name` ("" for none).
+    static func point(for name: String) -> String {
+        let parts = configured.split(separator: ":", maxSplits: 1).map(String.init)
+        guard let p = parts.first else { return "" }
+        return parts.count == 1 || parts[1] == name ? p : ""
+    }
+}
+
+/// Streams a file through a buffer, hashing what it writes; `finish` syncs
+/// and renames it into place. Any failure removes the temporary file.
+final class DurableWriter {
+    let path: String, tmp: String
+    private let fd: Int32
+    private var buffer: UnsafeMutableRawPointer
+    private let capacity: Int
+    private var used = 0
+    var usedBytes: Int { used }
+    private(set) var bytes: UInt64 = 0
+    private var hasher = XXH64()
+    private var writes = 0
+    private var closed = false
+
+    /// The fault point armed for this file's checkpoint.
+    let fault: String
+
+    init(path: String, fault: String = "", bufferBytes: Int = 8 << 20) throws {
+        self.path = path
+        self.fault = fault
+        tmp = path + ".tmp"
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ScenePSError(.io, "\(tmp): cannot create (\(String(cString: strerror(errno))))") }
+        capacity = bufferBytes
+        buffer = .allocate(byteCount: bufferBytes, alignment: 64)
+    }
+
+    deinit {
+        buffer.deallocate()
+        if !closed { close(fd); unlink(tmp) }
+    }
+
+    func write(_ raw: UnsafeRawBufferPointer) throws {
+        if raw.count >= 64 << 10 {   // large pieces (table chunks) go straight out, not through the buffer
+            try flush()
+            try emit(raw)
+            return
+        }
+        var src = raw.baseAddress!, n = raw.count
+        while n > 0 {
+            if used == capacity { try flush() }
+            let take = min(n, capacity - used)
+            (buffer + used).copyMemory(from: src, byteCount: take)
+            used += take; src += take; n -= take
+        }
+    }
+
+    func write<T: FixedWidthInteger>(_ x: T) throws {
+        var v = x.littleEndian
+        try withUnsafeBytes(of: &v) { try write($0) }
+    }
+
+    func write(_ floats: [Float]) throws { try floats.withUnsafeBytes { try write($0) } }
+
+    private func flush() throws {
+        guard used > 0 else { return }
+        try emit(UnsafeRawBufferPointer(start: buffer, count: used))
+        used = 0
+    }
+
+    /// Hashes and writes `raw` to the file.
+    private func emit(_ raw: UnsafeRawBufferPointer) throws {
+        hasher.update(raw)
+        writes += 1
+        if writes == 1 && fault == "enospc" {
+            throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(ENOSPC)))) [fault point enospc]")
+        }
+        var off = 0
+        while off < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(errno))))")
+            }
+            off += n
+        }
+        bytes += UInt64(raw.count)
+        if writes == 1 && fault == "mid-shard-write" { kill(getpid(), SIGKILL) }
+    }
+
+    /// Flushes, fsyncs, closes and renames into place. Returns size and checksum.
+    func finish() throws -> (bytes: UInt64, checksum: UInt64) {
+        try flush()
+        guard fsync(fd) == 0 else { throw ScenePSError(.io, "\(tmp): fsync failed (\(String(cString: strerror(errno))))") }
+        close(fd)
+        closed = true
+        guard rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw ScenePSError(.io, "\(path): rename failed (\(String(cString: strerror(e))))")
+        }
+        DurableFile.syncDirectory((path as NSString).deletingLastPathComponent)
+        return (bytes, hasher.finalize())
+    }
+}
+
+/// A server's state at a cut, as the writer streams it.
+struct CheckpointCut {
+    enum Table {
+        case sparse(SparseTable, rows: Int)
+        case dense(DenseTable, weights: [Float], state: [Float], step: UInt32)
+        var spec: TableSpec {
+            switch self {
+            case .sparse(let t, _): return t.spec
+            case .dense(let t, _, _, _): return t.spec
+            }
+        }
+    }
+    var name: String
+    var dir: String
+    var shardIndex: Int
+    var shardCount: Int
+    var appliedPushes: UInt64
+    var tables: [Table]
+    var dedup: [DedupWindow.Entry]
+
+    var sparseRows: UInt64 { tables.reduce(0) { if case .sparse(_, let r) = $1 { return $0 + UInt64(r) }; return $0 } }
+
+    /// Writes the shard file; ends every sparse cut whatever happens.
+    func write() throws -> (file: String, bytes: UInt64, checksum: UInt64) {
+        defer { for t in tables { if case .sparse(let s, _) = t { s.endCut() } } }
+        let ckptDir = (dir as NSString).appendingPathComponent(name)
+        do { try FileManager.default.createDirectory(atPath: ckptDir, withIntermediateDirectories: true) } catch {
+            throw ScenePSError(.io, "\(ckptDir): cannot create (\(error.localizedDescription))")
+        }
+        let file = CheckpointManifest.shardFileName(index: shardIndex, count: shardCount)
+        let fault = CheckpointFaults.point(for: name)
+        let w = try DurableWriter(path: (ckptDir as NSString).appendingPathComponent(file), fault: fault)
+        try CheckpointFile.magic.withUnsafeBytes { try w.write($0) }
+        try w.write(CheckpointFile.version)
+        try w.write(UInt32(shardIndex)); try w.write(UInt32(shardCount)); try w.write(UInt32(tables.count))
+        try w.write(appliedPushes)
+        for t in tables {
+            let spec = t.spec
+            try w.write(CheckpointFile.tableTag)
+            try w.write(spec.id)
+            switch t {
+            case .sparse(let s, let rows):
+                try w.write(UInt32(0)); try w.write(spec.dim); try w.write(UInt32(s.optimizer.stateWidth))
+                try w.write(UInt32(s.recordFloats * 4)); try w.write(UInt64(rows))
+                let floats = max(s.cutChunkFloatsMax, 1)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+                defer { scratch.deallocate() }
+                try s.writeCut(scratch: scratch) { try w.write($0) }
+            case .dense(let d, let weights, let state, let step):
+                try w.write(UInt32(1)); try w.write(spec.dim); try w.write(UInt32(d.optimizer.stateWidth)); try w.write(UInt32(4))
+                try w.write(spec.denseSize); try w.write(UInt64(d.range.lowerBound)); try w.write(UInt64(d.range.count))
+                try w.write(step); try w.write(UInt32(0))
+                try w.write(weights); try w.write(state)
+            }
+        }
+        try w.write(CheckpointFile.dedupTag)
+        try w.write(UInt32(dedup.count))
+        for e in dedup {
+            let name = Array(e.sender.utf8)
+            try w.write(UInt32(name.count))
+            try name.withUnsafeBytes { try w.write($0) }
+            try w.write(UInt32(e.ids.count))
+            for x in e.ids { try w.write(x.id); try w.write(x.rows) }
+        }
+        let before = w.bytesSoFar
+        try w.write(CheckpointFile.endTag); try w.write(UInt32(0)); try w.write(before)
+        let (bytes, sum) = try w.finish()
+        if fault == "after-shard-write" { kill(getpid(), SIGKILL) }
+        return (file, bytes, sum)
+    }
+}
+
+extension DurableWriter {
+    var bytesSoFar: UInt64 { bytes + UInt64(usedBytes) }
+}
+
+// MARK: reading
+
+/// A shard file read front to back through one reused buffer, hashed as it
+/// arrives and parsed with every length bounds-checked. Sparse rows are
+/// handed to `onRecords` in batches as they stream past (a restore inserts
+/// them into fresh tables that are only installed once everything, the
+/// checksum last, has passed), so a file is never held in memory whole.
+final class ShardFileContents {
+    struct SparseSection { var id: UInt32; var dim: UInt32; var stateWidth: UInt32; var recordBytes: Int; var rows: Int }
+    struct DenseSection { var id: UInt32; var denseSize: UInt64; var lower: Int; var count: Int; var step: UInt32; var weights: [Float]; var state: [Float]; var stateWidth: Int }
+    let path: String
+    let size: Int
+    var shardIndex = 0, shardCount = 0
+    var appliedPushes: UInt64 = 0
+    var sparse: [UInt32: SparseSection] = [:]
+    var dense: [UInt32: DenseSection] = [:]
+    var dedup: [DedupWindow.Entry] = []
+    var checksumSeconds = 0.0
+
+    /// Reads and checks `path` against its manifest entry (size, checksum),
+    /// the header against `header`, each table against `specs`, every row's
+    /// invariants. `onSection(table, rows)` announces a sparse table's rows;
+    /// `onRecords(table, batch)` then gets them, checked, in batches.
+    init(path: String, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
+         specs: [UInt32: TableSpec], onSection: (UInt32, Int) throws -> Void = { _, _ in },
+         onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+        self.path = path
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw ScenePSError(.checkpoint, "\(path): missing (check: shard file present)")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ScenePSError(.checkpoint, "\(path): not a regular file (check: shard file present)") }
+        guard UInt64(st.st_size) == expected.bytes else {
+            throw ScenePSError(.checkpoint, "\(path): \(st.st_size) bytes, the manifest says \(expected.bytes) (check: size; truncated or overwritten)")
+        }
+        size = Int(st.st_size)
+        let r = try StreamReader(path: path, size: size)
+        try parse(r, expected: expected, header: header, specs: specs, onSection: onSection, onRecords: onRecords)
+        let sum = r.hasher.finalize()
+        checksumSeconds = r.hashSeconds
+        guard XXH64.format(sum) == expected.checksum else {
+            throw ScenePSError(.checkpoint, "\(path): checksum \(XXH64.format(sum)), the manifest says \(expected.checksum) (check: checksum; the file is damaged)")
+        }
+    }
+
+    private func parse(_ r: StreamReader, expected: CheckpointManifest.Shard, header: (index: Int, count: Int),
+                       specs: [UInt32: TableSpec], onSection: (UInt32, Int) throws -> Void,
+                       onRecords: (UInt32, UnsafeRawBufferPointer) throws -> Void) throws {
+        func fail(_ what: String, _ check: String = "layout") -> ScenePSError {
+            ScenePSError(.checkpoint, "\(path): \(what) at byte \(r.offset) (check: \(check))")
+        }
+        guard try r.bytes(8) == CheckpointFile.magic else { throw fail("not a ScenePS shard file (bad magic)") }
+        let version = try r.u32()
+        guard version == CheckpointFile.version else { throw fail("shard file version \(version), this build reads \(CheckpointFile.version)", "version") }
+        shardIndex = Int(try r.u32()); shardCount = Int(try r.u32())
+        guard shardIndex == header.index, shardCount == header.count else {
+            throw fail("header says shard \(shardIndex) of \(shardCount), the manifest says \(header.index) of \(header.count)", "header")
+        }
+        let tables = try r.u32()
+        appliedPushes = try r.u64()
+        guard appliedPushes == expected.applied_pushes else {
+            throw fail("applied pushes \(appliedPushes), the manifest says \(expected.applied_pushes)", "header")
+        }
+        for _ in 0..<tables {
+            guard try r.u32() == CheckpointFile.tableTag else { throw fail("expected a table section") }
+            let id = try r.u32(), kind = try r.u32(), dim = try r.u32(), width = try r.u32(), recordBytes = Int(try r.u32())
+            guard sparse[id] == nil && dense[id] == nil else { throw fail("table \(id) appears twice") }
+            guard let spec = specs[id] else { throw fail("table \(id) is not in the manifest", "schema") }
+            switch kind {
+            case 0:
+                guard spec.kind == .sparse else { throw fail("table \(id) '\(spec.name)' is sparse here, \(spec.kind) in the manifest", "schema") }
+                guard dim == spec.dim else { throw fail("table \(id) '\(spec.name)' has dim \(dim), the manifest says \(spec.dim)", "schema") }
+                guard width == 2, dim >= 1, dim <= 1 << 16, recordBytes == Int(3 + dim * (1 + width)) * 4 else {
+                    throw fail("table \(id): sparse record of \(recordBytes) bytes does not fit dim \(dim), state width \(width)")
+                }
+                let rows = try r.u64()
+                guard rows <= UInt64(size) / UInt64(recordBytes) else { throw fail("table \(id): \(rows) rows cannot fit the file") }
+                let sec = SparseSection(id: id, dim: dim, stateWidth: width, recordBytes: recordBytes, rows: Int(rows))
+                sparse[id] = sec
+                try onSection(id, Int(rows))
+                var done = 0
+                try r.records(count: Int(rows), size: recordBytes) { batch in
+                    try checkRowsInParallel(sec, name: spec.name, batch, firstRow: done)
+                    done += batch.count / recordBytes
+                    try onRecords(id, batch)
+                }
+            case 1:
+                guard spec.kind == .dense else { throw fail("table \(id) '\(spec.name)' is dense here, \(spec.kind) in the manifest", "schema") }
+                guard width == 2, dim == 1 else { throw fail("table \(id): dense section with dim \(dim), state width \(width)") }
+                let total = try r.u64(), lower = try r.u64(), count = try r.u64()
+                let want = Sharding.denseRange(size: Int(spec.denseSize), server: shardIndex, servers: shardCount)
+                guard total == spec.denseSize, lower == UInt64(want.lowerBound), count == UInt64(want.count) else {
+                    throw fail("dense table \(id) '\(spec.name)' holds [\(lower), +\(count)) of \(total), expected [\(want.lowerBound), \(want.upperBound)) of \(spec.denseSize)", "schema")
+                }
+                let step = try r.u32(); _ = try r.u32()
+                let weights = try r.floats(Int(count)), state = try r.floats(Int(count) * 2)
+                guard allFinite(weights), allFinite(state) else { throw fail("dense table \(id) '\(spec.name)': NaN or Inf", "finite") }
+                guard state[Int(count)...].allSatisfy({ $0 >= 0 }) else { throw fail("dense table \(id) '\(spec.name)': negative second moment", "moments") }
+                dense[id] = DenseSection(id: id, denseSize: total, lower: Int(lower), count: Int(count), step: step,
+                                         weights: weights, state: state, stateWidth: 2)
+            default:
+                throw fail("table \(id): unknown kind \(kind)")
+            }
+        }
+        let missing = Set(specs.keys).subtracting(sparse.keys).subtracting(dense.keys)
+        guard missing.isEmpty else { throw fail("tables \(missing.sorted()) of the manifest are missing", "schema") }
+        let rows = sparse.values.reduce(0) { $0 + $1.rows }
+        guard UInt64(rows) == expected.rows else { throw fail("\(rows) sparse rows, the manifest says \(expected.rows)", "rows") }
+        guard try r.u32() == CheckpointFile.dedupTag else { throw fail("expected the de-duplication section") }
+        let senders = try r.u32()
+        for _ in 0..<senders {
+            let n = Int(try r.u32())
+            guard n <= 4096 else { throw fail("sender name of \(n) bytes") }
+            let name = String(decoding: try r.bytes(n), as: UTF8.self)
+            let ids = Int(try r.u32())
+            guard ids <= 1 << 20 else { throw fail("\(ids) remembered ids for one sender") }
+            var list: [(id: UInt64, rows: UInt64)] = []
+            list.reserveCapacity(ids)
+            for _ in 0..<ids { let i = try r.u64(); let n = try r.u64(); list.append((i, n)) }
+            dedup.append(DedupWindow.Entry(sender: name, ids: list))
+        }
+        let trailerAt = UInt64(r.offset)
+        guard try r.u32() == CheckpointFile.endTag, try r.u32() == 0, try r.u64() == trailerAt, r.offset == size else {
+            throw fail("bad trailer")
+        }
+    }
+
+    /// `checkRows` over parts of `batch` on every core; the first error (by row) is thrown.
+    func checkRowsInParallel(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
+        let rows = batch.count / s.recordBytes
+        let parts = rows >= 4096 ? SparseTable.cores : 1
+        if parts == 1 { return try checkRows(s, name: name, batch, firstRow: firstRow) }
+        let errors = LockedValue<[Int: Error]>([:])
+        let per = (rows + parts - 1) / parts
+        let box = UncheckedSendable((self, s, name, batch))
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let (me, s, name, batch) = box.value
+            let lo = p * per, hi = min(rows, lo + per)
+            guard lo < hi else { return }
+            let part = UnsafeRawBufferPointer(rebasing: batch[(lo * s.recordBytes)..<(hi * s.recordBytes)])
+            do { try me.checkRows(s, name: name, part, firstRow: firstRow + lo) } catch {
+                errors.update { $0[p] = error }
+            }
+        }
+        if let first = errors.get().min(by: { $0.key < $1.key }) { throw first.value }
+    }
+
+    /// Checks sparse rows: weights and moments finite, the second moment
+    /// non-negative, a row never stepped has zero moments, and the key
+    /// belongs to this file's shard. Throws naming the file, table, row, key.
+    func checkRows(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
+        let d = Int(s.dim)
+        let floatsPerRecord = s.recordBytes / 4
+        for i in 0..<(batch.count / s.recordBytes) {
+            let rec = batch.baseAddress! + i * s.recordBytes
+            let key = rec.loadUnaligned(as: UInt64.self)
+            let step = rec.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
+            let values = UnsafeBufferPointer(start: (rec + 12).assumingMemoryBound(to: Float.self), count: floatsPerRecord - 3)
+            func bad(_ what: String) -> ScenePSError {
+                ScenePSError(.checkpoint, "\(path): table \(s.id) '\(name)' row \(firstRow + i) key \(key): \(what)")
+            }
+            guard allFinite(values) else { throw bad("NaN or Inf in weights or moments (check: finite)") }
+            var vMin: Float = 0
+            for j in (2 * d)..<(3 * d) { vMin = min(vMin, values[j]) }
+            guard vMin >= 0 else { throw bad("negative second moment (check: moments)") }
+            if step == 0 {
+                for j in d..<(3 * d) where values[j] != 0 { throw bad("moments without a step (check: step)") }
+            }
+            let owner = Sharding.server(table: s.id, key: key, servers: shardCount)
+            guard owner == shardIndex else {
+                throw bad("belongs to shard \(owner) of \(shardCount), found in shard \(shardIndex) (check: ownership)")
+            }
+        }
+    }
+}
+
+/// Reads a file ahead on a thread of its own (8 MiB blocks, at most two
+/// waiting), hashing every byte in order, so disk reads and the checksum
+/// overlap the consumer's work (a restore's row checks and inserts).
+final class Prefetcher: @unchecked Sendable {
+    // @unchecked: shared state under `cond`.
+    static let blockBytes = 8 << 20
+    private let cond = NSCondition()
+    private var ready: [(UnsafeMutableRawPointer, Int)] = []
+    private var spare: [UnsafeMutableRawPointer] = []
+    private var finished = false, cancelled = false
+    private var failure: String?
+    private(set) var hasher = XXH64()
+    private(set) var hashSeconds = 0.0
+
+    init(fd: Int32, size: Int) {
+        let t = Thread { [self] in
+            var off = 0
+            while off < size {
+                cond.lock()
+                while ready.count >= 2 && !cancelled { cond.wait() }
+                if cancelled { cond.unlock(); break }
+                let block = spare.popLast() ?? .allocate(byteCount: Prefetcher.blockBytes, alignment: 64)
+                cond.unlock()
+                var n = 0
+                let want = min(Prefetcher.blockBytes, size - off)
+                var err: String?
+                while n < want {
+                    let k = read(fd, block + n, want - n)
+                    if k < 0 && errno == EINTR { continue }
+                    if k <= 0 { err = k < 0 ? String(cString: strerror(errno)) : "unexpected end of file"; break }
+                    n += k
+                }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                hasher.update(UnsafeRawBufferPointer(start: block, count: n))
+                let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                cond.lock()
+                hashSeconds += dt
+                if n > 0 { ready.append((block, n)) } else { spare.append(block) }
+                if let err { failure = "read failed at byte \(off + n) (\(err))" }
+                cond.broadcast()
+                cond.unlock()
+                if err != nil { break }
+                off += n
+            }
+            cond.lock(); finished = true; cond.broadcast(); cond.unlock()
+        }
+        t.name = "ps-checkpoint-reader"
+        t.start()
+    }
+
+    /// The next block in file order (nil at the end); give it back with `recycle`.
+    func next() throws -> (UnsafeMutableRawPointer, Int)? {
+        cond.lock(); defer { cond.unlock() }
+        while ready.isEmpty && !finished { cond.wait() }
+        if !ready.isEmpty { let b = ready.removeFirst(); cond.broadcast(); return b }
+        if let failure { throw ScenePSError(.checkpoint, failure) }
+        return nil
+    }
+
+    func recycle(_ p: UnsafeMutableRawPointer) { cond.lock(); spare.append(p); cond.unlock() }
+
+    /// Stops the thread and waits for it (the file descriptor may then be closed).
+    func finish() -> (XXH64, Double) {
+        cond.lock()
+        cancelled = true
+        cond.broadcast()
+        while !finished { cond.wait() }
+        for (b, _) in ready { b.deallocate() }
+        for b in spare { b.deallocate() }
+        ready = []; spare = []
+        let r = (hasher, hashSeconds)
+        cond.unlock()
+        return r
+    }
+}
+
+/// Sequential reads of a shard file (through `Prefetcher`), parsed in place
+/// from one buffer.
+final class StreamReader {
+    let path: String
+    let size: Int
+    private let fd: Int32
+    private let buffer: UnsafeMutableRawPointer
+    private let capacity = 2 * Prefetcher.blockBytes
+    private var start = 0, end = 0      // valid bytes in the buffer
+    private var consumed = 0           // file offset of buffer[start]
+    private let prefetcher: Prefetcher
+    private var finalHash: (XXH64, Double)?
+    var offset: Int { consumed }
+    var hasher: XXH64 { done().0 }
+    var hashSeconds: Double { done().1 }
+
+    init(path: String, size: Int) throws {
+        self.path = path
+        self.size = size
+        fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw ScenePSError(.checkpoint, "\(path): cannot open (\(String(cString: strerror(errno)))) (check: shard file present)") }
+        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
+        buffer = .allocate(byteCount: capacity, alignment: 64)
+        prefetcher = Prefetcher(fd: fd, size: size)
+    }
+
+    private func done() -> (XXH64, Double) {
+        if let f = finalHash { return f }
+        let f = prefetcher.finish()
+        finalHash = f
+        return f
+    }
+
+    deinit { _ = done(); close(fd); buffer.deallocate() }
+
+    /// Ensures `n` (<= a block) bytes are buffered.
+    private func need(_ n: Int) throws {
+        if end - start >= n { return }
+        guard consumed + n <= size else {
+            throw ScenePSError(.checkpoint, "\(path): truncated: \(n) bytes needed at byte \(consumed) of \(size) (check: layout)")
+        }
+        if start > 0 {
+            buffer.copyMemory(from: buffer + start, byteCount: end - start)
+            end -= start
+            start = 0
+        }
+        while end - start < n {
+            let block: (UnsafeMutableRawPointer, Int)?
+            do { block = try prefetcher.next() } catch {
+                throw ScenePSError(.checkpoint, "\(path): \((error as? ScenePSError)?.message ?? "\(error)") (check: size)")
+            }
+            guard let (p, k) = block else {
+                throw ScenePSError(.checkpoint, "\(path): unexpected end of file at byte \(consumed + end) (check: size)")
+            }
+            (buffer + end).copyMemory(from: p, byteCount: k)
+            prefetcher.recycle(p)
+            end += k
+        }
+    }
+
+    private func take(_ n: Int) -> UnsafeRawPointer {
+        let p = UnsafeRawPointer(buffer + start)
+        start += n
+        consumed += n
+        return p
+    }
+
+    func u32() throws -> UInt32 { try need(4); return UInt32(littleEndian: take(4).loadUnaligned(as: UInt32.self)) }
+    func u64() throws -> UInt64 { try need(8); return UInt64(littleEndian: take(8).loadUnaligned(as: UInt64.self)) }
+    func bytes(_ n: Int) throws -> [UInt8] {
+        guard n <= Prefetcher.blockBytes else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
+        try need(n)
+        return Array(UnsafeRawBufferPointer(start: take(n), count: n))
+    }
+    func floats(_ n: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: n)
+        var done = 0
+        let per = Prefetcher.blockBytes / 4
+        while done < n {
+            let k = min(per, n - done)
+            try need(k * 4)
+            let p = take(k * 4)
+            out.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: done * 4).copyMemory(from: p, byteCount: k * 4) }
+            done += k
+        }
+        return out
+    }
+
+    /// `count` records of `size` bytes, handed over in buffer-sized batches.
+    func records(count: Int, size recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let per = max(1, Prefetcher.blockBytes / recordSize)
+        var left = count
+        while left > 0 {
+            let k = min(per, left)
+            // Whatever is buffered already, at least one record.
+            let available = (end - start) / recordSize
+            let n = available > 0 ? min(k, available) : 1
+            try need(n * recordSize)
+            let batch = min(k, (end - start) / recordSize)
+            try body(UnsafeRawBufferPointer(start: take(batch * recordSize), count: batch * recordSize))
+            left -= batch
+        }
+    }
+}

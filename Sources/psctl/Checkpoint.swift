@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ScenePSClient
+import ScenePSCore
+import ScenePSServer
+
+/// `psctl checkpoint`: one consistent cut of every server, taken while
+/// training runs (the driver is `CheckpointDriver`, which the coordinator uses too).
+struct CheckpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Take a checkpoint of a running cluster: one cut across all servers, written to DIR/<name>/.",
+        discussion: """
+        Every server holds pushes for the length of two round trips, takes its cut, releases them and \
+        writes its shard file in the background; the manifest is written last. Prints the checkpoint's \
+        path, the push stall and the sizes. Exit 1 with a message if any server refuses, is silent or \
+        fails to write (the previous checkpoint then stays the latest).
+        """)
+
+    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String
+    @Option(help: "Checkpoint directory (the servers' --checkpoint-dir, shared with them).") var dir: String
+    @Option(help: "The checkpoint's name (default ckpt-<UTC time>).") var name: String?
+    @Option(help: "Keep the newest K complete checkpoints; older ones are removed unless tagged best.") var keep: Int?
+    @Option(help: "A JSON file holding an object, stored as the manifest's `progress` (default {}).") var progress: String?
+    @Option(help: "Comma-separated tags for the manifest (`best` protects the checkpoint from pruning).") var tags: String = ""
+    @Option(help: "Milliseconds a server holds pushes before releasing them by itself if no commit comes.") var holdTimeoutMs: UInt32 = 2000
+    @Option(help: "Milliseconds to wait for each server's answer to each step before giving up.") var timeoutMs: Int = 10_000
+
+    func validate() throws {
+        if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1, got \(k)") }
+        if servers.isEmpty { throw ValidationError("--servers must list at least one endpoint") }
+        if timeoutMs < 1 { throw ValidationError("--timeout-ms must be positive") }
+    }
+
+    func run() throws {
+        try PSCtlErrors.reporting {
+            var logger = Logger(label: "psctl.checkpoint")
+            logger.logLevel = .warning
+            var o = CheckpointDriver.Options(dir: dir)
+            o.name = name
+            o.keep = keep
+            o.tags = tags.split(separator: ",").map(String.init)
+            o.holdTimeoutMs = holdTimeoutMs
+            o.requestTimeout = .milliseconds(timeoutMs)
+            if let p = progress {
+                guard let d = FileManager.default.contents(atPath: p) else { throw ScenePSError.io("\(p): cannot read the progress file") }
+                o.progress = try JSONValue.object(from: d, what: p)
+            }
+            let driver = try CheckpointDriver(endpoints: servers.split(separator: ",").map(String.init), logger: logger)
+            let r = try driver.checkpoint(o)
+            print(String(format: "checkpoint=%@ shards=%d global_step=%llu rows=%llu mb=%.1f push_stall_ms=%.3f cut_ms=%.1f write_s=%.3f mb_per_s=%.0f pruned=%@",
+                         r.path, r.manifest.shard_count, r.manifest.global_step, r.manifest.shards.reduce(0) { $0 + $1.rows },
+                         Double(r.bytes) / 1e6, r.pushStallMs, r.cutMs, r.writeSeconds,
+                         Double(r.bytes) / 1e6 / max(r.writeSeconds, 1e-9), r.pruned.isEmpty ? "-" : r.pruned.joined(separator: ",")))
+        }
+    }
+}
+
+/// `psctl verify-checkpoint`: every check a restoring server makes, on every shard file.
+struct VerifyCheckpoint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-checkpoint",
+        abstract: "Check a checkpoint without a cluster: manifest, every shard's size and checksum, layout, schemas and row invariants.",
+        discussion: "PATH is a checkpoint directory, or `latest` (the newest complete checkpoint under --dir) or `latest-good` (the newest that passes every check; refused ones are listed). Exit 1 with the file and the failed check if it is damaged.")
+
+    @Argument(help: "Checkpoint directory, or `latest` / `latest-good` (then --dir).") var path: String
+    @Option(help: "Checkpoint directory for `latest` / `latest-good`.") var dir: String?
+
+    func run() throws {
+        try PSCtlErrors.reporting {
+            if path == "latest" || path == "latest-good" {
+                guard let dir else { throw ScenePSError.invalidArgument("\(path) needs --dir") }
+                for e in try CheckpointDirectory.list(dir) where e.manifest == nil {
+                    print("incomplete \(e.path): \(e.problem ?? "")")
+                }
+            }
+            var report = ""
+            let t0 = Date()
+            let chosen = try CheckpointRestore.resolve(path, dir: dir, logger: nil) { p in
+                do {
+                    let (m, bytes, rows) = try CheckpointRestore.verify(path: p)
+                    let secs = Date().timeIntervalSince(t0)
+                    report = """
+                    ok \(p)
+                      format \(m.format) v\(m.format_version), created \(m.created), tags \(m.tags.isEmpty ? "-" : m.tags.joined(separator: ","))
+                      shards \(m.shard_count), global_step \(m.global_step), sparse rows \(rows), \(String(format: "%.1f", Double(bytes) / 1e6)) MB checked in \(String(format: "%.2f", secs)) s
+                      cut: push stall \(String(format: "%.3f", m.cut.push_stall_ms)) ms, hold \(String(format: "%.3f", m.cut.hold_ms)) ms, held pushes \(m.cut.held_pushes), write \(String(format: "%.2f", m.cut.write_seconds)) s
+                    """
+                    for t in m.tables {
+                        report += "\n  table \(t.id) '\(t.name)' \(t.kind) dim=\(t.dim)\(t.kind == "dense" ? " size=\(t.dense_size)" : "") rows=\(t.rows) init=\(t.`init`) lr=\(t.optimiser.learning_rate)"
+                    }
+                    for s in m.shards { report += "\n  shard \(s.index) \(s.file) \(s.bytes) bytes \(s.checksum) rows=\(s.rows) pushes=\(s.applied_pushes)" }
+                } catch {
+                    if path == "latest-good" { print("refused \(p): \(error)") }
+                    throw error
+                }
+            }
+            _ = chosen
+            print(report)
+        }
+    }
+}
