@@ -3,7 +3,7 @@
 ///
 /// A step is a fixed sequence over buffers sized for `maxBatch` at init:
 ///
-///     t = item + cat; b_j = item_j + cat_j + bscene_j      (valid tokens only, packed)
+///     t = item + cat [+ W_text·text]; b_j = item_j + cat_j + bscene_j [+ W_text·text_j]   (valid tokens only, packed)
 ///     long  = LongInterest(t, e_s, b_{<L_long})             (B, d)
 ///     short = TransformerBlock(b_{<L_short} + pos)          (B, d)
 ///     interest = FusionGate(long, short, e_s, t) | long | short
@@ -22,6 +22,8 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
     private let block: TransformerBlock<T>?
     private let tower: SceneTower<T>
     private let posOffset: Int, gateW: Int, gateB: Int
+    /// Offset of `text.W` (d, textDim), or -1 without title features.
+    private let textW: Int
     private let ws: Workspace<T>
     private let iws: Workspace<Int>
     /// (B, d) each
@@ -52,6 +54,7 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         posOffset = layout.offset("short.pos")
         gateW = layout.offset("gate.W")
         gateB = layout.offset("gate.b")
+        textW = config.textDim > 0 ? layout.offset("text.W") : -1
         maxTokensPerExample = max(config.useLong ? config.lLong : 0, config.useShort ? config.lShort : 0)
         let bd = b * d, tokens = b * maxTokensPerExample * d
         ws = Workspace([bd, bd, bd, bd, bd, bd, bd, bd, bd, bd, b * 5 * d, b, b, tokens, tokens])
@@ -63,7 +66,7 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         tokStart = i[0]; tokCount = i[1]; longCount = i[2]; shortStart = i[3]; shortCount = i[4]; order = i[5]; groupStart = i[6]
     }
 
-    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch) }
+    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch, textDim: config.textDim) }
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
@@ -81,7 +84,7 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                                inputGradient: &inputGradient, logits: &logits, dlogit: dlogit,
                                forward: { forward($0, $1, batch: $2, width: $3, logits: $4) },
                                backward: { p, g, inp, n, width, grad in
-                                   backward(p, g, inp, batch: n)
+                                   backward(p, g, inp, batch: n, width: width)
                                    writeInputGradient(&grad, batch: n, width: width)
                                })
     }
@@ -105,12 +108,20 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         // t (B, d) = item + cat
         let ti = inp.targetItem, tc = inp.targetCategory
         for i in 0..<(n * d) { t[i] = ti[i] + tc[i] }
+        let K = c.textDim
+        if K > 0 {   // t += text · W_textᵀ
+            TextProjection.forward(inp.targetText, rows: n, textDim: K, d: d, w: p + textW, addTo: t)
+        }
         // tok (T, d): b_j = item_j + cat_j + bscene_j for the valid tokens
         for b in 0..<n {
             for j in 0..<tokCount[b] {
                 let src = (b * L + j) * d, dst = tok + (tokStart[b] + j) * d
                 let hi = inp.historyItem + src, hc = inp.historyCategory + src, hs = inp.historyScene + src
                 for i in 0..<d { dst[i] = hi[i] + hc[i] + hs[i] }
+            }
+            if K > 0 {   // b_j += text_j · W_textᵀ (a history row's tokens are contiguous)
+                TextProjection.forward(inp.historyText + b * L * K, rows: tokCount[b], textDim: K, d: d,
+                                       w: p + textW, addTo: tok + tokStart[b] * d)
             }
         }
         if let long {
@@ -177,7 +188,8 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
     // MARK: - Backward
 
     /// dlogit (B) -> parameter gradients +=, dt/du/des/dtok filled.
-    private func backward(_ p: UnsafePointer<T>, _ gr: UnsafeMutablePointer<T>, _ inp: InputPointers<T>, batch n: Int) {
+    private func backward(_ p: UnsafePointer<T>, _ gr: UnsafeMutablePointer<T>, _ inp: InputPointers<T>, batch n: Int,
+                          width L: Int) {
         let c = config, d = c.d
         for r in 0..<n { dtower[r] = dlogit[order[r]] }
         tower.backward(params: p, grads: gr, outputGradient: dtower, input: x, groupStart: groupStart, batch: n)
@@ -222,6 +234,14 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                         dp[i] += src[i]
                     }
                 }
+            }
+        }
+        let K = c.textDim
+        if K > 0 {   // dW_text += dtᵀ · text + Σ_b dtok_bᵀ · text_b (dt and dtok are complete here)
+            TextProjection.backward(dt, x: inp.targetText, rows: n, textDim: K, d: d, dw: gr + textW)
+            for b in 0..<n {
+                TextProjection.backward(dtok + tokStart[b] * d, x: inp.historyText + b * L * K, rows: tokCount[b],
+                                        textDim: K, d: d, dw: gr + textW)
             }
         }
     }

@@ -2,6 +2,7 @@
 struct InputPointers<T: BLASScalar> {
     let targetItem, targetCategory, user, sceneEmbedding, itemBias: UnsafePointer<T>
     let historyItem, historyCategory, historyScene: UnsafePointer<T>
+    let targetText, historyText: UnsafePointer<T>
     let historyLength, scene: UnsafePointer<Int32>
 }
 
@@ -20,15 +21,20 @@ extension ModelInput {
                             historyItem.withUnsafeBufferPointer { hi in
                                 historyCategory.withUnsafeBufferPointer { hc in
                                     historyScene.withUnsafeBufferPointer { hs in
+                                      targetText.withUnsafeBufferPointer { tt in
+                                       historyText.withUnsafeBufferPointer { ht in
                                         historyLength.withUnsafeBufferPointer { hl in
                                             scene.withUnsafeBufferPointer { sc in
                                                 body(InputPointers(
                                                     targetItem: ptr(ti), targetCategory: ptr(tc),
                                                     user: ptr(u), sceneEmbedding: ptr(se), itemBias: ptr(ib),
                                                     historyItem: ptr(hi), historyCategory: ptr(hc), historyScene: ptr(hs),
+                                                    targetText: ptr(tt), historyText: ptr(ht),
                                                     historyLength: ptr(hl), scene: ptr(sc)))
                                             }
                                         }
+                                       }
+                                      }
                                     }
                                 }
                             }
@@ -41,9 +47,10 @@ extension ModelInput {
 
     /// Makes this gradient holder match `input`'s shape (capacity kept when it fits).
     mutating func reshape(like input: ModelInput<T>) {
-        if d != input.d || historyWidth != input.historyWidth {
+        if d != input.d || historyWidth != input.historyWidth || textDim != input.textDim {
             d = input.d
             historyWidth = input.historyWidth
+            textDim = input.textDim
         }
         resize(batch: input.batch)
         historyLength.withUnsafeMutableBufferPointer { dst in

@@ -10,23 +10,31 @@ public struct ModelInput<T: BLASScalar>: Sendable {
     public var batch: Int
     public var historyWidth: Int
     public var d: Int
+    /// Width of a title vector (384), or 0 for a model without title features
+    /// (then `targetText` and `historyText` are empty).
+    public var textDim: Int
     /// Embedding rows, B·d each.
     public var targetItem: [T], targetCategory: [T], user: [T], sceneEmbedding: [T]
     /// `item_bias` row of the target item, B.
     public var itemBias: [T]
     /// Behaviour tokens, B·L·d each.
     public var historyItem: [T], historyCategory: [T], historyScene: [T]
+    /// Frozen title vectors of the target item (B·textDim) and of every
+    /// behaviour token's item (B·L·textDim). Their gradients are never
+    /// computed (the table is pull-only): the gradient holder's are zeros.
+    public var targetText: [T], historyText: [T]
     /// Number of valid history tokens, B (values outside 0...L are clamped).
     public var historyLength: [Int32]
     /// Scene index of each example (selects the gate and head), B.
     public var scene: [Int32]
 
     /// Empty batch with room for `capacity` examples.
-    public init(d: Int, historyWidth: Int, capacity: Int) {
-        precondition(d > 0 && historyWidth >= 0 && capacity >= 0)
+    public init(d: Int, historyWidth: Int, capacity: Int, textDim: Int = 0) {
+        precondition(d > 0 && historyWidth >= 0 && capacity >= 0 && textDim >= 0)
         self.batch = 0
         self.historyWidth = historyWidth
         self.d = d
+        self.textDim = textDim
         func empty<E>(_ n: Int) -> [E] {
             var a: [E] = []
             a.reserveCapacity(n)
@@ -40,6 +48,8 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         historyItem = empty(capacity * historyWidth * d)
         historyCategory = empty(capacity * historyWidth * d)
         historyScene = empty(capacity * historyWidth * d)
+        targetText = empty(capacity * textDim)
+        historyText = empty(capacity * historyWidth * textDim)
         historyLength = empty(capacity)
         scene = empty(capacity)
     }
@@ -59,6 +69,8 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         Self.fit(&historyItem, bld)
         Self.fit(&historyCategory, bld)
         Self.fit(&historyScene, bld)
+        Self.fit(&targetText, newBatch * textDim)
+        Self.fit(&historyText, newBatch * historyWidth * textDim)
         Self.fit(&historyLength, newBatch)
         Self.fit(&scene, newBatch)
         batch = newBatch
@@ -79,6 +91,7 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         return targetItem.count == bd && targetCategory.count == bd && user.count == bd
             && sceneEmbedding.count == bd && itemBias.count == batch
             && historyItem.count == bld && historyCategory.count == bld && historyScene.count == bld
+            && targetText.count == batch * textDim && historyText.count == batch * historyWidth * textDim
             && historyLength.count == batch && scene.count == batch
     }
 }
