@@ -53,8 +53,43 @@ public enum FeatureSchema {
         }
     }
 
-    /// The tables, in pull order (wire-id order).
+    /// Every table, in pull order (wire-id order).
     public static let tables: [FeatureTable] = FeatureTable.all
+
+    /// The tables a model with these settings reads (`FeatureTable.isUsed`), in pull order.
+    public static func tables(for model: ClusterConfig.Model) -> [FeatureTable] { FeatureTable.used(by: model) }
+
+    /// The slots of those tables.
+    public static func slots(for model: ClusterConfig.Model) -> [Slot] { slots(reading: tables(for: model)) }
+
+    static func slots(reading tables: [FeatureTable]) -> [Slot] { slots.filter { tables.contains($0.table) } }
+
+    /// `ModelInput.textDim` of such a model: the width of `item_text`, or 0 without it.
+    public static func textDim(for model: ClusterConfig.Model) -> Int {
+        tables(for: model).contains(.itemText) ? FeatureTable.itemText.dim(d: model.d) : 0
+    }
+
+    /// A worker's caches of the pull-only tables of `tables` (`FrozenRowCache`).
+    public static func frozenCaches(_ tables: [FeatureTable], d: Int) -> [FrozenRowCache] {
+        tables.filter(\.alwaysFrozen).map { FrozenRowCache(table: $0.id, dim: $0.dim(d: d)) }
+    }
+
+    /// `pulls` with the keys a cache already holds left out.
+    public static func uncached(_ pulls: [(table: UInt32, keys: [UInt64], dim: Int)], _ caches: [FrozenRowCache])
+        -> [(table: UInt32, keys: [UInt64], dim: Int)] {
+        pulls.map { p in
+            guard let c = caches.first(where: { $0.table == p.table }) else { return p }
+            return (p.table, c.missing(p.keys), p.dim)
+        }
+    }
+
+    /// Adds the rows a pull of `requested` brought for the cached tables.
+    public static func fill(_ caches: [FrozenRowCache], requested: [(table: UInt32, keys: [UInt64], dim: Int)], rows: [[Float]]) {
+        for c in caches {
+            guard let t = requested.firstIndex(where: { $0.table == c.table }) else { continue }
+            c.insert(keys: requested[t].keys, values: rows[t])
+        }
+    }
 
     /// Every sparse input of the model. Within a table, slots are summed into
     /// its gradient in this order.
@@ -67,5 +102,7 @@ public enum FeatureSchema {
         Slot(\.historyItem, "historyItem", reads: .item, keyedBy: .historyItem),
         Slot(\.historyCategory, "historyCategory", reads: .category, keyedBy: .historyCategory),
         Slot(\.historyScene, "historyScene", reads: .behaviourScene, keyedBy: .historyScene),
+        Slot(\.targetText, "targetText", reads: .itemText, keyedBy: .item),
+        Slot(\.historyText, "historyText", reads: .itemText, keyedBy: .historyItem),
     ]
 }

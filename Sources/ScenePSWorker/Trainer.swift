@@ -26,10 +26,14 @@ public struct WorkerReport: Codable, Sendable {
     public var trainSeconds: Double
     public var finalLoss: Double
     public var peakRSSMiB: Double
+    /// With title features: the items this worker met that have no title
+    /// vector (not in the embedded catalogue) and so read a zero vector.
+    public var itemsWithoutTitle: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case scene, index, examples, steps, epoch
         case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss", peakRSSMiB = "peak_rss_mib"
+        case itemsWithoutTitle = "items_without_title"
     }
 
     public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
@@ -49,6 +53,8 @@ public final class Trainer {
     let model: any CTRModel<Float>
     var assembler: BatchAssembler
     let tables: ModelTables
+    /// Rows of the pull-only tables (`item_text`) this worker has pulled: each key once.
+    let caches: [FrozenRowCache]
 
     public init(config: ClusterConfig, dataDir: String, identity: WorkerIdentity,
                 store: ParameterStoreSetup, logger: Logger) throws {
@@ -69,8 +75,10 @@ public final class Trainer {
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
         assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                    sameSceneOnly: config.model.ablation == .sameScene,
-                                   sceneKeys: manifest.scenes.map(\.key))
+                                   sceneKeys: manifest.scenes.map(\.key),
+                                   tables: FeatureSchema.tables(for: config.model))
         tables = ModelTables(config: config, denseSize: model.layout.count)
+        caches = FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
     }
 
     /// This worker's chunks: every `count`-th chunk of its scenes' training sets.
@@ -89,8 +97,9 @@ public final class Trainer {
         let chunks = myChunks
         let B = config.training.batchSize
         let denseCount = model.layout.count
-        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
-        var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
+        let textDim = FeatureSchema.textDim(for: config.model)
+        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B, textDim: textDim)
+        var inputGrad = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B, textDim: textDim)
         var denseGrad = [Float](repeating: 0, count: denseCount)
         let frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
         let epochExamples = chunks.reduce(0) { $0 + $1.count }
@@ -116,7 +125,8 @@ public final class Trainer {
             guard let chunk = try source.next(into: &s.samples) else { return false }
             s.chunk = chunk
             try s.assembler.index(s.samples)
-            s.pending = try store.beginPull(s.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+            s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
+            s.pending = try store.beginPull(s.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
             return true
         }
         var cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
@@ -129,11 +139,12 @@ public final class Trainer {
             // seconds ago) are stale, so they are pulled again.
             if try pacer.waitIfAhead(examples: examples) {
                 _ = try cur.pending!.finish()
-                cur.pending = try store.beginPull(cur.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+                cur.pending = try store.beginPull(cur.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
             }
             let pulled = try cur.pending!.finish()
             cur.pending = nil
-            cur.assembler.gather(rows: pulled.rows, into: &input)
+            FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.rows)
+            cur.assembler.gather(rows: pulled.rows, into: &input, cached: caches)
             if steps + 1 == faultNaNStep {   // fault injection (tests): what a numeric blow-up looks like
                 logger.warning("fault injection: NaN in the input of this step", metadata: ["step": "\(steps + 1)"])
                 input.user[0] = .nan
@@ -183,10 +194,22 @@ public final class Trainer {
                                                          "waited_seconds": "\(String(format: "%.1f", pacer.waitedSeconds))"])
         }
         progress.log(logger, worker: identity.name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
+        for c in caches {
+            let name = tables.table(c.table).name
+            if c.zeroKeys > 0 {
+                logger.warning("items without a title vector read zeros", metadata: [
+                    "worker": "\(identity.name)", "table": "\(name)", "items": "\(c.zeroKeys)", "of": "\(c.count)",
+                    "embeddings": "\(config.model.textEmbeddings)"])
+            } else {
+                logger.info("title vectors", metadata: ["worker": "\(identity.name)", "table": "\(name)", "items": "\(c.count)",
+                                                        "without_title": "0"])
+            }
+        }
         return WorkerReport(scene: identity.scene, index: identity.index, examples: examples, steps: steps,
                             epoch: epoch, startedAt: started,
                             finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss,
-                            peakRSSMiB: ProcessStats.peakRSSMiB)
+                            peakRSSMiB: ProcessStats.peakRSSMiB,
+                            itemsWithoutTitle: caches.isEmpty ? nil : caches.reduce(0) { $0 + $1.zeroKeys })
     }
 }
 
@@ -196,6 +219,8 @@ struct Stage {
     var samples: SampleBatch
     var assembler: BatchAssembler
     var pending: PendingPull? = nil
+    /// What `pending` asked for: the assembler's pulls without the cached keys.
+    var requested: [(table: UInt32, keys: [UInt64], dim: Int)] = []
     var chunk = ""
 }
 
