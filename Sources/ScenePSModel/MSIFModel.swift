@@ -24,6 +24,9 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
     private let posOffset: Int, gateW: Int, gateB: Int
     /// Offset of `text.W` (d, textDim), or -1 without title features.
     private let textW: Int
+    /// (U, d) projected distinct title rows and their gradient; U ≤ maxTextRows.
+    private let proj, dproj: UnsafeMutablePointer<T>
+    private let maxTextRows: Int
     private let ws: Workspace<T>
     private let iws: Workspace<Int>
     /// (B, d) each
@@ -57,8 +60,11 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         textW = config.textDim > 0 ? layout.offset("text.W") : -1
         maxTokensPerExample = max(config.useLong ? config.lLong : 0, config.useShort ? config.lShort : 0)
         let bd = b * d, tokens = b * maxTokensPerExample * d
-        ws = Workspace([bd, bd, bd, bd, bd, bd, bd, bd, bd, bd, b * 5 * d, b, b, tokens, tokens])
+        maxTextRows = config.textDim > 0 ? b * (1 + config.lLong) : 0
+        ws = Workspace([bd, bd, bd, bd, bd, bd, bd, bd, bd, bd, b * 5 * d, b, b, tokens, tokens,
+                        max(1, maxTextRows * d), max(1, maxTextRows * d)])
         let s = ws.slices
+        proj = s[15]; dproj = s[16]
         t = s[0]; interest = s[1]; g = s[2]; dt = s[3]; du = s[4]; des = s[5]; dinterest = s[6]
         dlong = s[7]; dshort = s[8]; dpre = s[9]; x = s[10]; dlogit = s[11]; dtower = s[12]; tok = s[13]; dtok = s[14]
         iws = Workspace([b + 1, b, b, b + 1, b, b, config.scenes + 1])
@@ -109,8 +115,17 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         let ti = inp.targetItem, tc = inp.targetCategory
         for i in 0..<(n * d) { t[i] = ti[i] + tc[i] }
         let K = c.textDim
-        if K > 0 {   // t += text · W_textᵀ
-            TextProjection.forward(inp.targetText, rows: n, textDim: K, d: d, w: p + textW, addTo: t)
+        if K > 0 {   // proj = textRows · W_textᵀ, each distinct title once; t_b += proj[row_b]
+            let u = inp.textRowCount
+            precondition(u <= maxTextRows, "\(u) distinct title rows, the model has room for \(maxTextRows)")
+            proj.update(repeating: 0, count: u * d)
+            TextProjection.forward(inp.textRows, rows: u, textDim: K, d: d, w: p + textW, addTo: proj)
+            for b in 0..<n {
+                let r = Int(inp.targetTextRow[b])
+                if r < 0 { continue }
+                let src = proj + r * d, dst = t + b * d
+                for i in 0..<d { dst[i] += src[i] }
+            }
         }
         // tok (T, d): b_j = item_j + cat_j + bscene_j for the valid tokens
         for b in 0..<n {
@@ -119,9 +134,13 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                 let hi = inp.historyItem + src, hc = inp.historyCategory + src, hs = inp.historyScene + src
                 for i in 0..<d { dst[i] = hi[i] + hc[i] + hs[i] }
             }
-            if K > 0 {   // b_j += text_j · W_textᵀ (a history row's tokens are contiguous)
-                TextProjection.forward(inp.historyText + b * L * K, rows: tokCount[b], textDim: K, d: d,
-                                       w: p + textW, addTo: tok + tokStart[b] * d)
+            if K > 0 {   // b_j += proj[row_j]
+                for j in 0..<tokCount[b] {
+                    let r = Int(inp.historyTextRow[b * L + j])
+                    if r < 0 { continue }
+                    let src = proj + r * d, dst = tok + (tokStart[b] + j) * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
             }
         }
         if let long {
@@ -237,12 +256,23 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
             }
         }
         let K = c.textDim
-        if K > 0 {   // dW_text += dtᵀ · text + Σ_b dtok_bᵀ · text_b (dt and dtok are complete here)
-            TextProjection.backward(dt, x: inp.targetText, rows: n, textDim: K, d: d, dw: gr + textW)
+        if K > 0 {   // dproj[r] = Σ of dt / dtok over the positions reading row r; dW_text += dprojᵀ · textRows
+            let u = inp.textRowCount
+            dproj.update(repeating: 0, count: u * d)
             for b in 0..<n {
-                TextProjection.backward(dtok + tokStart[b] * d, x: inp.historyText + b * L * K, rows: tokCount[b],
-                                        textDim: K, d: d, dw: gr + textW)
+                let r = Int(inp.targetTextRow[b])
+                if r >= 0 {
+                    let src = dt + b * d, dst = dproj + r * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
+                for j in 0..<tokCount[b] {
+                    let r = Int(inp.historyTextRow[b * L + j])
+                    if r < 0 { continue }
+                    let src = dtok + (tokStart[b] + j) * d, dst = dproj + r * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
             }
+            TextProjection.backward(dproj, x: inp.textRows, rows: u, textDim: K, d: d, dw: gr + textW)
         }
     }
 

@@ -2,7 +2,10 @@
 struct InputPointers<T: BLASScalar> {
     let targetItem, targetCategory, user, sceneEmbedding, itemBias: UnsafePointer<T>
     let historyItem, historyCategory, historyScene: UnsafePointer<T>
-    let targetText, historyText: UnsafePointer<T>
+    /// textRows (U, textDim), U = textRowCount; row indices (B) and (B·L), -1 = none.
+    let textRows: UnsafePointer<T>
+    let textRowCount: Int
+    let targetTextRow, historyTextRow: UnsafePointer<Int32>
     let historyLength, scene: UnsafePointer<Int32>
 }
 
@@ -21,17 +24,20 @@ extension ModelInput {
                             historyItem.withUnsafeBufferPointer { hi in
                                 historyCategory.withUnsafeBufferPointer { hc in
                                     historyScene.withUnsafeBufferPointer { hs in
-                                      targetText.withUnsafeBufferPointer { tt in
-                                       historyText.withUnsafeBufferPointer { ht in
+                                      textRows.withUnsafeBufferPointer { tr in
+                                       targetTextRow.withUnsafeBufferPointer { ttr in
+                                        historyTextRow.withUnsafeBufferPointer { htr in
                                         historyLength.withUnsafeBufferPointer { hl in
                                             scene.withUnsafeBufferPointer { sc in
                                                 body(InputPointers(
                                                     targetItem: ptr(ti), targetCategory: ptr(tc),
                                                     user: ptr(u), sceneEmbedding: ptr(se), itemBias: ptr(ib),
                                                     historyItem: ptr(hi), historyCategory: ptr(hc), historyScene: ptr(hs),
-                                                    targetText: ptr(tt), historyText: ptr(ht),
+                                                    textRows: ptr(tr), textRowCount: textRowCount,
+                                                    targetTextRow: ptr(ttr), historyTextRow: ptr(htr),
                                                     historyLength: ptr(hl), scene: ptr(sc)))
                                             }
+                                        }
                                         }
                                        }
                                       }
