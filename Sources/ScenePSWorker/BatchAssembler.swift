@@ -149,9 +149,29 @@ public struct BatchAssembler {
             guard let t = tables.firstIndex(where: { $0.id == c.table }) else { continue }
             fromCache[t] = (c, c.rows(of: indexers[t].keys))
         }
+        var distinctWritten = Set<Int>()
         for (k, slot) in slots.enumerated() {
             let t = slotTable[k]
-            if let c = fromCache[t] {
+            if let index = slot.index {
+                // By reference: the table's distinct rows once, each position's row index.
+                if distinctWritten.insert(t).inserted {
+                    if let c = fromCache[t] {
+                        let w = dims[t], n = c.rows.count
+                        input[keyPath: slot.input] = [Float](unsafeUninitializedCapacity: n * w) { buf, count in
+                            c.cache.values.withUnsafeBufferPointer { src in
+                                for (i, r) in c.rows.enumerated() {
+                                    (buf.baseAddress! + i * w).initialize(from: src.baseAddress! + Int(r) * w, count: w)
+                                }
+                            }
+                            count = n * w
+                        }
+                    } else {
+                        input[keyPath: slot.input] = rows[t]
+                    }
+                }
+                precondition(input[keyPath: index].count == positions[k].count, "slot \(slot.name): index field does not match its positions")
+                input[keyPath: index] = positions[k]
+            } else if let c = fromCache[t] {
                 copy(c.cache.values, positions[k], dims[t], &input[keyPath: slot.input], c.rows)
             } else {
                 copy(rows[t], positions[k], dims[t], &input[keyPath: slot.input], nil)
@@ -184,7 +204,7 @@ public struct BatchAssembler {
                 }
             }
         }
-        for (k, slot) in slots.enumerated() where !tables[slotTable[k]].alwaysFrozen {
+        for (k, slot) in slots.enumerated() where !tables[slotTable[k]].alwaysFrozen && slot.index == nil {
             let t = slotTable[k]
             add(g[keyPath: slot.input], positions[k], dims[t], &out[t])
         }

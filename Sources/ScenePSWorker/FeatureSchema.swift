@@ -37,8 +37,15 @@ public enum FeatureSchema {
 
     /// One `ModelInput` field and where its rows come from. The same type
     /// carries the gradient, so `scatter` reads the field back through it.
+    ///
+    /// A slot with an `index` field reads its table by reference: `input` is
+    /// then the table's field of distinct rows (the batch's unique keys, in
+    /// pull order, shared by every slot of that table) and `index` gets each
+    /// position's row (-1 = padding). Only pull-only tables are read so (no
+    /// gradient); the model then computes once per distinct row.
     public struct Slot: Sendable {
         public let input: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable
+        public let index: (WritableKeyPath<ModelInput<Float>, [Int32]> & Sendable)?
         /// The field's name, for messages and the schema test.
         public let name: String
         public let table: FeatureTable
@@ -47,6 +54,18 @@ public enum FeatureSchema {
         init(_ input: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable, _ name: String,
              reads table: FeatureTable, keyedBy source: Source) {
             self.input = input
+            self.index = nil
+            self.name = name
+            self.table = table
+            self.source = source
+        }
+
+        init(rows: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable,
+             index: WritableKeyPath<ModelInput<Float>, [Int32]> & Sendable, _ name: String,
+             reads table: FeatureTable, keyedBy source: Source) {
+            precondition(table.alwaysFrozen, "slot \(name): only pull-only tables are read by reference")
+            self.input = rows
+            self.index = index
             self.name = name
             self.table = table
             self.source = source
@@ -102,7 +121,7 @@ public enum FeatureSchema {
         Slot(\.historyItem, "historyItem", reads: .item, keyedBy: .historyItem),
         Slot(\.historyCategory, "historyCategory", reads: .category, keyedBy: .historyCategory),
         Slot(\.historyScene, "historyScene", reads: .behaviourScene, keyedBy: .historyScene),
-        Slot(\.targetText, "targetText", reads: .itemText, keyedBy: .item),
-        Slot(\.historyText, "historyText", reads: .itemText, keyedBy: .historyItem),
+        Slot(rows: \.textRows, index: \.targetTextRow, "targetTextRow", reads: .itemText, keyedBy: .item),
+        Slot(rows: \.textRows, index: \.historyTextRow, "historyTextRow", reads: .itemText, keyedBy: .historyItem),
     ]
 }

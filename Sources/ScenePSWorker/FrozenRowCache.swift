@@ -14,7 +14,8 @@ import ScenePSCore
 public final class FrozenRowCache {
     public let table: UInt32
     public let dim: Int
-    private var rowOfKey: [UInt64: Int32] = [:]
+    /// Key → cache row (rows in order of first insertion; never reset).
+    private var rowOfKey = KeyIndexer(capacity: 4096)
     private(set) var values: [Float] = []
     /// Keys whose row is all zeros (no title vector).
     public private(set) var zeroKeys = 0
@@ -26,16 +27,19 @@ public final class FrozenRowCache {
 
     public var count: Int { rowOfKey.count }
 
+    /// The cached keys (tests).
+    var seen: [UInt64] { rowOfKey.keys }
+
     /// The keys of `keys` not cached yet (to pull).
-    public func missing(_ keys: [UInt64]) -> [UInt64] { keys.filter { rowOfKey[$0] == nil } }
+    public func missing(_ keys: [UInt64]) -> [UInt64] { keys.filter { rowOfKey.find($0) == nil } }
 
     /// Adds the pulled rows of `keys` (`values`: keys.count × dim); a key already cached is kept as it is.
     public func insert(keys: [UInt64], values v: [Float]) {
         precondition(v.count == keys.count * dim, "cache insert: \(v.count) values for \(keys.count) keys of width \(dim)")
-        for (i, k) in keys.enumerated() where rowOfKey[k] == nil {
+        for (i, k) in keys.enumerated() where rowOfKey.find(k) == nil {
             let row = v[(i * dim)..<((i + 1) * dim)]
             if row.allSatisfy({ $0 == 0 }) { zeroKeys += 1 }
-            rowOfKey[k] = Int32(rowOfKey.count)
+            _ = rowOfKey.index(of: k)
             values.append(contentsOf: row)
         }
     }
@@ -43,7 +47,7 @@ public final class FrozenRowCache {
     /// The cache row of every key (each must be cached).
     func rows(of keys: [UInt64]) -> [Int32] {
         keys.map { k in
-            guard let r = rowOfKey[k] else { preconditionFailure("key \(k) of table \(table) was neither cached nor pulled") }
+            guard let r = rowOfKey.find(k) else { preconditionFailure("key \(k) of table \(table) was neither cached nor pulled") }
             return r
         }
     }
