@@ -29,11 +29,13 @@ public struct WorkerReport: Codable, Sendable {
     /// With title features: the items this worker met that have no title
     /// vector (not in the embedded catalogue) and so read a zero vector.
     public var itemsWithoutTitle: Int? = nil
+    /// CPU time of the worker process (user + system) when it reported.
+    public var cpuSeconds: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case scene, index, examples, steps, epoch
         case startedAt = "started_at", finishedAt = "finished_at", trainSeconds = "train_seconds", finalLoss = "final_loss", peakRSSMiB = "peak_rss_mib"
-        case itemsWithoutTitle = "items_without_title"
+        case itemsWithoutTitle = "items_without_title", cpuSeconds = "cpu_seconds"
     }
 
     public var examplesPerSec: Double { trainSeconds > 0 ? Double(examples) / trainSeconds : 0 }
@@ -78,7 +80,12 @@ public final class Trainer {
                                    sceneKeys: manifest.scenes.map(\.key),
                                    tables: FeatureSchema.tables(for: config.model))
         tables = ModelTables(config: config, denseSize: model.layout.count)
-        caches = FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
+        if let text = tables.sparse.first(where: { $0.id == FeatureTable.itemText.id }) {
+            try TitleVectorCheck.check(directory: text.initFile, width: text.dim, dataDir: dataDir, manifest: manifest)
+        }
+        // SCENEPS_FROZEN_CACHE=off pulls frozen rows every step (to measure what the cache saves; BENCHMARKS.md).
+        caches = ProcessInfo.processInfo.environment["SCENEPS_FROZEN_CACHE"] == "off"
+            ? [] : FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
     }
 
     /// This worker's chunks: every `count`-th chunk of its scenes' training sets.
@@ -209,7 +216,8 @@ public final class Trainer {
                             epoch: epoch, startedAt: started,
                             finishedAt: Date().timeIntervalSince1970, trainSeconds: seconds, finalLoss: lastLoss,
                             peakRSSMiB: ProcessStats.peakRSSMiB,
-                            itemsWithoutTitle: caches.isEmpty ? nil : caches.reduce(0) { $0 + $1.zeroKeys })
+                            itemsWithoutTitle: caches.isEmpty ? nil : caches.reduce(0) { $0 + $1.zeroKeys },
+                            cpuSeconds: ProcessStats.cpuSeconds)
     }
 }
 
