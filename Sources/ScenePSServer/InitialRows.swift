@@ -6,7 +6,8 @@ import ScenePSCore
 /// a line, same order), as `psctl embed-titles` writes them. Row `i` is the
 /// initial value of key `KeyHash.idKey(id_i)`; a key the file does not list
 /// starts as the table's `init` says (zeros for `item_text`) and is counted
-/// in `missing` (the server logs it; the worker reports the keys it got).
+/// in `missing`; the worker counts and reports the all-zero rows it receives
+/// (`FrozenRowCache.zeroKeys`).
 ///
 /// Each server reads the whole file when the table is created (the table's
 /// rows are then created lazily from it); the directory must be readable by
