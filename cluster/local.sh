@@ -3,10 +3,13 @@
 #
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
-#                    [--rows N] [--base-port P] [--restart-on-failure [--max-restarts N]] [--debug]
+#                    [--rows N] [--base-port P] [--text-features]
+#                    [--restart-on-failure [--max-restarts N]] [--debug]
 #
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
+# --text-features embeds the catalogue's titles (--items, or the generated
+# items.csv) unless cached, and trains with model.text_features: true.
 # Flags override the config. Results: RUN_DIR/summary.json (the run directory
 # is printed at the end); logs of every process: RUN_DIR/logs/. `psctl status
 # --run-dir DIR` shows the job, `psctl scale --run-dir DIR --scene S --workers N`
@@ -20,8 +23,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
+TEXT_FEATURES=""
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --base-port) need "$@"; BASE_PORT="$2"; shift 2 ;;
     --restart-on-failure) RESTART=1; shift ;;
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
+    --text-features) TEXT_FEATURES=1; shift ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
@@ -55,6 +60,7 @@ done
 [ -n "$LOG" ] || [ -z "$ITEMS$TRUTH$SKIP_BAD" ] || die "--items, --truth and --skip-bad-rows go with --log"
 [ -z "$MAX_RESTARTS" ] || [[ "$MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts must be 0 or more, got '$MAX_RESTARTS'"
 [ -z "$MAX_RESTARTS" ] || [ -n "$RESTART" ] || die "--max-restarts goes with --restart-on-failure"
+[ -z "$TEXT_FEATURES" ] || [ -z "$LOG" ] || [ -n "$ITEMS" ] || die "--text-features with --log needs --items ITEMS.csv (the catalogue whose titles are embedded)"
 
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
@@ -106,6 +112,28 @@ else
   echo "== preparing $GEN/log.csv"
   "$PSCTL" prepare --config "$CONFIG" --log "$GEN/log.csv" --items "$GEN/items.csv" --truth "$GEN/truth.csv" --out "$DATA" \
     || die "preparing $GEN/log.csv failed"
+fi
+
+# --- title features (--text-features): embed the catalogue unless cached ---
+# The cache directory is named by the catalogue's content hash; `psctl
+# embed-titles --verify` (meta.json: catalogue bytes and hash, model files)
+# decides whether it is current; if not, the titles are embedded again. The
+# processes get model.text_features through RUN_DIR/config.yaml, which names
+# the original config as its base.
+if [ -n "$TEXT_FEATURES" ]; then
+  CATALOGUE="${ITEMS:-${GEN:+$GEN/items.csv}}"
+  [ -f "$CATALOGUE" ] || die "--text-features: no catalogue to embed (${CATALOGUE:-none}); give --items ITEMS.csv"
+  TEXT_CACHE="${SCENEPS_TEXT_CACHE:-${SCENEPS_CACHE:-$HOME/.cache/sceneps}/title-embeddings}"
+  EMB="$TEXT_CACHE/$(sha256sum "$CATALOGUE" | cut -c1-16)"
+  if "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --verify >"$RUN_DIR/logs/embed-verify.log" 2>&1; then
+    echo "== title embeddings of $CATALOGUE: cached in $EMB"
+  else
+    echo "== embedding the titles of $CATALOGUE into $EMB ($(tail -1 "$RUN_DIR/logs/embed-verify.log"))"
+    "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --threads "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" \
+      || die "embedding the titles of $CATALOGUE failed (see the error above)"
+  fi
+  printf 'base: "%s"\nmodel: {text_features: true, text_embeddings: "%s"}\n' "$CONFIG" "$EMB" > "$RUN_DIR/config.yaml"
+  CONFIG="$RUN_DIR/config.yaml"
 fi
 
 # --- the job: servers, coordinator, workers, supervised (psctl supervise) ---

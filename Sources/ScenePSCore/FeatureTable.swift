@@ -5,8 +5,16 @@
 ///
 /// Ids are part of the wire and checkpoint format: never renumber a table.
 public struct FeatureTable: Sendable, Equatable {
-    /// A row is `d` wide (an embedding) or one value (a bias).
-    public enum Width: Sendable, Equatable { case embedding, scalar }
+    /// A row is `d` wide (an embedding), one value (a bias), or a fixed
+    /// width independent of `d` (a pretrained vector, e.g. a 384-d title embedding).
+    public enum Width: Sendable, Equatable { case embedding, scalar, fixed(Int) }
+
+    /// A table the model reads only when its config says so.
+    public enum Condition: Sendable, Equatable {
+        case always
+        /// `model.text_features: true`.
+        case textFeatures
+    }
 
     /// The config key under `tables:` and the table's name on the servers.
     public let name: String
@@ -15,16 +23,38 @@ public struct FeatureTable: Sendable, Equatable {
     public let width: Width
     /// Settings when the config does not override them.
     public let defaults: ClusterConfig.Table
+    /// When the model has this table.
+    public let condition: Condition
+    /// Pull-only: its rows come from outside the model (`ClusterConfig.Model.textEmbeddings`),
+    /// are never pushed and can not be made trainable in the config.
+    public let alwaysFrozen: Bool
 
-    public init(name: String, id: UInt32, width: Width, defaults: ClusterConfig.Table) {
+    public init(name: String, id: UInt32, width: Width, defaults: ClusterConfig.Table,
+                condition: Condition = .always, alwaysFrozen: Bool = false) {
         self.name = name
         self.id = id
         self.width = width
         self.defaults = defaults
+        self.condition = condition
+        self.alwaysFrozen = alwaysFrozen
     }
 
     /// Values per row for embedding width `d`.
-    public func dim(d: Int) -> Int { width == .embedding ? d : 1 }
+    public func dim(d: Int) -> Int {
+        switch width {
+        case .embedding: d
+        case .scalar: 1
+        case .fixed(let n): n
+        }
+    }
+
+    /// Whether a model with these settings has this table.
+    public func isUsed(by model: ClusterConfig.Model) -> Bool {
+        switch condition {
+        case .always: true
+        case .textFeatures: model.textFeatures
+        }
+    }
 }
 
 extension FeatureTable {
@@ -40,8 +70,20 @@ extension FeatureTable {
     public static let itemBias = FeatureTable(name: "item_bias", id: 6, width: .scalar,
                                              defaults: ClusterConfig.Table(initKind: .zeros, initScale: 0))
 
+    /// The catalogue items' title vectors (`psctl embed-titles`: all-MiniLM-L6-v2,
+    /// L2-normalised), keyed by item. Frozen: each server reads its rows from
+    /// `model.text_embeddings` when the table is declared; a key without a
+    /// title vector reads zeros. Only with `model.text_features: true`.
+    public static let textDim = 384
+    public static let itemText = FeatureTable(name: "item_text", id: 7, width: .fixed(textDim),
+                                              defaults: { var t = ClusterConfig.Table(initKind: .zeros, initScale: 0); t.frozen = true; return t }(),
+                                              condition: .textFeatures, alwaysFrozen: true)
+
     /// Every sparse table, in wire-id order: the order of a worker's pulls and pushes.
-    public static let all: [FeatureTable] = [item, category, user, scene, behaviourScene, itemBias]
+    public static let all: [FeatureTable] = [item, category, user, scene, behaviourScene, itemBias, itemText]
+
+    /// The tables of a model with these settings, in wire-id order.
+    public static func used(by model: ClusterConfig.Model) -> [FeatureTable] { all.filter { $0.isUsed(by: model) } }
 
     /// The one dense table (every dense parameter of the model, flat).
     public static let denseID: UInt32 = 100

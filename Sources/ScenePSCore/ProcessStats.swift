@@ -6,6 +6,18 @@ import Darwin
 #endif
 
 public enum ProcessStats {
+    /// CPU time of this process so far (user + system, all threads), in seconds.
+    public static var cpuSeconds: Double {
+        var u = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        #else
+        getrusage(RUSAGE_SELF, &u)
+        #endif
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+        return s(u.ru_utime) + s(u.ru_stime)
+    }
+
     /// Peak resident memory of this process so far, in MiB (getrusage).
     public static var peakRSSMiB: Double {
         var u = rusage()

@@ -26,6 +26,15 @@ public struct GeneratorOptions: Sendable {
     public var newItemFraction = 0.05
     /// Probability that an exposure promotes an item released recently (within the last 5% of rows).
     public var freshExposure = 0.03
+    /// Share of items held out of the training periods (cold-start studies):
+    /// each is released at the start of the last tenth of the rows (the
+    /// default test period), so the test rows that show it are `cold`
+    /// (target item never in training). 0 = the default data set.
+    public var holdOutItems = 0.0
+    /// Share of items whose category is drawn at random instead of from
+    /// their topic's categories: the category then says nothing of what the
+    /// item is, the title still does. 0 = the default data set.
+    public var categoryNoise = 0.0
 
     public init() {}
 
@@ -49,6 +58,8 @@ public struct GeneratorOptions: Sendable {
         guard (0...1).contains(popularityExposure), (0...1).contains(novelIntent), (0..<1).contains(newItemFraction) else {
             throw ScenePSError.invalidArgument("popularity exposure, novel intent in [0,1], new item fraction in [0,1)")
         }
+        guard (0..<1).contains(holdOutItems) else { throw ScenePSError.invalidArgument("hold-out share must be in [0, 1), got \(holdOutItems)") }
+        guard (0...1).contains(categoryNoise) else { throw ScenePSError.invalidArgument("category noise must be in [0, 1], got \(categoryNoise)") }
     }
 }
 
@@ -191,6 +202,19 @@ public struct Generator {
         }
         let globalTable = AliasTable(popWeight)
         for i in 0..<o.items where popRank[i] == 0 { itemRelease[i] = 0 }   // always available
+        // Cold-start knobs, from a stream of their own: at 0 the data set is the default one, draw for draw.
+        var crng = SplitMix64(seed: KeyHash.mix64(o.seed ^ 0x484F_4C44_4F55_5400))
+        if o.categoryNoise > 0 {
+            for i in 0..<o.items where crng.nextUnit() < o.categoryNoise {
+                itemCategory[i] = Int32(crng.next() % UInt64(K * o.categoriesPerTopic))
+            }
+        }
+        if o.holdOutItems > 0 {
+            let testStart = o.rows - o.rows / 10
+            for i in 0..<o.items where popRank[i] != 0 && crng.nextUnit() < o.holdOutItems {
+                itemRelease[i] = max(itemRelease[i], testStart)
+            }
+        }
         let mostPopular = popRank.firstIndex(of: 0)!
         // Items released during the log, by release row, for fresh-item promotion.
         let released = (0..<o.items).filter { itemRelease[$0] > 0 }.sorted { itemRelease[$0] < itemRelease[$1] }

@@ -3,7 +3,7 @@
 ///
 /// A step is a fixed sequence over buffers sized for `maxBatch` at init:
 ///
-///     t = item + cat; b_j = item_j + cat_j + bscene_j      (valid tokens only, packed)
+///     t = item + cat [+ W_text·text]; b_j = item_j + cat_j + bscene_j [+ W_text·text_j]   (valid tokens only, packed)
 ///     long  = LongInterest(t, e_s, b_{<L_long})             (B, d)
 ///     short = TransformerBlock(b_{<L_short} + pos)          (B, d)
 ///     interest = FusionGate(long, short, e_s, t) | long | short
@@ -22,6 +22,11 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
     private let block: TransformerBlock<T>?
     private let tower: SceneTower<T>
     private let posOffset: Int, gateW: Int, gateB: Int
+    /// Offset of `text.W` (d, textDim), or -1 without title features.
+    private let textW: Int
+    /// (U, d) projected distinct title rows and their gradient; U ≤ maxTextRows.
+    private let proj, dproj: UnsafeMutablePointer<T>
+    private let maxTextRows: Int
     private let ws: Workspace<T>
     private let iws: Workspace<Int>
     /// (B, d) each
@@ -52,10 +57,14 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         posOffset = layout.offset("short.pos")
         gateW = layout.offset("gate.W")
         gateB = layout.offset("gate.b")
+        textW = config.textDim > 0 ? layout.offset("text.W") : -1
         maxTokensPerExample = max(config.useLong ? config.lLong : 0, config.useShort ? config.lShort : 0)
         let bd = b * d, tokens = b * maxTokensPerExample * d
-        ws = Workspace([bd, bd, bd, bd, bd, bd, bd, bd, bd, bd, b * 5 * d, b, b, tokens, tokens])
+        maxTextRows = config.textDim > 0 ? b * (1 + config.lLong) : 0
+        ws = Workspace([bd, bd, bd, bd, bd, bd, bd, bd, bd, bd, b * 5 * d, b, b, tokens, tokens,
+                        max(1, maxTextRows * d), max(1, maxTextRows * d)])
         let s = ws.slices
+        proj = s[15]; dproj = s[16]
         t = s[0]; interest = s[1]; g = s[2]; dt = s[3]; du = s[4]; des = s[5]; dinterest = s[6]
         dlong = s[7]; dshort = s[8]; dpre = s[9]; x = s[10]; dlogit = s[11]; dtower = s[12]; tok = s[13]; dtok = s[14]
         iws = Workspace([b + 1, b, b, b + 1, b, b, config.scenes + 1])
@@ -63,7 +72,7 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         tokStart = i[0]; tokCount = i[1]; longCount = i[2]; shortStart = i[3]; shortCount = i[4]; order = i[5]; groupStart = i[6]
     }
 
-    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch) }
+    private var entry: ModelEntry<T> { ModelEntry(layout: layout, d: config.d, maxBatch: maxBatch, textDim: config.textDim) }
 
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
@@ -81,7 +90,7 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                                inputGradient: &inputGradient, logits: &logits, dlogit: dlogit,
                                forward: { forward($0, $1, batch: $2, width: $3, logits: $4) },
                                backward: { p, g, inp, n, width, grad in
-                                   backward(p, g, inp, batch: n)
+                                   backward(p, g, inp, batch: n, width: width)
                                    writeInputGradient(&grad, batch: n, width: width)
                                })
     }
@@ -105,12 +114,33 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
         // t (B, d) = item + cat
         let ti = inp.targetItem, tc = inp.targetCategory
         for i in 0..<(n * d) { t[i] = ti[i] + tc[i] }
+        let K = c.textDim
+        if K > 0 {   // proj = textRows · W_textᵀ, each distinct title once; t_b += proj[row_b]
+            let u = inp.textRowCount
+            precondition(u <= maxTextRows, "\(u) distinct title rows, the model has room for \(maxTextRows)")
+            proj.update(repeating: 0, count: u * d)
+            TextProjection.forward(inp.textRows, rows: u, textDim: K, d: d, w: p + textW, addTo: proj)
+            for b in 0..<n {
+                let r = Int(inp.targetTextRow[b])
+                if r < 0 { continue }
+                let src = proj + r * d, dst = t + b * d
+                for i in 0..<d { dst[i] += src[i] }
+            }
+        }
         // tok (T, d): b_j = item_j + cat_j + bscene_j for the valid tokens
         for b in 0..<n {
             for j in 0..<tokCount[b] {
                 let src = (b * L + j) * d, dst = tok + (tokStart[b] + j) * d
                 let hi = inp.historyItem + src, hc = inp.historyCategory + src, hs = inp.historyScene + src
                 for i in 0..<d { dst[i] = hi[i] + hc[i] + hs[i] }
+            }
+            if K > 0 {   // b_j += proj[row_j]
+                for j in 0..<tokCount[b] {
+                    let r = Int(inp.historyTextRow[b * L + j])
+                    if r < 0 { continue }
+                    let src = proj + r * d, dst = tok + (tokStart[b] + j) * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
             }
         }
         if let long {
@@ -177,7 +207,8 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
     // MARK: - Backward
 
     /// dlogit (B) -> parameter gradients +=, dt/du/des/dtok filled.
-    private func backward(_ p: UnsafePointer<T>, _ gr: UnsafeMutablePointer<T>, _ inp: InputPointers<T>, batch n: Int) {
+    private func backward(_ p: UnsafePointer<T>, _ gr: UnsafeMutablePointer<T>, _ inp: InputPointers<T>, batch n: Int,
+                          width L: Int) {
         let c = config, d = c.d
         for r in 0..<n { dtower[r] = dlogit[order[r]] }
         tower.backward(params: p, grads: gr, outputGradient: dtower, input: x, groupStart: groupStart, batch: n)
@@ -223,6 +254,25 @@ public final class MSIFModel<Scalar: BLASScalar>: CTRModel, @unchecked Sendable 
                     }
                 }
             }
+        }
+        let K = c.textDim
+        if K > 0 {   // dproj[r] = Σ of dt / dtok over the positions reading row r; dW_text += dprojᵀ · textRows
+            let u = inp.textRowCount
+            dproj.update(repeating: 0, count: u * d)
+            for b in 0..<n {
+                let r = Int(inp.targetTextRow[b])
+                if r >= 0 {
+                    let src = dt + b * d, dst = dproj + r * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
+                for j in 0..<tokCount[b] {
+                    let r = Int(inp.historyTextRow[b * L + j])
+                    if r < 0 { continue }
+                    let src = dtok + (tokStart[b] + j) * d, dst = dproj + r * d
+                    for i in 0..<d { dst[i] += src[i] }
+                }
+            }
+            TextProjection.backward(dproj, x: inp.textRows, rows: u, textDim: K, d: d, dw: gr + textW)
         }
     }
 

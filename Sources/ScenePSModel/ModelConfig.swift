@@ -27,6 +27,9 @@ public struct MSIFConfig: Sendable, Equatable {
     /// Ablations: long-term interest, short-term interest, per-scene gates and heads
     /// (false: scene 0's gate and head serve every scene).
     public var useLong: Bool, useShort: Bool, sceneGates: Bool
+    /// Width of the frozen title vectors added through `text.W` (d × textDim)
+    /// to the target and every behaviour token's item vector; 0 = no title features.
+    public var textDim: Int
 
     /// The sizes and ablation of a config's `model` section (whose defaults
     /// are the design's) for a data set of `scenes` scenes.
@@ -38,6 +41,7 @@ public struct MSIFConfig: Sendable, Equatable {
         useLong = m.ablation != .shortOnly
         useShort = m.ablation != .longOnly
         sceneGates = m.ablation != .noSceneGates
+        textDim = m.textFeatures ? FeatureTable.textDim : 0
     }
 
     /// Throws `ScenePSError(.config, …)` naming the first inconsistent setting.
@@ -58,6 +62,7 @@ public struct MSIFConfig: Sendable, Equatable {
         try need(headWidth > 0, "head_width must be positive, got \(headWidth)")
         try need(scenes > 0, "scenes must be positive, got \(scenes)")
         try need(useLong || useShort, "at least one of the long-term and short-term interests must be on")
+        try need(textDim >= 0, "text width must not be negative, got \(textDim)")
     }
 
     /// The dense tensors of the model, in the reference's order.
@@ -84,6 +89,8 @@ public struct MSIFConfig: Sendable, Equatable {
                   ("head.\(s).U", [headWidth, w2]), ("head.\(s).u", [headWidth]),
                   ("head.\(s).w", [headWidth]), ("head.\(s).beta", [1])]
         }
+        // Last, so that a model without title features has the same offsets.
+        if textDim > 0 { t += [("text.W", [d, textDim])] }
         return ParameterLayout(t)
     }
 }

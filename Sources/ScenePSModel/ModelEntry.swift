@@ -6,6 +6,8 @@ struct ModelEntry<T: BLASScalar> {
     let layout: ParameterLayout
     let d: Int
     let maxBatch: Int
+    /// Title-vector width the model reads (0: none).
+    var textDim = 0
 
     typealias Forward = (_ p: UnsafePointer<T>, _ inp: InputPointers<T>, _ batch: Int, _ width: Int,
                          _ logits: UnsafeMutablePointer<T>) -> Void
@@ -47,6 +49,7 @@ struct ModelEntry<T: BLASScalar> {
     private func check(parameters: UnsafeBufferPointer<T>, input: ModelInput<T>) {
         precondition(parameters.count == layout.count, "parameters: \(parameters.count), layout: \(layout.count)")
         precondition(input.d == d, "input d \(input.d) != model d \(d)")
+        precondition(input.textDim == textDim, "input textDim \(input.textDim) != model textDim \(textDim)")
         precondition(input.batch <= maxBatch, "batch \(input.batch) > maxBatch \(maxBatch)")
         precondition(input.isConsistent, "ModelInput arrays do not match batch \(input.batch), width \(input.historyWidth), d \(input.d)")
     }

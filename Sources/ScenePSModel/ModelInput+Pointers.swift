@@ -2,6 +2,10 @@
 struct InputPointers<T: BLASScalar> {
     let targetItem, targetCategory, user, sceneEmbedding, itemBias: UnsafePointer<T>
     let historyItem, historyCategory, historyScene: UnsafePointer<T>
+    /// textRows (U, textDim), U = textRowCount; row indices (B) and (B·L), -1 = none.
+    let textRows: UnsafePointer<T>
+    let textRowCount: Int
+    let targetTextRow, historyTextRow: UnsafePointer<Int32>
     let historyLength, scene: UnsafePointer<Int32>
 }
 
@@ -20,15 +24,23 @@ extension ModelInput {
                             historyItem.withUnsafeBufferPointer { hi in
                                 historyCategory.withUnsafeBufferPointer { hc in
                                     historyScene.withUnsafeBufferPointer { hs in
+                                      textRows.withUnsafeBufferPointer { tr in
+                                       targetTextRow.withUnsafeBufferPointer { ttr in
+                                        historyTextRow.withUnsafeBufferPointer { htr in
                                         historyLength.withUnsafeBufferPointer { hl in
                                             scene.withUnsafeBufferPointer { sc in
                                                 body(InputPointers(
                                                     targetItem: ptr(ti), targetCategory: ptr(tc),
                                                     user: ptr(u), sceneEmbedding: ptr(se), itemBias: ptr(ib),
                                                     historyItem: ptr(hi), historyCategory: ptr(hc), historyScene: ptr(hs),
+                                                    textRows: ptr(tr), textRowCount: textRowCount,
+                                                    targetTextRow: ptr(ttr), historyTextRow: ptr(htr),
                                                     historyLength: ptr(hl), scene: ptr(sc)))
                                             }
                                         }
+                                        }
+                                       }
+                                      }
                                     }
                                 }
                             }
@@ -41,9 +53,10 @@ extension ModelInput {
 
     /// Makes this gradient holder match `input`'s shape (capacity kept when it fits).
     mutating func reshape(like input: ModelInput<T>) {
-        if d != input.d || historyWidth != input.historyWidth {
+        if d != input.d || historyWidth != input.historyWidth || textDim != input.textDim {
             d = input.d
             historyWidth = input.historyWidth
+            textDim = input.textDim
         }
         resize(batch: input.batch)
         historyLength.withUnsafeMutableBufferPointer { dst in

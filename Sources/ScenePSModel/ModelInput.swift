@@ -10,23 +10,36 @@ public struct ModelInput<T: BLASScalar>: Sendable {
     public var batch: Int
     public var historyWidth: Int
     public var d: Int
+    /// Width of a title vector (384), or 0 for a model without title features
+    /// (then `targetText` and `historyText` are empty).
+    public var textDim: Int
     /// Embedding rows, B·d each.
     public var targetItem: [T], targetCategory: [T], user: [T], sceneEmbedding: [T]
     /// `item_bias` row of the target item, B.
     public var itemBias: [T]
     /// Behaviour tokens, B·L·d each.
     public var historyItem: [T], historyCategory: [T], historyScene: [T]
+    /// Frozen title vectors, by reference: `textRows` holds the batch's
+    /// distinct title vectors (U·textDim, U = textRows.count / textDim), and
+    /// `targetTextRow` (B) and `historyTextRow` (B·L) the row of each
+    /// target and behaviour token, -1 for none (padding). The model projects
+    /// each distinct row once (one matrix product, not one per token). Their
+    /// gradients are never computed (the table is pull-only): the gradient
+    /// holder leaves these fields alone.
+    public var textRows: [T]
+    public var targetTextRow: [Int32], historyTextRow: [Int32]
     /// Number of valid history tokens, B (values outside 0...L are clamped).
     public var historyLength: [Int32]
     /// Scene index of each example (selects the gate and head), B.
     public var scene: [Int32]
 
     /// Empty batch with room for `capacity` examples.
-    public init(d: Int, historyWidth: Int, capacity: Int) {
-        precondition(d > 0 && historyWidth >= 0 && capacity >= 0)
+    public init(d: Int, historyWidth: Int, capacity: Int, textDim: Int = 0) {
+        precondition(d > 0 && historyWidth >= 0 && capacity >= 0 && textDim >= 0)
         self.batch = 0
         self.historyWidth = historyWidth
         self.d = d
+        self.textDim = textDim
         func empty<E>(_ n: Int) -> [E] {
             var a: [E] = []
             a.reserveCapacity(n)
@@ -40,6 +53,9 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         historyItem = empty(capacity * historyWidth * d)
         historyCategory = empty(capacity * historyWidth * d)
         historyScene = empty(capacity * historyWidth * d)
+        textRows = empty(textDim > 0 ? capacity * (1 + historyWidth) * textDim : 0)
+        targetTextRow = empty(textDim > 0 ? capacity : 0)
+        historyTextRow = empty(textDim > 0 ? capacity * historyWidth : 0)
         historyLength = empty(capacity)
         scene = empty(capacity)
     }
@@ -59,6 +75,10 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         Self.fit(&historyItem, bld)
         Self.fit(&historyCategory, bld)
         Self.fit(&historyScene, bld)
+        if textDim > 0 {
+            Self.fit(&targetTextRow, newBatch)
+            Self.fit(&historyTextRow, newBatch * historyWidth)
+        }
         Self.fit(&historyLength, newBatch)
         Self.fit(&scene, newBatch)
         batch = newBatch
@@ -79,7 +99,22 @@ public struct ModelInput<T: BLASScalar>: Sendable {
         return targetItem.count == bd && targetCategory.count == bd && user.count == bd
             && sceneEmbedding.count == bd && itemBias.count == batch
             && historyItem.count == bld && historyCategory.count == bld && historyScene.count == bld
+            && textIsConsistent
             && historyLength.count == batch && scene.count == batch
+    }
+}
+
+extension ModelInput {
+    /// Distinct title rows of the batch.
+    var textRowCount: Int { textDim > 0 ? textRows.count / textDim : 0 }
+
+    /// Without title features the text fields are empty; with them every
+    /// row index is -1 or a row of `textRows`.
+    var textIsConsistent: Bool {
+        guard textDim > 0 else { return textRows.isEmpty && targetTextRow.isEmpty && historyTextRow.isEmpty }
+        let u = Int32(textRowCount)
+        return textRows.count % textDim == 0 && targetTextRow.count == batch && historyTextRow.count == batch * historyWidth
+            && targetTextRow.allSatisfy { $0 >= -1 && $0 < u } && historyTextRow.allSatisfy { $0 >= -1 && $0 < u }
     }
 }
 

@@ -88,10 +88,14 @@ public struct TableSpec: Sendable, Equatable {
     public var seed: UInt64
     public var frozen: Bool
     public var adam: AdamConfig
+    /// Sparse: directory of `embeddings.npy` + `item_ids.txt` whose rows are
+    /// the initial values of the ids' keys (a pretrained, usually frozen,
+    /// table); empty = none.
+    public var initFile: String
 
     public init(id: UInt32, name: String, kind: TableKind, dim: UInt32, denseSize: UInt64 = 0,
                 initKind: InitKind = .zeros, initScale: Float = 0, seed: UInt64 = 0,
-                frozen: Bool = false, adam: AdamConfig = AdamConfig()) {
+                frozen: Bool = false, adam: AdamConfig = AdamConfig(), initFile: String = "") {
         self.id = id
         self.name = name
         self.kind = kind
@@ -102,14 +106,15 @@ public struct TableSpec: Sendable, Equatable {
         self.seed = seed
         self.frozen = frozen
         self.adam = adam
+        self.initFile = initFile
     }
 
     /// A sparse table of rows of `dim` floats.
     public static func sparse(id: UInt32, name: String, dim: UInt32, initKind: InitKind = .normal,
                               initScale: Float = 0.01, seed: UInt64 = 0, frozen: Bool = false,
-                              adam: AdamConfig = AdamConfig()) -> TableSpec {
+                              adam: AdamConfig = AdamConfig(), initFile: String = "") -> TableSpec {
         TableSpec(id: id, name: name, kind: .sparse, dim: dim, initKind: initKind, initScale: initScale,
-                  seed: seed, frozen: frozen, adam: adam)
+                  seed: seed, frozen: frozen, adam: adam, initFile: initFile)
     }
 
     /// A dense vector of `size` floats split over the servers.

@@ -437,6 +437,7 @@ public enum WireCodec {
             c.seed = s.seed
             c.frozen = s.frozen ? 1 : 0
             c.adam = adams + i
+            c.init_file = strings.dup(s.initFile)
             (structs + i).initialize(to: c)
             ptrs[i] = structs + i
         }
@@ -683,7 +684,7 @@ public enum WireCodec {
             }
             out.append(TableSpec(id: s.id, name: name, kind: kind, dim: s.dim, denseSize: s.dense_size,
                                  initKind: initKind, initScale: s.init_scale, seed: s.seed,
-                                 frozen: s.frozen != 0, adam: adam))
+                                 frozen: s.frozen != 0, adam: adam, initFile: string(s.init_file)))
         }
         return out
     }

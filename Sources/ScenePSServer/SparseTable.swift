@@ -24,9 +24,14 @@ public final class SparseTable: @unchecked Sendable {
     private let counters = Lock()
     private var pulls: UInt64 = 0, pushes: UInt64 = 0
 
-    public init(spec: TableSpec, optimizer: any Optimizer, stripeBits: Int = 4) {
+    /// Initial rows from `spec.initFile` (nil: every row from `spec.initKind`).
+    public let initialRows: InitialRows?
+
+    public init(spec: TableSpec, optimizer: any Optimizer, stripeBits: Int = 4, initialRows: InitialRows? = nil) {
         precondition(spec.kind == .sparse && spec.dim > 0)
+        precondition(initialRows.map { $0.dim == Int(spec.dim) } ?? true)
         self.spec = spec
+        self.initialRows = initialRows
         self.dim = Int(spec.dim)
         self.optimizer = optimizer
         let d = Int(spec.dim)
@@ -60,7 +65,9 @@ public final class SparseTable: @unchecked Sendable {
     func stripeIndex(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> UInt64(64 - stripeBits)) }
 
     private func initialise(_ rec: UnsafeMutablePointer<Float>, key: UInt64) {
-        RowInitializer.fill(rec + weightsOffset, count: dim, spec: spec, key: key)
+        if initialRows?.fill(rec + weightsOffset, key: key) != true {
+            RowInitializer.fill(rec + weightsOffset, count: dim, spec: spec, key: key)
+        }
         (rec + stateOffset).update(repeating: 0, count: dim * optimizer.stateWidth)
     }
 

@@ -78,10 +78,21 @@ public final class TableRegistry: @unchecked Sendable {
                 }
                 initial[b.tableID] = b.values
             }
+            // Initial rows from files, all read before any table is created.
+            var files: [UInt32: InitialRows] = [:]
+            for s in d.tables where tables[s.id] == nil && !s.initFile.isEmpty {
+                do {
+                    files[s.id] = try InitialRows(directory: s.initFile, dim: Int(s.dim))
+                } catch {
+                    return ErrorReply(status: .badRequest, message:
+                        "table \(s.id) '\(s.name)': cannot load its initial rows: \(error)")
+                }
+            }
             for s in d.tables where tables[s.id] == nil {
                 switch s.kind {
                 case .sparse:
-                    tables[s.id] = .sparse(SparseTable(spec: s, optimizer: Adam(s.adam), stripeBits: stripeBits))
+                    tables[s.id] = .sparse(SparseTable(spec: s, optimizer: Adam(s.adam), stripeBits: stripeBits,
+                                                       initialRows: files[s.id]))
                 case .dense:
                     tables[s.id] = .dense(DenseTable(spec: s, range: denseRange(s), optimizer: Adam(s.adam), initial: initial[s.id]))
                 }
@@ -157,6 +168,7 @@ public final class TableRegistry: @unchecked Sendable {
             ("init_scale", "\(a.initScale)", "\(b.initScale)"),
             ("seed", "\(a.seed)", "\(b.seed)"),
             ("frozen", "\(a.frozen)", "\(b.frozen)"),
+            ("init_file", a.initFile, b.initFile),
             ("learning_rate", "\(a.adam.learningRate)", "\(b.adam.learningRate)"),
             ("beta1", "\(a.adam.beta1)", "\(b.adam.beta1)"),
             ("beta2", "\(a.adam.beta2)", "\(b.adam.beta2)"),
@@ -174,6 +186,8 @@ public final class TableRegistry: @unchecked Sendable {
         case .sparse:
             if s.dim == 0 || s.dim > 1 << 16 { return bad("sparse dim must be in 1...65536, got \(s.dim)") }
             if s.denseSize != 0 { return bad("sparse table has dense_size \(s.denseSize), expected 0") }
+        case .dense where !s.initFile.isEmpty:
+            return bad("init_file is for sparse tables only")
         case .dense:
             if s.dim != 1 { return bad("dense table must have dim 1, got \(s.dim)") }
             if s.denseSize == 0 || s.denseSize > 1 << 34 { return bad("dense_size must be in 1...2^34, got \(s.denseSize)") }

@@ -1582,7 +1582,7 @@ const ProtobufCMessageDescriptor sceneps__adam_config__descriptor =
   (ProtobufCMessageInit) sceneps__adam_config__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__table_spec__field_descriptors[10] =
+static const ProtobufCFieldDescriptor sceneps__table_spec__field_descriptors[11] =
 {
   {
     "id",
@@ -1704,6 +1704,18 @@ static const ProtobufCFieldDescriptor sceneps__table_spec__field_descriptors[10]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "init_file",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__TableSpec, init_file),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__table_spec__field_indices_by_name[] = {
   9,   /* field[9] = adam */
@@ -1712,6 +1724,7 @@ static const unsigned sceneps__table_spec__field_indices_by_name[] = {
   8,   /* field[8] = frozen */
   0,   /* field[0] = id */
   5,   /* field[5] = init */
+  10,   /* field[10] = init_file */
   6,   /* field[6] = init_scale */
   2,   /* field[2] = kind */
   1,   /* field[1] = name */
@@ -1720,7 +1733,7 @@ static const unsigned sceneps__table_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange sceneps__table_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor sceneps__table_spec__descriptor =
 {
@@ -1730,7 +1743,7 @@ const ProtobufCMessageDescriptor sceneps__table_spec__descriptor =
   "Sceneps__TableSpec",
   "sceneps",
   sizeof(Sceneps__TableSpec),
-  10,
+  11,
   sceneps__table_spec__field_descriptors,
   sceneps__table_spec__field_indices_by_name,
   1,  sceneps__table_spec__number_ranges,

@@ -37,12 +37,15 @@ public struct BatchAssembler {
     public private(set) var historyLength: [Int32] = []
     public private(set) var batch = 0
 
-    public init(d: Int, historyWidth: Int, sameSceneOnly: Bool, sceneKeys: [UInt64]) {
+    /// `tables`: the tables the model reads (`FeatureSchema.tables(for:)`);
+    /// the default is a model without optional features.
+    public init(d: Int, historyWidth: Int, sameSceneOnly: Bool, sceneKeys: [UInt64],
+                tables: [FeatureTable] = FeatureSchema.tables(for: ClusterConfig.Model())) {
         self.d = d
         self.historyWidth = historyWidth
         self.sameSceneOnly = sameSceneOnly
         self.sceneKeys = sceneKeys
-        let tables = FeatureSchema.tables, slots = FeatureSchema.slots
+        let slots = FeatureSchema.slots(reading: tables)
         self.tables = tables
         dims = tables.map { $0.dim(d: d) }
         self.slots = slots
@@ -117,12 +120,14 @@ public struct BatchAssembler {
         }
     }
 
-    /// Copies pulled rows (in `pulls` order) into the model's input.
-    public func gather(rows: [[Float]], into input: inout ModelInput<Float>) {
+    /// Copies pulled rows (in `pulls` order) into the model's input. A table
+    /// with a cache in `cached` reads every row from the cache instead (its
+    /// entry in `rows` is ignored; every key of the batch must be cached).
+    public func gather(rows: [[Float]], into input: inout ModelInput<Float>, cached: [FrozenRowCache] = []) {
         precondition(rows.count == tables.count)
         let B = batch
         input.resize(batch: B)
-        func copy(_ src: [Float], _ idx: [Int32], _ width: Int, _ dst: inout [Float]) {
+        func copy(_ src: [Float], _ idx: [Int32], _ width: Int, _ dst: inout [Float], _ remap: [Int32]?) {
             precondition(dst.count == idx.count * width, "a slot's positions do not match its input field")
             src.withUnsafeBufferPointer { s in
                 dst.withUnsafeMutableBufferPointer { t in
@@ -133,15 +138,44 @@ public struct BatchAssembler {
                         if r < 0 {
                             o.update(repeating: 0, count: width)
                         } else {
-                            o.update(from: s.baseAddress! + r * width, count: width)
+                            o.update(from: s.baseAddress! + Int(remap?[r] ?? Int32(r)) * width, count: width)
                         }
                     }
                 }
             }
         }
+        var fromCache: [Int: (cache: FrozenRowCache, rows: [Int32])] = [:]
+        for c in cached {
+            guard let t = tables.firstIndex(where: { $0.id == c.table }) else { continue }
+            fromCache[t] = (c, c.rows(of: indexers[t].keys))
+        }
+        var distinctWritten = Set<Int>()
         for (k, slot) in slots.enumerated() {
             let t = slotTable[k]
-            copy(rows[t], positions[k], dims[t], &input[keyPath: slot.input])
+            if let index = slot.index {
+                // By reference: the table's distinct rows once, each position's row index.
+                if distinctWritten.insert(t).inserted {
+                    if let c = fromCache[t] {
+                        let w = dims[t], n = c.rows.count
+                        input[keyPath: slot.input] = [Float](unsafeUninitializedCapacity: n * w) { buf, count in
+                            c.cache.values.withUnsafeBufferPointer { src in
+                                for (i, r) in c.rows.enumerated() {
+                                    (buf.baseAddress! + i * w).initialize(from: src.baseAddress! + Int(r) * w, count: w)
+                                }
+                            }
+                            count = n * w
+                        }
+                    } else {
+                        input[keyPath: slot.input] = rows[t]
+                    }
+                }
+                precondition(input[keyPath: index].count == positions[k].count, "slot \(slot.name): index field does not match its positions")
+                input[keyPath: index] = positions[k]
+            } else if let c = fromCache[t] {
+                copy(c.cache.values, positions[k], dims[t], &input[keyPath: slot.input], c.rows)
+            } else {
+                copy(rows[t], positions[k], dims[t], &input[keyPath: slot.input], nil)
+            }
         }
         input.historyLength.withUnsafeMutableBufferPointer { h in
             for b in 0..<B { h[b] = historyLength[b] }
@@ -151,9 +185,12 @@ public struct BatchAssembler {
         }
     }
 
-    /// Sums the input gradients per unique row, in `pulls` order.
+    /// Sums the input gradients per unique row, in `pulls` order. A pull-only
+    /// table (`FeatureTable.alwaysFrozen`) gets no gradient: its entry is empty.
     public func scatter(_ g: ModelInput<Float>) -> [[Float]] {
-        var out: [[Float]] = tables.indices.map { Array(repeating: 0, count: indexers[$0].count * dims[$0]) }
+        var out: [[Float]] = tables.indices.map {
+            tables[$0].alwaysFrozen ? [] : Array(repeating: 0, count: indexers[$0].count * dims[$0])
+        }
         func add(_ src: [Float], _ idx: [Int32], _ width: Int, _ dst: inout [Float]) {
             precondition(src.count == idx.count * width, "a slot's positions do not match its gradient field")
             src.withUnsafeBufferPointer { s in
@@ -167,7 +204,7 @@ public struct BatchAssembler {
                 }
             }
         }
-        for (k, slot) in slots.enumerated() {
+        for (k, slot) in slots.enumerated() where !tables[slotTable[k]].alwaysFrozen && slot.index == nil {
             let t = slotTable[k]
             add(g[keyPath: slot.input], positions[k], dims[t], &out[t])
         }

@@ -26,8 +26,13 @@ public final class Evaluator {
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: batchSize)
         assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                    sameSceneOnly: config.model.ablation == .sameScene,
-                                   sceneKeys: manifest.scenes.map(\.key))
+                                   sceneKeys: manifest.scenes.map(\.key),
+                                   tables: FeatureSchema.tables(for: config.model))
+        caches = FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
     }
+
+    /// Rows of the pull-only tables (`item_text`), each key pulled once.
+    let caches: [FrozenRowCache]
 
     public var sceneNames: [String] { manifest.scenes.map(\.name) }
 
@@ -36,7 +41,8 @@ public final class Evaluator {
     public func predict(_ split: Split) throws -> MetricsInput {
         var out = MetricsInput()
         var samples = SampleBatch(lLong: manifest.lLong, capacity: batchSize)
-        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: batchSize)
+        var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: batchSize,
+                                      textDim: FeatureSchema.textDim(for: config.model))
         var logits = [Float](repeating: 0, count: batchSize)
         let denseCount = model.layout.count
         // The dense part is pulled once: evaluation runs while nothing trains.
@@ -51,10 +57,12 @@ public final class Evaluator {
                     chunk.append(start..<end, to: &samples)
                     start = end
                     try assembler.index(samples)
-                    let pulled = try store.pull(assembler.pulls, denseTable: ModelTables.denseID,
+                    let requested = FeatureSchema.uncached(assembler.pulls, caches)
+                    let pulled = try store.pull(requested, denseTable: ModelTables.denseID,
                                                 denseCount: dense == nil ? denseCount : 0)
                     if dense == nil { dense = pulled.dense }
-                    assembler.gather(rows: pulled.rows, into: &input)
+                    FeatureSchema.fill(caches, requested: requested, rows: pulled.rows)
+                    assembler.gather(rows: pulled.rows, into: &input, cached: caches)
                     dense!.withUnsafeBufferPointer { p in model.logits(parameters: p, input: input, into: &logits) }
                     out.append(batch: samples,
                                probabilities: (0..<samples.count).map { 1 / (1 + Foundation.exp(-Double(logits[$0]))) })

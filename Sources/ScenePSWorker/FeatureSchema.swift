@@ -37,8 +37,15 @@ public enum FeatureSchema {
 
     /// One `ModelInput` field and where its rows come from. The same type
     /// carries the gradient, so `scatter` reads the field back through it.
+    ///
+    /// A slot with an `index` field reads its table by reference: `input` is
+    /// then the table's field of distinct rows (the batch's unique keys, in
+    /// pull order, shared by every slot of that table) and `index` gets each
+    /// position's row (-1 = padding). Only pull-only tables are read so (no
+    /// gradient); the model then computes once per distinct row.
     public struct Slot: Sendable {
         public let input: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable
+        public let index: (WritableKeyPath<ModelInput<Float>, [Int32]> & Sendable)?
         /// The field's name, for messages and the schema test.
         public let name: String
         public let table: FeatureTable
@@ -47,14 +54,61 @@ public enum FeatureSchema {
         init(_ input: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable, _ name: String,
              reads table: FeatureTable, keyedBy source: Source) {
             self.input = input
+            self.index = nil
+            self.name = name
+            self.table = table
+            self.source = source
+        }
+
+        init(rows: WritableKeyPath<ModelInput<Float>, [Float]> & Sendable,
+             index: WritableKeyPath<ModelInput<Float>, [Int32]> & Sendable, _ name: String,
+             reads table: FeatureTable, keyedBy source: Source) {
+            precondition(table.alwaysFrozen, "slot \(name): only pull-only tables are read by reference")
+            self.input = rows
+            self.index = index
             self.name = name
             self.table = table
             self.source = source
         }
     }
 
-    /// The tables, in pull order (wire-id order).
+    /// Every table, in pull order (wire-id order).
     public static let tables: [FeatureTable] = FeatureTable.all
+
+    /// The tables a model with these settings reads (`FeatureTable.isUsed`), in pull order.
+    public static func tables(for model: ClusterConfig.Model) -> [FeatureTable] { FeatureTable.used(by: model) }
+
+    /// The slots of those tables.
+    public static func slots(for model: ClusterConfig.Model) -> [Slot] { slots(reading: tables(for: model)) }
+
+    static func slots(reading tables: [FeatureTable]) -> [Slot] { slots.filter { tables.contains($0.table) } }
+
+    /// `ModelInput.textDim` of such a model: the width of `item_text`, or 0 without it.
+    public static func textDim(for model: ClusterConfig.Model) -> Int {
+        tables(for: model).contains(.itemText) ? FeatureTable.itemText.dim(d: model.d) : 0
+    }
+
+    /// A worker's caches of the pull-only tables of `tables` (`FrozenRowCache`).
+    public static func frozenCaches(_ tables: [FeatureTable], d: Int) -> [FrozenRowCache] {
+        tables.filter(\.alwaysFrozen).map { FrozenRowCache(table: $0.id, dim: $0.dim(d: d)) }
+    }
+
+    /// `pulls` with the keys a cache already holds left out.
+    public static func uncached(_ pulls: [(table: UInt32, keys: [UInt64], dim: Int)], _ caches: [FrozenRowCache])
+        -> [(table: UInt32, keys: [UInt64], dim: Int)] {
+        pulls.map { p in
+            guard let c = caches.first(where: { $0.table == p.table }) else { return p }
+            return (p.table, c.missing(p.keys), p.dim)
+        }
+    }
+
+    /// Adds the rows a pull of `requested` brought for the cached tables.
+    public static func fill(_ caches: [FrozenRowCache], requested: [(table: UInt32, keys: [UInt64], dim: Int)], rows: [[Float]]) {
+        for c in caches {
+            guard let t = requested.firstIndex(where: { $0.table == c.table }) else { continue }
+            c.insert(keys: requested[t].keys, values: rows[t])
+        }
+    }
 
     /// Every sparse input of the model. Within a table, slots are summed into
     /// its gradient in this order.
@@ -67,5 +121,7 @@ public enum FeatureSchema {
         Slot(\.historyItem, "historyItem", reads: .item, keyedBy: .historyItem),
         Slot(\.historyCategory, "historyCategory", reads: .category, keyedBy: .historyCategory),
         Slot(\.historyScene, "historyScene", reads: .behaviourScene, keyedBy: .historyScene),
+        Slot(rows: \.textRows, index: \.targetTextRow, "targetTextRow", reads: .itemText, keyedBy: .item),
+        Slot(rows: \.textRows, index: \.historyTextRow, "historyTextRow", reads: .itemText, keyedBy: .historyItem),
     ]
 }

@@ -32,6 +32,17 @@ public struct KeyIndexer: Sendable {
         return insert(key)
     }
 
+    /// Local index of `key`, or nil when it has not been indexed.
+    @inline(__always)
+    public func find(_ key: UInt64) -> Int32? {
+        var i = Int(truncatingIfNeeded: KeyHash_mix(key)) & mask
+        while slotStamps[i] == stamp {
+            if slotKeys[i] == key { return slotValues[i] }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
     mutating func insert(_ key: UInt64) -> Int32 {
         var i = Int(truncatingIfNeeded: KeyHash_mix(key)) & mask
         while slotStamps[i] == stamp {

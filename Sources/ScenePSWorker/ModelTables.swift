@@ -1,3 +1,4 @@
+import Foundation
 import ScenePSCore
 
 /// The tables of the model on the servers: the declared tables
@@ -10,6 +11,8 @@ public struct ModelTables: Sendable {
         public let dim: Int
         public let settings: ClusterConfig.Table
         public let adam: ClusterConfig.Adam
+        /// Directory the servers read the initial rows from (`TableSpec.initFile`); empty = none.
+        public let initFile: String
     }
 
     /// The dense table's id (the sparse ids are declared in `FeatureTable.all`).
@@ -21,10 +24,14 @@ public struct ModelTables: Sendable {
     public let seed: UInt64
 
     public init(config: ClusterConfig, denseSize: Int) {
-        sparse = FeatureTable.all.map { table in
-            let t = config.tables[table.name]!
+        sparse = FeatureSchema.tables(for: config.model).map { table in
+            var t = config.tables[table.name]!
+            if table.alwaysFrozen { t.frozen = true }
+            // The title vectors' directory, absolute: every server opens it by this path.
+            let file = table == .itemText && !config.model.textEmbeddings.isEmpty
+                ? URL(fileURLWithPath: config.model.textEmbeddings).standardizedFileURL.path : ""
             return Sparse(id: table.id, name: table.name, dim: table.dim(d: config.model.d),
-                          settings: t, adam: t.adam ?? config.sparseAdam)
+                          settings: t, adam: t.adam ?? config.sparseAdam, initFile: file)
         }
         self.denseSize = denseSize
         self.denseAdam = config.denseAdam

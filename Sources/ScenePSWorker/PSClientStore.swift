@@ -55,7 +55,7 @@ public final class PSClientStore: ParameterStoreSetup {
         var specs = t.sparse.map { s in
             TableSpec.sparse(id: s.id, name: s.name, dim: UInt32(s.dim), initKind: initKind(s.settings.initKind),
                              initScale: Float(s.settings.initScale), seed: t.seed, frozen: s.settings.frozen,
-                             adam: adam(s.adam))
+                             adam: adam(s.adam), initFile: s.initFile)
         }
         specs.append(.dense(id: ModelTables.denseID, name: "dense", size: UInt64(t.denseSize), seed: t.seed,
                             adam: adam(t.denseAdam)))

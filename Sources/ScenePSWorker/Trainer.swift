@@ -28,6 +28,8 @@ public final class Trainer {
     let model: any CTRModel<Float>
     let tables: ModelTables
     let frozen: Set<UInt32>
+    /// Rows of the pull-only tables (`item_text`) this worker has pulled: each key once.
+    let caches: [FrozenRowCache]
     var cur: Stage
     var next: Stage
     var input: ModelInput<Float>
@@ -51,13 +53,21 @@ public final class Trainer {
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
         let assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                        sameSceneOnly: config.model.ablation == .sameScene,
-                                       sceneKeys: manifest.scenes.map(\.key))
+                                       sceneKeys: manifest.scenes.map(\.key),
+                                       tables: FeatureSchema.tables(for: config.model))
         tables = ModelTables(config: config, denseSize: model.layout.count)
         frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
+        if let text = tables.sparse.first(where: { $0.id == FeatureTable.itemText.id }) {
+            try TitleVectorCheck.check(directory: text.initFile, width: text.dim, dataDir: dataDir, manifest: manifest)
+        }
+        // SCENEPS_FROZEN_CACHE=off pulls frozen rows every step (to measure what the cache saves; BENCHMARKS.md).
+        caches = ProcessInfo.processInfo.environment["SCENEPS_FROZEN_CACHE"] == "off"
+            ? [] : FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
         let B = config.training.batchSize
         cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
         next = cur
-        input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B)
+        input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: B,
+                                  textDim: FeatureSchema.textDim(for: config.model))
         inputGrad = input
         denseGrad = [Float](repeating: 0, count: model.layout.count)
         labels = [Float](repeating: 0, count: B)
@@ -96,7 +106,8 @@ public final class Trainer {
             guard let chunk = try source.next(into: &s.samples) else { return false }
             s.chunk = chunk
             try s.assembler.index(s.samples)
-            s.pending = try store.beginPull(s.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+            s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
+            s.pending = try store.beginPull(s.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
             return true
         }
         let prefetch = config.training.prefetch ?? false   // the worker resolves auto before it builds the trainer
@@ -116,12 +127,13 @@ public final class Trainer {
                 }
                 if p.waited {   // the rows pulled for this batch are stale now: pull them again
                     _ = try cur.pending!.finish()
-                    cur.pending = try store.beginPull(cur.assembler.pulls, denseTable: ModelTables.denseID, denseCount: denseCount)
+                    cur.pending = try store.beginPull(cur.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
                 }
             }
             let pulled = try cur.pending!.finish()
             cur.pending = nil
-            cur.assembler.gather(rows: pulled.rows, into: &input)
+            FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.rows)
+            cur.assembler.gather(rows: pulled.rows, into: &input, cached: caches)
             if steps + 1 == faultNaNStep {   // fault injection (tests): what a numeric blow-up looks like
                 logger.warning("fault injection: NaN in the input of this step", metadata: ["step": "\(steps + 1)"])
                 input.user[0] = .nan
@@ -172,7 +184,21 @@ public final class Trainer {
     /// A progress line now (at the end of the process).
     public func logProgress(epoch: Int) {
         progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples, seconds: Date().timeIntervalSince(started))
+        for c in caches {
+            let table = tables.table(c.table).name
+            if c.zeroKeys > 0 {
+                logger.warning("items without a title vector read zeros", metadata: [
+                    "worker": "\(name)", "table": "\(table)", "items": "\(c.zeroKeys)", "of": "\(c.count)",
+                    "embeddings": "\(config.model.textEmbeddings)"])
+            } else {
+                logger.info("title vectors", metadata: ["worker": "\(name)", "table": "\(table)", "items": "\(c.count)",
+                                                        "without_title": "0"])
+            }
+        }
     }
+
+    /// Items met without a title vector (they read zeros), over this process's life.
+    public var itemsWithoutTitle: Int? { caches.isEmpty ? nil : caches.reduce(0) { $0 + $1.zeroKeys } }
 }
 
 /// Progress alignment: how often a worker reports its chunk's progress.
@@ -186,6 +212,8 @@ struct Stage {
     var samples: SampleBatch
     var assembler: BatchAssembler
     var pending: PendingPull? = nil
+    /// What `pending` asked for: the assembler's pulls without the cached keys.
+    var requested: [(table: UInt32, keys: [UInt64], dim: Int)] = []
     var chunk = ""
 }
 

@@ -125,7 +125,7 @@ struct PSServerCommand: ParsableCommand {
             logger.error("threads did not stop within 10 s")
             throw ExitCode(1)
         }
-        print(String(format: "stopped shard=%d peak_rss_mib=%.1f", shardIndex, ProcessStats.peakRSSMiB))
+        print(String(format: "stopped shard=%d peak_rss_mib=%.1f cpu_seconds=%.2f", shardIndex, ProcessStats.peakRSSMiB, ProcessStats.cpuSeconds))
         fflush(nil)  // all streams: the launcher waits for this line
     }
 }

@@ -34,6 +34,12 @@ struct GenData: ParsableCommand {
     @Flag(name: .long, inversion: .prefixedNo, help: "Write items.csv with titles.")
     var titles: Bool = true
 
+    @Option(name: .long, help: "Share of items held out of training (cold-start study): released at the start of the last tenth of the rows, so only test rows show them. 0 = the default data set.")
+    var holdOutItems: Double = 0
+
+    @Option(name: .long, help: "Share of items whose category is random rather than their topic's (the title still follows the topic). 0 = the default data set.")
+    var categoryNoise: Double = 0
+
     func parsedShares() throws -> [(name: String, share: Double)] {
         try sceneShares.split(separator: ",").map { part in
             let kv = part.split(separator: "=", maxSplits: 1)
@@ -53,6 +59,7 @@ struct GenData: ParsableCommand {
             var o = GeneratorOptions()
             o.rows = rows; o.users = users; o.items = items; o.topics = topics; o.seed = seed
             o.scenes = try parsedShares(); o.titles = titles
+            o.holdOutItems = holdOutItems; o.categoryNoise = categoryNoise
             let g = try Generator(options: o)
             let stats = try g.run(outDirectory: out)
             let shares = zip(o.scenes, stats.sceneRows).map { "\($0.0.name) \($0.1)" }.joined(separator: ", ")

@@ -36,6 +36,13 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var headWidth = 32
         public var baselineHidden = [64, 32]
         public var ablation: Ablation = .full
+        /// Title features (DESIGN.md §3.6): the frozen `item_text` table and
+        /// the learned projection `text.W` (d × 384) added to the target and
+        /// every behaviour token's item vector.
+        public var textFeatures = false
+        /// Directory of `psctl embed-titles` output (`embeddings.npy`,
+        /// `item_ids.txt`) the servers load `item_text` from; required with `textFeatures`.
+        public var textEmbeddings = ""
         public init() {}
     }
 
@@ -143,15 +150,21 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
 extension ClusterConfig {
     /// Reads and validates a config file. Errors name the file, the line, the
     /// key and what was expected.
-    public static func load(path: String) throws -> ClusterConfig {
+    public static func load(path: String) throws -> ClusterConfig { try load(path: path, depth: 0) }
+
+    static func load(path: String, depth: Int) throws -> ClusterConfig {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ScenePSError.config("\(path): cannot read the config file (\(error.localizedDescription))")
         }
-        return try parse(yaml: text, file: path)
+        return try parse(yaml: text, file: path, depth: depth)
     }
 
     public static func parse(yaml: String, file: String = "<config>") throws -> ClusterConfig {
+        try parse(yaml: yaml, file: file, depth: 0)
+    }
+
+    static func parse(yaml: String, file: String, depth: Int) throws -> ClusterConfig {
         let root: Node?
         do { root = try Yams.compose(yaml: yaml) } catch {
             throw ScenePSError.config("\(file): not valid YAML: \(error)")
@@ -159,13 +172,23 @@ extension ClusterConfig {
         var c = ClusterConfig()
         guard let root else { return c }   // an empty file means all defaults
         let r = ConfigReader(file: file, node: root)
-        let top = try r.keys(allowed: ["servers", "base_port", "seed", "model", "optimizer", "tables",
+        let top = try r.keys(allowed: ["base", "servers", "base_port", "seed", "model", "optimizer", "tables",
                                        "training", "data", "workers_per_scene", "scenes"])
+        // `base: FILE`: that config first (a relative path is relative to this
+        // file's directory), then this file's keys override it key by key.
+        if let n = top["base"] {
+            var path = try r.string("base", n)
+            if !path.hasPrefix("/") { path = ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path) }
+            guard depth < 8 else { throw r.error("base", "more than 8 nested base configs (does \(path) name itself?)", at: n) }
+            let base = try load(path: path, depth: depth + 1)
+            c = base
+            if top["scenes"] != nil { c.scenes = [:]; c.sceneOrder = [] }
+        }
         if let n = top["servers"] { c.servers = try r.int("servers", n, min: 1, max: 256) }
         if let n = top["base_port"] { c.basePort = try r.int("base_port", n, min: 1024, max: 65_000) }
         if let n = top["seed"] { c.seed = UInt64(try r.int("seed", n, min: 0)) }
         if let n = top["workers_per_scene"] { c.workersPerScene = try r.int("workers_per_scene", n, min: 1, max: 64) }
-        if let n = top["model"] { c.model = try parseModel(r.child("model", n)) }
+        if let n = top["model"] { c.model = try parseModel(r.child("model", n), base: c.model) }
         if let n = top["optimizer"] {
             let o = r.child("optimizer", n)
             let keys = try o.keys(allowed: ["dense", "sparse"])
@@ -178,7 +201,7 @@ extension ClusterConfig {
                 c.tables[name] = try parseTable(t.child(name, node), base: c.tables[name]!, sparse: c.sparseAdam)
             }
         }
-        if let n = top["training"] { c.training = try parseTraining(r.child("training", n)) }
+        if let n = top["training"] { c.training = try parseTraining(r.child("training", n), base: c.training) }
         if let n = top["data"] {
             let d = r.child("data", n)
             let keys = try d.keys(allowed: ["test_fraction", "valid_fraction", "chunk_size"])
@@ -211,12 +234,19 @@ extension ClusterConfig {
         if m.kind == .baseline && m.ablation != .full && m.ablation != .sameScene {
             throw bad("ablation", "'\(m.ablation.rawValue)' applies to the msif model only")
         }
+        if m.textFeatures && m.kind != .msif { throw bad("text_features", "title features apply to the msif model only") }
+        if m.textFeatures && m.textEmbeddings.isEmpty {
+            throw bad("text_embeddings", "text_features: true needs the directory of psctl embed-titles output (embeddings.npy, item_ids.txt)")
+        }
+        for t in FeatureTable.all where t.alwaysFrozen && tables[t.name]?.frozen == false {
+            throw ScenePSError.config("\(file): tables.\(t.name).frozen: this table is pull-only (its rows come from outside the model) and can not be trained")
+        }
     }
 
-    private static func parseModel(_ r: ConfigReader) throws -> Model {
-        var m = Model()
+    private static func parseModel(_ r: ConfigReader, base: Model) throws -> Model {
+        var m = base
         let k = try r.keys(allowed: ["kind", "d", "l_long", "l_short", "heads", "ffn", "experts", "expert_widths",
-                                     "head_width", "baseline_hidden", "ablation"])
+                                     "head_width", "baseline_hidden", "ablation", "text_features", "text_embeddings"])
         if let n = k["kind"] { m.kind = ModelKind(rawValue: try r.string("kind", n, oneOf: ModelKind.allCases.map(\.rawValue)))! }
         if let n = k["d"] { m.d = try r.int("d", n, min: 1, max: 4096) }
         if let n = k["l_long"] { m.lLong = try r.int("l_long", n, min: 1, max: 10_000) }
@@ -228,6 +258,8 @@ extension ClusterConfig {
         if let n = k["head_width"] { m.headWidth = try r.int("head_width", n, min: 1, max: 65_536) }
         if let n = k["baseline_hidden"] { m.baselineHidden = try r.ints("baseline_hidden", n) }
         if let n = k["ablation"] { m.ablation = Ablation(rawValue: try r.string("ablation", n, oneOf: Ablation.allCases.map(\.rawValue)))! }
+        if let n = k["text_features"] { m.textFeatures = try r.bool("text_features", n) }
+        if let n = k["text_embeddings"] { m.textEmbeddings = try r.string("text_embeddings", n) }
         return m
     }
 
@@ -252,8 +284,8 @@ extension ClusterConfig {
         return t
     }
 
-    private static func parseTraining(_ r: ConfigReader) throws -> Training {
-        var t = Training()
+    private static func parseTraining(_ r: ConfigReader, base: Training) throws -> Training {
+        var t = base
         let k = try r.keys(allowed: ["batch_size", "epochs", "patience", "compute_threads", "log_every", "timeout_seconds", "retries",
                                                "lr_decay", "lr_decays", "min_improvement", "warmup", "max_progress_lead", "prefetch"])
         if let n = k["batch_size"] { t.batchSize = try r.int("batch_size", n, min: 1, max: 1 << 20) }

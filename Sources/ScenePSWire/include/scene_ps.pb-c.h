@@ -236,10 +236,17 @@ struct  Sceneps__TableSpec
   uint64_t seed;
   protobuf_c_boolean frozen;
   Sceneps__AdamConfig *adam;
+  /*
+   * Sparse: a directory of embeddings.npy (float32, N x dim) + item_ids.txt
+   * (N ids). A row created on this server whose key is KeyHash.idKey(id) of
+   * line i starts as row i of the file; any other key starts as `init`.
+   * Read by each server when it creates the table; empty = none.
+   */
+  char *init_file;
 };
 #define SCENEPS__TABLE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__table_spec__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, SCENEPS__TABLE_KIND__TABLE_KIND_SPARSE, 0, 0, SCENEPS__INIT_KIND__INIT_KIND_ZEROS, 0, 0, 0, NULL }
+    , 0, (char *)protobuf_c_empty_string, SCENEPS__TABLE_KIND__TABLE_KIND_SPARSE, 0, 0, SCENEPS__INIT_KIND__INIT_KIND_ZEROS, 0, 0, 0, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
