@@ -59,7 +59,7 @@ let package = Package(
         ]),
         // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
         .target(name: "ScenePSCoordinator", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "CZeroMQ",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "ScenePSClient", "CZeroMQ",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

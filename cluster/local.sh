@@ -5,6 +5,8 @@
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
 #                    [--restart-on-failure [--max-restarts N]] [--debug]
+#   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
+#                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
@@ -17,13 +19,16 @@
 # worker or coordinator (at most --max-restarts times each, default 3); without
 # it, or when a server dies, every process is stopped and the exit status is
 # non-zero, naming the failed process. Ctrl-C or SIGTERM stops every process.
-# SCENEPS_BIN=DIR uses prebuilt executables.
+# The coordinator checkpoints the job into RUN_DIR/checkpoints (config
+# `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
+# machine) from DIR's latest complete checkpoint, with DIR's config and data,
+# onto any number of servers. SCENEPS_BIN=DIR uses prebuilt executables.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES=""
+TEXT_FEATURES="" RESUME=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -44,6 +49,8 @@ while [ $# -gt 0 ]; do
     --restart-on-failure) RESTART=1; shift ;;
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --text-features) TEXT_FEATURES=1; shift ;;
+    --resume) RESUME=latest; shift ;;
+    --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
@@ -53,6 +60,14 @@ for v in SERVERS WPS ROWS BASE_PORT; do
   val=${!v}
   [ -z "$val" ] || [[ "$val" =~ ^[1-9][0-9]*$ ]] || die "--$(echo $v | tr A-Z a-z | tr _ -) must be a positive integer, got '$val'"
 done
+if [ -n "$RESUME" ]; then
+  [ -n "$RUN_DIR" ] || die "--resume needs --run-dir DIR (the run directory of the job to resume)"
+  [ -z "$LOG$ITEMS$TRUTH$ROWS$TEXT_FEATURES" ] && [ "$CONFIG" = "$ROOT/cluster/default.yaml" ] \
+    || die "--resume takes the config and the data from the run directory: drop --config, --log, --items, --truth, --rows, --text-features"
+  [ -f "$RUN_DIR/job-config.yaml" ] && [ -f "$RUN_DIR/data/manifest.json" ] \
+    || die "$RUN_DIR is not the run directory of a job this launcher started (no job-config.yaml and data/manifest.json)"
+  CONFIG="$RUN_DIR/job-config.yaml"
+fi
 [ -f "$CONFIG" ] || die "config file not found: $CONFIG"
 [ -z "$LOG" ] || [ -f "$LOG" ] || die "log file not found: $LOG"
 [ -z "$ITEMS" ] || [ -f "$ITEMS" ] || die "items file not found: $ITEMS"
@@ -68,15 +83,14 @@ CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
 [ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
 RUN_DIR=$(abs "$RUN_DIR")
 # A new run in a run directory replaces the results of any earlier one there
-# (their worker reports would count in the throughput, their schedule would
-# not match this run's epochs).
-for old in summary.json schedule.json epochs workers logs coordinator; do
+# (their schedule would not match this run's epochs); --resume continues it.
+[ -z "$RESUME" ] && for old in summary.json schedule.json epochs workers logs coordinator checkpoints; do
   if [ -e "$RUN_DIR/$old" ]; then
     echo "local.sh: note: $RUN_DIR holds an earlier run; its results are replaced" >&2
     break
   fi
 done
-rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs" "$RUN_DIR/coordinator"
+[ -n "$RESUME" ] || rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs" "$RUN_DIR/coordinator" "$RUN_DIR/checkpoints"
 mkdir -p "$RUN_DIR/logs"
 
 # --- install and build what is missing ------------------------------------
@@ -93,7 +107,10 @@ for b in ps-server worker coordinator psctl; do [ -x "$BIN/$b" ] || die "missing
 PSCTL="$BIN/psctl"
 
 # --- data ------------------------------------------------------------------
-if [ -n "$LOG" ]; then
+if [ -n "$RESUME" ]; then
+  DATA="$RUN_DIR/data"
+  echo "== resuming $RUN_DIR from checkpoint $RESUME"
+elif [ -n "$LOG" ]; then
   DATA="$RUN_DIR/data"
   echo "== preparing $LOG"
   args=(--config "$CONFIG" --log "$LOG" --out "$DATA")
@@ -136,6 +153,9 @@ if [ -n "$TEXT_FEATURES" ]; then
   CONFIG="$RUN_DIR/config.yaml"
 fi
 
+# The job's config, for --resume (the same bytes as the file it ran with).
+[ -n "$RESUME" ] || [ "$CONFIG" = "$RUN_DIR/job-config.yaml" ] || cp "$CONFIG" "$RUN_DIR/job-config.yaml"
+
 # --- the job: servers, coordinator, workers, supervised (psctl supervise) ---
 args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$SERVERS" ] || args+=(--servers "$SERVERS")
@@ -143,4 +163,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$BASE_PORT" ] || args+=(--base-port "$BASE_PORT")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
+[ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
 exec "$PSCTL" supervise "${args[@]}"

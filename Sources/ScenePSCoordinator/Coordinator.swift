@@ -104,6 +104,23 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
         public var from: Int
     }
 
+    /// A checkpoint the coordinator took (its manifest's `progress` is this journal as it was just before the cut).
+    public struct CheckpointRecord: Codable, Sendable, Equatable {
+        public var name: String
+        public var path: String
+        public var time: Double
+        public var epoch: Int
+        public var chunksDone: Int
+        public var pushStallMs: Double
+        public var bytes: UInt64
+        public var seconds: Double
+        public var tags: [String]
+        enum CodingKeys: String, CodingKey {
+            case name, path, time, epoch, tags, bytes, seconds
+            case chunksDone = "chunks_done", pushStallMs = "push_stall_ms"
+        }
+    }
+
     public var version = CoordinatorJournal.formatVersion
     public var epoch = 1
     public var phase = Phase.training
@@ -124,6 +141,10 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
     /// Names whose process was declared dead and has not registered again.
     public var died: [String] = []
     public var coordinatorStarts = 0
+    /// Checkpoints this job was resumed from (`local.sh --resume`), in order.
+    public var resumedFrom: [String] = []
+    /// Checkpoints taken, oldest first (pruned ones included: this is a record).
+    public var checkpoints: [CheckpointRecord] = []
     public var startedAt: Double
     /// Why training ended (set with phase `done`).
     public var outcome: String?
@@ -537,6 +558,16 @@ public final class Coordinator {
         computeOrder()
         note(stop ? "training is over: \(outcome)" : "epoch \(journal.epoch) begins")
     }
+
+    /// Records a checkpoint taken.
+    public func recordCheckpoint(_ c: CoordinatorJournal.CheckpointRecord) {
+        _ = commit { $0.checkpoints.append(c) }
+        note(String(format: "checkpoint %@: epoch %d, %d chunks done, push stall %.1f ms, %.1f MB in %.1f s",
+                    c.name, c.epoch, c.chunksDone, c.pushStallMs, Double(c.bytes) / 1e6, c.seconds))
+    }
+
+    /// Chunks reported done in the current epoch.
+    public var chunksDone: Int { journal.done.values.reduce(0) { $0 + $1.count } }
 
     /// Records the coordinator's own start (a restart when the journal existed).
     public func recordStart() throws {

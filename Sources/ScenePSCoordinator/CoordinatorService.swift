@@ -1,10 +1,12 @@
 import CZeroMQ
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSData
 import ScenePSProtocol
 import ScenePSTransport
+import ScenePSWorker
 
 /// Where a run directory keeps the coordinator's files.
 public enum CoordinatorFiles {
@@ -26,6 +28,10 @@ public final class CoordinatorService: @unchecked Sendable {
         public var dataDir: String
         public var servers: [String]
         public var membership = MembershipSettings()
+        /// Where the servers write checkpoints (their --checkpoint-dir); nil: no checkpoints.
+        public var checkpointDir: String?
+        /// Resume: take the job's state from this checkpoint's manifest (its `progress`) instead of the journal.
+        public var restoreProgress: String?
         /// After training is over, how long to wait for members to hear it.
         public var drainSeconds: Double = 20
         public init(bind: String, runDir: String, dataDir: String, servers: [String]) {
@@ -42,6 +48,11 @@ public final class CoordinatorService: @unchecked Sendable {
     let coordinator: Coordinator
     private let lock = NSLock()
     private var evaluating = false
+    private var resumedAtBest = false
+    private var checkpointing = false
+    private var lastCheckpoint = Date().timeIntervalSince1970
+    /// Set after an epoch's evaluation: checkpoint now (tagged best when it was the best epoch).
+    private var epochCheckpoint: (epoch: Int, best: Bool)?
     private var evaluationFailures = 0
     private var fatal: String?
     public private(set) var endpoint = ""
@@ -60,7 +71,29 @@ public final class CoordinatorService: @unchecked Sendable {
         let path = CoordinatorFiles.journal(options.runDir)
         let now = Date().timeIntervalSince1970
         var journal: CoordinatorJournal
-        if FileManager.default.fileExists(atPath: path) {
+        if let ckpt = options.restoreProgress {
+            // The servers restore the same cut: data progress rewinds to it. Chunks in flight at the cut are not
+            // done in it, so they are leased again; the members of then are gone.
+            let m = try CheckpointManifest.load(dir: ckpt)
+            do {
+                journal = try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONEncoder().encode(m.progress))
+            } catch {
+                throw ScenePSError(.checkpoint, "\(ckpt)/manifest.json: its progress is not a coordinator journal (\(error)); was it taken by psctl checkpoint without a job?")
+            }
+            guard journal.version == CoordinatorJournal.formatVersion else {
+                throw ScenePSError(.checkpoint, "\(ckpt)/manifest.json: journal format \(journal.version), this coordinator reads \(CoordinatorJournal.formatVersion)")
+            }
+            try Self.check(journal, against: plan, path: ckpt + "/manifest.json")
+            journal.members = []
+            journal.leases = []
+            journal.resumedFrom.append(ckpt)
+            // A checkpoint taken right after the best epoch holds its model: the servers keep it as the best again.
+            resumedAtBest = m.tags.contains("best")
+            logger.notice("resuming from a checkpoint", metadata: [
+                "checkpoint": "\(ckpt)", "epoch": "\(journal.epoch)", "phase": "\(journal.phase.rawValue)",
+                "chunks_done": "\(journal.done.values.reduce(0) { $0 + $1.count })",
+            ])
+        } else if FileManager.default.fileExists(atPath: path) {
             journal = try JSONFile.read(CoordinatorJournal.self, from: path)
             guard journal.version == CoordinatorJournal.formatVersion else {
                 throw ScenePSError.config("\(path): journal format \(journal.version), this coordinator reads \(CoordinatorJournal.formatVersion); remove the run directory's coordinator/ to start afresh")
@@ -103,6 +136,13 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.bind(options.bind)
         endpoint = try socket.lastEndpoint()
         try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
+        if resumedAtBest {
+            var quiet = logger
+            quiet.logLevel = .warning
+            let store = try PSClientStore(endpoints: options.servers, sender: "coordinator-resume-\(getpid())", config: config,
+                                          role: "psctl", scene: "", logger: quiet)
+            try store.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
+        }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
                                           "scenes": "\(coordinator.plan.scenes.map(\.name).joined(separator: ","))"])
         var doneSince: Double?
@@ -146,9 +186,11 @@ public final class CoordinatorService: @unchecked Sendable {
                     return 1
                 }
                 if let evaluate { startEvaluation(epoch: evaluate) }
+                if let c = checkpointDue(now: now, phase: phase) { startCheckpoint(dir: c.dir, tags: c.tags) }
                 if phase == .done {
                     doneSince = doneSince ?? now
-                    if members == 0 || now - doneSince! > options.drainSeconds {
+                    let checkpointPending = lock.withLock { checkpointing || epochCheckpoint != nil }
+                    if (members == 0 && !checkpointPending) || now - doneSince! > options.drainSeconds + (checkpointPending ? 600 : 0) {
                         let secs = Date().timeIntervalSince(started)
                         logger.notice("done", metadata: ["messages": "\(messages)",
                                                          "messages_per_sec": "\(Int(Double(messages) / max(secs, 1e-9)))",
@@ -189,6 +231,62 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Per sender, its last request id and the reply (the socket thread only).
     private var lastReply: [String: (id: UInt64, bytes: [UInt8])] = [:]
 
+    /// A checkpoint to take now, if one is due and none is under way: after
+    /// an epoch's evaluation, or every `checkpoint.every_seconds` while training.
+    private func checkpointDue(now: Double, phase: CoordinatorJournal.Phase) -> (dir: String, tags: [String])? {
+        guard let dir = options.checkpointDir else { return nil }
+        return lock.withLock { () -> (dir: String, tags: [String])? in
+            guard !checkpointing, !evaluating else { return nil }
+            if let e = epochCheckpoint {
+                epochCheckpoint = nil
+                checkpointing = true
+                return (dir, ["epoch-\(e.epoch)"] + (e.best ? ["best"] : []))
+            }
+            let every = config.checkpoint.everySeconds
+            guard phase == .training, every > 0, now - lastCheckpoint >= every else { return nil }
+            checkpointing = true
+            return (dir, [])
+        }
+    }
+
+    /// One cut across the servers (docs/CHECKPOINTS.md), on a thread of its
+    /// own. Its `progress` is the journal as it is just before the cut: a
+    /// chunk reported done had all its pushes acknowledged before, so it is in
+    /// the cut; chunks in flight are not done in it and are trained again
+    /// after a restore. A failure (disk full, a server away) is logged and
+    /// training goes on; the previous checkpoint stays the latest.
+    private func startCheckpoint(dir: String, tags: [String]) {
+        let t = Thread { [self] in
+            let started = Date().timeIntervalSince1970
+            let (journal, epoch, done) = lock.withLock { (coordinator.journal, coordinator.epoch, coordinator.chunksDone) }
+            do {
+                let data = try JSONEncoder().encode(journal)
+                var o = CheckpointDriver.Options(dir: dir)
+                o.keep = config.checkpoint.keep
+                o.tags = tags
+                o.progress = try JSONDecoder().decode(JSONValue.self, from: data)
+                var quiet = logger
+                quiet.logLevel = .warning
+                let driver = try CheckpointDriver(endpoints: options.servers, sender: "coordinator-checkpoint-\(getpid())", logger: quiet)
+                let r = try driver.checkpoint(o)
+                lock.withLock {
+                    coordinator.recordCheckpoint(.init(name: (r.path as NSString).lastPathComponent, path: r.path, time: started,
+                                                       epoch: epoch, chunksDone: done, pushStallMs: r.pushStallMs, bytes: r.bytes,
+                                                       seconds: Date().timeIntervalSince1970 - started, tags: tags))
+                }
+            } catch {
+                logger.error("checkpoint failed; training goes on, the previous checkpoint stays the latest",
+                             metadata: ["error": "\(error)"])
+            }
+            lock.withLock {
+                checkpointing = false
+                lastCheckpoint = Date().timeIntervalSince1970
+            }
+        }
+        t.name = "coordinator-checkpoint"
+        t.start()
+    }
+
     private func startEvaluation(epoch: Int) {
         let t = Thread { [self] in
             let (journal, workers) = lock.withLock { () -> (CoordinatorJournal, [String: Int]) in
@@ -208,6 +306,7 @@ public final class CoordinatorService: @unchecked Sendable {
                                                    now: Date().timeIntervalSince1970)
                     evaluating = false
                     evaluationFailures = 0
+                    if config.checkpoint.atEpochEnd { epochCheckpoint = (epoch, out.schedule.bestEpoch == epoch) }
                 }
             } catch {
                 logger.error("evaluation failed", metadata: ["epoch": "\(epoch)", "error": "\(error)"])

@@ -58,7 +58,14 @@ public struct EpochEvaluation {
         }
         let decision = schedule.record(epoch: epoch, validAUC: summary.validAUC, settings: .init(config.training))
         if decision.saveBest { try store.snapshot(.save, name: LearningRateSchedule.bestSnapshot) }
-        if decision.restoreBest { try store.snapshot(.restore, name: LearningRateSchedule.bestSnapshot) }
+        if decision.restoreBest {
+            do { try store.snapshot(.restore, name: LearningRateSchedule.bestSnapshot) } catch {
+                // After a resume from a checkpoint taken after the best epoch, its model is no longer in the
+                // servers' memory: go on from the current one rather than stop.
+                logger.warning("cannot go back to the best epoch's model: the servers do not hold it (resumed after it?); continuing from the current model",
+                               metadata: ["epoch": "\(schedule.bestEpoch ?? 0)", "error": "\(error)"])
+            }
+        }
         let line = Self.describe(schedule, decay: config.training.lrDecay)
         text.append(line)
 
@@ -78,6 +85,18 @@ public struct EpochEvaluation {
         }
         final.scaling = journal.scaling.map { .init(time: $0.time, scene: $0.scene, workers: $0.workers) }
         final.restarts = journal.restarts
+        // Servers are restarted by the supervisor, which records them (they are not members).
+        let supervisorFile = (runDir as NSString).appendingPathComponent("coordinator/supervisor.json")
+        if let d = FileManager.default.contents(atPath: supervisorFile),
+           let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] {
+            for (name, n) in (o["restarts"] as? [String: Int]) ?? [:] where name.hasPrefix("server-") {
+                final.restarts?[name] = n
+            }
+            final.recoveries = (o["recoveries"] as? [[String: String]]) ?? []
+        }
+        final.checkpoints = journal.checkpoints.map {
+            .init(name: $0.name, time: $0.time, epoch: $0.epoch, pushStallMs: $0.pushStallMs, bytes: $0.bytes, tags: $0.tags)
+        }
         summary = final
         let path = (runDir as NSString).appendingPathComponent("summary.json")
         try JSONFile.write(final, to: path)

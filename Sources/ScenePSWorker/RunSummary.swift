@@ -53,6 +53,29 @@ public struct RunSummary: Codable, Sendable {
     public var scaling: [ScalingRecord]?
     /// Set in summary.json: process name → times it was restarted.
     public var restarts: [String: Int]?
+    /// Set in summary.json: every server restored from a checkpoint after it died (partial recovery):
+    /// process, checkpoint, time, seconds of its pushes undone (the recovery debt).
+    public var recoveries: [[String: String]]?
+    /// Set in summary.json: the checkpoints taken so far (name, time, epoch, push stall, size).
+    public var checkpoints: [CheckpointSummary]?
+
+    public struct CheckpointSummary: Codable, Sendable, Equatable {
+        public var name: String
+        public var time: Double
+        public var epoch: Int
+        public var pushStallMs: Double
+        public var bytes: UInt64
+        public var tags: [String]
+        public init(name: String, time: Double, epoch: Int, pushStallMs: Double, bytes: UInt64, tags: [String]) {
+            self.name = name
+            self.time = time
+            self.epoch = epoch
+            self.pushStallMs = pushStallMs
+            self.bytes = bytes
+            self.tags = tags
+        }
+        enum CodingKeys: String, CodingKey { case name, time, epoch, bytes, tags, pushStallMs = "push_stall_ms" }
+    }
 
     public struct LeaseCounts: Codable, Sendable, Equatable {
         public var epoch: Int
@@ -114,7 +137,7 @@ public struct RunSummary: Codable, Sendable {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
         case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
-        case skippedRows = "skipped_rows", catalogue, schedule, leases, scaling, restarts
+        case skippedRows = "skipped_rows", catalogue, schedule, leases, scaling, restarts, checkpoints, recoveries
     }
 
     /// The summary of one epoch: test metrics, validation AUC, throughput so far.

@@ -27,6 +27,10 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:17202.") var bind: String
     @Option(help: "A member silent this many seconds is declared dead (its lease is re-leased).") var deadAfter: Double = 3
     @Option(help: "Members send a beat at least this often (milliseconds).") var heartbeatMs: Int = 500
+    @Option(help: "The servers' --checkpoint-dir: the coordinator takes checkpoints there (config `checkpoint`). Without it, none.")
+    var checkpointDir: String?
+    @Option(help: "Resume: the job's state (epoch, chunks done, schedule) from this checkpoint directory's manifest, not the journal.")
+    var restoreProgress: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
 
     func validate() throws {
@@ -52,6 +56,8 @@ struct CoordinatorCommand: ParsableCommand {
             let cfg = try ClusterConfig.load(path: config)
             var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
+            options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+            options.restoreProgress = restoreProgress
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }

@@ -4,6 +4,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
+import ScenePSServer
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,6 +36,8 @@ struct Supervise: ParsableCommand {
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
+    @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
+    var resumeFrom: String?
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
@@ -48,6 +51,7 @@ struct Supervise: ParsableCommand {
                                        basePort: basePort)
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
         }
@@ -89,6 +93,7 @@ final class Supervisor {
     }
 
     var logsDir: String { (runDir as NSString).appendingPathComponent("logs") }
+    var checkpointDir: String { (runDir as NSString).appendingPathComponent("checkpoints") }
 
     func say(_ s: String) { out.line(s) }
 
@@ -103,11 +108,20 @@ final class Supervisor {
                   log: (logsDir as NSString).appendingPathComponent("\(name).log"), out: out)
     }
 
+    /// Server i, restoring its shard from checkpoint `restore` (a path or `latest`) when given.
+    func startServer(_ i: Int, restore: String?) throws -> Child {
+        try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true)
+        return try start("server-\(i)", "ps-server", [
+            "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
+            "--checkpoint-dir", checkpointDir] + (restore.map { ["--restore", $0] } ?? []))
+    }
+
     func startCoordinator() throws {
         coordinator = try start("coordinator", "coordinator", [
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
-            "--bind", plan.coordinator, "--dead-after", "\(deadAfter)",
-        ])
+            "--bind", plan.coordinator, "--dead-after", "\(deadAfter)", "--checkpoint-dir", checkpointDir,
+        ] + (resume.map { ["--restore-progress", $0] } ?? []))
+        resume = nil   // a restarted coordinator continues from its journal
     }
 
     func startWorker(scene: String, name: String? = nil) throws {
@@ -158,8 +172,7 @@ final class Supervisor {
         do {
             say("== starting \(plan.servers.count) servers")
             for (i, ep) in plan.servers.enumerated() {
-                servers.append(try start("server-\(i)", "ps-server", [
-                    "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", ep]))
+                servers.append(try startServer(i, restore: resume))
             }
             for (i, ep) in plan.servers.enumerated() {
                 if let why = waitAnswer(servers[i], ep, .heartbeat(Heartbeat()), seconds: 30) { return fail(why) }
@@ -189,9 +202,8 @@ final class Supervisor {
                 return sig == SIGINT ? 130 : 143
             }
             for (i, s) in servers.enumerated() {
-                if let st = s.exitStatus {
-                    return fail("server-\(i) \(Child.describe(st)) while the job ran; a server's shard cannot be restored yet, so the job stops")
-                }
+                guard s.exitStatus != nil else { continue }
+                if let why = restartServer(i) { return fail(why) }
             }
             if let c = coordinator, let st = c.exitStatus {
                 if st == 0 { return finish() }
@@ -214,6 +226,61 @@ final class Supervisor {
                 reconcile()
             }
             Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Partial recovery (docs/CHECKPOINTS.md): a dead server comes back with
+    /// its shard of the latest complete checkpoint; the other servers and the
+    /// workers go on (their requests to it are retried, and pushes it had
+    /// applied before the cut are recognised as duplicates). The pushes it
+    /// acknowledged after the cut are undone: that is the recovery debt,
+    /// logged and kept in RUN_DIR/coordinator/supervisor.json for summary.json.
+    /// nil when restarted; else why the job must stop.
+    func restartServer(_ i: Int) -> String? {
+        let s = servers[i]
+        let how = Child.describe(s.exitStatus ?? -1)
+        guard restartOnFailure else { return "server-\(i) \(how) while the job ran" }
+        guard let latest = (try? CheckpointDirectory.list(checkpointDir))?.first(where: { $0.manifest != nil }),
+              let m = latest.manifest else {
+            return "server-\(i) \(how), and no checkpoint exists yet to restore its shard from (checkpoint.every_seconds in the config)"
+        }
+        if let why = restart(s, what: s.name) { return why }
+        let age = Date().timeIntervalSince1970 - m.created_unix
+        let debt = String(format: "%.0f s of its pushes (since checkpoint %@)", age, latest.name)
+        FileHandle.standardError.write(Data("local.sh: server-\(i) restores its shard from \(latest.path); recovery debt: \(debt) are undone\n".utf8))
+        recoveries.append(["process": "server-\(i)", "checkpoint": latest.name, "time": "\(Date().timeIntervalSince1970)",
+                           "seconds_undone": String(format: "%.1f", age)])
+        writeSupervisorState()
+        do { servers[i] = try startServer(i, restore: latest.path) } catch { return "restarting server-\(i): \(error)" }
+        if let why = waitAnswer(servers[i], plan.servers[i], .heartbeat(Heartbeat()), seconds: 120) { return why }
+        return nil
+    }
+
+    var recoveries: [[String: String]] = []
+    /// The checkpoint a resumed job starts from.
+    var resume: String?
+
+    /// `latest`, `latest-good` or a path → a checkpoint directory that will be restored; a clear error
+    /// before anything starts when there is none or it is damaged.
+    static func resolveCheckpoint(_ which: String, dir: String) throws -> String {
+        if which == "latest" || which == "latest-good" {
+            guard FileManager.default.fileExists(atPath: dir) else {
+                throw ScenePSError(.checkpoint, "\(dir) does not exist: this run directory has no checkpoints to resume from")
+            }
+        }
+        return try CheckpointRestore.resolve(which, dir: dir, logger: nil) { p in
+            if which == "latest-good" { _ = try CheckpointRestore.verify(path: p) } else { _ = try CheckpointManifest.load(dir: p) }
+        }
+    }
+
+    /// What only the supervisor knows, for the coordinator's summary.json: restarts of every process it
+    /// started again, and each server recovery.
+    func writeSupervisorState() {
+        let state: [String: Any] = ["restarts": restarts, "recoveries": recoveries]
+        if let d = try? JSONSerialization.data(withJSONObject: state, options: [.sortedKeys]) {
+            try? FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("coordinator"),
+                                                     withIntermediateDirectories: true)
+            try? JSONFile.writeAtomically(d, to: (runDir as NSString).appendingPathComponent("coordinator/supervisor.json"))
         }
     }
 

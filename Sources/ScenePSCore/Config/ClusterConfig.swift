@@ -126,6 +126,18 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
     public var tables: [String: Table] = ClusterConfig.defaultTables
     public var training = Training()
     public var data = Data()
+    public var checkpoint = Checkpoint()
+
+    /// When the coordinator takes checkpoints (docs/CHECKPOINTS.md).
+    public struct Checkpoint: Sendable, Equatable, Codable {
+        /// Seconds between checkpoints while training runs; 0 = none on a timer.
+        public var everySeconds = 60.0
+        /// One after every epoch's evaluation too.
+        public var atEpochEnd = true
+        /// Complete checkpoints kept (the best epoch's is kept besides).
+        public var keep = 3
+        public init() {}
+    }
     /// Workers of each scene not named in `scenes`.
     public var workersPerScene = 1
     /// Scene name → workers. Empty: the scenes found in the log.
@@ -173,7 +185,7 @@ extension ClusterConfig {
         guard let root else { return c }   // an empty file means all defaults
         let r = ConfigReader(file: file, node: root)
         let top = try r.keys(allowed: ["base", "servers", "base_port", "seed", "model", "optimizer", "tables",
-                                       "training", "data", "workers_per_scene", "scenes"])
+                                       "training", "data", "workers_per_scene", "scenes", "checkpoint"])
         // `base: FILE`: that config first (a relative path is relative to this
         // file's directory), then this file's keys override it key by key.
         if let n = top["base"] {
@@ -208,6 +220,13 @@ extension ClusterConfig {
             if let v = keys["test_fraction"] { c.data.testFraction = try d.double("test_fraction", v, min: 0.001, max: 0.9) }
             if let v = keys["valid_fraction"] { c.data.validFraction = try d.double("valid_fraction", v, min: 0, max: 0.9) }
             if let v = keys["chunk_size"] { c.data.chunkSize = try d.int("chunk_size", v, min: 1) }
+        }
+        if let n = top["checkpoint"] {
+            let d = r.child("checkpoint", n)
+            let keys = try d.keys(allowed: ["every_seconds", "at_epoch_end", "keep"])
+            if let v = keys["every_seconds"] { c.checkpoint.everySeconds = try d.double("every_seconds", v, min: 0, max: 86_400) }
+            if let v = keys["at_epoch_end"] { c.checkpoint.atEpochEnd = try d.bool("at_epoch_end", v) }
+            if let v = keys["keep"] { c.checkpoint.keep = try d.int("keep", v, min: 1, max: 1000) }
         }
         if let n = top["scenes"] {
             let s = r.child("scenes", n)
