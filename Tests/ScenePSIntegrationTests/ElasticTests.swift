@@ -210,4 +210,67 @@ final class ElasticTests: XCTestCase {
         XCTAssertTrue(l.output.contains("server 1 (tcp://127.0.0.1:\(port + 1)) did not answer"), String(l.output.suffix(4000)))
         XCTAssertTrue(l.output.contains("FAILED: worker-"), String(l.output.suffix(4000)))
     }
+
+    /// Issue 12, test 1 (partial recovery): kill -9 a server mid-training with --restart-on-failure: it comes
+    /// back with its shard of the latest checkpoint, the job finishes, the recovery is reported.
+    func testAKilledServerComesBackFromTheLatestCheckpoint() throws {
+        try requireData()
+        let base = try baselineSummary()
+        let run = try Harness.tempDir("elastic-kill-server")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 13)
+        let config = data.appendingPathComponent("config-ckpt.yaml")
+        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8) + "\ncheckpoint: {every_seconds: 3}\n")
+            .write(to: config, atomically: true, encoding: .utf8)
+        var a = args(run, slot: 13, extra: ["--restart-on-failure"])
+        a[1] = config.path
+        let l = try Harness.Running(launcher, a, cwd: Harness.root)
+        XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
+        Thread.sleep(forTimeInterval: 1)
+        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        XCTAssertTrue(l.output.contains("server-1 restores its shard from"), String(l.output.suffix(3000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
+        XCTAssertEqual((s["restarts"] as? [String: Int])?["server-1"], 1, "\(s["restarts"] ?? "none")")
+        let rec = s["recoveries"] as? [[String: String]] ?? []
+        XCTAssertEqual(rec.count, 1, "the recovery and its debt are reported: \(rec)")
+        XCTAssertNotNil(rec.first?["seconds_undone"].flatMap(Double.init))
+        XCTAssertGreaterThan((s["checkpoints"] as? [Any])?.count ?? 0, 1)
+        assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
+    }
+
+    /// Issue 12, tests 2 and 5: kill -9 every process, then --resume onto 3 servers instead of 2: training
+    /// continues from the checkpointed progress (the epochs before it are not trained again) and finishes.
+    func testAJobKilledWholeResumesFromItsLatestCheckpointOnto3Servers() throws {
+        try requireData()
+        let base = try baselineSummary()
+        let run = try Harness.tempDir("elastic-resume")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 14)
+        let l = try Harness.Running(launcher, args(run, slot: 14), cwd: Harness.root)
+        XCTAssertTrue(l.waitFor("epoch 2: every chunk trained", timeout: 300), String(l.output.suffix(3000)))
+        XCTAssertTrue(l.waitFor("checkpoint ckpt-", timeout: 60), String(l.output.suffix(3000)))
+        Thread.sleep(forTimeInterval: 1)
+        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "psctl supervise .*--run-dir \(run.path)"], timeout: 10)
+        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "tcp://127.0.0.1:(\(port)|\(port + 1)|\(port + 2))( |,|$)"], timeout: 10)
+        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "--data \(run.path)/data"], timeout: 10)
+        _ = l.waitExit(timeout: 60)
+        // Bad input first: a run directory without checkpoints is refused before anything starts.
+        let empty = try Harness.tempDir("elastic-resume-empty")
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let none = try Harness.run(launcher, ["--run-dir", empty.path, "--resume"], timeout: 60)
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.output.contains("is not the run directory of a job"), none.output)
+        let r = try Harness.run(launcher, ["--run-dir", run.path, "--resume", "--servers", "3",
+                                           "--base-port", "\(Harness.basePort(slot: 15))"], timeout: 600)
+        XCTAssertEqual(r.status, 0, String(r.output.suffix(5000)))
+        XCTAssertTrue(r.output.contains("resuming from a checkpoint"), String(r.output.suffix(3000)))
+        XCTAssertFalse(r.output.contains("epoch 1: every chunk trained"), "epoch 1 is not trained again after the resume")
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(s["servers"] as? Int, 3)
+        _ = assertEveryChunkOnce(s)
+        assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
+    }
 }
