@@ -84,6 +84,8 @@ public final class CoordinatorService: @unchecked Sendable {
                 throw ScenePSError(.checkpoint, "\(ckpt)/manifest.json: journal format \(journal.version), this coordinator reads \(CoordinatorJournal.formatVersion)")
             }
             try Self.check(journal, against: plan, path: ckpt + "/manifest.json")
+            // Leases in flight at the cut are taken back: their chunks are leased again (counted as released).
+            if !journal.epochs.isEmpty { journal.epochs[journal.epochs.count - 1].released += journal.leases.count }
             journal.members = []
             journal.leases = []
             journal.resumedFrom.append(ckpt)
