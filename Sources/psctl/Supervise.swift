@@ -140,13 +140,19 @@ final class Supervisor {
         workers[workers.count - 1].memberName = n
     }
 
-    /// Asks `endpoint` for a heartbeat until it answers or `child` exits.
-    func waitAnswer(_ child: Child, _ endpoint: String, _ body: Body, seconds: Double) -> String? {
+    /// One request/reply socket to any ScenePS peer (servers answer a Heartbeat and a Shutdown too).
+    func link(_ endpoint: String, _ purpose: String, attempt: Duration, patience: Duration) -> ZMQCoordinatorLink? {
         var logger = Logger(label: "supervise")
         logger.logLevel = .critical
-        guard let link = try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(getpid())-\(child.name)",
-                                                 attemptTimeout: .milliseconds(300), patience: .milliseconds(300),
-                                                 logger: logger) else { return "cannot open a socket to \(endpoint)" }
+        return try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(purpose)-\(getpid())",
+                                       attemptTimeout: attempt, patience: patience, logger: logger)
+    }
+
+    /// Asks `endpoint` for a heartbeat until it answers or `child` exits.
+    func waitAnswer(_ child: Child, _ endpoint: String, _ body: Body, seconds: Double) -> String? {
+        guard let link = link(endpoint, child.name, attempt: .milliseconds(300), patience: .milliseconds(300)) else {
+            return "cannot open a socket to \(endpoint)"
+        }
         let end = Date().addingTimeInterval(seconds)
         while Date() < end {
             if let status = child.exitStatus { return "\(child.name) \(Child.describe(status)) before it was ready" }
@@ -156,12 +162,7 @@ final class Supervisor {
     }
 
     func coordinatorStatus() -> StatusReply? {
-        var logger = Logger(label: "supervise")
-        logger.logLevel = .critical
-        if statusLink == nil {
-            statusLink = try? ZMQCoordinatorLink(endpoint: plan.coordinator, sender: "supervise-status-\(getpid())",
-                                                 attemptTimeout: .milliseconds(500), patience: .milliseconds(500), logger: logger)
-        }
+        if statusLink == nil { statusLink = link(plan.coordinator, "status", attempt: .milliseconds(500), patience: .milliseconds(500)) }
         guard let link = statusLink else { return nil }
         return try? CoordinatorCalls(link).status()
     }
@@ -297,13 +298,9 @@ final class Supervisor {
 
     /// A worker usually fails because a server stopped answering: name it.
     func serversNotAnswering() -> String {
-        var logger = Logger(label: "supervise")
-        logger.logLevel = .critical
         var silent: [String] = []
         for (i, ep) in plan.servers.enumerated() {
-            guard let link = try? ZMQCoordinatorLink(endpoint: ep, sender: "supervise-check-\(getpid())-\(i)",
-                                                     attemptTimeout: .milliseconds(500), patience: .seconds(1), logger: logger)
-            else { continue }
+            guard let link = link(ep, "check-\(i)", attempt: .milliseconds(500), patience: .seconds(1)) else { continue }
             if (try? link.call(.heartbeat(Heartbeat()))) == nil { silent.append("server-\(i) (\(ep))") }
         }
         return silent.isEmpty ? "" : "; " + silent.joined(separator: ", ") + " does not answer"
@@ -328,13 +325,8 @@ final class Supervisor {
         let end = Date().addingTimeInterval(30)
         while workers.contains(where: { $0.exitStatus == nil }) && Date() < end { Thread.sleep(forTimeInterval: 0.1) }
         for w in workers where w.exitStatus == nil { w.terminate() }
-        var logger = Logger(label: "supervise")
-        logger.logLevel = .critical
         for (i, ep) in plan.servers.enumerated() {
-            if let link = try? ZMQCoordinatorLink(endpoint: ep, sender: "supervise-shutdown-\(getpid())-\(i)",
-                                                  attemptTimeout: .seconds(1), patience: .seconds(2), logger: logger) {
-                _ = try? link.call(.shutdown(reason: "the job is over"))
-            }
+            _ = try? link(ep, "shutdown-\(i)", attempt: .seconds(1), patience: .seconds(2))?.call(.shutdown(reason: "the job is over"))
         }
         let stopBy = Date().addingTimeInterval(10)
         while servers.contains(where: { $0.exitStatus == nil }) && Date() < stopBy { Thread.sleep(forTimeInterval: 0.1) }
