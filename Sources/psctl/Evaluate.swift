@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSCore
 import ScenePSData
+import ScenePSServer
 import ScenePSWorker
 
 /// Scores the validation and test splits with the model the servers hold.
@@ -18,15 +19,33 @@ struct Evaluate: ParsableCommand {
 
     @Option(help: "Cluster config file (YAML).") var config: String
     @Option(help: "Prepared data set directory.") var data: String
-    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String
+    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String?
+    @Option(help: "Score this checkpoint instead of live servers (a checkpoint directory; no cluster needed: its shards are loaded into one server in this process).")
+    var checkpoint: String?
     @Option(help: "Write the metrics as JSON to this file.") var out: String?
+
+    func validate() throws {
+        guard (servers == nil) != (checkpoint == nil) else { throw ValidationError("give --servers or --checkpoint (one of them)") }
+    }
 
     func run() throws {
         try PSCtlErrors.reporting {
             let cfg = try ClusterConfig.load(path: config)
-            let endpoints = servers.split(separator: ",").map(String.init)
             var logger = Logger(label: "psctl.evaluate")
             logger.logLevel = .warning
+            var local: PSServer?
+            defer { local?.shutdown() }
+            let endpoints: [String]
+            if let checkpoint {
+                // One in-process server holding every shard of the checkpoint (re-sharded onto 1).
+                let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "tcp://127.0.0.1:*"), logger: logger)
+                let s = try CheckpointRestore.restore(path: checkpoint, into: server)
+                local = server
+                endpoints = [try server.start()]
+                print("checkpoint \(s.path): \(s.rows) rows, global step \(s.manifest.global_step), created \(s.manifest.created)")
+            } else {
+                endpoints = servers!.split(separator: ",").map(String.init)
+            }
             let store = try PSClientStore(endpoints: endpoints, sender: "psctl-evaluate-\(getpid())", config: cfg,
                                           role: "psctl", scene: "", logger: logger)
             let evaluator = try Evaluator(config: cfg, dataDir: data, store: store, logger: logger)

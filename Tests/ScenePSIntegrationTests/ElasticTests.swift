@@ -272,5 +272,20 @@ final class ElasticTests: XCTestCase {
         XCTAssertEqual(s["servers"] as? Int, 3)
         _ = assertEveryChunkOnce(s)
         assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
+        // The last checkpoint holds the model the job ended with (the best epoch's): scored without a
+        // cluster it gives summary.json's test AUC.
+        let checkpoints = (s["checkpoints"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        let last = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("checkpoints").path)
+            .filter { $0.hasPrefix("ckpt-") }.sorted().last)
+        XCTAssertFalse(checkpoints.isEmpty)
+        let out = run.appendingPathComponent("eval.json")
+        let e = try Harness.run(psctl, ["evaluate", "--config", run.appendingPathComponent("job-config.yaml").path,
+                                        "--data", run.appendingPathComponent("data").path,
+                                        "--checkpoint", run.appendingPathComponent("checkpoints/\(last)").path,
+                                        "--out", out.path], timeout: 120)
+        XCTAssertEqual(e.status, 0, e.output)
+        let scored = try Harness.readJSON(out)
+        XCTAssertEqual((scored["overall"] as? [String: Any])?["auc"] as? Double ?? 0,
+                       (s["overall"] as? [String: Any])?["auc"] as? Double ?? 1, accuracy: 1e-9, e.output)
     }
 }
