@@ -83,8 +83,6 @@ public final class Trainer {
         declared = true
     }
 
-    /// The scene index of a scene name of the data set.
-    public func sceneKnown(_ name: String) -> Bool { manifest.scenes.contains { $0.name == name } }
 
     /// Trains the leased chunk. `pace(examplesInChunk)` is asked every few
     /// steps (progress alignment and lease validity): it returns false when
@@ -197,8 +195,6 @@ public final class Trainer {
         }
     }
 
-    /// Items met without a title vector (they read zeros), over this process's life.
-    public var itemsWithoutTitle: Int? { caches.isEmpty ? nil : caches.reduce(0) { $0 + $1.zeroKeys } }
 }
 
 /// Progress alignment: how often a worker reports its chunk's progress.
