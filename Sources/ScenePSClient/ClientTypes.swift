@@ -13,34 +13,30 @@ public struct PSClientOptions: Sendable {
     public init() {}
 }
 
-/// Rows of one sparse table to pull. Keys may repeat; the result has one row
-/// per key, in the same order. `keysAreUnique` promises they do not (the
-/// client then skips its de-duplication).
-public struct SparsePull: Sendable {
+/// Rows of one sparse table to pull: distinct keys (a key listed twice is
+/// refused, `PSClientError.duplicateKey`). The result has one row per key,
+/// in the same order, of the table's declared width.
+public struct SparsePull: Sendable, Equatable {
     public var tableID: UInt32
     public var keys: [UInt64]
-    public var keysAreUnique: Bool
-    public init(tableID: UInt32, keys: [UInt64], keysAreUnique: Bool = false) {
+    public init(tableID: UInt32, keys: [UInt64]) {
         self.tableID = tableID
         self.keys = keys
-        self.keysAreUnique = keysAreUnique
     }
 }
 
-/// Gradients of one sparse table: `values.count == keys.count * dim`. Keys
-/// may repeat; their gradients are summed before sending. `keysAreUnique`
-/// promises they do not (the client then skips its de-duplication; a
-/// repeated key would then reach the server twice in one block).
+/// Gradients of distinct rows of one sparse table:
+/// `values.count == keys.count * dim`. Gradients of a row that occurs
+/// several times in a batch are summed by the caller (the worker's batch
+/// assembler does), so each row gets one optimiser step per push.
 public struct SparseGradient: Sendable {
     public var tableID: UInt32
     public var keys: [UInt64]
     public var values: [Float]
-    public var keysAreUnique: Bool
-    public init(tableID: UInt32, keys: [UInt64], values: [Float], keysAreUnique: Bool = false) {
+    public init(tableID: UInt32, keys: [UInt64], values: [Float]) {
         self.tableID = tableID
         self.keys = keys
         self.values = values
-        self.keysAreUnique = keysAreUnique
     }
 }
 
@@ -67,5 +63,65 @@ public struct PullResult: Sendable {
     }
 }
 
-public typealias HelloReplyInfo = HelloReply
-public typealias StatsReplyInfo = StatsReply
+/// What went wrong in a call of `PSClient`, with what a caller needs to
+/// react (which server, which request, the server's status) and a message
+/// a person can act on (`description`).
+public enum PSClientError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A server did not answer within the timeout, after every retry.
+    case timedOut(server: Int, endpoint: String, request: String, requestID: UInt64, attempts: Int, timeout: Duration)
+    /// A server refused the request (its ErrorReply).
+    case rejected(server: Int, endpoint: String, request: String, status: Status, message: String)
+    /// A server's reply does not fit the request: undecodable, of another
+    /// kind, or of another shape.
+    case badReply(server: Int, endpoint: String, request: String, detail: String)
+    /// A server reports another place in the cluster than the one it is listed at.
+    case wrongShard(server: Int, endpoint: String, reportedIndex: UInt32, reportedCount: UInt32, listed: Int)
+    /// A request larger than `PSClientOptions.maxMessageBytes`.
+    case tooLarge(server: Int, endpoint: String, request: String, bytes: Int, limit: Int)
+    /// A table neither declared by this client nor learned from `hello`.
+    case unknownTable(UInt32)
+    /// A sparse table used as dense or the other way round.
+    case wrongKind(table: UInt32, name: String, kind: TableKind, expected: TableKind)
+    /// A key listed twice in one table of one call.
+    case duplicateKey(table: UInt32, name: String, key: UInt64)
+    /// Gradient or initial values of the wrong length.
+    case wrongSize(table: UInt32, name: String, values: Int, expected: Int, what: String)
+    /// Anything else the caller got wrong (an empty endpoint list, bad options).
+    case invalidArgument(String)
+
+    /// The server it concerns, when there is one.
+    public var server: Int? {
+        switch self {
+        case .timedOut(let s, _, _, _, _, _), .rejected(let s, _, _, _, _), .badReply(let s, _, _, _),
+             .wrongShard(let s, _, _, _, _), .tooLarge(let s, _, _, _, _):
+            return s
+        default:
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .timedOut(let s, let e, let what, let id, let attempts, let timeout):
+            return "server \(s) (\(e)) did not answer \(what) request \(id) within \(timeout) after \(attempts) attempts"
+        case .rejected(let s, let e, let what, let status, let message):
+            return "server \(s) (\(e)) rejected \(what): status=\(status): \(message)"
+        case .badReply(let s, let e, let what, let detail):
+            return "server \(s) (\(e)) answered \(what) wrongly: \(detail)"
+        case .wrongShard(let s, let e, let index, let count, let listed):
+            return "server at \(e) reports shard \(index) of \(count), but it is listed at position \(s) of \(listed) endpoints"
+        case .tooLarge(let s, let e, let what, let bytes, let limit):
+            return "\(what) for server \(s) (\(e)) is \(bytes) bytes, over the limit of \(limit); send fewer keys per call"
+        case .unknownTable(let id):
+            return "table \(id) is not known to this client: declare it or call hello first"
+        case .wrongKind(let id, let name, let kind, let expected):
+            return "table \(id) '\(name)' is \(kind), not \(expected)"
+        case .duplicateKey(let id, let name, let key):
+            return "key \(key) is listed twice for table \(id) '\(name)' in one call: keys of a table must be distinct (sum their gradients first)"
+        case .wrongSize(let id, let name, let values, let expected, let what):
+            return "\(what) of table \(id) '\(name)' has \(values) values, expected \(expected)"
+        case .invalidArgument(let m):
+            return m
+        }
+    }
+}

@@ -1,106 +1,27 @@
 import ScenePSCore
 
-/// Where each key of a request goes: duplicates removed, each unique key
-/// assigned to its server (`Sharding.server`) and a position in that
-/// server's key list. Built with a flat open-addressing map (key and index
-/// in separate arrays, so a probe's two loads do not wait on each other),
-/// no per-key allocation.
+/// Where each key of a request goes: its server (`Sharding.server`) and its
+/// position in that server's key list, for keys the caller made distinct.
+/// Routing also checks that they are (`PSClient.firstRepeatedKey`).
 struct KeyRouting {
     /// Per position in the caller's key list: server and position there.
-    var server: [Int32]
-    var position: [Int32]
-    /// Unique keys per server, in first-seen order.
-    var serverKeys: [[UInt64]]
+    let server: [Int32]
+    let position: [Int32]
+    /// Keys per server, in the caller's order.
+    let serverKeys: [[UInt64]]
 
-    /// `unique`: the caller guarantees no key repeats (the worker's batch
-    /// assembler already merged them), so no hash map is built: a sequential
-    /// pass instead of a random access per key into a map twice the size.
-    init(table: UInt32, keys: UnsafeBufferPointer<UInt64>, servers: Int, unique: Bool = false) {
-        let n = keys.count
-        serverKeys = Array(repeating: [], count: servers)
-        self.server = []
-        self.position = []
-        if n == 0 { return }
-        if unique {
-            (self.server, self.position, serverKeys) = Self.routeUnique(keys, table: table, servers: servers)
-            return
+    /// Nil when a key repeats; `duplicate` then holds it.
+    init?(table: UInt32, keys: [UInt64], servers: Int, duplicate: inout UInt64?) {
+        if let d = PSClient.firstRepeatedKey(keys) {
+            duplicate = d
+            return nil
         }
-        var server = [Int32](repeating: 0, count: n)
-        var position = [Int32](repeating: 0, count: n)
-        defer {
-            self.server = server
-            self.position = position
-        }
-        var capacity = 16
-        while capacity < 2 * n { capacity <<= 1 }
-        let mask = capacity - 1
-        var counts = [Int32](repeating: 0, count: servers)
-        var uniqueCount = 0
-        // unique keys in first-seen order, with their server
-        var uniq = [UInt64](repeating: 0, count: n)
-        var uniqServer = [Int32](repeating: 0, count: n)
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: capacity) { slotKey in
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: capacity) { slotIdx in
-                // slot -> first position of the key + 1 (0 = empty)
-                slotIdx.initialize(repeating: 0)
-                server.withUnsafeMutableBufferPointer { srv in
-                    position.withUnsafeMutableBufferPointer { pos in
-                        counts.withUnsafeMutableBufferPointer { cnt in
-                            uniq.withUnsafeMutableBufferPointer { uk in
-                                uniqServer.withUnsafeMutableBufferPointer { us in
-                                    for i in 0..<n {
-                                        let k = keys[i]
-                                        var j = Int(truncatingIfNeeded: KeyHash.mix64(k ^ 0x6B65_7973)) & mask
-                                        while true {
-                                            let e = slotIdx[j]
-                                            if e == 0 {
-                                                slotIdx[j] = Int32(i + 1)
-                                                slotKey[j] = k
-                                                let s = Sharding.server(table: table, key: k, servers: servers)
-                                                srv[i] = Int32(s)
-                                                pos[i] = cnt[s]
-                                                cnt[s] += 1
-                                                uk[uniqueCount] = k
-                                                us[uniqueCount] = Int32(s)
-                                                uniqueCount += 1
-                                                break
-                                            }
-                                            if slotKey[j] == k {
-                                                let first = Int(e) - 1
-                                                srv[i] = srv[first]
-                                                pos[i] = pos[first]
-                                                break
-                                            }
-                                            j = (j + 1) & mask
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if servers == 1 {
-            uniq.removeLast(n - uniqueCount)
-            serverKeys = [uniq]
-            return
-        }
-        var lists = (0..<servers).map { s in [UInt64](repeating: 0, count: Int(counts[s])) }
-        var fill = [Int](repeating: 0, count: servers)
-        for u in 0..<uniqueCount {
-            let s = Int(uniqServer[u])
-            lists[s][fill[s]] = uniq[u]
-            fill[s] += 1
-        }
-        serverKeys = lists
-    }
-
-    private static func routeUnique(_ keys: UnsafeBufferPointer<UInt64>, table: UInt32, servers: Int)
-        -> (server: [Int32], position: [Int32], serverKeys: [[UInt64]]) {
         let n = keys.count
         if servers == 1 {
-            return ([Int32](repeating: 0, count: n), (0..<Int32(n)).map { $0 }, [Array(keys)])
+            server = [Int32](repeating: 0, count: n)
+            position = (0..<Int32(n)).map { $0 }
+            serverKeys = [keys]
+            return
         }
         var server = [Int32](repeating: 0, count: n)
         var position = [Int32](repeating: 0, count: n)
@@ -111,8 +32,40 @@ struct KeyRouting {
             position[i] = counts[s]
             counts[s] += 1
         }
-        var lists = (0..<servers).map { s in [UInt64](repeating: 0, count: Int(counts[s])) }
+        var lists = (0..<servers).map { [UInt64](repeating: 0, count: Int(counts[$0])) }
         for i in 0..<n { lists[Int(server[i])][Int(position[i])] = keys[i] }
-        return (server, position, lists)
+        self.server = server
+        self.position = position
+        serverKeys = lists
+    }
+}
+
+extension PSClient {
+    /// The first key of `keys` that occurs twice, if any: the check every
+    /// pull and push runs on each table's keys. One probe per key into a
+    /// flat open-addressing table of positions (at least twice the keys, no
+    /// per-key allocation); its cost is in BENCHMARKS.md (ps-bench --cases keycheck).
+    public static func firstRepeatedKey(_ keys: [UInt64]) -> UInt64? {
+        let n = keys.count
+        if n < 2 { return nil }
+        var capacity = 16
+        while capacity < 2 * n { capacity <<= 1 }
+        let mask = capacity - 1
+        return keys.withUnsafeBufferPointer { k in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: capacity) { slot in
+                slot.initialize(repeating: -1)   // slot -> position of the key there
+                for i in 0..<n {
+                    let key = k[i]
+                    var j = Int(truncatingIfNeeded: KeyHash.mix64(key ^ 0x6B65_7973)) & mask
+                    while true {
+                        let at = slot[j]
+                        if at < 0 { slot[j] = Int32(i); break }
+                        if k[Int(at)] == key { return key }
+                        j = (j + 1) & mask
+                    }
+                }
+                return nil
+            }
+        }
     }
 }

@@ -141,9 +141,9 @@ public final class CoordinatorService: @unchecked Sendable {
         if resumedAtBest {
             var quiet = logger
             quiet.logLevel = .warning
-            let store = try PSClientStore(endpoints: options.servers, sender: "coordinator-resume-\(getpid())", config: config,
-                                          role: "psctl", scene: "", logger: quiet)
-            try store.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
+            let client = try PSClient.forModel(endpoints: options.servers, sender: "coordinator-resume-\(getpid())",
+                                               config: config, role: "psctl", scene: "", logger: quiet)
+            try client.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
         }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
                                           "scenes": "\(coordinator.plan.scenes.map(\.name).joined(separator: ","))"])

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSData
 import ScenePSWorker
@@ -36,9 +37,9 @@ public struct EpochEvaluation {
     public func run(epoch: Int, journal: CoordinatorJournal, workers: [String: Int]) throws -> Outcome {
         var quiet = logger
         quiet.logLevel = .warning
-        let store = try PSClientStore(endpoints: servers, sender: "coordinator-evaluate-\(getpid())", config: config,
-                                      role: "psctl", scene: "", logger: quiet)
-        let evaluator = try Evaluator(config: config, dataDir: dataDir, store: store, logger: quiet)
+        let client = try PSClient.forModel(endpoints: servers, sender: "coordinator-evaluate-\(getpid())", config: config,
+                                           role: "psctl", scene: "", logger: quiet)
+        let evaluator = try Evaluator(config: config, dataDir: dataDir, client: client, logger: quiet)
         let valid = try evaluator.predict(.valid)
         let test = try evaluator.predict(.test)
         let finished = journal.epochs.filter { $0.finishedAt != nil }
@@ -57,9 +58,9 @@ public struct EpochEvaluation {
             throw ScenePSError(.internalError, "the schedule has \(schedule.epochs.count) epoch(s) recorded, epoch \(epoch) cannot come next")
         }
         let decision = schedule.record(epoch: epoch, validAUC: summary.validAUC, settings: .init(config.training))
-        if decision.saveBest { try store.snapshot(.save, name: LearningRateSchedule.bestSnapshot) }
+        if decision.saveBest { try client.snapshot(.save, name: LearningRateSchedule.bestSnapshot) }
         if decision.restoreBest {
-            do { try store.snapshot(.restore, name: LearningRateSchedule.bestSnapshot) } catch {
+            do { try client.snapshot(.restore, name: LearningRateSchedule.bestSnapshot) } catch {
                 // After a resume from a checkpoint taken after the best epoch, its model is no longer in the
                 // servers' memory: go on from the current one rather than stop.
                 logger.warning("cannot go back to the best epoch's model: the servers do not hold it (resumed after it?); continuing from the current model",

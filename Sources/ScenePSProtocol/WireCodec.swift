@@ -1,4 +1,5 @@
 import ScenePSWire
+import ScenePSCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -28,15 +29,15 @@ public enum WireCodec {
         }
     }
 
-    /// Encodes into a buffer from `malloc`, for zero-copy hand-over to
-    /// libzmq (which frees it with `free`). The caller owns the buffer.
-    public static func encodeMalloc(_ envelope: Envelope) -> UnsafeMutableRawBufferPointer {
+    /// Encodes into an owned buffer from `malloc`, which a ZeroMQ send takes
+    /// over without copying (`ZMQOutgoingFrame.owned`).
+    public static func encodeBuffer(_ envelope: Envelope) -> MallocBuffer {
         withPackedEnvelope(envelope) { msg in
             let size = sceneps__envelope__get_packed_size(msg)
-            guard let raw = malloc(max(size, 1)) else { fatalError("out of memory encoding \(size) bytes") }
-            let written = sceneps__envelope__pack(msg, raw.assumingMemoryBound(to: UInt8.self))
+            let out = MallocBuffer(count: size)
+            let written = sceneps__envelope__pack(msg, out.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self))
             assert(written == size)
-            return UnsafeMutableRawBufferPointer(start: raw, count: size)
+            return out
         }
     }
 

@@ -7,7 +7,7 @@ import ScenePSProtocol
 /// request it answers, and the encoded envelope (malloc'd; the sender owns it).
 public struct DeferredReply {
     public var route: [[UInt8]]
-    public var bytes: UnsafeMutableRawBufferPointer
+    public var bytes: MallocBuffer
 }
 
 /// The server's side of the two-phase cut (docs/CHECKPOINTS.md).

@@ -208,7 +208,7 @@ public final class PSServer: @unchecked Sendable {
         let outcome = payload.withUnsafeBytes { handler.handleRouted(frame: $0, peer: peer, route: route) }
         if let reply = outcome.reply {
             var out: [ZMQOutgoingFrame] = route.map { .bytes($0) }
-            out.append(.adopt(reply))
+            out.append(.owned(reply))
             try socket.send(out)
         }
         try sendDeferred(outcome.extra + handler.tick(), socket)
@@ -220,7 +220,7 @@ public final class PSServer: @unchecked Sendable {
     private func sendDeferred(_ replies: [DeferredReply], _ socket: ZMQSocket) throws {
         for r in replies {
             var out: [ZMQOutgoingFrame] = r.route.map { .bytes($0) }
-            out.append(.adopt(r.bytes))
+            out.append(.owned(r.bytes))
             try socket.send(out)
         }
     }

@@ -48,13 +48,14 @@ public final class RequestHandler: @unchecked Sendable {
         }
     }
 
-    /// Like `handleEncoded`, for a server that can answer later: `route` is
-    /// the request's routing frames. `reply` is nil for a held push.
+    /// Handles one frame and encodes the reply (timed for `StatsReply`).
+    /// `route` is the request's routing frames, kept with a held push so it
+    /// can be answered later; `reply` is nil for a held push.
     public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]])
-        -> (reply: UnsafeMutableRawBufferPointer?, shutdown: Bool, extra: [DeferredReply]) {
+        -> (reply: MallocBuffer?, shutdown: Bool, extra: [DeferredReply]) {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let outcome = handle(frame: frame, peer: peer, route: route)
-        let bytes = outcome.deferred ? nil : WireCodec.encodeMalloc(outcome.reply)
+        let bytes = outcome.deferred ? nil : WireCodec.encodeBuffer(outcome.reply)
         let dt = DispatchTime.now().uptimeNanoseconds &- t0
         counters.withLock { handleNanos &+= dt }
         return (bytes, outcome.shutdown, outcome.extra)
@@ -76,7 +77,7 @@ public final class RequestHandler: @unchecked Sendable {
         } else {
             outcome = fail(h.envelope.requestID, h.envelope.sender, .internalError, "held request is not a push", peer: "held")
         }
-        return DeferredReply(route: h.route, bytes: WireCodec.encodeMalloc(outcome.reply))
+        return DeferredReply(route: h.route, bytes: WireCodec.encodeBuffer(outcome.reply))
     }
 
     /// Validates, de-duplicates and applies one push; while a checkpoint
@@ -112,17 +113,6 @@ public final class RequestHandler: @unchecked Sendable {
         checkpointer.leave(applied: true)
         counters.withLock { applyNanos &+= dt }
         return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .ack(Ack(appliedRows: resolved.rows))), shutdown: false)
-    }
-
-    /// Handles one frame and encodes the reply into a `malloc` buffer (for
-    /// zero-copy sending; the caller owns it). Timed for `StatsReply`.
-    public func handleEncoded(frame: UnsafeRawBufferPointer, peer: String) -> (reply: UnsafeMutableRawBufferPointer, shutdown: Bool) {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let outcome = handle(frame: frame, peer: peer)
-        let bytes = WireCodec.encodeMalloc(outcome.reply)
-        let dt = DispatchTime.now().uptimeNanoseconds &- t0
-        counters.withLock { handleNanos &+= dt }
-        return (bytes, outcome.shutdown)
     }
 
     /// Handles one frame from `peer` (a printable id of the connection).

@@ -27,9 +27,9 @@ public final class ZMQFrame {
 public enum ZMQOutgoingFrame {
     /// Copied into the message (small frames: identities, delimiters).
     case bytes([UInt8])
-    /// A buffer from `malloc` handed to libzmq without copying; libzmq frees
-    /// it (also when the send fails). The caller must not touch it afterwards.
-    case adopt(UnsafeMutableRawBufferPointer)
+    /// An owned buffer whose bytes libzmq takes over without copying (it
+    /// frees them, also when the send fails).
+    case owned(MallocBuffer)
 }
 
 /// A ZeroMQ socket. Belongs to one thread at a time (DESIGN.md §7); it is
@@ -134,7 +134,8 @@ public final class ZMQSocket: @unchecked Sendable {
                 if !b.isEmpty {
                     b.withUnsafeBytes { src in zmq_msg_data(&msg).copyMemory(from: src.baseAddress!, byteCount: src.count) }
                 }
-            case .adopt(let buf):
+            case .owned(let owner):
+                let buf = owner.handOver()
                 let rc = zmq_msg_init_data(&msg, buf.baseAddress, buf.count, { data, _ in free(data) }, nil)
                 if rc != 0 {
                     free(buf.baseAddress)

@@ -1,4 +1,5 @@
 import ScenePSCore
+import ScenePSClient
 import ScenePSData
 import ScenePSModel
 
@@ -15,7 +16,7 @@ public struct BatchAssembler {
 
     /// The sparse tables (`FeatureSchema.tables`), in pull order, and their row widths.
     public let tables: [FeatureTable]
-    let dims: [Int]
+    public let dims: [Int]
     /// `FeatureSchema.slots`, and the position in `tables` of each one's table.
     let slots: [FeatureSchema.Slot]
     let slotTable: [Int]
@@ -64,8 +65,8 @@ public struct BatchAssembler {
     }
 
     /// Table id → unique keys, in the order rows are expected back.
-    public var pulls: [(table: UInt32, keys: [UInt64], dim: Int)] {
-        tables.indices.map { (tables[$0].id, indexers[$0].keys, dims[$0]) }
+    public var pulls: [SparsePull] {
+        tables.indices.map { SparsePull(tableID: tables[$0].id, keys: indexers[$0].keys) }
     }
 
     /// Indexes the keys of `samples`. Throws on a scene index the manifest

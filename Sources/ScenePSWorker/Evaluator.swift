@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSData
 import ScenePSModel
@@ -11,16 +12,16 @@ public final class Evaluator {
     let config: ClusterConfig
     public let manifest: DatasetManifest
     let dataDir: String
-    let store: ParameterStore
+    let client: PSClient
     let logger: Logger
     let model: any CTRModel<Float>
     var assembler: BatchAssembler
     let batchSize = 1024
 
-    public init(config: ClusterConfig, dataDir: String, store: ParameterStore, logger: Logger) throws {
+    public init(config: ClusterConfig, dataDir: String, client: PSClient, logger: Logger) throws {
         self.config = config
         self.dataDir = dataDir
-        self.store = store
+        self.client = client
         self.logger = logger
         manifest = try DatasetManifest.load(directory: dataDir)
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: batchSize)
@@ -44,7 +45,6 @@ public final class Evaluator {
         var input = ModelInput<Float>(d: config.model.d, historyWidth: assembler.historyWidth, capacity: batchSize,
                                       textDim: FeatureSchema.textDim(for: config.model))
         var logits = [Float](repeating: 0, count: batchSize)
-        let denseCount = model.layout.count
         // The dense part is pulled once: evaluation runs while nothing trains.
         var dense: [Float]? = nil
         for scene in manifest.scenes {
@@ -58,11 +58,10 @@ public final class Evaluator {
                     start = end
                     try assembler.index(samples)
                     let requested = FeatureSchema.uncached(assembler.pulls, caches)
-                    let pulled = try store.pull(requested, denseTable: ModelTables.denseID,
-                                                denseCount: dense == nil ? denseCount : 0)
-                    if dense == nil { dense = pulled.dense }
-                    FeatureSchema.fill(caches, requested: requested, rows: pulled.rows)
-                    assembler.gather(rows: pulled.rows, into: &input, cached: caches)
+                    let pulled = try client.wait(client.pull(requested, dense: dense == nil ? [ModelTables.denseID] : []))
+                    if dense == nil { dense = pulled.dense[ModelTables.denseID] }
+                    FeatureSchema.fill(caches, requested: requested, rows: pulled.sparse)
+                    assembler.gather(rows: pulled.sparse, into: &input, cached: caches)
                     dense!.withUnsafeBufferPointer { p in model.logits(parameters: p, input: input, into: &logits) }
                     out.append(batch: samples,
                                probabilities: (0..<samples.count).map { 1 / (1 + Foundation.exp(-Double(logits[$0]))) })

@@ -1,3 +1,4 @@
+import ScenePSClient
 import ScenePSCore
 import ScenePSModel
 
@@ -94,18 +95,17 @@ public enum FeatureSchema {
     }
 
     /// `pulls` with the keys a cache already holds left out.
-    public static func uncached(_ pulls: [(table: UInt32, keys: [UInt64], dim: Int)], _ caches: [FrozenRowCache])
-        -> [(table: UInt32, keys: [UInt64], dim: Int)] {
+    public static func uncached(_ pulls: [SparsePull], _ caches: [FrozenRowCache]) -> [SparsePull] {
         pulls.map { p in
-            guard let c = caches.first(where: { $0.table == p.table }) else { return p }
-            return (p.table, c.missing(p.keys), p.dim)
+            guard let c = caches.first(where: { $0.table == p.tableID }) else { return p }
+            return SparsePull(tableID: p.tableID, keys: c.missing(p.keys))
         }
     }
 
     /// Adds the rows a pull of `requested` brought for the cached tables.
-    public static func fill(_ caches: [FrozenRowCache], requested: [(table: UInt32, keys: [UInt64], dim: Int)], rows: [[Float]]) {
+    public static func fill(_ caches: [FrozenRowCache], requested: [SparsePull], rows: [[Float]]) {
         for c in caches {
-            guard let t = requested.firstIndex(where: { $0.table == c.table }) else { continue }
+            guard let t = requested.firstIndex(where: { $0.tableID == c.table }) else { continue }
             c.insert(keys: requested[t].keys, values: rows[t])
         }
     }

@@ -1,5 +1,8 @@
 import Foundation
+import Logging
+import ScenePSClient
 import ScenePSCore
+import ScenePSProtocol
 
 /// The tables of the model on the servers: the declared tables
 /// (`FeatureTable.all`: wire ids, widths) with their settings from the
@@ -39,4 +42,44 @@ public struct ModelTables: Sendable {
     }
 
     public func table(_ id: UInt32) -> Sparse { sparse.first { $0.id == id }! }
+}
+
+extension ModelTables {
+    /// The wire schemas of the model's tables.
+    public var specs: [TableSpec] {
+        func adam(_ a: ClusterConfig.Adam) -> AdamConfig {
+            AdamConfig(learningRate: Float(a.learningRate), beta1: Float(a.beta1), beta2: Float(a.beta2),
+                       epsilon: Float(a.epsilon), l2: Float(a.l2))
+        }
+        func initKind(_ k: ClusterConfig.InitKind) -> InitKind {
+            switch k { case .zeros: .zeros; case .uniform: .uniform; case .normal: .normal }
+        }
+        var specs = sparse.map { s in
+            TableSpec.sparse(id: s.id, name: s.name, dim: UInt32(s.dim), initKind: initKind(s.settings.initKind),
+                             initScale: Float(s.settings.initScale), seed: seed, frozen: s.settings.frozen,
+                             adam: adam(s.adam), initFile: s.initFile)
+        }
+        specs.append(.dense(id: ModelTables.denseID, name: "dense", size: UInt64(denseSize), seed: seed, adam: adam(denseAdam)))
+        return specs
+    }
+}
+
+extension PSClient {
+    /// A client of the model's servers with the config's timeout and
+    /// retries, greeted (`hello`), so it knows the tables they hold.
+    public static func forModel(endpoints: [String], sender: String, config: ClusterConfig, role: String, scene: String,
+                                logger: Logger) throws -> PSClient {
+        var options = PSClientOptions()
+        options.timeout = .milliseconds(Int64(config.training.timeoutSeconds * 1000))
+        options.retries = config.training.retries
+        let client = try PSClient(endpoints: endpoints, sender: sender, options: options, logger: logger)
+        try client.hello(role: role, scene: scene)
+        return client
+    }
+
+    /// Declares the model's tables: created by the first worker, verified
+    /// for every later one (a declaration equal to the servers' is a no-op).
+    public func declare(_ tables: ModelTables, denseInitial: [Float]) throws {
+        try declare(tables.specs, denseInitial: [ModelTables.denseID: denseInitial])
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSData
 import ScenePSModel
@@ -23,7 +24,7 @@ public final class Trainer {
     let dataDir: String
     /// This worker's name (feed-0), for logs and the shuffle seed.
     let name: String
-    let store: ParameterStoreSetup
+    let client: PSClient
     let logger: Logger
     let model: any CTRModel<Float>
     let tables: ModelTables
@@ -43,11 +44,11 @@ public final class Trainer {
     let started = Date()
     var declared = false
 
-    public init(config: ClusterConfig, dataDir: String, name: String, store: ParameterStoreSetup, logger: Logger) throws {
+    public init(config: ClusterConfig, dataDir: String, name: String, client: PSClient, logger: Logger) throws {
         self.config = config
         self.dataDir = dataDir
         self.name = name
-        self.store = store
+        self.client = client
         self.logger = logger
         manifest = try DatasetManifest.load(directory: dataDir)
         model = try ModelFactory.make(config, scenes: manifest.scenes.count, maxBatch: config.training.batchSize)
@@ -79,7 +80,7 @@ public final class Trainer {
     /// declaration equal to the servers' is a no-op there).
     public func declareTables() throws {
         guard !declared else { return }
-        try store.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
+        try client.declare(tables, denseInitial: model.layout.initialValues(seed: config.seed))
         declared = true
     }
 
@@ -93,7 +94,6 @@ public final class Trainer {
         try declareTables()
         let epoch = Int(lease.epoch)
         let B = config.training.batchSize
-        let denseCount = model.layout.count
         // SCENEPS_FAULT_NAN_STEP=N poisons step N's gathered rows with a NaN
         // (fault injection for tests of the non-finite-loss guard).
         let faultNaNStep = ProcessInfo.processInfo.environment["SCENEPS_FAULT_NAN_STEP"].flatMap { Int($0) }
@@ -105,7 +105,7 @@ public final class Trainer {
             s.chunk = chunk
             try s.assembler.index(s.samples)
             s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
-            s.pending = try store.beginPull(s.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
+            s.pending = try client.pull(s.requested, dense: [ModelTables.denseID])
             return true
         }
         let prefetch = config.training.prefetch ?? false   // the worker resolves auto before it builds the trainer
@@ -117,21 +117,21 @@ public final class Trainer {
             if chunkSteps > 0 && chunkSteps % Pacing.every == 0 {
                 let p = try pace(chunkExamples)
                 guard p.valid else {
-                    _ = try cur.pending?.finish()
+                    if let p = cur.pending { _ = try client.wait(p) }
                     cur.pending = nil
                     logger.warning("lease taken back by the coordinator: leaving the chunk", metadata: [
                         "worker": "\(name)", "lease": "\(lease.leaseID)", "chunk": "\(lease.chunkFile)"])
                     return nil
                 }
                 if p.waited {   // the rows pulled for this batch are stale now: pull them again
-                    _ = try cur.pending!.finish()
-                    cur.pending = try store.beginPull(cur.requested, denseTable: ModelTables.denseID, denseCount: denseCount)
+                    _ = try client.wait(cur.pending!)
+                    cur.pending = try client.pull(cur.requested, dense: [ModelTables.denseID])
                 }
             }
-            let pulled = try cur.pending!.finish()
+            let pulled = try client.wait(cur.pending!)
             cur.pending = nil
-            FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.rows)
-            cur.assembler.gather(rows: pulled.rows, into: &input, cached: caches)
+            FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.sparse)
+            cur.assembler.gather(rows: pulled.sparse, into: &input, cached: caches)
             if steps + 1 == faultNaNStep {   // fault injection (tests): what a numeric blow-up looks like
                 logger.warning("fault injection: NaN in the input of this step", metadata: ["step": "\(steps + 1)"])
                 input.user[0] = .nan
@@ -141,7 +141,7 @@ public final class Trainer {
             let n = samples.count
             for i in 0..<n { labels[i] = samples.label[i] }
             for i in denseGrad.indices { denseGrad[i] = 0 }
-            let loss = pulled.dense.withUnsafeBufferPointer { params in
+            let loss = pulled.dense[ModelTables.denseID]!.withUnsafeBufferPointer { params in
                 labels.withUnsafeBufferPointer { y in
                     denseGrad.withUnsafeMutableBufferPointer { g in
                         model.lossAndGradients(parameters: params, input: input,
@@ -156,12 +156,13 @@ public final class Trainer {
             }
             let grads = cur.assembler.scatter(inputGrad)
             let pushes = zip(cur.assembler.pulls, grads)
-                .filter { !frozen.contains($0.0.table) }   // frozen tables are pull-only on the servers
-                .map { (table: $0.0.table, keys: $0.0.keys, values: $0.1) }
+                .filter { !frozen.contains($0.0.tableID) }   // frozen tables are pull-only on the servers
+                .map { SparseGradient(tableID: $0.0.tableID, keys: $0.0.keys, values: $0.1) }
             let lrScale = config.training.learningRateScale(
                 epoch: epoch, level: Int(lease.lrLevel), examplesDone: Int(lease.sceneExamplesBefore) + chunkExamples + n,
                 epochExamples: Int(lease.sceneEpochExamples))
-            try store.push(pushes, denseTable: ModelTables.denseID, dense: denseGrad, lrScale: lrScale)
+            try client.wait(client.push(pushes, dense: [DenseGradient(tableID: ModelTables.denseID, values: denseGrad)],
+                                        lrScale: lrScale))
             steps += 1
             chunkSteps += 1
             examples += n
@@ -207,9 +208,9 @@ enum Pacing {
 struct Stage {
     var samples: SampleBatch
     var assembler: BatchAssembler
-    var pending: PendingPull? = nil
+    var pending: PSClient.PullTicket? = nil
     /// What `pending` asked for: the assembler's pulls without the cached keys.
-    var requested: [(table: UInt32, keys: [UInt64], dim: Int)] = []
+    var requested: [SparsePull] = []
     var chunk = ""
 }
 

@@ -34,7 +34,7 @@ struct CheckpointCommand: ParsableCommand {
     }
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             var logger = Logger(label: "psctl.checkpoint")
             logger.logLevel = .warning
             var o = CheckpointDriver.Options(dir: dir)
@@ -68,7 +68,7 @@ struct VerifyCheckpoint: ParsableCommand {
     @Option(help: "Checkpoint directory for `latest` / `latest-good`.") var dir: String?
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             if path == "latest" || path == "latest-good" {
                 guard let dir else { throw ScenePSError.invalidArgument("\(path) needs --dir") }
                 for e in try CheckpointDirectory.list(dir) where e.manifest == nil {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import ScenePSClient
 import ScenePSCore
 import ScenePSData
 import ScenePSServer
@@ -29,32 +30,35 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             let cfg = try ClusterConfig.load(path: config)
             var logger = Logger(label: "psctl.evaluate")
             logger.logLevel = .warning
-            var local: PSServer?
-            defer { local?.shutdown() }
-            let endpoints: [String]
+            let client: PSClient
+            let serverCount: Int
             if let checkpoint {
-                // One in-process server holding every shard of the checkpoint (re-sharded onto 1).
-                let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "tcp://127.0.0.1:*"), logger: logger)
+                // One server in this process holding every shard of the checkpoint (re-sharded onto 1),
+                // reached without sockets.
+                let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "inproc://unused"), logger: logger)
                 let s = try CheckpointRestore.restore(path: checkpoint, into: server)
-                local = server
-                endpoints = [try server.start()]
                 print("checkpoint \(s.path): \(s.rows) rows, global step \(s.manifest.global_step), created \(s.manifest.created)")
+                client = try PSClient(transport: InProcessTransport(servers: [server]), sender: "psctl-evaluate-\(getpid())",
+                                      logger: logger)
+                try client.hello(role: "psctl", scene: "")
+                serverCount = 1
             } else {
-                endpoints = servers!.split(separator: ",").map(String.init)
+                let endpoints = self.servers!.split(separator: ",").map(String.init)
+                client = try PSClient.forModel(endpoints: endpoints, sender: "psctl-evaluate-\(getpid())", config: cfg,
+                                               role: "psctl", scene: "", logger: logger)
+                serverCount = endpoints.count
             }
-            let store = try PSClientStore(endpoints: endpoints, sender: "psctl-evaluate-\(getpid())", config: cfg,
-                                          role: "psctl", scene: "", logger: logger)
-            let evaluator = try Evaluator(config: cfg, dataDir: data, store: store, logger: logger)
+            let evaluator = try Evaluator(config: cfg, dataDir: data, client: client, logger: logger)
             let valid = try evaluator.predict(.valid)
             let test = try evaluator.predict(.test)
             let summary = RunSummary(epoch: 0, test: test, valid: valid, sceneNames: evaluator.sceneNames,
                                      training: TrainingTotals(examples: 0, seconds: 0, workers: [:],
                                                               startedAt: Date().timeIntervalSince1970),
-                                     servers: endpoints.count, config: cfg, data: evaluator.manifest)
+                                     servers: serverCount, config: cfg, data: evaluator.manifest)
             if let out { try JSONFile.write(summary, to: out) }
             print(summary.table())
         }
@@ -68,10 +72,10 @@ struct Shutdown: ParsableCommand {
     @Option(help: "Reason, logged by the servers.") var reason: String = "psctl shutdown"
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             var logger = Logger(label: "psctl.shutdown")
             logger.logLevel = .warning
-            try PSClientStore.shutdown(endpoints: servers.split(separator: ",").map(String.init), reason: reason, logger: logger)
+            try PSClient.shutdown(endpoints: servers.split(separator: ",").map(String.init), reason: reason, logger: logger)
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ScenePSClient
 import ScenePSCore
 
 @main
@@ -24,13 +25,20 @@ struct PSCtl: ParsableCommand {
     )
 }
 
-/// Runs `body`; a ScenePSError is printed as one line on stderr and turned
-/// into exit code 1 (never a trap or a stack trace).
+/// Runs `body`; an error of ScenePS (its data, its client, its coordinator)
+/// is printed as one line on stderr and turned into exit code 1 (never a
+/// trap or a stack trace). ArgumentParser's own errors pass through.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as ScenePSError {
         printError("psctl: error: \(e.message)")
+        throw ExitCode(1)
+    } catch let e as PSClientError {
+        printError("psctl: error: \(e)")
+        throw ExitCode(1)
+    } catch let e as CoordinatorError {
+        printError("psctl: error: \(e)")
         throw ExitCode(1)
     }
 }

@@ -27,7 +27,7 @@ struct Plan: ParsableCommand {
     }
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
                                        basePort: basePort, host: host)
             print("servers \(plan.servers.count)")
@@ -69,16 +69,6 @@ struct ClusterPlan {
                 FileHandle.standardError.write(Data("psctl: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))
             }
             scenes.append((s.name, n))
-        }
-    }
-}
-
-/// psctl prints errors as one clear line and exits non-zero; never a trace.
-enum PSCtlErrors {
-    static func reporting(_ body: () throws -> Void) throws {
-        do { try body() } catch let e as ScenePSError {
-            FileHandle.standardError.write(Data("psctl: error: \(e.message)\n".utf8))
-            throw ExitCode(1)
         }
     }
 }

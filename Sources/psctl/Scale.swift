@@ -48,7 +48,7 @@ struct Scale: ParsableCommand {
     @Option(help: "Its new number of workers (0 or more).") var workers: Int
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             guard workers >= 0 else { throw ScenePSError.invalidArgument("--workers must be 0 or more, got \(workers)") }
             let before = try LiveJob.with(runDir: runDir, sender: "psctl-scale") { calls -> Int32 in
                 let s = try calls.status()
@@ -70,7 +70,7 @@ struct Status: ParsableCommand {
     @Option(help: "Run directory of the live job.") var runDir: String
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             let s = try LiveJob.with(runDir: runDir, sender: "psctl-status") { try $0.status() }
             print("epoch \(s.epoch): \(s.phase)")
             print("scene            pool  live  chunks  done  leased")

@@ -46,7 +46,7 @@ struct Supervise: ParsableCommand {
     }
 
     func run() throws {
-        try PSCtlErrors.reporting {
+        try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
                                        basePort: basePort)
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,

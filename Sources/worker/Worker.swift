@@ -79,9 +79,9 @@ struct Worker: ParsableCommand {
                                                "ablation": "\(cfg.model.ablation.rawValue)",
                                                "compute_threads": "\(cfg.training.computeThreads)",
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
-            let store = try PSClientStore(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
-                                          logger: logger)
-            let trainer = try Trainer(config: cfg, dataDir: data, name: me, store: store, logger: logger)
+            let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
+                                               logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)

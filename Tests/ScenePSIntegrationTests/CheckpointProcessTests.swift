@@ -47,11 +47,11 @@ final class CheckpointProcessTests: XCTestCase {
         func push(_ c: PSClient, _ k: Int) throws {
             var rng = SplitMix64(seed: UInt64(k + 1))
             let keys = Array(Self.keys[(k * 97 % 1000)..<(k * 97 % 1000 + 2000)])
-            try c.push([SparseGradient(tableID: 1, keys: keys, values: (0..<(keys.count * 4)).map { _ in Float(rng.nextUnit() - 0.5) })],
-                       dense: [DenseGradient(tableID: 9, values: (0..<13).map { _ in Float(rng.nextUnit() - 0.5) })])
+            try c.wait(c.push([SparseGradient(tableID: 1, keys: keys, values: (0..<(keys.count * 4)).map { _ in Float(rng.nextUnit() - 0.5) })],
+                       dense: [DenseGradient(tableID: 9, values: (0..<13).map { _ in Float(rng.nextUnit() - 0.5) })]))
         }
         func weights(_ c: PSClient) throws -> [Float] {
-            let r = try c.pull([SparsePull(tableID: 1, keys: Self.keys)], dense: [9])
+            let r = try c.wait(c.pull([SparsePull(tableID: 1, keys: Self.keys)], dense: [9]))
             return r.sparse[0] + r.dense[9]!
         }
         func psctl(_ args: [String]) throws -> (status: Int32, output: String) {

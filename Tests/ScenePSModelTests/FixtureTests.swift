@@ -176,11 +176,11 @@ final class FixtureTests: XCTestCase {
 
         /// What a pull of the assembler's keys returns: the fixture's rows, in `pulls` order.
         func pulledRows(_ a: BatchAssembler) throws -> [[Float]] {
-            try a.pulls.map { p in
-                let table = Case.tableNames[p.table]!
+            try zip(a.pulls, a.dims).map { p, dim in
+                let table = Case.tableNames[p.tableID]!
                 return try p.keys.flatMap { k -> [Float] in
-                    guard let r = tables[table]?["\(k)"], r.count == p.dim else {
-                        throw ScenePSError.data("\(name): the assembler pulls \(table) key \(k), which has no row of width \(p.dim)")
+                    guard let r = tables[table]?["\(k)"], r.count == dim else {
+                        throw ScenePSError.data("\(name): the assembler pulls \(table) key \(k), which has no row of width \(dim)")
                     }
                     return r.map { Float($0) }
                 }
@@ -197,10 +197,10 @@ final class FixtureTests: XCTestCase {
             f.historyItem = cast(g.historyItem); f.historyCategory = cast(g.historyCategory); f.historyScene = cast(g.historyScene)
             f.historyLength = g.historyLength; f.scene = g.scene
             var out: [String: [String: [Double]]] = [:]
-            for (p, rows) in zip(a.pulls, a.scatter(f)) {
-                let table = Case.tableNames[p.table]!
+            for ((p, dim), rows) in zip(zip(a.pulls, a.dims), a.scatter(f)) {
+                let table = Case.tableNames[p.tableID]!
                 for (i, k) in p.keys.enumerated() {
-                    out[table, default: [:]]["\(k)"] = rows[(i * p.dim)..<((i + 1) * p.dim)].map { Double($0) }
+                    out[table, default: [:]]["\(k)"] = rows[(i * dim)..<((i + 1) * dim)].map { Double($0) }
                 }
             }
             return out

@@ -46,10 +46,10 @@ final class CheckpointTests: XCTestCase {
         var rng = SplitMix64(seed: UInt64(k) &* 7919)
         let a = Array(Self.keys[(k * 37 % 200)..<(k * 37 % 200 + 150)])
         let b = Array(Self.keys[(k * 11 % 100)..<(k * 11 % 100 + 60)])
-        try client.push([SparseGradient(tableID: 1, keys: a, values: (0..<(a.count * 4)).map { _ in Float(rng.nextUnit() - 0.5) }),
+        try client.wait(client.push([SparseGradient(tableID: 1, keys: a, values: (0..<(a.count * 4)).map { _ in Float(rng.nextUnit() - 0.5) }),
                          SparseGradient(tableID: 2, keys: b, values: (0..<(b.count * 3)).map { _ in Float(rng.nextUnit() - 0.5) })],
                         dense: [DenseGradient(tableID: 9, values: (0..<13).map { _ in Float(rng.nextUnit() - 0.5) })],
-                        lrScale: k % 3 == 0 ? 0.5 : 1)
+                        lrScale: k % 3 == 0 ? 0.5 : 1))
     }
 
     /// Every row of a cluster by table and key (weights | moments | step),
@@ -175,7 +175,7 @@ final class CheckpointTests: XCTestCase {
         for k in 0..<12 { try push(ca, k) }
         let r = try checkpoint(a, name: "two")
         let before = state(a)
-        let pulled = try ca.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9])
+        let pulled = try ca.wait(ca.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9]))
         // Pulls create rows; take the state again so the comparison includes them.
         let afterPull = state(a)
         for n in [1, 3] {
@@ -190,7 +190,7 @@ final class CheckpointTests: XCTestCase {
                     }
                 }
             }
-            let again = try cb.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9])
+            let again = try cb.wait(cb.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9]))
             XCTAssertEqual(again.sparse, pulled.sparse, "\(n) servers: pulled weights equal")
             XCTAssertEqual(again.dense, pulled.dense)
             // Dense weights and moments too (as one vector over the servers).
@@ -200,7 +200,7 @@ final class CheckpointTests: XCTestCase {
         // The same push on the original cluster and on 3 restored servers.
         let (c, cc) = try cluster(3, restore: r.path)
         defer { c.forEach { $0.stop() } }
-        _ = try cc.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9])
+        _ = try cc.wait(cc.pull([SparsePull(tableID: 1, keys: Self.keys), SparsePull(tableID: 2, keys: Self.keys)], dense: [9]))
         try push(ca, 50); try push(cc, 50)
         XCTAssertEqual(state(c).filter { !$0.contains("dense") }, state(a).filter { !$0.contains("dense") }, "after the same push")
         XCTAssertEqual(denseVector(c), denseVector(a), "dense after the same push")
@@ -335,7 +335,7 @@ final class CheckpointTests: XCTestCase {
         let first = try checkpoint(a, name: "first")
         // Big enough for more than one write buffer.
         let many = (0..<40_000).map { UInt64($0) &* 0x9E37_79B9 }
-        _ = try ca.pull([SparsePull(tableID: 1, keys: many)])
+        _ = try ca.wait(ca.pull([SparsePull(tableID: 1, keys: many)]))
         CheckpointFaults.override = "enospc:full"
         XCTAssertThrowsError(try checkpoint(a, name: "full")) { e in
             XCTAssertTrue("\(e)".contains("No space left on device"), "\(e)")

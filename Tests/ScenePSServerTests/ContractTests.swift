@@ -65,11 +65,11 @@ final class ContractTests: XCTestCase {
             let g = (0..<8).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let gd = (0..<6).map { _ in Float(rng.nextUnit() * 2 - 1) }
             // Row 1 and dense d1 at scale 1; row 2 and dense d2 at scale s, same gradients.
-            try client.push([SparseGradient(tableID: 1, keys: [1], values: g)], dense: [DenseGradient(tableID: 10, values: gd)])
-            try client.push([SparseGradient(tableID: 1, keys: [2], values: g)], dense: [DenseGradient(tableID: 11, values: gd)],
-                            lrScale: scale)
+            try client.wait(client.push([SparseGradient(tableID: 1, keys: [1], values: g)], dense: [DenseGradient(tableID: 10, values: gd)]))
+            try client.wait(client.push([SparseGradient(tableID: 1, keys: [2], values: g)], dense: [DenseGradient(tableID: 11, values: gd)],
+                            lrScale: scale))
         }
-        let pulled = try client.pull([SparsePull(tableID: 1, keys: [1, 2])], dense: [10, 11])
+        let pulled = try client.wait(client.pull([SparsePull(tableID: 1, keys: [1, 2])], dense: [10, 11]))
         let full = Array(pulled.sparse[0][0..<8]), scaled = Array(pulled.sparse[0][8..<16])
         let denseFull = try XCTUnwrap(pulled.dense[10]), denseScaled = try XCTUnwrap(pulled.dense[11])
         XCTAssertEqual(denseFull.count, 6)
@@ -203,12 +203,11 @@ final class ContractTests: XCTestCase {
         other.adam.learningRate = 0.05
         let second = try PSClient(endpoints: servers.map(\.endpoint), sender: "w2", options: opts, logger: logger)
         XCTAssertThrowsError(try second.declare([other])) { e in
-            let err = e as? ScenePSError
-            XCTAssertEqual(err?.code, .remote, "\(e)")
-            let m = err?.message ?? ""
-            XCTAssertTrue(m.contains("CONFLICT"), m)
+            guard case .rejected(_, _, "declare", .conflict, let m)? = e as? PSClientError else { return XCTFail("\(e)") }
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("CONFLICT"), text)
             XCTAssertTrue(m.contains("learning_rate 0.01; this declaration has 0.05"), m)
-            XCTAssertTrue(m.contains(servers[0].endpoint) || m.contains(servers[1].endpoint), "names the server: \(m)")
+            XCTAssertTrue(text.contains(servers[0].endpoint) || text.contains(servers[1].endpoint), "names the server: \(text)")
         }
     }
 }

@@ -23,8 +23,8 @@ final class SnapshotTests: XCTestCase {
         var rng = SplitMix64(seed: seed)
         let values = (0..<(keys.count * 4)).map { _ in Float(rng.nextUnit() - 0.5) }
         let dense = (0..<13).map { _ in Float(rng.nextUnit() - 0.5) }
-        try client.push([SparseGradient(tableID: 1, keys: keys, values: values)],
-                        dense: [DenseGradient(tableID: 9, values: dense)], lrScale: lrScale)
+        try client.wait(client.push([SparseGradient(tableID: 1, keys: keys, values: values)],
+                        dense: [DenseGradient(tableID: 9, values: dense)], lrScale: lrScale))
     }
 
     func testRestoreBringsBackWeightsMomentsAndStepsExactly() throws {
@@ -33,13 +33,13 @@ final class SnapshotTests: XCTestCase {
         var rng = SplitMix64(seed: 3)
         let old = (0..<300).map { _ in rng.next() }
         let new = (0..<100).map { _ in rng.next() }
-        _ = try client.pull([SparsePull(tableID: 1, keys: old)], dense: [9])
+        _ = try client.wait(client.pull([SparsePull(tableID: 1, keys: old)], dense: [9]))
         for k in 0..<5 { try push(client, keys: Array(old[(k * 40)..<(k * 40 + 120)]), seed: UInt64(k)) }
         let saved = servers.map { $0.snapshot() }
         XCTAssertEqual(try client.snapshot(.save, name: "best"), 300, "rows copied over both servers")
 
         // Training goes on: old rows move, new rows appear, the dense slices step.
-        _ = try client.pull([SparsePull(tableID: 1, keys: new)])
+        _ = try client.wait(client.pull([SparsePull(tableID: 1, keys: new)]))
         try push(client, keys: old + new, seed: 10)
         let moved = servers.map { $0.snapshot() }
         XCTAssertNotEqual(moved, saved)

@@ -109,7 +109,7 @@ final class BatchAssemblerTests: XCTestCase {
 
     /// The rows a pull of the assembler's keys returns.
     static func rows(_ a: BatchAssembler) -> [[Float]] {
-        a.pulls.map { p in p.keys.flatMap { k in (0..<p.dim).map { value(p.table, k, $0) } } }
+        a.widePulls.map { p in p.keys.flatMap { k in (0..<p.dim).map { value(p.table, k, $0) } } }
     }
 
     static func expectRows(_ got: [Float], _ keys: [UInt64?], table: UInt32, width: Int, _ what: String,
@@ -136,9 +136,9 @@ final class BatchAssemblerTests: XCTestCase {
         let what = "seed \(seed) B=\(B) W=\(W) L=\(L) same-scene=\(sameSceneOnly)"
 
         // Pulls: every table once, in a fixed order, each key exactly once.
-        XCTAssertEqual(a.pulls.map(\.table), Self.tables.map(\.id), what)
-        XCTAssertEqual(a.pulls.map(\.dim), [d, d, d, d, d, 1], what)
-        for p in a.pulls {
+        XCTAssertEqual(a.pulls.map(\.tableID), Self.tables.map(\.id), what)
+        XCTAssertEqual(a.widePulls.map(\.dim), [d, d, d, d, d, 1], what)
+        for p in a.widePulls {
             XCTAssertEqual(p.keys.count, Set(p.keys).count, "\(what): table \(p.table) pulls a key twice")
             XCTAssertEqual(Set(p.keys), ref.keys(of: p.table), "\(what): keys of table \(p.table)")
         }
@@ -190,7 +190,7 @@ final class BatchAssemblerTests: XCTestCase {
         add(FeatureTable.itemBias.id, ref.bias, g.itemBias, 1)
         let out = a.scatter(g)
         XCTAssertEqual(out.count, 6, what)
-        for (p, grads) in zip(a.pulls, out) {
+        for (p, grads) in zip(a.widePulls, out) {
             XCTAssertEqual(grads.count, p.keys.count * p.dim, "\(what): gradient length of table \(p.table)")
             guard grads.count == p.keys.count * p.dim else { continue }
             for (i, k) in p.keys.enumerated() {
@@ -231,7 +231,7 @@ final class BatchAssemblerTests: XCTestCase {
         try a.index(big.samples)
         try a.index(small.samples)
         let ref = Reference(small, historyWidth: 8, sameSceneOnly: false)
-        for p in a.pulls { XCTAssertEqual(Set(p.keys), ref.keys(of: p.table), "table \(p.table) after re-indexing") }
+        for p in a.pulls { XCTAssertEqual(Set(p.keys), ref.keys(of: p.tableID), "table \(p.tableID) after re-indexing") }
         var input = ModelInput<Float>(d: 2, historyWidth: 8, capacity: 50)
         a.gather(rows: Self.rows(a), into: &input)
         XCTAssertEqual(input.batch, 3)
@@ -284,4 +284,9 @@ final class BatchAssemblerTests: XCTestCase {
             XCTAssertEqual(err?.message, "history of log row 41 has scene index -1, the data set has 2 scenes")
         }
     }
+}
+
+extension BatchAssembler {
+    /// Each pull with its table's width (the tests' view of what the servers send back).
+    var widePulls: [(table: UInt32, keys: [UInt64], dim: Int)] { zip(pulls, dims).map { ($0.tableID, $0.keys, $1) } }
 }

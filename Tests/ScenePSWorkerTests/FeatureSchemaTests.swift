@@ -54,7 +54,7 @@ final class FeatureSchemaTests: XCTestCase {
         XCTAssertTrue(t.sparse.filter { $0.id != text.id }.allSatisfy { $0.initFile.isEmpty })
         XCTAssertEqual(FeatureSchema.textDim(for: config.model), 384)
         XCTAssertEqual(FeatureSchema.slots(for: config.model).map(\.name).suffix(2), ["targetTextRow", "historyTextRow"])
-        let specs = PSClientStore.specs(t)
+        let specs = t.specs
         XCTAssertEqual(specs.first { $0.id == 7 }?.initFile, text.initFile)
         XCTAssertEqual(specs.first { $0.id == 7 }?.frozen, true)
         // A config can not make it trainable.

@@ -18,7 +18,7 @@ final class TextFeatureAssemblyTests: XCTestCase {
 
     /// Rows whose values name their table and key (BatchAssemblerTests.value); item_text rows of width 384.
     static func rows(_ a: BatchAssembler) -> [[Float]] {
-        a.pulls.map { p in p.keys.flatMap { k in (0..<p.dim).map { BatchAssemblerTests.value(p.table, k, $0) } } }
+        a.widePulls.map { p in p.keys.flatMap { k in (0..<p.dim).map { BatchAssemblerTests.value(p.table, k, $0) } } }
     }
 
     func testTitleRowsAreGatheredByReferenceAndGetNoGradient() throws {
@@ -31,9 +31,9 @@ final class TextFeatureAssemblyTests: XCTestCase {
         var a = BatchAssembler(d: 2, historyWidth: 4, sameSceneOnly: false, sceneKeys: [77],
                                tables: FeatureSchema.tables(for: Self.textModel))
         try a.index(s)
-        XCTAssertEqual(a.pulls.last?.table, FeatureTable.itemText.id)
+        XCTAssertEqual(a.pulls.last?.tableID, FeatureTable.itemText.id)
         XCTAssertEqual(a.pulls.last?.keys, [5, 6, 4], "the item table's keys: targets first, then history")
-        XCTAssertEqual(a.pulls.last?.dim, 384)
+        XCTAssertEqual(a.widePulls.last?.dim, 384)
         var input = ModelInput<Float>(d: 2, historyWidth: 4, capacity: 2, textDim: 384)
         let rows = Self.rows(a)
         a.gather(rows: rows, into: &input)
@@ -70,7 +70,7 @@ final class TextFeatureAssemblyTests: XCTestCase {
             }
             for (r, p) in zip(requested.dropLast(), a.pulls.dropLast()) { XCTAssertEqual(r.keys, p.keys, "other tables are pulled as before") }
             // What the servers would send for the requested keys.
-            let pulled = requested.map { p in p.keys.flatMap { k in (0..<p.dim).map { BatchAssemblerTests.value(p.table, k, $0) } } }
+            let pulled = zip(requested, a.widePulls).map { r, p in r.keys.flatMap { k in (0..<p.dim).map { BatchAssemblerTests.value(r.tableID, k, $0) } } }
             FeatureSchema.fill(caches, requested: requested, rows: pulled)
             var viaCache = ModelInput<Float>(d: 2, historyWidth: 6, capacity: 20, textDim: 384)
             var direct = viaCache

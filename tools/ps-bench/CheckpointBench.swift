@@ -43,7 +43,7 @@ struct CheckpointBench {
         var i = 0
         while i < rows {
             let j = min(rows, i + 262_144)
-            _ = try fill.pull([SparsePull(tableID: 1, keys: Array(space[i..<j]), keysAreUnique: true)])
+            _ = try fill.wait(fill.pull([SparsePull(tableID: 1, keys: Array(space[i..<j]))]))
             i = j
         }
         print(String(format: "checkpoint bench: %d rows x dim %d (%.0f MB of records), filled in %.1f s; pusher: %d keys/request, server threads %d",
@@ -65,8 +65,8 @@ struct CheckpointBench {
                     while set.count < keys { set.insert(Int(r.next() % UInt64(space.count))) }
                     let batch = set.map { space[$0] }
                     let s = ContinuousClock.now
-                    try c.push([SparseGradient(tableID: 1, keys: batch, values: grads, keysAreUnique: true)],
-                               dense: [DenseGradient(tableID: 2, values: dense)])
+                    try c.wait(c.push([SparseGradient(tableID: 1, keys: batch, values: grads)],
+                               dense: [DenseGradient(tableID: 2, values: dense)]))
                     lat.add(start: s, ms: (ContinuousClock.now - s).seconds * 1000)
                 }
             } catch { print("pusher failed: \(error)") }

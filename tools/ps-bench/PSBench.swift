@@ -29,7 +29,7 @@ struct PSBench: ParsableCommand {
     @Option(help: "Distinct keys case-a requests draw from (rows created lazily on first touch).")
     var keySpace: Int = 1_000_000
     @Option(help: "Keys per case-b request.") var bigKeys: Int = 1_000_000
-    @Option(help: "Which cases: a, b, all, apply or checkpoint.") var cases: String = "all"
+    @Option(help: "Which cases: a, b, all, apply, checkpoint or keycheck.") var cases: String = "all"
     @Option(help: "Checkpoint case: rows in the server's table.") var rows: Int = 1_000_000
     @Option(help: "Checkpoint case: checkpoints taken while the pusher runs.") var checkpoints: Int = 3
     @Option(help: "Checkpoint case: directory to write checkpoints to (the disk measured with dd).") var checkpointDir: String = "/tmp/ps-bench-checkpoints"
@@ -38,7 +38,9 @@ struct PSBench: ParsableCommand {
         guard servers >= 1, threads >= 1, runs >= 1, runSeconds > 0, dim >= 1, keys >= 1, keySpace >= keys, bigKeys >= 1 else {
             throw ValidationError("counts must be positive and --key-space >= --keys")
         }
-        guard ["a", "b", "all", "apply", "checkpoint"].contains(cases) else { throw ValidationError("--cases must be a, b, all, apply or checkpoint") }
+        guard ["a", "b", "all", "apply", "checkpoint", "keycheck"].contains(cases) else {
+            throw ValidationError("--cases must be a, b, all, apply, checkpoint or keycheck")
+        }
         if let b = serverBinary, !FileManager.default.isExecutableFile(atPath: b) {
             throw ValidationError("--server-binary \(b) is not an executable file")
         }
@@ -46,6 +48,7 @@ struct PSBench: ParsableCommand {
 
     func run() throws {
         if cases == "apply" { return applyOnly() }
+        if cases == "keycheck" { return keyCheck() }
         if cases == "checkpoint" {
             var logger = Logger(label: "ps-bench")
             logger.logLevel = .warning
@@ -74,6 +77,30 @@ struct PSBench: ParsableCommand {
 
     /// The server's push apply alone (no codec, no transport): case-a pushes
     /// straight into a `SparseTable`, to see what limits the server.
+    /// What the client's check that a table's keys are distinct costs
+    /// (`PSClient.firstRepeatedKey`, run on every pull and push): ns per key
+    /// and µs per call at request sizes around a worker's.
+    func keyCheck() {
+        print("ps-bench keycheck: PSClient.firstRepeatedKey on distinct random keys, median of \(runs) runs")
+        print("| keys per call | ns per key | us per call |")
+        print("|---:|---:|---:|")
+        var rng = SplitMix64(seed: 9)
+        for n in [256, 1_024, 4_096, 16_384, 65_536] {
+            let keys = (0..<n).map { _ in rng.next() }
+            let reps = max(20, 4_000_000 / n)
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                var found = 0
+                for _ in 0..<reps { if PSClient.firstRepeatedKey(keys) != nil { found += 1 } }
+                precondition(found == 0)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(reps))
+            }
+            let ns = times.sorted()[times.count / 2]
+            print("| \(n) | \(String(format: "%.2f", ns / Double(n))) | \(String(format: "%.1f", ns / 1000)) |")
+        }
+    }
+
     func applyOnly() {
         let dim = self.dim, keys = self.keys, keySpace = self.keySpace   // not the property wrappers in hot loops
         let spec = TableSpec.sparse(id: 1, name: "a", dim: UInt32(dim), initKind: .uniform, initScale: 0.01, seed: 1)
@@ -139,8 +166,8 @@ struct PSBench: ParsableCommand {
         let grads: [Float] = (0..<(keys * dim)).map { _ in Float(rng.nextUnit() - 0.5) * 0.01 }
         // Warm up: create rows of every batch.
         for b in batches {
-            _ = try client.pull([SparsePull(tableID: 1, keys: b, keysAreUnique: true)])
-            try client.push([SparseGradient(tableID: 1, keys: b, values: grads, keysAreUnique: true)])
+            _ = try client.wait(client.pull([SparsePull(tableID: 1, keys: b)]))
+            try client.wait(client.push([SparseGradient(tableID: 1, keys: b, values: grads)]))
         }
         var pullRates: [Double] = [], pushRates: [Double] = []
         var handleShare: [Double] = [], applyShare: [Double] = [], pushMs: [Double] = []
@@ -149,7 +176,7 @@ struct PSBench: ParsableCommand {
             var start = ContinuousClock.now
             var end = start + .milliseconds(Int(runSeconds * 1000))
             while ContinuousClock.now < end {
-                _ = try client.pull([SparsePull(tableID: 1, keys: batches[n % batches.count], keysAreUnique: true)])
+                _ = try client.wait(client.pull([SparsePull(tableID: 1, keys: batches[n % batches.count])]))
                 n += 1
             }
             pullRates.append(Double(n) / (ContinuousClock.now - start).seconds)
@@ -159,7 +186,7 @@ struct PSBench: ParsableCommand {
             start = ContinuousClock.now
             end = start + .milliseconds(Int(runSeconds * 1000))
             while ContinuousClock.now < end {
-                try client.push([SparseGradient(tableID: 1, keys: batches[n % batches.count], values: grads, keysAreUnique: true)])
+                try client.wait(client.push([SparseGradient(tableID: 1, keys: batches[n % batches.count], values: grads)]))
                 n += 1
             }
             let wall = (ContinuousClock.now - start).seconds
@@ -205,17 +232,17 @@ struct PSBench: ParsableCommand {
         let grads: [Float] = (0..<bigKeys).map { _ in Float(rng.nextUnit() - 0.5) * 0.01 }
         // First pull creates the rows (reported separately).
         var t = ContinuousClock.now
-        _ = try client.pull([SparsePull(tableID: 2, keys: big, keysAreUnique: true)])
+        _ = try client.wait(client.pull([SparsePull(tableID: 2, keys: big)]))
         let firstPull = (ContinuousClock.now - t).seconds * 1000
         var pulls: [Double] = [], pushes: [Double] = [], applies: [Double] = []
         for _ in 0..<runs {
             t = ContinuousClock.now
-            let r = try client.pull([SparsePull(tableID: 2, keys: big, keysAreUnique: true)])
+            let r = try client.wait(client.pull([SparsePull(tableID: 2, keys: big)]))
             pulls.append((ContinuousClock.now - t).seconds * 1000)
             precondition(r.sparse[0].count == bigKeys)
             let before = try serverTimes(client)
             t = ContinuousClock.now
-            try client.push([SparseGradient(tableID: 2, keys: big, values: grads, keysAreUnique: true)])
+            try client.wait(client.push([SparseGradient(tableID: 2, keys: big, values: grads)]))
             pushes.append((ContinuousClock.now - t).seconds * 1000)
             applies.append((try serverTimes(client).apply - before.apply) * 1000)
         }
