@@ -23,10 +23,9 @@ import Foundation
 /// counts as a plateau: the rate decays after each one, `lr_decays + 1`
 /// epochs in all.
 ///
-/// The state is `RUN_DIR/schedule.json`: written by `psctl evaluate`, read
-/// by the workers for the rate of their epoch.
+/// The state lives in the coordinator's journal (docs/COORDINATOR.md), which
+/// hands each worker its epoch's decay level with every lease.
 public struct LearningRateSchedule: Codable, Sendable, Equatable {
-    public static let fileName = "schedule.json"
     /// The servers' snapshot that holds the best epoch's model.
     public static let bestSnapshot = "best"
 
@@ -155,16 +154,5 @@ public struct LearningRateSchedule: Codable, Sendable, Equatable {
         epochs.append(EpochRecord(epoch: epoch, level: trainedAt, lrScale: Self.scale(level: trainedAt, decay: s.decay),
                                   validAUC: validAUC, action: action, restoredEpoch: restore ? bestEpoch : nil))
         return Decision(action: action, saveBest: improved, restoreBest: restore)
-    }
-
-    /// The schedule of a run directory; a new one when it has none yet.
-    public static func load(runDir: String) throws -> LearningRateSchedule {
-        let path = (runDir as NSString).appendingPathComponent(fileName)
-        guard FileManager.default.fileExists(atPath: path) else { return LearningRateSchedule() }
-        return try JSONFile.read(LearningRateSchedule.self, from: path)
-    }
-
-    public func save(runDir: String) throws {
-        try JSONFile.write(self, to: (runDir as NSString).appendingPathComponent(Self.fileName))
     }
 }

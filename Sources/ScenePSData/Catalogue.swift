@@ -1,6 +1,6 @@
 import ScenePSCore
 
-/// The item catalogue (`item_id,category_id,title`; DESIGN.md §4), read
+/// The item catalogue (`item_id,category_id,title`; docs/ARCHITECTURE.md §4), read
 /// beside a log and rewritten into the prepared data set as `items.csv`:
 /// `item_key,item_id,category_key,title,in_log`, keys as decimal UInt64,
 /// one row per catalogue item in catalogue order.

@@ -1,7 +1,7 @@
 import Foundation
 import ScenePSCore
 
-/// Options of the synthetic multi-scene generator (DESIGN.md §4).
+/// Options of the synthetic multi-scene generator (docs/ARCHITECTURE.md §4).
 public struct GeneratorOptions: Sendable {
     public var rows = 480_000
     public var users = 10_000

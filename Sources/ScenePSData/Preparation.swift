@@ -2,7 +2,7 @@ import Foundation
 import ScenePSCore
 
 /// Turns a behaviour log (+ optional catalogue and truth) into per-scene,
-/// per-split binary chunks and a manifest. See DESIGN.md §4.
+/// per-split binary chunks and a manifest. See docs/ARCHITECTURE.md §4.
 ///
 /// - History of a sample: the same user's earlier positive rows in any scene
 ///   with a strictly earlier timestamp, most recent first, at most `lLong`.

@@ -1,4 +1,4 @@
-/// The multi-scene interest-fusion model of DESIGN.md §3 over gathered
+/// The multi-scene interest-fusion model of docs/ARCHITECTURE.md §3 over gathered
 /// embeddings, forward and backward by hand (reference: shared/reference/msif.py).
 ///
 /// A step is a fixed sequence over buffers sized for `maxBatch` at init:

@@ -1,7 +1,7 @@
 import ScenePSCore
 
 /// Sizes and ablation switches of the multi-scene interest-fusion model
-/// (DESIGN.md §3). Defaults are the design's.
+/// (docs/ARCHITECTURE.md §3). Defaults are the design's.
 ///
 /// "Same-scene history only" is not here: the worker filters a history to
 /// the example's scene before the model sees it.

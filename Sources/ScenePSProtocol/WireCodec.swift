@@ -13,7 +13,7 @@ import Darwin
 /// copied once, by `pack`, into the output buffer. Decoding unpacks with
 /// protobuf-c, copies each repeated field once into a Swift array, and frees
 /// the unpacked message exactly once. Structs built here are never passed to
-/// `free_unpacked` (DESIGN.md §7).
+/// `free_unpacked` (docs/ARCHITECTURE.md §7).
 public enum WireCodec {
     // MARK: encode
 

@@ -33,7 +33,7 @@ public struct PSServerOptions: Sendable {
 /// One parameter server: a ROUTER frontend thread that moves frames between
 /// the network and an inproc DEALER, and `threads` handler threads that each
 /// own a DEALER connected to it (with one thread, the handler owns the ROUTER). Socket loops run on their own threads,
-/// never in Swift concurrency (DESIGN.md §7).
+/// never in Swift concurrency (docs/ARCHITECTURE.md §7).
 public final class PSServer: @unchecked Sendable {
     // @unchecked: mutable state is `stopping`/`threadsDone` under `lock`;
     // each socket is used by exactly one thread.

@@ -32,7 +32,7 @@ public enum ZMQOutgoingFrame {
     case owned(MallocBuffer)
 }
 
-/// A ZeroMQ socket. Belongs to one thread at a time (DESIGN.md §7); it is
+/// A ZeroMQ socket. Belongs to one thread at a time (docs/ARCHITECTURE.md §7); it is
 /// `@unchecked Sendable` only so it can be created on one thread and handed
 /// to the thread that runs its loop.
 public final class ZMQSocket: @unchecked Sendable {

@@ -2,7 +2,7 @@ import ScenePSClient
 import ScenePSCore
 import ScenePSModel
 
-/// The model's sparse features, declared once (DESIGN.md §3). The tables
+/// The model's sparse features, declared once (docs/ARCHITECTURE.md §3). The tables
 /// (name, wire id, width, defaults) are `FeatureTable.all` in ScenePSCore,
 /// because the config and the servers see them; the slots here say which
 /// `ModelInput` field reads which table, at which positions and by which key.

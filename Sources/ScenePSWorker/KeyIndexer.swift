@@ -1,6 +1,6 @@
 /// Maps the keys of one minibatch to dense local indices 0..<unique, in order
 /// of first appearance: the worker pulls each unique key once and sums the
-/// gradients of duplicates before pushing (DESIGN.md §2).
+/// gradients of duplicates before pushing (docs/ARCHITECTURE.md §2).
 ///
 /// Open addressing with generation stamps, so `reset()` is O(1) and nothing
 /// is allocated per batch once the table has grown to the batch's size.

@@ -4,7 +4,7 @@ import ScenePSModel
 /// The model a config names, with the sizes of the data set.
 public enum ModelFactory {
     /// Also sets the BLAS thread count to `training.compute_threads`: OpenBLAS
-    /// would otherwise start one thread per core in every worker (DESIGN.md §7).
+    /// would otherwise start one thread per core in every worker (docs/ARCHITECTURE.md §7).
     public static func make(_ c: ClusterConfig, scenes: Int, maxBatch: Int) throws -> any CTRModel<Float> {
         BLASThreads.set(c.training.computeThreads)
         switch c.model.kind {

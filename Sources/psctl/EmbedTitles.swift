@@ -4,7 +4,7 @@ import ScenePSCore
 import ScenePSData
 import ScenePSText
 
-/// `psctl embed-titles`: item-title embeddings from all-MiniLM-L6-v2 (DESIGN.md §3.6).
+/// `psctl embed-titles`: item-title embeddings from all-MiniLM-L6-v2 (docs/ARCHITECTURE.md §3.6).
 struct EmbedTitles: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed-titles",

@@ -88,23 +88,24 @@ final class LearningRateScheduleTests: XCTestCase {
         XCTAssertEqual(s.bestEpoch, 3, "the latest epoch")
     }
 
-    func testRoundTripsThroughTheRunDirectory() throws {
+    /// The schedule is part of the coordinator's journal: its JSON names are a format.
+    func testRoundTripsThroughJSON() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sched-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        XCTAssertEqual(try LearningRateSchedule.load(runDir: dir), LearningRateSchedule(), "none yet: a new one")
+        let path = dir + "/schedule.json"
         var s = LearningRateSchedule()
         _ = s.record(epoch: 1, validAUC: 0.7, settings: settings)
         _ = s.record(epoch: 2, validAUC: 0.6, settings: settings)
-        try s.save(runDir: dir)
-        let back = try LearningRateSchedule.load(runDir: dir)
+        try JSONFile.write(s, to: path)
+        let back = try JSONFile.read(LearningRateSchedule.self, from: path)
         XCTAssertEqual(back, s)
         XCTAssertEqual(back.level(ofEpoch: 3), 1)
-        let text = try String(contentsOfFile: dir + "/schedule.json", encoding: .utf8)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
         XCTAssertTrue(text.contains("\"rollback-decay\"") && text.contains("\"restored_epoch\" : 1"), text)
-        try "{".write(toFile: dir + "/schedule.json", atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try LearningRateSchedule.load(runDir: dir)) { error in
-            XCTAssertTrue("\(error)".contains(dir + "/schedule.json"), "\(error)")
+        try "{".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try JSONFile.read(LearningRateSchedule.self, from: path)) { error in
+            XCTAssertTrue("\(error)".contains(path), "\(error)")
         }
     }
 }

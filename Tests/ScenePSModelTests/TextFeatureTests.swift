@@ -3,7 +3,7 @@ import XCTest
 
 @testable import ScenePSModel
 
-/// Title features (DESIGN.md §3.6): `W_text · text(i)` added to the target's
+/// Title features (docs/ARCHITECTURE.md §3.6): `W_text · text(i)` added to the target's
 /// and every behaviour token's item vector, with the distinct title rows of a
 /// batch projected once. Finite differences in Double over every parameter
 /// (W_text included) and every trainable input; the title rows themselves are

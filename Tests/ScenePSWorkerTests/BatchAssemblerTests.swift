@@ -6,7 +6,7 @@ import XCTest
 @testable import ScenePSWorker
 
 /// The worker's batch assembly against a brute-force reference written from
-/// DESIGN.md §3 alone: which row of which table each model input reads, which
+/// docs/ARCHITECTURE.md §3 alone: which row of which table each model input reads, which
 /// history tokens are kept (the history cut to the model's L, the same-scene
 /// ablation), and where each gradient goes back to (summed per unique row).
 /// The baseline model reads neither history categories nor scenes, so a table

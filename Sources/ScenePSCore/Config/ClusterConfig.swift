@@ -36,7 +36,7 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var headWidth = 32
         public var baselineHidden = [64, 32]
         public var ablation: Ablation = .full
-        /// Title features (DESIGN.md §3.6): the frozen `item_text` table and
+        /// Title features (docs/ARCHITECTURE.md §3.6): the frozen `item_text` table and
         /// the learned projection `text.W` (d × 384) added to the target and
         /// every behaviour token's item vector.
         public var textFeatures = false
@@ -80,8 +80,9 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// workers all push gradients of the initial parameters at once; at
         /// full rate those stale steps can wreck the start (BENCHMARKS.md).
         public var warmup = 0.05
-        /// A worker waits while it is more than this fraction of its epoch
-        /// ahead of the slowest worker of the epoch; 0 turns alignment off.
+        /// A worker waits while its scene is more than this fraction of an
+        /// epoch ahead of the slowest scene (the coordinator compares the
+        /// scenes' progress); 0 turns alignment off.
         public var maxProgressLead = 0.02
         /// Send the next minibatch's pull before computing the current one;
         /// nil = auto (`prefetchEnabled`). It pays with one worker per core
@@ -100,7 +101,7 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// The learning-rate multiplier a worker sends with the push that
         /// brings its epoch to `examplesDone` of `epochExamples`: `lrDecay^level`
         /// (the schedule's decay level of the epoch), with a linear ramp over
-        /// the first `warmup` of epoch 1. Never 0 (the servers refuse it).
+        /// the first `warmup` of epoch 1. Never 0 (the wire reads 0 as 1; the client refuses it).
         public func learningRateScale(epoch: Int, level: Int, examplesDone: Int, epochExamples: Int) -> Float {
             var scale = LearningRateSchedule.scale(level: level, decay: lrDecay)
             let ramp = warmup * Double(epochExamples)

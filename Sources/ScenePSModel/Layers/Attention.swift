@@ -4,7 +4,7 @@
 /// masking is by construction and padding can get no gradient; an example
 /// with no valid token gets a zero output (the reference's "all padding" case).
 
-/// Scene-aware target attention of §3.3, per example:
+/// Scene-aware target attention of docs/ARCHITECTURE.md §3 step 3, per example:
 /// `s_j = tok_j · q̃ / sqrt(d)`, `a = softmax(s)`, `c = Σ_j a_j tok_j`.
 ///
 /// The model feeds it `q̃ = W_kᵀ q` and applies `W_v` to `c` afterwards:

@@ -1,4 +1,4 @@
-/// Fusion gate (§3.5): `g = sigmoid(W_g [long; short; e_s; t] + b_g)`,
+/// Fusion gate (docs/ARCHITECTURE.md §3 step 5): `g = sigmoid(W_g [long; short; e_s; t] + b_g)`,
 /// `interest = g ⊙ long + (1 − g) ⊙ short`. W_g (d, 4d) is used as four
 /// column blocks, so the concatenation is never built.
 enum FusionGate {

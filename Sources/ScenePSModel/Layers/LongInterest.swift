@@ -1,4 +1,4 @@
-/// Long-term interest (§3.3): scene-aware target attention over the last
+/// Long-term interest (docs/ARCHITECTURE.md §3 step 3): scene-aware target attention over the last
 /// L_long behaviour tokens.
 ///
 ///     q = W_q [t; e_s] + b_q            (B, d)

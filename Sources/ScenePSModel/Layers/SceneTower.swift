@@ -1,4 +1,4 @@
-/// Scene-conditioned experts and per-scene heads (§3.6–3.7), without the item bias:
+/// Scene-conditioned experts and per-scene heads (docs/ARCHITECTURE.md §3 steps 6-7), without the item bias:
 ///
 ///     E_k(x) = ReLU(W2_k ReLU(W1_k x + b1_k) + b2_k)        K shared experts
 ///     γ = softmax(G_s x + c_s);  h = Σ_k γ_k E_k(x)          per-scene gate

@@ -1,4 +1,4 @@
-/// The learned projection of the frozen title vectors (DESIGN.md §3.6):
+/// The learned projection of the frozen title vectors (docs/ARCHITECTURE.md §3.6):
 /// `y += x · W_textᵀ`, x (M, K) title vectors, `W_text` (d, K) stored
 /// [out, in] like every matrix, y (M, d) the item vectors they are added to
 /// (the target's `t` and each behaviour token's `b_j`, steps 1 and 2).

@@ -1,4 +1,4 @@
-/// Short-term interest (§3.4): one pre-LN Transformer encoder block over the
+/// Short-term interest (docs/ARCHITECTURE.md §3 step 4): one pre-LN Transformer encoder block over the
 /// packed valid tokens of the batch, then the masked mean per example.
 ///
 ///     u1 = LN1(x); q,k,v = u1 W_{q,k,v}ᵀ + b; o = MHA(q, k, v) (keys of the same example)
