@@ -2,7 +2,8 @@ import ScenePSCore
 
 /// Where each key of a request goes: its server (`Sharding.server`) and its
 /// position in that server's key list, for keys the caller made distinct.
-/// Routing also checks that they are (`PSClient.firstRepeatedKey`).
+/// Routing also checks that they are (`KeyHash.firstRepeat`; the servers
+/// check pushes again).
 struct KeyRouting {
     /// Per position in the caller's key list: server and position there.
     let server: [Int32]
@@ -12,7 +13,7 @@ struct KeyRouting {
 
     /// Nil when a key repeats; `duplicate` then holds it.
     init?(table: UInt32, keys: [UInt64], servers: Int, duplicate: inout UInt64?) {
-        if let d = PSClient.firstRepeatedKey(keys) {
+        if let d = KeyHash.firstRepeat(in: keys) {
             duplicate = d
             return nil
         }
@@ -40,32 +41,3 @@ struct KeyRouting {
     }
 }
 
-extension PSClient {
-    /// The first key of `keys` that occurs twice, if any: the check every
-    /// pull and push runs on each table's keys. One probe per key into a
-    /// flat open-addressing table of positions (at least twice the keys, no
-    /// per-key allocation); its cost is in BENCHMARKS.md (ps-bench --cases keycheck).
-    public static func firstRepeatedKey(_ keys: [UInt64]) -> UInt64? {
-        let n = keys.count
-        if n < 2 { return nil }
-        var capacity = 16
-        while capacity < 2 * n { capacity <<= 1 }
-        let mask = capacity - 1
-        return keys.withUnsafeBufferPointer { k in
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: capacity) { slot in
-                slot.initialize(repeating: -1)   // slot -> position of the key there
-                for i in 0..<n {
-                    let key = k[i]
-                    var j = Int(truncatingIfNeeded: KeyHash.mix64(key ^ 0x6B65_7973)) & mask
-                    while true {
-                        let at = slot[j]
-                        if at < 0 { slot[j] = Int32(i); break }
-                        if k[Int(at)] == key { return key }
-                        j = (j + 1) & mask
-                    }
-                }
-                return nil
-            }
-        }
-    }
-}

@@ -60,3 +60,34 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
     }
 }
+
+extension KeyHash {
+    /// The first key of `keys` that occurs twice, if any: the check the
+    /// client runs on each table's keys of every pull and push, and a server
+    /// on every push. One probe per key into a flat open-addressing table of
+    /// positions (at least twice the keys, no per-key allocation); its cost is
+    /// in BENCHMARKS.md (ps-bench --cases keycheck).
+    public static func firstRepeat(in keys: [UInt64]) -> UInt64? {
+        let n = keys.count
+        if n < 2 { return nil }
+        var capacity = 16
+        while capacity < 2 * n { capacity <<= 1 }
+        let mask = capacity - 1
+        return keys.withUnsafeBufferPointer { k in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: capacity) { slot in
+                slot.initialize(repeating: -1)   // slot -> position of the key there
+                for i in 0..<n {
+                    let key = k[i]
+                    var j = Int(truncatingIfNeeded: KeyHash.mix64(key ^ 0x6B65_7973)) & mask
+                    while true {
+                        let at = slot[j]
+                        if at < 0 { slot[j] = Int32(i); break }
+                        if k[Int(at)] == key { return key }
+                        j = (j + 1) & mask
+                    }
+                }
+                return nil
+            }
+        }
+    }
+}

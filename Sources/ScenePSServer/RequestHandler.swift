@@ -312,6 +312,17 @@ public final class RequestHandler: @unchecked Sendable {
             r.sparse.append(s)
             r.rows += UInt64(blk.keys.count)
         }
+        // Each row gets one optimiser step per push: a key listed twice for a
+        // table (in one block or across its blocks) is refused, not stepped twice.
+        var tablesSeen = Set<UInt32>(), repeatedTables = Set<UInt32>()
+        for blk in b.sparse where !tablesSeen.insert(blk.tableID).inserted { repeatedTables.insert(blk.tableID) }
+        for (i, blk) in b.sparse.enumerated() where !repeatedTables.contains(blk.tableID) || b.sparse.firstIndex(where: { $0.tableID == blk.tableID }) == i {
+            let keys = repeatedTables.contains(blk.tableID) ? b.sparse.filter { $0.tableID == blk.tableID }.flatMap(\.keys) : blk.keys
+            if let k = KeyHash.firstRepeat(in: keys) {
+                return .failure(ErrorReply(status: .badRequest, message:
+                    "push to table \(blk.tableID) '\(r.sparse[i].spec.name)': key \(k) is listed twice (each row takes one step per push: sum its gradients first)"))
+            }
+        }
         for blk in b.dense {
             let d: DenseTable
             switch denseTable(blk) {

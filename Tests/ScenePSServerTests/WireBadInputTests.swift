@@ -62,6 +62,13 @@ final class WireBadInputTests: XCTestCase {
         XCTAssertError(try t.request(.push(wrongDim)), .wrongDimension, contains: "7")
         XCTAssertError(try t.request(.push(Blocks(sparse: [SparseBlock(tableID: 1, keys: [10], values: [])]))), .wrongDimension, contains: "item")
 
+        // A key listed twice for a table, in one block or across two blocks of it: refused, not stepped twice.
+        XCTAssertError(try t.request(.push(Blocks(sparse: [SparseBlock(tableID: 1, keys: [10, 20, 10], values: [Float](repeating: 1, count: 12))]))),
+                       .badRequest, contains: "key 10 is listed twice")
+        var split = goodPush
+        split.sparse.append(SparseBlock(tableID: 1, keys: [20, 30], values: [Float](repeating: 1, count: 8)))
+        XCTAssertError(try t.request(.push(split)), .badRequest, contains: "key 30 is listed twice")
+
         // Dense slice out of range, overflowing offset, wrong value count.
         XCTAssertError(try t.request(.pull(Blocks(dense: [DenseBlock(tableID: 3, offset: 8, count: 5)]))), .wrongDimension, contains: "outside")
         XCTAssertError(try t.request(.push(Blocks(dense: [DenseBlock(tableID: 3, offset: UInt64.max, count: 2, values: [1, 1])]))),

@@ -78,10 +78,10 @@ struct PSBench: ParsableCommand {
     /// The server's push apply alone (no codec, no transport): case-a pushes
     /// straight into a `SparseTable`, to see what limits the server.
     /// What the client's check that a table's keys are distinct costs
-    /// (`PSClient.firstRepeatedKey`, run on every pull and push): ns per key
+    /// (`KeyHash.firstRepeat`, run on every pull and push): ns per key
     /// and µs per call at request sizes around a worker's.
     func keyCheck() {
-        print("ps-bench keycheck: PSClient.firstRepeatedKey on distinct random keys, median of \(runs) runs")
+        print("ps-bench keycheck: KeyHash.firstRepeat on distinct random keys, median of \(runs) runs")
         print("| keys per call | ns per key | us per call |")
         print("|---:|---:|---:|")
         var rng = SplitMix64(seed: 9)
@@ -92,7 +92,7 @@ struct PSBench: ParsableCommand {
             for _ in 0..<runs {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 var found = 0
-                for _ in 0..<reps { if PSClient.firstRepeatedKey(keys) != nil { found += 1 } }
+                for _ in 0..<reps { if KeyHash.firstRepeat(in: keys) != nil { found += 1 } }
                 precondition(found == 0)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / Double(reps))
             }
