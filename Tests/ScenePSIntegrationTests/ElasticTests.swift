@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import ScenePSClient
+import ScenePSProtocol
 import XCTest
 
 /// Real processes under cluster/local.sh, with processes killed, stopped and
@@ -322,10 +325,33 @@ final class ElasticTests: XCTestCase {
         XCTAssertEqual(field("chunks_done").flatMap(Int.init), done, "the printed progress is the manifest's: \(r.output)")
         XCTAssertEqual(field("epoch").flatMap(Int.init), progress["epoch"] as? Int)
         XCTAssertNotNil(progress["targets"], "the progress is the coordinator's journal: \(progress.keys.sorted())")
+        // Bad input: a rewind to a checkpoint that is missing, or whose progress is of another data set, is
+        // refused naming the manifest; the coordinator keeps serving and nothing changes (the job still ends
+        // with every chunk once).
+        var foreign = m
+        var fp = progress
+        fp["done"] = ["0": [9999]]
+        foreign["progress"] = fp
+        let fake = run.appendingPathComponent("checkpoints-foreign/ckpt-foreign")
+        try FileManager.default.createDirectory(at: fake, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: foreign).write(to: fake.appendingPathComponent("manifest.json"))
+        let endpoint = try String(contentsOf: run.appendingPathComponent("coordinator/endpoint"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let calls = CoordinatorCalls(try ZMQCoordinatorLink(endpoint: endpoint, sender: "elastic-test-\(getpid())",
+                                                           attemptTimeout: .seconds(2), patience: .seconds(20), logger: quiet))
+        for (bad, expect) in [(fake.path, "do not exist in this data set"), (run.appendingPathComponent("nowhere").path, "nowhere")] {
+            XCTAssertThrowsError(try calls.recovery(RecoveryRequest(action: .rewind, checkpoint: bad, reason: "test"))) { e in
+                XCTAssertTrue("\(e)".contains(expect) && "\(e)".contains("manifest.json"), "\(e)")
+            }
+        }
+        XCTAssertEqual(try calls.status().phase.isEmpty, false, "the coordinator keeps serving")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(4000)))
         // The coordinator recorded it, with the same progress.
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
         let name = (path as NSString).lastPathComponent
         let recorded = (s["checkpoints"] as? [[String: Any]] ?? []).first { $0["name"] as? String == name }
         XCTAssertEqual(recorded?["tags"] as? [String], m["tags"] as? [String], "\(s["checkpoints"] ?? "none")")
