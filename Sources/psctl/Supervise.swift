@@ -22,8 +22,10 @@ struct Supervise: ParsableCommand {
             runs it keeps every scene's pool at the size the coordinator holds (psctl scale changes it): it \
             starts workers when a pool grows; workers over the size retire by themselves. A worker or the \
             coordinator that dies is restarted with --restart-on-failure (at most --max-restarts times each); \
-            without it, or when a server dies, everything is stopped and the exit status is 1, naming the \
-            process. Exits 0 when the coordinator ends the job. Ctrl-C / SIGTERM stop every process.
+            so is a server, from the latest checkpoint, as the config's `recovery` says (partial: only it, with \
+            its shard; global: every server from that cut, and the coordinator's data progress rewound to it). \
+            Without the flag, everything is stopped and the exit status is 1, naming the process. Exits 0 when \
+            the coordinator ends the job. Ctrl-C / SIGTERM stop every process.
             """)
 
     @Option(help: "Directory of the ps-server, worker and coordinator executables.") var bin: String
@@ -316,19 +318,18 @@ final class Supervisor {
             if let why = waitAnswer(servers[j], ep, .heartbeat(Heartbeat()), seconds: 120) { return why }
         }
         // 4. The data progress back to the same cut (patient: the coordinator may itself be restarting).
-        var rewound: RecoveryReply?
-        let rewindBy = Date().addingTimeInterval(120)
-        while rewound == nil && Date() < rewindBy {
-            guard let calls = link(plan.coordinator, "rewind", attempt: .seconds(2), patience: .seconds(10)).map(CoordinatorCalls.init) else { break }
-            do {
-                rewound = try calls.recovery(RecoveryRequest(action: .rewind, checkpoint: latest.path, reason: reason))
-            } catch let e as CoordinatorError {
-                return "the coordinator refused to rewind its data progress to \(latest.path): \(e)"
-            } catch {
-                if let c = coordinator, c.exitStatus != nil { Thread.sleep(forTimeInterval: 0.5) }
-            }
+        // One request, resent under the same id until answered: the coordinator applies it once (its reply cache).
+        guard let rewindCalls = link(plan.coordinator, "rewind", attempt: .seconds(2), patience: .seconds(120)).map(CoordinatorCalls.init) else {
+            return "cannot open a socket to the coordinator at \(plan.coordinator)"
         }
-        guard let x = rewound else { return "the coordinator did not answer the rewind to \(latest.path) within 120 s" }
+        let x: RecoveryReply
+        do {
+            x = try rewindCalls.recovery(RecoveryRequest(action: .rewind, checkpoint: latest.path, reason: reason))
+        } catch let e as CoordinatorError {
+            return "the coordinator refused to rewind its data progress to \(latest.path): \(e)"
+        } catch {
+            return "the coordinator did not answer the rewind to \(latest.path): \(error)"
+        }
         let now = Date().timeIntervalSince1970
         let debt = plan.servers.indices.map { j in "server-\(j): " + (undone[j].map { "\($0) pushes" } ?? "unknown (it died)") }
         FileHandle.standardError.write(Data(("local.sh: every server restored \(latest.name); recovery debt: \(String(format: "%.0f", age)) s of pushes since the cut (" +
