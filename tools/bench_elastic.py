@@ -2,7 +2,7 @@
 """Quickstart runs under the coordinator: speed, AUC and what failures cost.
 
     tools/bench_elastic.py [--bin DIR] [--base-bin DIR] [--cases speed,wps1,wps2,wps4,scaled,killed]
-                           [--rows N] [--work DIR]
+                           [--rows N] [--work DIR] [--kill-after S]
 
 Cases (each a cluster/local.sh run on the default generated data, or on
 --rows N rows):
@@ -14,6 +14,15 @@ Cases (each a cluster/local.sh run on the default generated data, or on
   killed   2 workers per scene with --restart-on-failure; a worker of home
            killed with SIGKILL every 20 s, three times; reports how long its
            chunk took to be leased again
+  ckpt-off / ckpt-on   checkpoints off (checkpoint.every_seconds 0, at_epoch_end
+           false) / at the defaults (every 60 s and at each epoch end): examples/s.
+           A case may be repeated (ckpt-off,ckpt-on,ckpt-on,ckpt-off: alternating)
+  nofail / partial / global   --restart-on-failure; partial and global kill
+           server-1 with SIGKILL --kill-after seconds (default 50) after training
+           started, under `recovery: partial` / `recovery: global`; reports the
+           seconds from the kill to the first push its replacement applied (the
+           server logs "first push applied" with unix_time), the checkpoint's age
+           (seconds undone) and what the rewind took back
 Prints one table: examples/s, overall and per-scene AUC, epochs, chunks
 re-leased, restarts, the coordinator's messages per second.
 """
@@ -107,6 +116,40 @@ def killed(bin_dir):
     return during
 
 
+def config_with(work, name, text):
+    """A config file: cluster/default.yaml with `text`'s keys over it."""
+    os.makedirs(work, exist_ok=True)
+    path = os.path.join(work, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(f"base: {os.path.join(ROOT, 'cluster', 'default.yaml')}\n" + text)
+    return path
+
+
+def server_killed(kill_after):
+    def during(p, run_dir, t0):
+        start = wait_training(run_dir, t0)
+        while time.time() - start < kill_after and p.poll() is None:
+            time.sleep(0.2)
+        if p.poll() is not None:
+            return {"kill": "the job ended first"}
+        # This job's server only (its --checkpoint-dir is in the run directory).
+        subprocess.run(["pkill", "-KILL", "-f", f"ps-server --shard-index 1 .*--checkpoint-dir {run_dir}/checkpoints"], check=False)
+        t_kill = time.time()
+        first = None
+        log = os.path.join(run_dir, "logs", "server-1.log")
+        while time.time() - t_kill < 300 and p.poll() is None and first is None:
+            try:
+                for m in re.finditer(r"unix_time=([0-9.]+) .*first push applied", open(log).read()):
+                    if float(m.group(1)) > t_kill:
+                        first = float(m.group(1)) - t_kill
+                        break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return {"kill_to_first_push_s": round(first, 2) if first is not None else None}
+    return during
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=None, help="this build's executables (default: swift build -c release --show-bin-path)")
@@ -115,14 +158,17 @@ def main():
     ap.add_argument("--cases", default="speed,wps1,wps2,wps4,scaled,killed")
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench-elastic"))
+    ap.add_argument("--kill-after", type=float, default=50, help="partial/global: seconds of training before the kill")
     a = ap.parse_args()
     bin_dir = a.bin or subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT,
                                       capture_output=True, text=True).stdout.strip()
     launcher = os.path.join(ROOT, "cluster", "local.sh")
     rows = ["--rows", str(a.rows)] if a.rows else []
     results = []
+    seen = {}
     for case in a.cases.split(","):
-        d = os.path.join(a.work, case)
+        seen[case] = seen.get(case, 0) + 1
+        d = os.path.join(a.work, case + (f"-{seen[case]}" if seen[case] > 1 else ""))
         if case == "speed":
             results.append(("this build", run_job(launcher, bin_dir, d + "-new", rows)))
             if a.base_bin and a.base_root:
@@ -138,6 +184,17 @@ def main():
             results.append(("2/scene, 3 kills", run_job(launcher, bin_dir, d, rows + ["--workers-per-scene", "2",
                                                                                      "--restart-on-failure"],
                                                        during=killed(bin_dir))))
+        elif case in ("ckpt-off", "ckpt-on"):
+            cfg = config_with(a.work, case, "checkpoint: {every_seconds: 0, at_epoch_end: false}\n" if case == "ckpt-off" else "")
+            results.append((f"{case} #{seen[case]}", run_job(launcher, bin_dir, d, rows + ["--config", cfg])))
+        elif case in ("nofail", "partial", "global"):
+            cfg = config_with(a.work, case, f"recovery: {'global' if case == 'global' else 'partial'}\n")
+            results.append((case if case == "nofail" else f"server-1 killed, {case}",
+                            run_job(launcher, bin_dir, d, rows + ["--config", cfg, "--restart-on-failure"],
+                                    during=None if case == "nofail" else server_killed(a.kill_after))))
+            rec = results[-1][1].get("recoveries") or []
+            if rec:
+                results[-1][1]["_notes"]["recoveries"] = [{k: v for k, v in r.items() if k not in ("time", "cause")} for r in rec]
         else:
             sys.exit(f"unknown case {case}")
         name, s = results[-1]

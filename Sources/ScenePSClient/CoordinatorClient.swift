@@ -123,6 +123,20 @@ public struct CoordinatorCalls {
         guard case .statusReply(let x) = reply else { throw CoordinatorError.from(reply, "status") }
         return x
     }
+
+    /// An on-demand checkpoint: ticket 0 asks for one, another asks how that one went.
+    public func checkpoint(_ r: CoordinatorCheckpointRequest) throws -> CoordinatorCheckpointReply {
+        let reply = try link.call(.coordinatorCheckpoint(r))
+        guard case .coordinatorCheckpointReply(let x) = reply else { throw CoordinatorError.from(reply, "checkpoint request") }
+        return x
+    }
+
+    /// Global recovery: begin, rewind to a checkpoint, or abort.
+    public func recovery(_ r: RecoveryRequest) throws -> RecoveryReply {
+        let reply = try link.call(.recovery(r))
+        guard case .recoveryReply(let x) = reply else { throw CoordinatorError.from(reply, "recovery request") }
+        return x
+    }
 }
 
 /// A coordinator's refusal, typed.

@@ -88,10 +88,13 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
         /// Examples of released leases that their dead members had reported
         /// trained (their last beat): trained again by the chunk's next worker.
         public var retrained = 0
+        /// Chunks reported done and then undone by a global rollback (their leases count as released;
+        /// their examples are in `retrained`). nil: none.
+        public var rewound: Int?
         public var startedAt: Double
         public var finishedAt: Double?
         enum CodingKeys: String, CodingKey {
-            case epoch, chunks, leased, done, released, examples, retrained
+            case epoch, chunks, leased, done, released, examples, retrained, rewound
             case startedAt = "started_at", finishedAt = "finished_at"
         }
     }
@@ -121,6 +124,23 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
         }
     }
 
+    /// A global rollback: data progress rewound to a checkpoint's after a server died.
+    public struct RewindRecord: Codable, Sendable, Equatable {
+        public var time: Double
+        public var checkpoint: String
+        public var epochFrom: Int
+        public var epochTo: Int
+        public var chunksUndone: Int
+        public var examplesUndone: Int
+        public var leasesReleased: Int
+        public var reason: String
+        enum CodingKeys: String, CodingKey {
+            case time, checkpoint, reason
+            case epochFrom = "epoch_from", epochTo = "epoch_to", chunksUndone = "chunks_undone"
+            case examplesUndone = "examples_undone", leasesReleased = "leases_released"
+        }
+    }
+
     public var version = CoordinatorJournal.formatVersion
     public var epoch = 1
     public var phase = Phase.training
@@ -145,6 +165,8 @@ public struct CoordinatorJournal: Codable, Sendable, Equatable {
     public var resumedFrom: [String] = []
     /// Checkpoints taken, oldest first (pruned ones included: this is a record).
     public var checkpoints: [CheckpointRecord] = []
+    /// Global rollbacks, oldest first (nil: none; optional so that older journals still load).
+    public var rewinds: [RewindRecord]?
     public var startedAt: Double
     /// Why training ended (set with phase `done`).
     public var outcome: String?
@@ -182,6 +204,11 @@ public final class Coordinator {
     private var order: [[Int]] = []
     /// The last notable event, for `psctl status`.
     public private(set) var lastEvent = ""
+    /// Set by a recovery BEGIN (a server died, the supervisor is rolling every server back): no chunk is
+    /// leased and no checkpoint started until the REWIND (or ABORT, or `recoveryTimeout`). Not durable: a
+    /// restarted coordinator leases again, and the supervisor's REWIND works without a BEGIN.
+    public private(set) var recoveringSince: Double?
+    public var recoveryTimeout = 300.0
 
     public init(plan: LeasePlan, settings: MembershipSettings, journal: CoordinatorJournal, now: Double, logger: Logger) {
         self.plan = plan
@@ -273,7 +300,13 @@ public final class Coordinator {
     }
 
     /// Declares members dead that have been silent too long; their leases go back to the queue.
-    public func tick(now: Double) { expire(now: now) }
+    public func tick(now: Double) {
+        expire(now: now)
+        if let since = recoveringSince, now - since > recoveryTimeout {
+            recoveringSince = nil
+            note(String(format: "recovery begun %.0f s ago had no rewind: leasing again", now - since), .warning)
+        }
+    }
 
     private func error(_ status: Status, _ message: String) -> Body {
         .error(ErrorReply(status: status, message: message))
@@ -393,6 +426,7 @@ public final class Coordinator {
         }
         // A retried request while it holds a lease: the same lease again.
         if let held = journal.leases.first(where: { $0.member == m.id }) { return chunkReply(held) }
+        if recoveringSince != nil { return wait("the servers are being rolled back to a checkpoint (global recovery)") }
         let candidates = m.scene == "*" ? Array(plan.scenes.indices) : [sceneIndex(m.scene)!]
         if m.scene != "*", let target = journal.targets[m.scene], members(of: candidates[0]).filter({ $0.scene == m.scene }).count > target {
             drop(m.id, reason: "retired: scene \(m.scene)'s pool is \(target)", now: now, retired: true)
@@ -564,6 +598,114 @@ public final class Coordinator {
         _ = commit { $0.checkpoints.append(c) }
         note(String(format: "checkpoint %@: epoch %d, %d chunks done, push stall %.1f ms, %.1f MB in %.1f s",
                     c.name, c.epoch, c.chunksDone, c.pushStallMs, Double(c.bytes) / 1e6, c.seconds))
+    }
+
+    // MARK: global recovery
+
+    /// BEGIN: stop leasing chunks until `rewind` (or `endRecovery`).
+    public func beginRecovery(reason: String, now: Double) {
+        if recoveringSince == nil { recoveringSince = now }
+        note("global recovery begun (\(reason)): no chunk is leased until the servers are back at one checkpoint", .warning)
+    }
+
+    /// ABORT: leasing resumes without a rewind.
+    public func endRecovery(reason: String) {
+        guard recoveringSince != nil else { return }
+        recoveringSince = nil
+        note("global recovery ended without a rewind: \(reason)", .warning)
+    }
+
+    public struct RewindResult: Sendable, Equatable {
+        public var epochFrom: Int
+        public var epochTo: Int
+        public var chunksUndone: Int
+        public var examplesUndone: Int
+        public var leasesReleased: Int
+    }
+
+    /// A journal must describe this data set: the same scenes and chunk counts. `path` names the file in errors.
+    public static func check(_ j: CoordinatorJournal, against plan: LeasePlan, path: String) throws {
+        for (key, done) in j.done {
+            guard let s = Int(key), plan.scenes.indices.contains(s), done.allSatisfy({ plan.scenes[s].chunks.indices.contains($0) }) else {
+                throw ScenePSError.config("\(path): chunks done of scene \(key) do not exist in this data set (another data set's journal?)")
+            }
+        }
+        for l in j.leases where !plan.scenes.indices.contains(l.scene) || !plan.scenes[l.scene].chunks.indices.contains(l.chunk) {
+            throw ScenePSError.config("\(path): lease \(l.id) names chunk \(l.chunk) of scene \(l.scene), which this data set lacks")
+        }
+        let chunks = plan.scenes.reduce(0) { $0 + $1.chunks.count }
+        if let e = j.epochs.first(where: { $0.chunks != chunks }) {
+            throw ScenePSError.config("\(path): epoch \(e.epoch) has \(e.chunks) chunks, this data set \(chunks) (another data set's journal?)")
+        }
+    }
+
+    /// REWIND (global recovery): every server restored the checkpoint whose `progress` is `to`; the data
+    /// progress goes back to it. Epoch, phase, chunks done, schedule and outcome become the checkpoint's;
+    /// every lease in flight is released (its member's report will not count; the chunk is leased again);
+    /// chunks reported done after the cut are undone (trained again: `rewound`, their examples in
+    /// `retrained`, their leases counted as released so that leased = done + released still holds).
+    /// Members, pools, restarts and the record of checkpoints stay. A `to` that does not fit this job
+    /// (another data set, a later epoch, another journal format) is refused naming `path`; nothing changes.
+    @discardableResult
+    public func rewind(to p: CoordinatorJournal, checkpoint: String, path: String, reason: String, now: Double) throws -> RewindResult {
+        guard p.version == CoordinatorJournal.formatVersion else {
+            throw ScenePSError(.checkpoint, "\(path): journal format \(p.version), this coordinator reads \(CoordinatorJournal.formatVersion)")
+        }
+        try Self.check(p, against: plan, path: path)
+        guard p.epoch >= 1, p.epoch <= journal.epoch else {
+            throw ScenePSError(.checkpoint, "\(path): its progress is at epoch \(p.epoch), this job at epoch \(journal.epoch): not a checkpoint of this job")
+        }
+        var j = journal
+        let from = j.epoch
+        let inFlight = j.leases
+        let partial = inFlight.reduce(0) { $0 + min(leaseExamples[$1.id] ?? 0, plan.scenes[$1.scene].chunks[$1.chunk].examples) }
+        // Chunks done now (in the checkpoint's epoch) that the checkpoint does not have.
+        var undone = 0, undoneExamples = 0
+        for s in plan.scenes.indices {
+            let now = p.epoch == from ? Set(j.done[String(s)] ?? []) : Set(plan.scenes[s].chunks.indices)
+            let then = Set(p.done[String(s)] ?? [])
+            for c in now.subtracting(then) {
+                undone += 1
+                undoneExamples += plan.scenes[s].chunks[c].examples
+            }
+        }
+        // Later epochs' work is undone whole (their lease records go: the epoch is trained again).
+        var laterChunks = 0, laterExamples = 0
+        for e in j.epochs where e.epoch > p.epoch {
+            laterChunks += e.done
+            laterExamples += e.examples
+        }
+        j.epochs.removeAll { $0.epoch > p.epoch }
+        if let i = j.epochs.lastIndex(where: { $0.epoch == p.epoch }) {
+            j.epochs[i].done -= undone
+            j.epochs[i].examples -= undoneExamples
+            j.epochs[i].released += undone + (p.epoch == from ? inFlight.count : 0)
+            j.epochs[i].retrained += undoneExamples + (p.epoch == from ? partial : 0)
+            j.epochs[i].rewound = (j.epochs[i].rewound ?? 0) + undone
+            if p.phase == .training { j.epochs[i].finishedAt = nil }
+        } else {
+            j.epochs.append(.init(epoch: p.epoch, chunks: plan.scenes.reduce(0) { $0 + $1.chunks.count }, startedAt: now))
+        }
+        j.epoch = p.epoch
+        j.phase = p.phase
+        j.done = p.done
+        j.schedule = p.schedule
+        j.outcome = p.outcome
+        j.leases = []
+        j.nextLeaseID = max(j.nextLeaseID, p.nextLeaseID)
+        let result = RewindResult(epochFrom: from, epochTo: p.epoch, chunksUndone: undone + laterChunks,
+                                  examplesUndone: undoneExamples + laterExamples, leasesReleased: inFlight.count)
+        j.rewinds = (j.rewinds ?? []) + [.init(time: now, checkpoint: checkpoint, epochFrom: from, epochTo: p.epoch,
+                                               chunksUndone: result.chunksUndone, examplesUndone: result.examplesUndone,
+                                               leasesReleased: inFlight.count, reason: reason)]
+        try persist(j)
+        journal = j
+        dirty = false
+        leaseExamples = [:]
+        recoveringSince = nil
+        computeOrder()
+        note("rewound to checkpoint \(checkpoint) (\(reason)): epoch \(from) -> \(p.epoch), \(result.chunksUndone) chunks done since the cut are trained again, \(inFlight.count) leases in flight released", .warning)
+        return result
     }
 
     /// Chunks reported done in the current epoch.

@@ -54,6 +54,14 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Set after an epoch's evaluation: checkpoint now (tagged best when it was the best epoch).
     private var epochCheckpoint: (epoch: Int, best: Bool)?
     private var evaluationFailures = 0
+    /// On-demand checkpoints (`psctl checkpoint --run-dir`): ticket → its state; the queue waits for the next start.
+    private var tickets: [UInt64: CoordinatorCheckpointReply] = [:]
+    private var nextTicket: UInt64 = 1
+    private var onDemandQueue: [(ticket: UInt64, tags: [String])] = []
+    /// Bumped by every global rewind: an evaluation or checkpoint begun before one is stale.
+    private var rewindGeneration = 0
+    /// After a rewind to a checkpoint tagged best: the restored servers save it as the best model again.
+    private var bestSavePending = false
     private var fatal: String?
     public private(set) var endpoint = ""
 
@@ -115,16 +123,8 @@ public final class CoordinatorService: @unchecked Sendable {
         try coordinator.recordStart()
     }
 
-    /// A journal must describe this data set: the same scenes and chunk counts.
     static func check(_ j: CoordinatorJournal, against plan: LeasePlan, path: String) throws {
-        for (key, done) in j.done {
-            guard let s = Int(key), plan.scenes.indices.contains(s), done.allSatisfy({ plan.scenes[s].chunks.indices.contains($0) }) else {
-                throw ScenePSError.config("\(path): chunks done of scene \(key) do not exist in this data set (another data set's journal?)")
-            }
-        }
-        for l in j.leases where !plan.scenes.indices.contains(l.scene) || !plan.scenes[l.scene].chunks.indices.contains(l.chunk) {
-            throw ScenePSError.config("\(path): lease \(l.id) names chunk \(l.chunk) of scene \(l.scene), which this data set lacks")
-        }
+        try Coordinator.check(j, against: plan, path: path)
     }
 
     /// Serves until training is over and the members heard it (returns 0),
@@ -138,13 +138,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.bind(options.bind)
         endpoint = try socket.lastEndpoint()
         try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
-        if resumedAtBest {
-            var quiet = logger
-            quiet.logLevel = .warning
-            let client = try PSClient.forModel(endpoints: options.servers, sender: "coordinator-resume-\(getpid())",
-                                               config: config, role: "psctl", scene: "", logger: quiet)
-            try client.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
-        }
+        if resumedAtBest { try saveBestSnapshot() }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
                                           "scenes": "\(coordinator.plan.scenes.map(\.name).joined(separator: ","))"])
         var doneSince: Double?
@@ -188,10 +182,17 @@ public final class CoordinatorService: @unchecked Sendable {
                     return 1
                 }
                 if let evaluate { startEvaluation(epoch: evaluate) }
-                if let c = checkpointDue(now: now, phase: phase) { startCheckpoint(dir: c.dir, tags: c.tags) }
+                if let c = checkpointDue(now: now, phase: phase) { startCheckpoint(dir: c.dir, tags: c.tags, tickets: c.tickets) }
+                if lock.withLock({ () -> Bool in defer { bestSavePending = false }; return bestSavePending }) {
+                    Thread.detachNewThread { [self] in
+                        do { try saveBestSnapshot() } catch {
+                            logger.error("cannot keep the restored checkpoint's model as the best epoch's", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
                 if phase == .done {
                     doneSince = doneSince ?? now
-                    let checkpointPending = lock.withLock { checkpointing || epochCheckpoint != nil }
+                    let checkpointPending = lock.withLock { checkpointing || epochCheckpoint != nil || !onDemandQueue.isEmpty }
                     if (members == 0 && !checkpointPending) || now - doneSince! > options.drainSeconds + (checkpointPending ? 600 : 0) {
                         let secs = Date().timeIntervalSince(started)
                         logger.notice("done", metadata: ["messages": "\(messages)",
@@ -217,7 +218,7 @@ public final class CoordinatorService: @unchecked Sendable {
         // attempt got: registrations, leases and reports apply once.
         if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
         let now = Date().timeIntervalSince1970
-        let body = lock.withLock { coordinator.handle(request.body, now: now) }
+        let body = lock.withLock { serviceRequest(request.body, now: now) ?? coordinator.handle(request.body, now: now) }
         if case .error(let e) = body {
             logger.warning("request refused", metadata: ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
                                                          "status": "\(e.status)", "error": "\(e.message)"])
@@ -230,24 +231,108 @@ public final class CoordinatorService: @unchecked Sendable {
         return bytes
     }
 
+    /// The requests the service answers itself (they involve checkpoints on disk and threads), under `lock`;
+    /// nil for the coordinator's own.
+    private func serviceRequest(_ body: Body, now: Double) -> Body? {
+        func refuse(_ status: Status, _ message: String) -> Body { .error(ErrorReply(status: status, message: message)) }
+        switch body {
+        case .coordinatorCheckpoint(let r):
+            if r.ticket != 0 {
+                guard let t = tickets[r.ticket] else { return refuse(.badRequest, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
+                return .coordinatorCheckpointReply(t)
+            }
+            guard options.checkpointDir != nil else {
+                return refuse(.badRequest, "this job takes no checkpoints: its coordinator was started without --checkpoint-dir")
+            }
+            let t = nextTicket
+            nextTicket += 1
+            let tags = ["on-demand"] + r.tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && $0 != "on-demand" }
+            var reply = CoordinatorCheckpointReply(state: .pending, ticket: t)
+            reply.message = checkpointing ? "queued: a checkpoint is under way; this one starts after it" : "queued"
+            tickets[t] = reply
+            onDemandQueue.append((t, tags))
+            logger.notice("on-demand checkpoint asked for", metadata: ["ticket": "\(t)", "tags": "\(tags.joined(separator: ","))"])
+            return .coordinatorCheckpointReply(reply)
+        case .recovery(let r):
+            var reply = RecoveryReply()
+            switch r.action {
+            case .begin:
+                coordinator.beginRecovery(reason: r.reason, now: now)
+                reply.checkpointing = checkpointing
+                reply.message = checkpointing ? "a checkpoint is under way: ask again" : "no chunk is leased until the rewind"
+            case .abort:
+                coordinator.endRecovery(reason: r.reason)
+                reply.message = "leasing again"
+            case .rewind:
+                let file = (r.checkpoint as NSString).appendingPathComponent("manifest.json")
+                do {
+                    let m = try CheckpointManifest.load(dir: r.checkpoint)
+                    let progress: CoordinatorJournal
+                    do {
+                        progress = try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONEncoder().encode(m.progress))
+                    } catch {
+                        throw ScenePSError(.checkpoint, "\(file): its progress is not a coordinator journal (\(error)); was it taken by psctl checkpoint without a job?")
+                    }
+                    let x = try coordinator.rewind(to: progress, checkpoint: m.name, path: file, reason: r.reason, now: now)
+                    rewindGeneration += 1
+                    // The evaluation of a rewound epoch is trained and evaluated again.
+                    evaluating = false
+                    epochCheckpoint = nil
+                    lastCheckpoint = now
+                    if m.tags.contains("best") { bestSavePending = true }
+                    reply.epochFrom = UInt32(x.epochFrom)
+                    reply.epochTo = UInt32(x.epochTo)
+                    reply.chunksUndone = UInt64(x.chunksUndone)
+                    reply.examplesUndone = UInt64(x.examplesUndone)
+                    reply.leasesReleased = UInt64(x.leasesReleased)
+                    reply.message = "rewound to \(m.name)"
+                } catch {
+                    return refuse(.badRequest, "cannot rewind to \(r.checkpoint): \(error)")
+                }
+            }
+            return .recoveryReply(reply)
+        default:
+            return nil
+        }
+    }
+
+    /// The servers keep the model they hold now as the best epoch's (in memory, for the schedule's rollback).
+    private func saveBestSnapshot() throws {
+        var quiet = logger
+        quiet.logLevel = .warning
+        let client = try PSClient.forModel(endpoints: options.servers,
+                                           sender: "coordinator-best-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+                                           config: config, role: "psctl", scene: "", logger: quiet)
+        try client.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
+    }
+
     /// Per sender, its last request id and the reply (the socket thread only).
     private var lastReply: [String: (id: UInt64, bytes: [UInt8])] = [:]
 
     /// A checkpoint to take now, if one is due and none is under way: after
     /// an epoch's evaluation, or every `checkpoint.every_seconds` while training.
-    private func checkpointDue(now: Double, phase: CoordinatorJournal.Phase) -> (dir: String, tags: [String])? {
+    private func checkpointDue(now: Double, phase: CoordinatorJournal.Phase) -> (dir: String, tags: [String], tickets: [UInt64])? {
         guard let dir = options.checkpointDir else { return nil }
-        return lock.withLock { () -> (dir: String, tags: [String])? in
-            guard !checkpointing, !evaluating else { return nil }
+        return lock.withLock { () -> (dir: String, tags: [String], tickets: [UInt64])? in
+            guard !checkpointing, !evaluating, coordinator.recoveringSince == nil else { return nil }
+            // On-demand requests waiting join the next checkpoint (one serves every request made before it starts).
+            let waiting = onDemandQueue
+            onDemandQueue = []
+            var extra: [String] = []
+            for w in waiting { for t in w.tags where !extra.contains(t) { extra.append(t) } }
             if let e = epochCheckpoint {
                 epochCheckpoint = nil
                 checkpointing = true
-                return (dir, ["epoch-\(e.epoch)"] + (e.best ? ["best"] : []))
+                return (dir, ["epoch-\(e.epoch)"] + (e.best ? ["best"] : []) + extra, waiting.map(\.ticket))
+            }
+            if !waiting.isEmpty {
+                checkpointing = true
+                return (dir, extra, waiting.map(\.ticket))
             }
             let every = config.checkpoint.everySeconds
             guard phase == .training, every > 0, now - lastCheckpoint >= every else { return nil }
             checkpointing = true
-            return (dir, [])
+            return (dir, [], [])
         }
     }
 
@@ -257,10 +342,15 @@ public final class CoordinatorService: @unchecked Sendable {
     /// the cut; chunks in flight are not done in it and are trained again
     /// after a restore. A failure (disk full, a server away) is logged and
     /// training goes on; the previous checkpoint stays the latest.
-    private func startCheckpoint(dir: String, tags: [String]) {
+    private func startCheckpoint(dir: String, tags: [String], tickets waiting: [UInt64]) {
         let t = Thread { [self] in
             let started = Date().timeIntervalSince1970
-            let (journal, epoch, done) = lock.withLock { (coordinator.journal, coordinator.epoch, coordinator.chunksDone) }
+            let (journal, epoch, done, generation) = lock.withLock {
+                (coordinator.journal, coordinator.epoch, coordinator.chunksDone, rewindGeneration)
+            }
+            func answer(_ change: (inout CoordinatorCheckpointReply) -> Void) {
+                for k in waiting { if var r = tickets[k] { change(&r); tickets[k] = r } }
+            }
             do {
                 let data = try JSONEncoder().encode(journal)
                 var o = CheckpointDriver.Options(dir: dir)
@@ -271,14 +361,36 @@ public final class CoordinatorService: @unchecked Sendable {
                 quiet.logLevel = .warning
                 let driver = try CheckpointDriver(endpoints: options.servers, sender: "coordinator-checkpoint-\(getpid())", logger: quiet)
                 let r = try driver.checkpoint(o)
-                lock.withLock {
-                    coordinator.recordCheckpoint(.init(name: (r.path as NSString).lastPathComponent, path: r.path, time: started,
+                let name = (r.path as NSString).lastPathComponent
+                let stale = lock.withLock { () -> Bool in
+                    guard generation == rewindGeneration else { return true }
+                    let secs = Date().timeIntervalSince1970 - started
+                    coordinator.recordCheckpoint(.init(name: name, path: r.path, time: started,
                                                        epoch: epoch, chunksDone: done, pushStallMs: r.pushStallMs, bytes: r.bytes,
-                                                       seconds: Date().timeIntervalSince1970 - started, tags: tags))
+                                                       seconds: secs, tags: tags))
+                    answer { t in
+                        t.state = .done
+                        t.name = name
+                        t.path = r.path
+                        t.epoch = UInt32(epoch)
+                        t.chunksDone = UInt64(done)
+                        t.pushStallMs = r.pushStallMs
+                        t.bytes = r.bytes
+                        t.seconds = secs
+                        t.message = ""
+                    }
+                    return false
+                }
+                if stale {
+                    // A global rewind happened while it was taken: its progress is of before the rollback, the
+                    // servers' cut may be of after it. Never leave such a checkpoint to be chosen as the latest.
+                    try? FileManager.default.removeItem(atPath: r.path)
+                    throw ScenePSError(.checkpoint, "checkpoint \(name) straddled a global rewind; removed")
                 }
             } catch {
                 logger.error("checkpoint failed; training goes on, the previous checkpoint stays the latest",
                              metadata: ["error": "\(error)"])
+                lock.withLock { answer { t in t.state = .failed; t.message = "\(error)" } }
             }
             lock.withLock {
                 checkpointing = false
@@ -296,6 +408,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 for m in coordinator.journal.members { w[m.scene, default: 0] += 1 }
                 return (coordinator.journal, w)
             }
+            let generation = lock.withLock { rewindGeneration }
             logger.notice("evaluating", metadata: ["epoch": "\(epoch)"])
             do {
                 let eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
@@ -304,6 +417,10 @@ public final class CoordinatorService: @unchecked Sendable {
                 FileHandle.standardOutput.write(Data((out.text + "\n").utf8))
                 let outcome = out.stop ? "stopped after epoch \(epoch): \(out.decision)" : ""
                 try lock.withLock {
+                    guard generation == rewindGeneration else {
+                        logger.warning("epoch \(epoch)'s evaluation ended after a global rewind: discarded (the epoch is trained again)")
+                        return
+                    }
                     try coordinator.epochEvaluated(schedule: out.schedule, stop: out.stop, outcome: outcome,
                                                    now: Date().timeIntervalSince1970)
                     evaluating = false
@@ -314,6 +431,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 logger.error("evaluation failed", metadata: ["epoch": "\(epoch)", "error": "\(error)"])
                 Thread.sleep(forTimeInterval: 2)
                 lock.withLock {
+                    guard generation == rewindGeneration else { return }
                     evaluationFailures += 1
                     if evaluationFailures >= 3 { fatal = "evaluating epoch \(epoch) failed 3 times: \(error)" }
                     evaluating = false

@@ -82,7 +82,7 @@ public struct EpochEvaluation {
         final.schedule = schedule.epochs
         final.leases = journal.epochs.map {
             .init(epoch: $0.epoch, chunks: $0.chunks, leased: $0.leased, done: $0.done, released: $0.released,
-                  examples: $0.examples, retrained: $0.retrained)
+                  examples: $0.examples, retrained: $0.retrained, rewound: $0.rewound)
         }
         final.scaling = journal.scaling.map { .init(time: $0.time, scene: $0.scene, workers: $0.workers) }
         final.restarts = journal.restarts

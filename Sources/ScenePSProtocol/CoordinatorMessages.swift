@@ -177,3 +177,67 @@ public struct StatusReply: Sendable, Equatable {
         self.message = message
     }
 }
+
+/// On-demand checkpoint of a running job (`psctl checkpoint --run-dir`): ticket 0 asks for one now; a
+/// later request with the reply's ticket asks how it went.
+public struct CoordinatorCheckpointRequest: Sendable, Equatable {
+    public var ticket: UInt64
+    /// Comma-separated manifest tags (ticket 0 only); `on-demand` is always added.
+    public var tags: String
+    public init(ticket: UInt64 = 0, tags: String = "") {
+        self.ticket = ticket
+        self.tags = tags
+    }
+}
+
+public struct CoordinatorCheckpointReply: Sendable, Equatable {
+    public enum State: UInt32, Sendable, CaseIterable {
+        case pending = 0, done = 1, failed = 2
+    }
+    public var state: State
+    public var ticket: UInt64
+    public var name = ""
+    public var path = ""
+    public var epoch: UInt32 = 0
+    public var chunksDone: UInt64 = 0
+    public var pushStallMs = 0.0
+    public var bytes: UInt64 = 0
+    public var seconds = 0.0
+    public var message = ""
+    public init(state: State, ticket: UInt64) {
+        self.state = state
+        self.ticket = ticket
+    }
+}
+
+/// Global recovery, driven by the supervisor (docs/CHECKPOINTS.md, "Recovery policy").
+public struct RecoveryRequest: Sendable, Equatable {
+    public enum Action: UInt32, Sendable, CaseIterable {
+        /// Stop starting checkpoints and leasing chunks; the reply says whether a checkpoint is still under way.
+        case begin = 0
+        /// Data progress becomes the checkpoint's; leases in flight are released; leasing resumes.
+        case rewind = 1
+        /// End a BEGIN without a rewind.
+        case abort = 2
+    }
+    public var action: Action
+    /// REWIND: the checkpoint directory every server restored.
+    public var checkpoint: String
+    public var reason: String
+    public init(action: Action, checkpoint: String = "", reason: String = "") {
+        self.action = action
+        self.checkpoint = checkpoint
+        self.reason = reason
+    }
+}
+
+public struct RecoveryReply: Sendable, Equatable {
+    public var checkpointing = false
+    public var epochFrom: UInt32 = 0
+    public var epochTo: UInt32 = 0
+    public var chunksUndone: UInt64 = 0
+    public var examplesUndone: UInt64 = 0
+    public var leasesReleased: UInt64 = 0
+    public var message = ""
+    public init() {}
+}

@@ -373,6 +373,10 @@ public enum Body: Sendable, Equatable {
     case statusReply(StatusReply)
     case checkpoint(CheckpointRequest)
     case checkpointReply(CheckpointReply)
+    case coordinatorCheckpoint(CoordinatorCheckpointRequest)
+    case coordinatorCheckpointReply(CoordinatorCheckpointReply)
+    case recovery(RecoveryRequest)
+    case recoveryReply(RecoveryReply)
 
     /// A short name for logs.
     public var kindName: String {
@@ -402,6 +406,10 @@ public enum Body: Sendable, Equatable {
         case .statusReply: return "status_reply"
         case .checkpoint: return "checkpoint"
         case .checkpointReply: return "checkpoint_reply"
+        case .coordinatorCheckpoint: return "coordinator_checkpoint"
+        case .coordinatorCheckpointReply: return "coordinator_checkpoint_reply"
+        case .recovery: return "recovery"
+        case .recoveryReply: return "recovery_reply"
         }
     }
 }

@@ -303,6 +303,44 @@ public enum WireCodec {
             c.n_members = nm
             c.members = memberPtrs
             return attach(&c, SCENEPS__ENVELOPE__BODY_STATUS_REPLY) { $0.status_reply = $1 }
+        case .coordinatorCheckpoint(let r):
+            var c = Sceneps__CoordinatorCheckpoint()
+            sceneps__coordinator_checkpoint__init(&c)
+            c.ticket = r.ticket
+            c.tags = strings.dup(r.tags)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT) { $0.coordinator_checkpoint = $1 }
+        case .coordinatorCheckpointReply(let r):
+            var c = Sceneps__CoordinatorCheckpointReply()
+            sceneps__coordinator_checkpoint_reply__init(&c)
+            c.state = Sceneps__CoordinatorCheckpointState(rawValue: r.state.rawValue)
+            c.ticket = r.ticket
+            c.name = strings.dup(r.name)
+            c.path = strings.dup(r.path)
+            c.epoch = r.epoch
+            c.chunks_done = r.chunksDone
+            c.push_stall_ms = r.pushStallMs
+            c.bytes = r.bytes
+            c.seconds = r.seconds
+            c.message = strings.dup(r.message)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT_REPLY) { $0.coordinator_checkpoint_reply = $1 }
+        case .recovery(let r):
+            var c = Sceneps__Recovery()
+            sceneps__recovery__init(&c)
+            c.action = Sceneps__RecoveryAction(rawValue: r.action.rawValue)
+            c.checkpoint = strings.dup(r.checkpoint)
+            c.reason = strings.dup(r.reason)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_RECOVERY) { $0.recovery = $1 }
+        case .recoveryReply(let r):
+            var c = Sceneps__RecoveryReply()
+            sceneps__recovery_reply__init(&c)
+            c.checkpointing = r.checkpointing ? 1 : 0
+            c.epoch_from = r.epochFrom
+            c.epoch_to = r.epochTo
+            c.chunks_undone = r.chunksUndone
+            c.examples_undone = r.examplesUndone
+            c.leases_released = r.leasesReleased
+            c.message = strings.dup(r.message)
+            return attach(&c, SCENEPS__ENVELOPE__BODY_RECOVERY_REPLY) { $0.recovery_reply = $1 }
         case .checkpoint(let r):
             var c = Sceneps__CheckpointRequest()
             sceneps__checkpoint_request__init(&c)
@@ -619,6 +657,41 @@ public enum WireCodec {
                                               pulls: t.pulls, pushes: t.pushes))
             }
             body = .checkpointReply(c)
+        case SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT:
+            let r = m.coordinator_checkpoint.pointee
+            body = .coordinatorCheckpoint(CoordinatorCheckpointRequest(ticket: r.ticket, tags: string(r.tags)))
+        case SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT_REPLY:
+            let r = m.coordinator_checkpoint_reply.pointee
+            guard let state = CoordinatorCheckpointReply.State(rawValue: r.state.rawValue) else {
+                throw bad("coordinator checkpoint state \(r.state.rawValue) is unknown")
+            }
+            var c = CoordinatorCheckpointReply(state: state, ticket: r.ticket)
+            c.name = string(r.name)
+            c.path = string(r.path)
+            c.epoch = r.epoch
+            c.chunksDone = r.chunks_done
+            c.pushStallMs = r.push_stall_ms
+            c.bytes = r.bytes
+            c.seconds = r.seconds
+            c.message = string(r.message)
+            body = .coordinatorCheckpointReply(c)
+        case SCENEPS__ENVELOPE__BODY_RECOVERY:
+            let r = m.recovery.pointee
+            guard let action = RecoveryRequest.Action(rawValue: r.action.rawValue) else {
+                throw bad("recovery action \(r.action.rawValue) is not begin (0), rewind (1) or abort (2)")
+            }
+            body = .recovery(RecoveryRequest(action: action, checkpoint: string(r.checkpoint), reason: string(r.reason)))
+        case SCENEPS__ENVELOPE__BODY_RECOVERY_REPLY:
+            let r = m.recovery_reply.pointee
+            var c = RecoveryReply()
+            c.checkpointing = r.checkpointing != 0
+            c.epochFrom = r.epoch_from
+            c.epochTo = r.epoch_to
+            c.chunksUndone = r.chunks_undone
+            c.examplesUndone = r.examples_undone
+            c.leasesReleased = r.leases_released
+            c.message = string(r.message)
+            body = .recoveryReply(c)
         default:
             throw bad("envelope has no body")
         }

@@ -72,8 +72,15 @@ final class Checkpointer: @unchecked Sendable {
         applying -= 1
         if applied { appliedPushes &+= 1 }
         if applying == 0 { cond.broadcast() }
+        let first = applied && !firstPushLogged
+        if first { firstPushLogged = true }
         cond.unlock()
+        // Once per process: when training reached it (tools/bench_elastic.py measures a recovery by it).
+        if first {
+            logger.notice("first push applied", metadata: ["unix_time": "\(String(format: "%.3f", Date().timeIntervalSince1970))"])
+        }
     }
+    private var firstPushLogged = false
 
     func setAppliedPushes(_ n: UInt64) { cond.lock(); appliedPushes = n; cond.unlock() }
 
@@ -96,6 +103,8 @@ final class Checkpointer: @unchecked Sendable {
         case .status:
             cond.lock(); defer { cond.unlock() }
             if let rep = reports[r.name] { return .reply(rep) }
+            // Not one of its checkpoints: the pushes applied so far (a supervisor's recovery debt).
+            base.appliedPushes = appliedPushes
             if case .held(let n, _, _, _) = phase, n == r.name { base.state = .held; return .reply(base) }
             return .reply(base)
         case .prepare:

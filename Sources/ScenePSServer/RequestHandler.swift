@@ -199,9 +199,10 @@ public final class RequestHandler: @unchecked Sendable {
             }
             o.extra = extra
             return o
-        case .register, .leaseRequest, .memberBeat, .scale, .leave, .status:
+        case .register, .leaseRequest, .memberBeat, .scale, .leave, .status, .coordinatorCheckpoint, .recovery:
             return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a coordinator request; this is a parameter server", peer: peer)
-        case .helloReply, .pullReply, .ack, .error, .statsReply, .registerReply, .leaseReply, .memberBeatReply, .statusReply, .checkpointReply:
+        case .helloReply, .pullReply, .ack, .error, .statsReply, .registerReply, .leaseReply, .memberBeatReply, .statusReply, .checkpointReply,
+             .coordinatorCheckpointReply, .recoveryReply:
             return fail(id, request.sender, .badRequest, "a \(request.body.kindName) is a reply, not a request", peer: peer)
         }
     }

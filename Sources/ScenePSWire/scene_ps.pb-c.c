@@ -1447,6 +1447,186 @@ void   sceneps__checkpoint_reply__free_unpacked
   assert(message->base.descriptor == &sceneps__checkpoint_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sceneps__coordinator_checkpoint__init
+                     (Sceneps__CoordinatorCheckpoint         *message)
+{
+  static const Sceneps__CoordinatorCheckpoint init_value = SCENEPS__COORDINATOR_CHECKPOINT__INIT;
+  *message = init_value;
+}
+size_t sceneps__coordinator_checkpoint__get_packed_size
+                     (const Sceneps__CoordinatorCheckpoint *message)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__coordinator_checkpoint__pack
+                     (const Sceneps__CoordinatorCheckpoint *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__coordinator_checkpoint__pack_to_buffer
+                     (const Sceneps__CoordinatorCheckpoint *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__CoordinatorCheckpoint *
+       sceneps__coordinator_checkpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__CoordinatorCheckpoint *)
+     protobuf_c_message_unpack (&sceneps__coordinator_checkpoint__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__coordinator_checkpoint__free_unpacked
+                     (Sceneps__CoordinatorCheckpoint *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__coordinator_checkpoint_reply__init
+                     (Sceneps__CoordinatorCheckpointReply         *message)
+{
+  static const Sceneps__CoordinatorCheckpointReply init_value = SCENEPS__COORDINATOR_CHECKPOINT_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__coordinator_checkpoint_reply__get_packed_size
+                     (const Sceneps__CoordinatorCheckpointReply *message)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__coordinator_checkpoint_reply__pack
+                     (const Sceneps__CoordinatorCheckpointReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__coordinator_checkpoint_reply__pack_to_buffer
+                     (const Sceneps__CoordinatorCheckpointReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__CoordinatorCheckpointReply *
+       sceneps__coordinator_checkpoint_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__CoordinatorCheckpointReply *)
+     protobuf_c_message_unpack (&sceneps__coordinator_checkpoint_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__coordinator_checkpoint_reply__free_unpacked
+                     (Sceneps__CoordinatorCheckpointReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__coordinator_checkpoint_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__recovery__init
+                     (Sceneps__Recovery         *message)
+{
+  static const Sceneps__Recovery init_value = SCENEPS__RECOVERY__INIT;
+  *message = init_value;
+}
+size_t sceneps__recovery__get_packed_size
+                     (const Sceneps__Recovery *message)
+{
+  assert(message->base.descriptor == &sceneps__recovery__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__recovery__pack
+                     (const Sceneps__Recovery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__recovery__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__recovery__pack_to_buffer
+                     (const Sceneps__Recovery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__recovery__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__Recovery *
+       sceneps__recovery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__Recovery *)
+     protobuf_c_message_unpack (&sceneps__recovery__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__recovery__free_unpacked
+                     (Sceneps__Recovery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__recovery__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   sceneps__recovery_reply__init
+                     (Sceneps__RecoveryReply         *message)
+{
+  static const Sceneps__RecoveryReply init_value = SCENEPS__RECOVERY_REPLY__INIT;
+  *message = init_value;
+}
+size_t sceneps__recovery_reply__get_packed_size
+                     (const Sceneps__RecoveryReply *message)
+{
+  assert(message->base.descriptor == &sceneps__recovery_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__recovery_reply__pack
+                     (const Sceneps__RecoveryReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__recovery_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__recovery_reply__pack_to_buffer
+                     (const Sceneps__RecoveryReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__recovery_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__RecoveryReply *
+       sceneps__recovery_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__RecoveryReply *)
+     protobuf_c_message_unpack (&sceneps__recovery_reply__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__recovery_reply__free_unpacked
+                     (Sceneps__RecoveryReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__recovery_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message)
 {
@@ -4085,7 +4265,393 @@ const ProtobufCMessageDescriptor sceneps__checkpoint_reply__descriptor =
   (ProtobufCMessageInit) sceneps__checkpoint_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[28] =
+static const ProtobufCFieldDescriptor sceneps__coordinator_checkpoint__field_descriptors[2] =
+{
+  {
+    "ticket",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpoint, ticket),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tags",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpoint, tags),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__coordinator_checkpoint__field_indices_by_name[] = {
+  1,   /* field[1] = tags */
+  0,   /* field[0] = ticket */
+};
+static const ProtobufCIntRange sceneps__coordinator_checkpoint__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sceneps__coordinator_checkpoint__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.CoordinatorCheckpoint",
+  "CoordinatorCheckpoint",
+  "Sceneps__CoordinatorCheckpoint",
+  "sceneps",
+  sizeof(Sceneps__CoordinatorCheckpoint),
+  2,
+  sceneps__coordinator_checkpoint__field_descriptors,
+  sceneps__coordinator_checkpoint__field_indices_by_name,
+  1,  sceneps__coordinator_checkpoint__number_ranges,
+  (ProtobufCMessageInit) sceneps__coordinator_checkpoint__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__coordinator_checkpoint_reply__field_descriptors[10] =
+{
+  {
+    "state",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, state),
+    &sceneps__coordinator_checkpoint_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ticket",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, ticket),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks_done",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, chunks_done),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "push_stall_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, push_stall_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seconds",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__CoordinatorCheckpointReply, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__coordinator_checkpoint_reply__field_indices_by_name[] = {
+  7,   /* field[7] = bytes */
+  5,   /* field[5] = chunks_done */
+  4,   /* field[4] = epoch */
+  9,   /* field[9] = message */
+  2,   /* field[2] = name */
+  3,   /* field[3] = path */
+  6,   /* field[6] = push_stall_ms */
+  8,   /* field[8] = seconds */
+  0,   /* field[0] = state */
+  1,   /* field[1] = ticket */
+};
+static const ProtobufCIntRange sceneps__coordinator_checkpoint_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor sceneps__coordinator_checkpoint_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.CoordinatorCheckpointReply",
+  "CoordinatorCheckpointReply",
+  "Sceneps__CoordinatorCheckpointReply",
+  "sceneps",
+  sizeof(Sceneps__CoordinatorCheckpointReply),
+  10,
+  sceneps__coordinator_checkpoint_reply__field_descriptors,
+  sceneps__coordinator_checkpoint_reply__field_indices_by_name,
+  1,  sceneps__coordinator_checkpoint_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__coordinator_checkpoint_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__recovery__field_descriptors[3] =
+{
+  {
+    "action",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Recovery, action),
+    &sceneps__recovery_action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "checkpoint",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Recovery, checkpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__Recovery, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__recovery__field_indices_by_name[] = {
+  0,   /* field[0] = action */
+  1,   /* field[1] = checkpoint */
+  2,   /* field[2] = reason */
+};
+static const ProtobufCIntRange sceneps__recovery__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor sceneps__recovery__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.Recovery",
+  "Recovery",
+  "Sceneps__Recovery",
+  "sceneps",
+  sizeof(Sceneps__Recovery),
+  3,
+  sceneps__recovery__field_descriptors,
+  sceneps__recovery__field_indices_by_name,
+  1,  sceneps__recovery__number_ranges,
+  (ProtobufCMessageInit) sceneps__recovery__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__recovery_reply__field_descriptors[7] =
+{
+  {
+    "checkpointing",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, checkpointing),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch_from",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, epoch_from),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch_to",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, epoch_to),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks_undone",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, chunks_undone),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "examples_undone",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, examples_undone),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leases_released",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, leases_released),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__RecoveryReply, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__recovery_reply__field_indices_by_name[] = {
+  0,   /* field[0] = checkpointing */
+  3,   /* field[3] = chunks_undone */
+  1,   /* field[1] = epoch_from */
+  2,   /* field[2] = epoch_to */
+  4,   /* field[4] = examples_undone */
+  5,   /* field[5] = leases_released */
+  6,   /* field[6] = message */
+};
+static const ProtobufCIntRange sceneps__recovery_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor sceneps__recovery_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.RecoveryReply",
+  "RecoveryReply",
+  "Sceneps__RecoveryReply",
+  "sceneps",
+  sizeof(Sceneps__RecoveryReply),
+  7,
+  sceneps__recovery_reply__field_descriptors,
+  sceneps__recovery_reply__field_indices_by_name,
+  1,  sceneps__recovery_reply__number_ranges,
+  (ProtobufCMessageInit) sceneps__recovery_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[32] =
 {
   {
     "version",
@@ -4423,11 +4989,61 @@ static const ProtobufCFieldDescriptor sceneps__envelope__field_descriptors[28] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "coordinator_checkpoint",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, coordinator_checkpoint),
+    &sceneps__coordinator_checkpoint__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "coordinator_checkpoint_reply",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, coordinator_checkpoint_reply),
+    &sceneps__coordinator_checkpoint_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recovery",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, recovery),
+    &sceneps__recovery__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recovery_reply",
+    43,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__Envelope, body_case),
+    offsetof(Sceneps__Envelope, recovery_reply),
+    &sceneps__recovery_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__envelope__field_indices_by_name[] = {
   9,   /* field[9] = ack */
   16,   /* field[16] = checkpoint */
   17,   /* field[17] = checkpoint_reply */
+  28,   /* field[28] = coordinator_checkpoint */
+  29,   /* field[29] = coordinator_checkpoint_reply */
   5,   /* field[5] = declare */
   10,   /* field[10] = error */
   13,   /* field[13] = heartbeat */
@@ -4441,6 +5057,8 @@ static const unsigned sceneps__envelope__field_indices_by_name[] = {
   6,   /* field[6] = pull */
   7,   /* field[7] = pull_reply */
   8,   /* field[8] = push */
+  30,   /* field[30] = recovery */
+  31,   /* field[31] = recovery_reply */
   18,   /* field[18] = register */
   19,   /* field[19] = register_reply */
   1,   /* field[1] = request_id */
@@ -4459,7 +5077,7 @@ static const ProtobufCIntRange sceneps__envelope__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 3 },
   { 30, 18 },
-  { 0, 28 }
+  { 0, 32 }
 };
 const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
 {
@@ -4469,7 +5087,7 @@ const ProtobufCMessageDescriptor sceneps__envelope__descriptor =
   "Sceneps__Envelope",
   "sceneps",
   sizeof(Sceneps__Envelope),
-  28,
+  32,
   sceneps__envelope__field_descriptors,
   sceneps__envelope__field_indices_by_name,
   3,  sceneps__envelope__number_ranges,
@@ -4738,5 +5356,65 @@ const ProtobufCEnumDescriptor sceneps__checkpoint_state__descriptor =
   sceneps__checkpoint_state__enum_values_by_name,
   1,
   sceneps__checkpoint_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__coordinator_checkpoint_state__enum_values_by_number[3] =
+{
+  { "COORDINATOR_CHECKPOINT_STATE_PENDING", "SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_PENDING", 0 },
+  { "COORDINATOR_CHECKPOINT_STATE_DONE", "SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_DONE", 1 },
+  { "COORDINATOR_CHECKPOINT_STATE_FAILED", "SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_FAILED", 2 },
+};
+static const ProtobufCIntRange sceneps__coordinator_checkpoint_state__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex sceneps__coordinator_checkpoint_state__enum_values_by_name[3] =
+{
+  { "COORDINATOR_CHECKPOINT_STATE_DONE", 1 },
+  { "COORDINATOR_CHECKPOINT_STATE_FAILED", 2 },
+  { "COORDINATOR_CHECKPOINT_STATE_PENDING", 0 },
+};
+const ProtobufCEnumDescriptor sceneps__coordinator_checkpoint_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.CoordinatorCheckpointState",
+  "CoordinatorCheckpointState",
+  "Sceneps__CoordinatorCheckpointState",
+  "sceneps",
+  3,
+  sceneps__coordinator_checkpoint_state__enum_values_by_number,
+  3,
+  sceneps__coordinator_checkpoint_state__enum_values_by_name,
+  1,
+  sceneps__coordinator_checkpoint_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue sceneps__recovery_action__enum_values_by_number[3] =
+{
+  { "RECOVERY_ACTION_BEGIN", "SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_BEGIN", 0 },
+  { "RECOVERY_ACTION_REWIND", "SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_REWIND", 1 },
+  { "RECOVERY_ACTION_ABORT", "SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_ABORT", 2 },
+};
+static const ProtobufCIntRange sceneps__recovery_action__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex sceneps__recovery_action__enum_values_by_name[3] =
+{
+  { "RECOVERY_ACTION_ABORT", 2 },
+  { "RECOVERY_ACTION_BEGIN", 0 },
+  { "RECOVERY_ACTION_REWIND", 1 },
+};
+const ProtobufCEnumDescriptor sceneps__recovery_action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "sceneps.RecoveryAction",
+  "RecoveryAction",
+  "Sceneps__RecoveryAction",
+  "sceneps",
+  3,
+  sceneps__recovery_action__enum_values_by_number,
+  3,
+  sceneps__recovery_action__enum_values_by_name,
+  1,
+  sceneps__recovery_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -53,8 +53,9 @@ public struct RunSummary: Codable, Sendable {
     public var scaling: [ScalingRecord]?
     /// Set in summary.json: process name → times it was restarted.
     public var restarts: [String: Int]?
-    /// Set in summary.json: every server restored from a checkpoint after it died (partial recovery):
-    /// process, checkpoint, time, seconds of its pushes undone (the recovery debt).
+    /// Set in summary.json: every server restored from a checkpoint after one died: process, policy
+    /// (partial: the dead one only; global: every server, one entry each), checkpoint, time, seconds of its
+    /// pushes undone, and the pushes undone when known (the recovery debt; docs/CHECKPOINTS.md).
     public var recoveries: [[String: String]]?
     /// Set in summary.json: the checkpoints taken so far (name, time, epoch, push stall, size).
     public var checkpoints: [CheckpointSummary]?
@@ -86,8 +87,12 @@ public struct RunSummary: Codable, Sendable {
         public var examples: Int
         /// Examples a dead worker had trained of a chunk that was then leased again (so trained twice).
         public var retrained: Int
-        enum CodingKeys: String, CodingKey { case epoch, chunks, leased, done, released, examples, retrained }
-        public init(epoch: Int, chunks: Int, leased: Int, done: Int, released: Int, examples: Int, retrained: Int) {
+        /// Chunks done and then undone by a global rollback (trained again; their examples are in `retrained`).
+        public var rewound: Int?
+        enum CodingKeys: String, CodingKey { case epoch, chunks, leased, done, released, examples, retrained, rewound }
+        public init(epoch: Int, chunks: Int, leased: Int, done: Int, released: Int, examples: Int, retrained: Int,
+                    rewound: Int? = nil) {
+            self.rewound = rewound
             self.epoch = epoch
             self.chunks = chunks
             self.leased = leased

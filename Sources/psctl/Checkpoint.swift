@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSProtocol
 import ScenePSServer
 
 /// `psctl checkpoint`: one consistent cut of every server, taken while
@@ -15,26 +16,44 @@ struct CheckpointCommand: ParsableCommand {
         Every server holds pushes for the length of two round trips, takes its cut, releases them and \
         writes its shard file in the background; the manifest is written last. Prints the checkpoint's \
         path, the push stall and the sizes. Exit 1 with a message if any server refuses, is silent or \
-        fails to write (the previous checkpoint then stays the latest).
+        fails to write (the previous checkpoint then stays the latest). With --run-dir DIR instead of \
+        --servers/--dir: the live job's coordinator takes the checkpoint now (after a checkpoint or an epoch's \
+        evaluation under way), with its data progress as the manifest's `progress`, into DIR/checkpoints; \
+        prints its path once written. A run directory with no live job is a clear error.
         """)
 
-    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String
-    @Option(help: "Checkpoint directory (the servers' --checkpoint-dir, shared with them).") var dir: String
+    @Option(help: "Run directory of a live job: its coordinator takes the checkpoint now, with its data progress, into RUN_DIR/checkpoints (instead of --servers and --dir).")
+    var runDir: String?
+    @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String?
+    @Option(help: "Checkpoint directory (the servers' --checkpoint-dir, shared with them).") var dir: String?
     @Option(help: "The checkpoint's name (default ckpt-<UTC time>).") var name: String?
     @Option(help: "Keep the newest K complete checkpoints; older ones are removed unless tagged best.") var keep: Int?
     @Option(help: "A JSON file holding an object, stored as the manifest's `progress` (default {}).") var progress: String?
     @Option(help: "Comma-separated tags for the manifest (`best` protects the checkpoint from pruning).") var tags: String = ""
     @Option(help: "Milliseconds a server holds pushes before releasing them by itself if no commit comes.") var holdTimeoutMs: UInt32 = 2000
     @Option(help: "Milliseconds to wait for each server's answer to each step before giving up.") var timeoutMs: Int = 10_000
+    @Option(help: "With --run-dir: seconds to wait for the checkpoint to be written (it starts once a checkpoint or an epoch's evaluation under way is over).")
+    var waitSeconds: Double = 600
 
     func validate() throws {
         if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1, got \(k)") }
-        if servers.isEmpty { throw ValidationError("--servers must list at least one endpoint") }
         if timeoutMs < 1 { throw ValidationError("--timeout-ms must be positive") }
+        if runDir != nil {
+            for (flag, set) in [("--servers", servers != nil), ("--dir", dir != nil), ("--name", name != nil), ("--keep", keep != nil),
+                                ("--progress", progress != nil)] where set {
+                throw ValidationError("\(flag) does not go with --run-dir: the job's coordinator names the checkpoint, records its progress and keeps checkpoint.keep of them")
+            }
+            if waitSeconds <= 0 { throw ValidationError("--wait-seconds must be positive") }
+        } else {
+            guard let servers, !servers.isEmpty else { throw ValidationError("give --run-dir DIR (a live job), or --servers (at least one endpoint) and --dir") }
+            if dir == nil { throw ValidationError("--servers needs --dir (the checkpoint directory)") }
+        }
     }
 
     func run() throws {
         try reportingErrors {
+            if let runDir { return try onDemand(runDir: runDir) }
+            guard let servers, let dir else { return }
             var logger = Logger(label: "psctl.checkpoint")
             logger.logLevel = .warning
             var o = CheckpointDriver.Options(dir: dir)
@@ -53,6 +72,30 @@ struct CheckpointCommand: ParsableCommand {
                          r.path, r.manifest.shard_count, r.manifest.global_step, r.manifest.shards.reduce(0) { $0 + $1.rows },
                          Double(r.bytes) / 1e6, r.pushStallMs, r.cutMs, r.writeSeconds,
                          Double(r.bytes) / 1e6 / max(r.writeSeconds, 1e-9), r.pruned.isEmpty ? "-" : r.pruned.joined(separator: ",")))
+        }
+    }
+
+    /// Asks the live job's coordinator for a checkpoint now and waits until it is written.
+    func onDemand(runDir: String) throws {
+        let ticket = try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { calls -> UInt64 in
+            try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: tags)).ticket
+        }
+        let end = Date().addingTimeInterval(waitSeconds)
+        while true {
+            let r = try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { try $0.checkpoint(CoordinatorCheckpointRequest(ticket: ticket)) }
+            switch r.state {
+            case .done:
+                print(String(format: "checkpoint=%@ name=%@ epoch=%u chunks_done=%llu mb=%.1f push_stall_ms=%.3f seconds=%.2f",
+                             r.path, r.name, r.epoch, r.chunksDone, Double(r.bytes) / 1e6, r.pushStallMs, r.seconds))
+                return
+            case .failed:
+                throw ScenePSError(.checkpoint, "the job's checkpoint failed (the previous one stays the latest): \(r.message)")
+            case .pending:
+                guard Date() < end else {
+                    throw ScenePSError(.timeout, "the job's coordinator has not written the checkpoint within \(Int(waitSeconds)) s (\(r.message)); it may still do so")
+                }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
         }
     }
 }

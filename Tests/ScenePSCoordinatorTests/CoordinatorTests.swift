@@ -282,4 +282,161 @@ final class CoordinatorTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(evaluated, 2, "the random workload finished epochs")
     }
+    // MARK: global recovery (docs/CHECKPOINTS.md, "Recovery policy")
+
+    /// The journal as a checkpoint's `progress` holds it (JSON round trip, as the service reads it back).
+    func progress(_ c: Coordinator) throws -> CoordinatorJournal {
+        try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONEncoder().encode(c.journal))
+    }
+
+    /// Every epoch's counts stay consistent: every lease ended done, released, or is in flight.
+    func assertLeaseBooks(_ c: Coordinator, file: StaticString = #filePath, line: UInt = #line) {
+        for e in c.journal.epochs {
+            let inFlight = e.epoch == c.journal.epoch ? c.journal.leases.count : 0
+            XCTAssertEqual(e.leased, e.done + e.released + inFlight, "epoch \(e.epoch): \(e)", file: file, line: line)
+        }
+    }
+
+    /// Chunks done after the cut are undone and trained again; leases in flight are released (their late
+    /// reports do not count); the epoch then ends with every chunk done once, every example counted once.
+    func testARewindUndoesChunksDoneAfterTheCutAndReleasesLeasesInFlight() throws {
+        let c = make(plan())
+        let h = try register(c, "home-0", "home"), s = try register(c, "shop-0", "shop")
+        let h1 = lease(c, h)
+        let h2 = lease(c, h, done: h1)
+        let s1 = lease(c, s)
+        let s2 = lease(c, s, done: s1)   // cut: home 1 done, shop 1 done, two leases in flight
+        let cut = try progress(c)
+        let h3 = lease(c, h, done: h2)  // home 2 done after the cut
+        _ = c.handle(.memberBeat(MemberBeat(memberID: h, leaseID: h3.leaseID, leaseExamples: 30)), now: now)
+        XCTAssertEqual(c.chunksDone, 3)
+        c.beginRecovery(reason: "server-1 died", now: now)
+        XCTAssertNotNil(c.recoveringSince)
+        let other = try register(c, "home-1", "home")
+        XCTAssertEqual(lease(c, other).kind, .wait, "no chunk is leased while the servers roll back")
+        now += 2
+        let r = try c.rewind(to: cut, checkpoint: "ckpt-a", path: "/r/ckpt-a/manifest.json", reason: "server-1 died", now: now)
+        XCTAssertEqual(r, .init(epochFrom: 1, epochTo: 1, chunksUndone: 1, examplesUndone: 100, leasesReleased: 2))
+        XCTAssertNil(c.recoveringSince)
+        XCTAssertEqual(c.journal.done, cut.done, "data progress is the checkpoint's")
+        XCTAssertTrue(c.journal.leases.isEmpty)
+        XCTAssertEqual(c.journal.epochs[0].rewound, 1)
+        XCTAssertEqual(c.journal.epochs[0].done, 2)
+        XCTAssertEqual(c.journal.epochs[0].retrained, 100 + 30, "the chunk undone and what h had reported of its lease")
+        XCTAssertEqual(c.journal.rewinds?.count, 1)
+        XCTAssertEqual(persisted.last, c.journal, "the rewind is journaled before it is answered")
+        assertLeaseBooks(c)
+        // Late reports of released leases are not counted; every chunk left is leased again and done once.
+        var held: [UInt64: LeaseReply] = [h: h3, s: s2]
+        var trained: [String] = []
+        for _ in 0..<20 {
+            for m in [h, s, other] {
+                let x = lease(c, m, done: held[m])
+                held[m] = nil
+                if x.kind == .chunk { trained.append(x.chunkFile); held[m] = x }
+            }
+        }
+        XCTAssertEqual(c.epochToEvaluate, 1)
+        XCTAssertEqual(Set(trained).count, trained.count, "each chunk left leased once")
+        XCTAssertEqual(c.journal.epochs[0].done, 6)
+        XCTAssertEqual(c.journal.epochs[0].examples, 500, "every example of the epoch counted once")
+        XCTAssertTrue(trained.contains(h2.chunkFile), "the chunk done after the cut is trained again")
+        assertLeaseBooks(c)
+    }
+
+    /// A cut taken in epoch 1, a server dying in epoch 2: back to epoch 1 at the cut, epoch 2's records dropped.
+    func testARewindAcrossAnEpochBoundaryGoesBackToTheCutsEpoch() throws {
+        let c = make(plan(home: 2, shop: 1))
+        let h = try register(c, "home-0", "home"), s = try register(c, "shop-0", "shop")
+        let a = lease(c, h)
+        let b = lease(c, h, done: a)
+        let cut = try progress(c)     // epoch 1: one home chunk done
+        let x = lease(c, s)
+        _ = lease(c, s, done: x)
+        _ = lease(c, h, done: b)
+        XCTAssertEqual(c.epochToEvaluate, 1)
+        try c.epochEvaluated(schedule: c.journal.schedule, stop: false, outcome: "", now: now)
+        let e2 = lease(c, h)
+        _ = lease(c, h, done: e2)
+        XCTAssertEqual(c.epoch, 2)
+        let r = try c.rewind(to: cut, checkpoint: "ckpt-b", path: "/r/ckpt-b/manifest.json", reason: "test", now: now)
+        XCTAssertEqual(r.epochFrom, 2)
+        XCTAssertEqual(r.epochTo, 1)
+        XCTAssertEqual(r.chunksUndone, 2 + 1, "epoch 1's two chunks after the cut and epoch 2's one")
+        XCTAssertEqual(c.epoch, 1)
+        XCTAssertEqual(c.phase, .training)
+        XCTAssertEqual(c.journal.epochs.map(\.epoch), [1])
+        XCTAssertNil(c.journal.epochs[0].finishedAt)
+        assertLeaseBooks(c)
+        // Epoch 1 finishes again from the cut.
+        var held: [UInt64: LeaseReply] = [:]
+        for _ in 0..<10 {
+            for m in [h, s] {
+                let y = lease(c, m, done: held[m])
+                held[m] = nil
+                if y.kind == .chunk { held[m] = y }
+            }
+        }
+        XCTAssertEqual(c.epochToEvaluate, 1)
+        XCTAssertEqual(c.journal.epochs[0].done, 3)
+        assertLeaseBooks(c)
+    }
+
+    /// Bad input: progress of another data set, of another journal format, or ahead of the job is refused
+    /// naming the manifest; nothing changes and the coordinator keeps serving.
+    func testARewindToProgressThatDoesNotFitTheJobIsRefusedAndChangesNothing() throws {
+        let c = make(plan())
+        let h = try register(c, "home-0", "home")
+        let a = lease(c, h)
+        let before = c.journal
+        let path = "/runs/x/checkpoints/ckpt-1/manifest.json"
+        // Another data set: a chunk index this one lacks.
+        var foreign = CoordinatorJournal(startedAt: now)
+        foreign.done = ["0": [9]]
+        // Another data set: the same scene indices, another number of chunks per epoch.
+        var otherSize = CoordinatorJournal(startedAt: now)
+        otherSize.epochs = [.init(epoch: 1, chunks: 40, startedAt: now)]
+        var otherFormat = try progress(c)
+        otherFormat.version = 99
+        var ahead = try progress(c)
+        ahead.epoch = 5
+        for (bad, expect) in [(foreign, "do not exist in this data set"), (otherSize, "has 40 chunks, this data set 6"),
+                              (otherFormat, "journal format 99"), (ahead, "at epoch 5")] {
+            XCTAssertThrowsError(try c.rewind(to: bad, checkpoint: "ckpt-1", path: path, reason: "test", now: now)) { e in
+                XCTAssertTrue("\(e)".contains(path) && "\(e)".contains(expect), "\(e)")
+            }
+            XCTAssertEqual(c.journal, before, "nothing changes")
+        }
+        let next = lease(c, h, done: a)
+        XCTAssertTrue(next.doneAccepted, "still serving: the lease is counted")
+        XCTAssertEqual(next.kind, .chunk)
+    }
+
+    /// A BEGIN without a rewind ends by itself; ABORT ends it at once.
+    func testARecoveryWithoutRewindEndsByItself() throws {
+        let c = make(plan())
+        let h = try register(c, "home-0", "home")
+        c.recoveryTimeout = 2
+        c.beginRecovery(reason: "test", now: now)
+        XCTAssertEqual(lease(c, h).kind, .wait)
+        now += 2.5
+        _ = c.handle(.memberBeat(MemberBeat(memberID: h)), now: now)
+        c.tick(now: now)
+        XCTAssertNil(c.recoveringSince)
+        XCTAssertEqual(lease(c, h).kind, .chunk)
+        c.beginRecovery(reason: "again", now: now)
+        c.endRecovery(reason: "no checkpoint")
+        XCTAssertNil(c.recoveringSince)
+    }
+
+    /// A journal written before rewinds existed (no `rewinds`, no `rewound`) still loads.
+    func testAJournalWithoutRewindFieldsStillLoads() throws {
+        let c = make(plan())
+        _ = try register(c, "home-0", "home")
+        var o = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(c.journal)) as! [String: Any]
+        o["rewinds"] = nil
+        let back = try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONSerialization.data(withJSONObject: o))
+        XCTAssertNil(back.rewinds)
+        XCTAssertNil(back.epochs[0].rewound)
+    }
 }

@@ -62,6 +62,13 @@ final class ClusterConfigTests: XCTestCase {
         assertConfigError("training: {max_progress_lead: -0.1}\n", contains: ["training.max_progress_lead"])
     }
 
+    func testRecoveryPolicy() throws {
+        XCTAssertEqual(ClusterConfig().recovery, .partial, "partial is the default (docs/CHECKPOINTS.md says why)")
+        XCTAssertEqual(try ClusterConfig.parse(yaml: "recovery: global\n").recovery, .global)
+        XCTAssertEqual(try ClusterConfig.parse(yaml: "recovery: partial\n").recovery, .partial)
+        assertConfigError("recovery: everything\n", contains: ["c.yaml:1", "recovery", "partial, global", "everything"])
+    }
+
     func testInconsistentSizesRejected() {
         assertConfigError("model: {d: 30, heads: 4}\n", contains: ["heads", "divide"])
         assertConfigError("model: {l_long: 5, l_short: 10}\n", contains: ["l_short", "l_long"])

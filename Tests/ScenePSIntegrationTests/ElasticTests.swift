@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import ScenePSClient
+import ScenePSProtocol
 import XCTest
 
 /// Real processes under cluster/local.sh, with processes killed, stopped and
@@ -245,6 +248,122 @@ final class ElasticTests: XCTestCase {
         XCTAssertNotNil(rec.first?["seconds_undone"].flatMap(Double.init))
         XCTAssertGreaterThan((s["checkpoints"] as? [Any])?.count ?? 0, 1)
         assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
+    }
+
+    /// Issue 12, test 1 (global recovery): kill -9 a server mid-training under `recovery: global`: every
+    /// server rolls back to the latest checkpoint and the coordinator's data progress rewinds to it (chunks
+    /// done after the cut are trained again, leases in flight released); the job finishes with every chunk
+    /// of every epoch counted once, and the restart and the debt of every server are reported.
+    func testUnderGlobalRecoveryAKilledServerRollsEveryServerAndTheDataProgressBack() throws {
+        try requireData()
+        let base = try baselineSummary()
+        let run = try Harness.tempDir("elastic-global")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 16)
+        let config = data.appendingPathComponent("config-global.yaml")
+        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
+             + "\ncheckpoint: {every_seconds: 3}\nrecovery: global\n").write(to: config, atomically: true, encoding: .utf8)
+        var a = args(run, slot: 16, extra: ["--restart-on-failure"])
+        a[1] = config.path
+        let l = try Harness.Running(launcher, a, cwd: Harness.root)
+        XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
+        Thread.sleep(forTimeInterval: 1.5)   // chunks are done after that cut: the rewind undoes them
+        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        XCTAssertTrue(l.output.contains("global recovery: every server rolls back to"), String(l.output.suffix(3000)))
+        XCTAssertTrue(l.output.contains("rewound to checkpoint"), "the coordinator rewound: \(l.output.suffix(3000))")
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        let leases = assertEveryChunkOnce(s)
+        XCTAssertEqual((s["restarts"] as? [String: Int])?["server-1"], 1, "\(s["restarts"] ?? "none")")
+        let rec = s["recoveries"] as? [[String: String]] ?? []
+        XCTAssertEqual(rec.map { $0["process"] ?? "" }.sorted(), ["server-0", "server-1"], "one entry per server rolled back: \(rec)")
+        XCTAssertTrue(rec.allSatisfy { $0["policy"] == "global" && $0["seconds_undone"].flatMap(Double.init) != nil }, "\(rec)")
+        XCTAssertEqual(Set(rec.compactMap { $0["checkpoint"] }).count, 1, "every server went back to the same cut: \(rec)")
+        let live = try XCTUnwrap(rec.first { $0["process"] == "server-0" })
+        XCTAssertNotNil(live["pushes_undone"].flatMap(Int.init), "the live server's pushes undone are counted: \(live)")
+        let dead = try XCTUnwrap(rec.first { $0["process"] == "server-1" })
+        let chunksRewound = try XCTUnwrap(dead["chunks_rewound"].flatMap(Int.init), "\(dead)")
+        let released = try XCTUnwrap(dead["leases_released"].flatMap(Int.init), "\(dead)")
+        // The data progress really went back: the chunks undone show in the leases as rewound (trained again,
+        // their leases counted as released) and the leases in flight as released.
+        let rewound = leases.reduce(0) { $0 + ($1["rewound"] as? Int ?? 0) }
+        XCTAssertEqual(rewound, chunksRewound, "leases: \(leases)")
+        XCTAssertGreaterThan(chunksRewound + released, 0, "chunks done after the cut or leases in flight were taken back: \(dead)")
+        XCTAssertGreaterThanOrEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, chunksRewound + released)
+        if chunksRewound > 0 { XCTAssertGreaterThan(leases.reduce(0) { $0 + ($1["retrained"] as? Int ?? 0) }, 0) }
+        assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
+    }
+
+    /// Issue 12, on-demand checkpoint: `psctl checkpoint --run-dir` during a run writes a checkpoint that
+    /// `psctl verify-checkpoint` accepts, whose manifest progress is the coordinator's journal of that
+    /// moment (and the coordinator records it); a run directory without a live job is a clear error.
+    func testAnOnDemandCheckpointOfARunningJobCarriesTheCoordinatorsProgress() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-on-demand")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let empty = try Harness.tempDir("elastic-on-demand-empty")
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let none = try Harness.run(psctl, ["checkpoint", "--run-dir", empty.path], timeout: 30)
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.output.contains("has no live job") && none.output.contains(empty.path), none.output)
+        let l = try Harness.Running(launcher, args(run, slot: 17), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-0")
+        let r = try Harness.run(psctl, ["checkpoint", "--run-dir", run.path, "--tags", "manual"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output)
+        let path = try XCTUnwrap(r.output.split(separator: " ").first { $0.hasPrefix("checkpoint=") }.map { String($0.dropFirst(11)) }, r.output)
+        XCTAssertTrue(path.hasPrefix(run.appendingPathComponent("checkpoints").path), path)
+        let v = try Harness.run(psctl, ["verify-checkpoint", path], timeout: 60)
+        XCTAssertEqual(v.status, 0, v.output)
+        XCTAssertTrue(v.output.contains("ok \(path)") && v.output.contains("on-demand"), v.output)
+        let m = try Harness.readJSON(URL(fileURLWithPath: path).appendingPathComponent("manifest.json"))
+        // (An epoch's checkpoint due at the same moment is the same one, with its tags too.)
+        XCTAssertTrue(Set(m["tags"] as? [String] ?? []).isSuperset(of: ["on-demand", "manual"]), "\(m["tags"] ?? "")")
+        let progress = try XCTUnwrap(m["progress"] as? [String: Any], "\(m)")
+        let done = (progress["done"] as? [String: [Int]] ?? [:]).values.reduce(0) { $0 + $1.count }
+        let field: (String) -> String? = { k in r.output.split(separator: " ").first { $0.hasPrefix(k + "=") }.map { String($0.dropFirst(k.count + 1)) } }
+        XCTAssertEqual(field("chunks_done").flatMap(Int.init), done, "the printed progress is the manifest's: \(r.output)")
+        XCTAssertEqual(field("epoch").flatMap(Int.init), progress["epoch"] as? Int)
+        XCTAssertNotNil(progress["targets"], "the progress is the coordinator's journal: \(progress.keys.sorted())")
+        // Bad input: a rewind to a checkpoint that is missing, or whose progress is of another data set, is
+        // refused naming the manifest; the coordinator keeps serving and nothing changes (the job still ends
+        // with every chunk once).
+        var foreign = m
+        var fp = progress
+        fp["done"] = ["0": [9999]]
+        foreign["progress"] = fp
+        let fake = run.appendingPathComponent("checkpoints-foreign/ckpt-foreign")
+        try FileManager.default.createDirectory(at: fake, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: foreign).write(to: fake.appendingPathComponent("manifest.json"))
+        let endpoint = try String(contentsOf: run.appendingPathComponent("coordinator/endpoint"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        let calls = CoordinatorCalls(try ZMQCoordinatorLink(endpoint: endpoint, sender: "elastic-test-\(getpid())",
+                                                           attemptTimeout: .seconds(2), patience: .seconds(20), logger: quiet))
+        for (bad, expect) in [(fake.path, "do not exist in this data set"), (run.appendingPathComponent("nowhere").path, "nowhere")] {
+            XCTAssertThrowsError(try calls.recovery(RecoveryRequest(action: .rewind, checkpoint: bad, reason: "test"))) { e in
+                XCTAssertTrue("\(e)".contains(expect) && "\(e)".contains("manifest.json"), "\(e)")
+            }
+        }
+        XCTAssertEqual(try calls.status().phase.isEmpty, false, "the coordinator keeps serving")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(4000)))
+        // The coordinator recorded it, with the same progress.
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
+        let name = (path as NSString).lastPathComponent
+        let recorded = (s["checkpoints"] as? [[String: Any]] ?? []).first { $0["name"] as? String == name }
+        XCTAssertEqual(recorded?["tags"] as? [String], m["tags"] as? [String], "\(s["checkpoints"] ?? "none")")
+        XCTAssertEqual((progress["epochs"] as? [[String: Any]])?.first?["chunks"] as? Int,
+                       (s["leases"] as? [[String: Any]])?.first?["chunks"] as? Int, "the progress is of this job's data set")
+        let journal = try Harness.readJSON(run.appendingPathComponent("coordinator/state.json"))
+        let record = (journal["checkpoints"] as? [[String: Any]] ?? []).first { $0["name"] as? String == name }
+        XCTAssertEqual(record?["chunks_done"] as? Int, done)
+        // The job is over: the run directory has no live job any more.
+        let after = try Harness.run(psctl, ["checkpoint", "--run-dir", run.path], timeout: 60)
+        XCTAssertNotEqual(after.status, 0)
+        XCTAssertTrue(after.output.contains("has no live job"), after.output)
     }
 
     /// Issue 12, tests 2 and 5: kill -9 every process, then --resume onto 3 servers instead of 2: training

@@ -59,6 +59,20 @@ final class WireCodecTests: XCTestCase {
                                      scenes: [SceneStatus(name: "home", target: 2, liveWorkers: 1, chunks: 9, chunksDone: 4, chunksLeased: 1, waiting: false)],
                                      members: [MemberStatus(memberID: 7, name: "home-0", scene: "home", retiring: false, silentSeconds: 0.25, leaseID: 10)],
                                      message: "m")),
+            .coordinatorCheckpoint(CoordinatorCheckpointRequest(ticket: 0, tags: "x,y")),
+            .coordinatorCheckpointReply({
+                var r = CoordinatorCheckpointReply(state: .done, ticket: 3)
+                r.name = "ckpt-1"; r.path = "/r/checkpoints/ckpt-1"; r.epoch = 2; r.chunksDone = 9
+                r.pushStallMs = 1.5; r.bytes = 1 << 33; r.seconds = 0.75; r.message = "ok"
+                return r
+            }()),
+            .recovery(RecoveryRequest(action: .rewind, checkpoint: "/r/checkpoints/ckpt-1", reason: "server-1 died")),
+            .recoveryReply({
+                var r = RecoveryReply()
+                r.checkpointing = true; r.epochFrom = 3; r.epochTo = 2; r.chunksUndone = 4; r.examplesUndone = 8000
+                r.leasesReleased = 2; r.message = "m"
+                return r
+            }()),
         ]
     }
 
@@ -74,7 +88,7 @@ final class WireCodecTests: XCTestCase {
             XCTAssertEqual(WireCodec.encodeBuffer(env).withUnsafeBytes { [UInt8]($0) }, bytes)
             kinds.insert(body.kindName)
         }
-        XCTAssertEqual(kinds.count, 23, "every body kind is covered")
+        XCTAssertEqual(kinds.count, 27, "every body kind is covered")
     }
 
     func testLargeSparseBlockRoundTrip() throws {

@@ -128,6 +128,14 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
     public var training = Training()
     public var data = Data()
     public var checkpoint = Checkpoint()
+    /// What the cluster does when one server dies mid-run (docs/CHECKPOINTS.md, "Recovery policy").
+    public var recovery = RecoveryPolicy.partial
+
+    /// `partial`: only the dead server reloads its shard of the latest checkpoint; `global`: every server
+    /// rolls back to that cut and the coordinator's data progress rewinds to it.
+    public enum RecoveryPolicy: String, Sendable, Equatable, Codable, CaseIterable {
+        case partial, global
+    }
 
     /// When the coordinator takes checkpoints (docs/CHECKPOINTS.md).
     public struct Checkpoint: Sendable, Equatable, Codable {
@@ -186,7 +194,7 @@ extension ClusterConfig {
         guard let root else { return c }   // an empty file means all defaults
         let r = ConfigReader(file: file, node: root)
         let top = try r.keys(allowed: ["base", "servers", "base_port", "seed", "model", "optimizer", "tables",
-                                       "training", "data", "workers_per_scene", "scenes", "checkpoint"])
+                                       "training", "data", "workers_per_scene", "scenes", "checkpoint", "recovery"])
         // `base: FILE`: that config first (a relative path is relative to this
         // file's directory), then this file's keys override it key by key.
         if let n = top["base"] {
@@ -228,6 +236,9 @@ extension ClusterConfig {
             if let v = keys["every_seconds"] { c.checkpoint.everySeconds = try d.double("every_seconds", v, min: 0, max: 86_400) }
             if let v = keys["at_epoch_end"] { c.checkpoint.atEpochEnd = try d.bool("at_epoch_end", v) }
             if let v = keys["keep"] { c.checkpoint.keep = try d.int("keep", v, min: 1, max: 1000) }
+        }
+        if let n = top["recovery"] {
+            c.recovery = RecoveryPolicy(rawValue: try r.string("recovery", n, oneOf: RecoveryPolicy.allCases.map(\.rawValue)))!
         }
         if let n = top["scenes"] {
             let s = r.child("scenes", n)

@@ -47,6 +47,10 @@ typedef struct Sceneps__MemberStatus Sceneps__MemberStatus;
 typedef struct Sceneps__StatusReply Sceneps__StatusReply;
 typedef struct Sceneps__CheckpointRequest Sceneps__CheckpointRequest;
 typedef struct Sceneps__CheckpointReply Sceneps__CheckpointReply;
+typedef struct Sceneps__CoordinatorCheckpoint Sceneps__CoordinatorCheckpoint;
+typedef struct Sceneps__CoordinatorCheckpointReply Sceneps__CoordinatorCheckpointReply;
+typedef struct Sceneps__Recovery Sceneps__Recovery;
+typedef struct Sceneps__RecoveryReply Sceneps__RecoveryReply;
 typedef struct Sceneps__Envelope Sceneps__Envelope;
 
 
@@ -197,6 +201,40 @@ typedef enum _Sceneps__CheckpointState {
   SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_ABORTED = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__CHECKPOINT_STATE)
 } Sceneps__CheckpointState;
+typedef enum _Sceneps__CoordinatorCheckpointState {
+  /*
+   * queued or being taken
+   */
+  SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_PENDING = 0,
+  /*
+   * written: the manifest is in place
+   */
+  SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_DONE = 1,
+  /*
+   * message says why; the previous checkpoint stays the latest
+   */
+  SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_FAILED = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__COORDINATOR_CHECKPOINT_STATE)
+} Sceneps__CoordinatorCheckpointState;
+/*
+ * Global recovery (docs/CHECKPOINTS.md, "Recovery policy"), driven by the
+ * supervisor after a server died. BEGIN: the coordinator stops starting
+ * checkpoints and leasing chunks (lease requests get WAIT) and answers whether
+ * a checkpoint is still under way (the supervisor waits for it to end before
+ * it chooses the cut). Then every server restarts from one checkpoint; REWIND
+ * (checkpoint = its directory): the coordinator's data progress becomes that
+ * checkpoint's `progress` (epoch, chunks done, schedule), every lease in flight
+ * is released, and leasing resumes. ABORT ends a BEGIN without a rewind. A
+ * BEGIN without REWIND or ABORT ends by itself after 300 s. Reply:
+ * RecoveryReply, or ErrorReply (BAD_REQUEST: a checkpoint whose progress does
+ * not fit this job's data set, naming the manifest; nothing changes).
+ */
+typedef enum _Sceneps__RecoveryAction {
+  SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_BEGIN = 0,
+  SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_REWIND = 1,
+  SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_ABORT = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__RECOVERY_ACTION)
+} Sceneps__RecoveryAction;
 
 /* --- messages --- */
 
@@ -769,7 +807,7 @@ struct  Sceneps__CheckpointReply
   uint32_t shard_index;
   uint32_t shard_count;
   /*
-   * pushes this server had applied at the cut
+   * pushes this server had applied at the cut (STATUS of a name it does not know: so far)
    */
   uint64_t applied_pushes;
   /*
@@ -819,6 +857,103 @@ struct  Sceneps__CheckpointReply
     , SCENEPS__CHECKPOINT_STATE__CHECKPOINT_STATE_UNKNOWN, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
 
 
+/*
+ * On-demand checkpoint of a running job (psctl checkpoint --run-dir). The
+ * first request (ticket 0) asks the coordinator to take a checkpoint as soon
+ * as none is under way, with its journal as the manifest's progress; the reply
+ * carries a ticket in state PENDING. Later requests with that ticket ask how
+ * it went: PENDING, DONE (name, path, ...) or FAILED (message). Reply:
+ * CoordinatorCheckpointReply, or ErrorReply (BAD_REQUEST: the job has no
+ * checkpoint directory, or an unknown ticket).
+ */
+struct  Sceneps__CoordinatorCheckpoint
+{
+  ProtobufCMessage base;
+  /*
+   * 0 = take one now; else the ticket of an earlier request
+   */
+  uint64_t ticket;
+  /*
+   * comma-separated manifest tags (ticket 0 only; `on-demand` is always added)
+   */
+  char *tags;
+};
+#define SCENEPS__COORDINATOR_CHECKPOINT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__coordinator_checkpoint__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+struct  Sceneps__CoordinatorCheckpointReply
+{
+  ProtobufCMessage base;
+  Sceneps__CoordinatorCheckpointState state;
+  uint64_t ticket;
+  char *name;
+  char *path;
+  /*
+   * the epoch of its progress
+   */
+  uint32_t epoch;
+  /*
+   * chunks done in its progress (that epoch)
+   */
+  uint64_t chunks_done;
+  double push_stall_ms;
+  uint64_t bytes;
+  double seconds;
+  char *message;
+};
+#define SCENEPS__COORDINATOR_CHECKPOINT_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__coordinator_checkpoint_reply__descriptor) \
+    , SCENEPS__COORDINATOR_CHECKPOINT_STATE__COORDINATOR_CHECKPOINT_STATE_PENDING, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Sceneps__Recovery
+{
+  ProtobufCMessage base;
+  Sceneps__RecoveryAction action;
+  /*
+   * REWIND: the checkpoint directory every server restored
+   */
+  char *checkpoint;
+  /*
+   * for the log: which server died
+   */
+  char *reason;
+};
+#define SCENEPS__RECOVERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__recovery__descriptor) \
+    , SCENEPS__RECOVERY_ACTION__RECOVERY_ACTION_BEGIN, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Sceneps__RecoveryReply
+{
+  ProtobufCMessage base;
+  /*
+   * BEGIN: a checkpoint is still being taken (ask again)
+   */
+  protobuf_c_boolean checkpointing;
+  /*
+   * REWIND: the epoch before and after
+   */
+  uint32_t epoch_from;
+  uint32_t epoch_to;
+  /*
+   * chunks reported done after the cut, to be trained again
+   */
+  uint64_t chunks_undone;
+  uint64_t examples_undone;
+  /*
+   * leases in flight taken back
+   */
+  uint64_t leases_released;
+  char *message;
+};
+#define SCENEPS__RECOVERY_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__recovery_reply__descriptor) \
+    , 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   SCENEPS__ENVELOPE__BODY__NOT_SET = 0,
   SCENEPS__ENVELOPE__BODY_HELLO = 10,
@@ -845,7 +980,11 @@ typedef enum {
   SCENEPS__ENVELOPE__BODY_SCALE = 36,
   SCENEPS__ENVELOPE__BODY_LEAVE = 37,
   SCENEPS__ENVELOPE__BODY_STATUS_REQUEST = 38,
-  SCENEPS__ENVELOPE__BODY_STATUS_REPLY = 39
+  SCENEPS__ENVELOPE__BODY_STATUS_REPLY = 39,
+  SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT = 40,
+  SCENEPS__ENVELOPE__BODY_COORDINATOR_CHECKPOINT_REPLY = 41,
+  SCENEPS__ENVELOPE__BODY_RECOVERY = 42,
+  SCENEPS__ENVELOPE__BODY_RECOVERY_REPLY = 43
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__ENVELOPE__BODY__CASE)
 } Sceneps__Envelope__BodyCase;
 
@@ -885,6 +1024,10 @@ struct  Sceneps__Envelope
     Sceneps__Leave *leave;
     Sceneps__StatusRequest *status_request;
     Sceneps__StatusReply *status_reply;
+    Sceneps__CoordinatorCheckpoint *coordinator_checkpoint;
+    Sceneps__CoordinatorCheckpointReply *coordinator_checkpoint_reply;
+    Sceneps__Recovery *recovery;
+    Sceneps__RecoveryReply *recovery_reply;
   };
 };
 #define SCENEPS__ENVELOPE__INIT \
@@ -1500,6 +1643,82 @@ Sceneps__CheckpointReply *
 void   sceneps__checkpoint_reply__free_unpacked
                      (Sceneps__CheckpointReply *message,
                       ProtobufCAllocator *allocator);
+/* Sceneps__CoordinatorCheckpoint methods */
+void   sceneps__coordinator_checkpoint__init
+                     (Sceneps__CoordinatorCheckpoint         *message);
+size_t sceneps__coordinator_checkpoint__get_packed_size
+                     (const Sceneps__CoordinatorCheckpoint   *message);
+size_t sceneps__coordinator_checkpoint__pack
+                     (const Sceneps__CoordinatorCheckpoint   *message,
+                      uint8_t             *out);
+size_t sceneps__coordinator_checkpoint__pack_to_buffer
+                     (const Sceneps__CoordinatorCheckpoint   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__CoordinatorCheckpoint *
+       sceneps__coordinator_checkpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__coordinator_checkpoint__free_unpacked
+                     (Sceneps__CoordinatorCheckpoint *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__CoordinatorCheckpointReply methods */
+void   sceneps__coordinator_checkpoint_reply__init
+                     (Sceneps__CoordinatorCheckpointReply         *message);
+size_t sceneps__coordinator_checkpoint_reply__get_packed_size
+                     (const Sceneps__CoordinatorCheckpointReply   *message);
+size_t sceneps__coordinator_checkpoint_reply__pack
+                     (const Sceneps__CoordinatorCheckpointReply   *message,
+                      uint8_t             *out);
+size_t sceneps__coordinator_checkpoint_reply__pack_to_buffer
+                     (const Sceneps__CoordinatorCheckpointReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__CoordinatorCheckpointReply *
+       sceneps__coordinator_checkpoint_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__coordinator_checkpoint_reply__free_unpacked
+                     (Sceneps__CoordinatorCheckpointReply *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__Recovery methods */
+void   sceneps__recovery__init
+                     (Sceneps__Recovery         *message);
+size_t sceneps__recovery__get_packed_size
+                     (const Sceneps__Recovery   *message);
+size_t sceneps__recovery__pack
+                     (const Sceneps__Recovery   *message,
+                      uint8_t             *out);
+size_t sceneps__recovery__pack_to_buffer
+                     (const Sceneps__Recovery   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__Recovery *
+       sceneps__recovery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__recovery__free_unpacked
+                     (Sceneps__Recovery *message,
+                      ProtobufCAllocator *allocator);
+/* Sceneps__RecoveryReply methods */
+void   sceneps__recovery_reply__init
+                     (Sceneps__RecoveryReply         *message);
+size_t sceneps__recovery_reply__get_packed_size
+                     (const Sceneps__RecoveryReply   *message);
+size_t sceneps__recovery_reply__pack
+                     (const Sceneps__RecoveryReply   *message,
+                      uint8_t             *out);
+size_t sceneps__recovery_reply__pack_to_buffer
+                     (const Sceneps__RecoveryReply   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__RecoveryReply *
+       sceneps__recovery_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__recovery_reply__free_unpacked
+                     (Sceneps__RecoveryReply *message,
+                      ProtobufCAllocator *allocator);
 /* Sceneps__Envelope methods */
 void   sceneps__envelope__init
                      (Sceneps__Envelope         *message);
@@ -1617,6 +1836,18 @@ typedef void (*Sceneps__CheckpointRequest_Closure)
 typedef void (*Sceneps__CheckpointReply_Closure)
                  (const Sceneps__CheckpointReply *message,
                   void *closure_data);
+typedef void (*Sceneps__CoordinatorCheckpoint_Closure)
+                 (const Sceneps__CoordinatorCheckpoint *message,
+                  void *closure_data);
+typedef void (*Sceneps__CoordinatorCheckpointReply_Closure)
+                 (const Sceneps__CoordinatorCheckpointReply *message,
+                  void *closure_data);
+typedef void (*Sceneps__Recovery_Closure)
+                 (const Sceneps__Recovery *message,
+                  void *closure_data);
+typedef void (*Sceneps__RecoveryReply_Closure)
+                 (const Sceneps__RecoveryReply *message,
+                  void *closure_data);
 typedef void (*Sceneps__Envelope_Closure)
                  (const Sceneps__Envelope *message,
                   void *closure_data);
@@ -1634,6 +1865,8 @@ extern const ProtobufCEnumDescriptor    sceneps__snapshot_action__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__lease_kind__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__checkpoint_action__descriptor;
 extern const ProtobufCEnumDescriptor    sceneps__checkpoint_state__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__coordinator_checkpoint_state__descriptor;
+extern const ProtobufCEnumDescriptor    sceneps__recovery_action__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__adam_config__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__table_spec__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__sparse_block__descriptor;
@@ -1666,6 +1899,10 @@ extern const ProtobufCMessageDescriptor sceneps__member_status__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__status_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__checkpoint_request__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__checkpoint_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__coordinator_checkpoint__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__coordinator_checkpoint_reply__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__recovery__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__recovery_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__envelope__descriptor;
 
 PROTOBUF_C__END_DECLS
