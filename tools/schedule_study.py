@@ -3,7 +3,7 @@
 PyTorch reference's best epoch, on generated logs of several sizes and scene mixes.
 
     tools/schedule_study.py [--sets 50k,200k,uneven,1m,5m] [--root data/sched] [--wait-for-reference]
-                            [--torch-venv .venv-torch] [--out FILE.md]
+                            [--torch-venv .venv-torch] [--out FILE.md] [--bin DIR]
 
 Each set is a directory ROOT/NAME with log.csv and truth.csv; missing ones are
 generated with `psctl gen-data` (users = rows/48, items = rows/24; `uneven`
@@ -13,7 +13,9 @@ cluster/default.yaml, nothing set per log. The reference: tools/torch_epochs.py
 epoch by overall test AUC — chosen on the test set, the most favourable
 reading of the peer; its result is cached in ROOT/NAME/torch-epochs.json.
 Prints a markdown table per set (per-scene AUC, difference, epochs) and writes
-them to --out (default runs/schedule-study-<time>.md).
+them to --out (default runs/schedule-study-<time>.md). --bin DIR uses the
+prebuilt executables in DIR (ps-server, worker, psctl, coordinator; passed to
+cluster/local.sh as SCENEPS_BIN) instead of running `swift build -c release`.
 """
 import argparse, json, os, subprocess, sys, time
 
@@ -108,6 +110,7 @@ def main():
     ap.add_argument("--torch-venv", default=os.path.join(ROOT, ".venv-torch"))
     ap.add_argument("--port", type=int, default=18900)
     ap.add_argument("--out", default="")
+    ap.add_argument("--bin", default="", help="prebuilt executables in this directory; skips `swift build`")
     ap.add_argument("--work", default="", help="runs directory; sets already run there are not run again")
     ap.add_argument("--report-only", action="store_true",
                     help="only print the tables of the sets --work and the cached references already have")
@@ -117,7 +120,7 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = a.work or os.path.join(ROOT, "runs", f"schedule-study-{stamp}")
     out = a.out or os.path.join(ROOT, "runs", f"schedule-study-{stamp}.md")
-    bin_dir = None if a.report_only else build()
+    bin_dir = None if a.report_only else (os.path.abspath(a.bin) if a.bin else build())
     md = [f"Machine: {os.uname().nodename}, {os.cpu_count()} cores; {stamp}; config cluster/default.yaml\n"]
     all_ok = True
     names = a.sets.split(",")
