@@ -18,7 +18,7 @@ final class FeatureSchemaTests: XCTestCase {
         XCTAssertEqual(Set(tables.map(\.name)).count, tables.count, "names are unique")
         XCTAssertFalse(tables.map(\.id).contains(FeatureTable.denseID))
         XCTAssertEqual(FeatureTable.denseID, 100)
-        XCTAssertEqual(tables.map(\.width), [.embedding, .embedding, .embedding, .embedding, .embedding, .scalar, .fixed(384)])
+        XCTAssertEqual(tables.map(\.width), [.embedding, .embedding, .embedding, .embedding, .embedding, .scalar, .text], "item_text is model.text_dim wide")
         for t in tables where t.name != "item_bias" && t.name != "item_text" {
             XCTAssertEqual(t.defaults, ClusterConfig.Table(initKind: .uniform, initScale: 0.05), t.name)
         }
