@@ -131,7 +131,7 @@ else
     || die "preparing $GEN/log.csv failed"
 fi
 
-# --- title features (--text-features): embed the catalogue unless cached ---
+# --- title features (--text-features): embed the catalogue unless cached, then reduce ---
 # The cache directory is named by the catalogue's content hash; `psctl
 # embed-titles --verify` (meta.json: catalogue bytes and hash, model files)
 # decides whether it is current; if not, the titles are embedded again. The
@@ -151,6 +151,9 @@ if [ -n "$TEXT_FEATURES" ]; then
   fi
   printf 'base: "%s"\nmodel: {text_features: true, text_embeddings: "%s"}\n' "$CONFIG" "$EMB" > "$RUN_DIR/config.yaml"
   CONFIG="$RUN_DIR/config.yaml"
+  # model.text_dim < 384: the vectors reduced once to their top text_dim
+  # principal components, in $EMB/pca-K/ (nothing computed when current).
+  "$PSCTL" reduce-titles --config "$CONFIG" || die "reducing the title vectors in $EMB failed (see the error above)"
 fi
 
 # The job's config, for --resume (the same bytes as the file it ran with).

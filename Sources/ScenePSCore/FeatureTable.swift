@@ -5,9 +5,10 @@
 ///
 /// Ids are part of the wire and checkpoint format: never renumber a table.
 public struct FeatureTable: Sendable, Equatable {
-    /// A row is `d` wide (an embedding), one value (a bias), or a fixed
-    /// width independent of `d` (a pretrained vector, e.g. a 384-d title embedding).
-    public enum Width: Sendable, Equatable { case embedding, scalar, fixed(Int) }
+    /// A row is `d` wide (an embedding), one value (a bias), the title
+    /// vectors' configured width (`model.text_dim`: 384, or their top
+    /// principal components), or a fixed width independent of the model.
+    public enum Width: Sendable, Equatable { case embedding, scalar, text, fixed(Int) }
 
     /// A table the model reads only when its config says so.
     public enum Condition: Sendable, Equatable {
@@ -39,14 +40,18 @@ public struct FeatureTable: Sendable, Equatable {
         self.alwaysFrozen = alwaysFrozen
     }
 
-    /// Values per row for embedding width `d`.
-    public func dim(d: Int) -> Int {
+    /// Values per row for embedding width `d` and title-vector width `textDim` (`model.text_dim`).
+    public func dim(d: Int, textDim: Int) -> Int {
         switch width {
         case .embedding: d
         case .scalar: 1
+        case .text: textDim
         case .fixed(let n): n
         }
     }
+
+    /// Values per row in a model with these settings.
+    public func dim(for model: ClusterConfig.Model) -> Int { dim(d: model.d, textDim: model.textDim) }
 
     /// Whether a model with these settings has this table.
     public func isUsed(by model: ClusterConfig.Model) -> Bool {
@@ -71,13 +76,18 @@ extension FeatureTable {
                                              defaults: ClusterConfig.Table(initKind: .zeros, initScale: 0))
 
     /// The catalogue items' title vectors (`psctl embed-titles`: all-MiniLM-L6-v2,
-    /// L2-normalised), keyed by item. Frozen: each server reads its rows from
-    /// `model.text_embeddings` when the table is declared; a key without a
+    /// L2-normalised, 384-d), keyed by item, `model.text_dim` wide: the full
+    /// vectors (384) or their projection on the catalogue's top `text_dim`
+    /// principal components (`TitleReduction`, `psctl reduce-titles`).
+    /// Frozen: each server reads its rows from `model.text_embeddings` (or
+    /// its `pca-K/` directory) when the table is declared; a key without a
     /// title vector reads zeros. Only with `model.text_features: true`.
-    public static let textDim = 384
-    public static let itemText = FeatureTable(name: "item_text", id: 7, width: .fixed(textDim),
+    public static let itemText = FeatureTable(name: "item_text", id: 7, width: .text,
                                               defaults: { var t = ClusterConfig.Table(initKind: .zeros, initScale: 0); t.frozen = true; return t }(),
                                               condition: .textFeatures, alwaysFrozen: true)
+
+    /// Width of the sentence-embedding model's vectors (all-MiniLM-L6-v2), `embeddings.npy`'s rows.
+    public static let titleVectorDim = 384
 
     /// Every sparse table, in wire-id order: the order of a worker's pulls and pushes.
     public static let all: [FeatureTable] = [item, category, user, scene, behaviourScene, itemBias, itemText]

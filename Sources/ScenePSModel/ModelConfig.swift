@@ -41,7 +41,7 @@ public struct MSIFConfig: Sendable, Equatable {
         useLong = m.ablation != .shortOnly
         useShort = m.ablation != .longOnly
         sceneGates = m.ablation != .noSceneGates
-        textDim = m.textFeatures ? FeatureTable.textDim : 0
+        textDim = m.textFeatures ? m.textDim : 0
     }
 
     /// Throws `ScenePSError(.config, …)` naming the first inconsistent setting.

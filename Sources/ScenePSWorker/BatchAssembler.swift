@@ -39,16 +39,18 @@ public struct BatchAssembler {
     public private(set) var batch = 0
 
     /// `tables`: the tables the model reads (`FeatureSchema.tables(for:)`);
-    /// the default is a model without optional features.
+    /// the default is a model without optional features. `textDim`: the
+    /// width of `item_text` rows (`model.text_dim`), when it is among them.
     public init(d: Int, historyWidth: Int, sameSceneOnly: Bool, sceneKeys: [UInt64],
-                tables: [FeatureTable] = FeatureSchema.tables(for: ClusterConfig.Model())) {
+                tables: [FeatureTable] = FeatureSchema.tables(for: ClusterConfig.Model()),
+                textDim: Int = ClusterConfig.Model().textDim) {
         self.d = d
         self.historyWidth = historyWidth
         self.sameSceneOnly = sameSceneOnly
         self.sceneKeys = sceneKeys
         let slots = FeatureSchema.slots(reading: tables)
         self.tables = tables
-        dims = tables.map { $0.dim(d: d) }
+        dims = tables.map { $0.dim(d: d, textDim: textDim) }
         self.slots = slots
         let slotTable = slots.map { slot in
             guard let t = tables.firstIndex(of: slot.table) else {

@@ -28,8 +28,8 @@ public final class Evaluator {
         assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                    sameSceneOnly: config.model.ablation == .sameScene,
                                    sceneKeys: manifest.scenes.map(\.key),
-                                   tables: FeatureSchema.tables(for: config.model))
-        caches = FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
+                                   tables: FeatureSchema.tables(for: config.model), textDim: config.model.textDim)
+        caches = FeatureSchema.frozenCaches(assembler.tables, d: config.model.d, textDim: config.model.textDim)
     }
 
     /// Rows of the pull-only tables (`item_text`), each key pulled once.

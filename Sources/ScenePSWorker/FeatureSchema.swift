@@ -86,12 +86,12 @@ public enum FeatureSchema {
 
     /// `ModelInput.textDim` of such a model: the width of `item_text`, or 0 without it.
     public static func textDim(for model: ClusterConfig.Model) -> Int {
-        tables(for: model).contains(.itemText) ? FeatureTable.itemText.dim(d: model.d) : 0
+        tables(for: model).contains(.itemText) ? FeatureTable.itemText.dim(for: model) : 0
     }
 
     /// A worker's caches of the pull-only tables of `tables` (`FrozenRowCache`).
-    public static func frozenCaches(_ tables: [FeatureTable], d: Int) -> [FrozenRowCache] {
-        tables.filter(\.alwaysFrozen).map { FrozenRowCache(table: $0.id, dim: $0.dim(d: d)) }
+    public static func frozenCaches(_ tables: [FeatureTable], d: Int, textDim: Int) -> [FrozenRowCache] {
+        tables.filter(\.alwaysFrozen).map { FrozenRowCache(table: $0.id, dim: $0.dim(d: d, textDim: textDim)) }
     }
 
     /// `pulls` with the keys a cache already holds left out.

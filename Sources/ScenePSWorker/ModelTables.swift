@@ -30,10 +30,12 @@ public struct ModelTables: Sendable {
         sparse = FeatureSchema.tables(for: config.model).map { table in
             var t = config.tables[table.name]!
             if table.alwaysFrozen { t.frozen = true }
-            // The title vectors' directory, absolute: every server opens it by this path.
+            // The title vectors' directory, absolute: every server opens it by this path
+            // (the reduced vectors' `pca-K/` when model.text_dim < 384).
             let file = table == .itemText && !config.model.textEmbeddings.isEmpty
-                ? URL(fileURLWithPath: config.model.textEmbeddings).standardizedFileURL.path : ""
-            return Sparse(id: table.id, name: table.name, dim: table.dim(d: config.model.d),
+                ? TitleReduction.directory(of: URL(fileURLWithPath: config.model.textEmbeddings).standardizedFileURL.path,
+                                           k: config.model.textDim) : ""
+            return Sparse(id: table.id, name: table.name, dim: table.dim(for: config.model),
                           settings: t, adam: t.adam ?? config.sparseAdam, initFile: file)
         }
         self.denseSize = denseSize

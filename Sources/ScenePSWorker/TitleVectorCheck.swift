@@ -6,8 +6,18 @@ import ScenePSData
 /// holds title vectors of this data set's catalogue: both files present, as
 /// many ids as rows, 384 wide, and (when the data set was prepared with a
 /// catalogue) exactly the catalogue's items. Embeddings of another catalogue
-/// would otherwise train on zero vectors for every item they miss.
+/// would otherwise train on zero vectors for every item they miss. With
+/// `model.text_dim` < 384 also that `pca-K/` holds the reduction of exactly
+/// these vectors to K components (`TitleReduction.verify`).
 public enum TitleVectorCheck {
+    /// The check for a model's settings: `model.text_embeddings` (384 wide)
+    /// and, when `model.text_dim` < 384, its reduction.
+    public static func check(model: ClusterConfig.Model, dataDir: String, manifest: DatasetManifest) throws {
+        let source = URL(fileURLWithPath: model.textEmbeddings).standardizedFileURL.path
+        try check(directory: source, width: FeatureTable.titleVectorDim, dataDir: dataDir, manifest: manifest)
+        if model.textDim < FeatureTable.titleVectorDim { try TitleReduction.verify(source: source, k: model.textDim) }
+    }
+
     /// Throws `ScenePSError(.data, …)` naming the file, what is wrong and what to run.
     public static func check(directory: String, width: Int, dataDir: String, manifest: DatasetManifest) throws {
         try check(directory: directory, width: width,

@@ -55,15 +55,15 @@ public final class Trainer {
         let assembler = BatchAssembler(d: config.model.d, historyWidth: min(config.model.lLong, manifest.lLong),
                                        sameSceneOnly: config.model.ablation == .sameScene,
                                        sceneKeys: manifest.scenes.map(\.key),
-                                       tables: FeatureSchema.tables(for: config.model))
+                                       tables: FeatureSchema.tables(for: config.model), textDim: config.model.textDim)
         tables = ModelTables(config: config, denseSize: model.layout.count)
         frozen = Set(tables.sparse.filter(\.settings.frozen).map(\.id))
-        if let text = tables.sparse.first(where: { $0.id == FeatureTable.itemText.id }) {
-            try TitleVectorCheck.check(directory: text.initFile, width: text.dim, dataDir: dataDir, manifest: manifest)
+        if tables.sparse.contains(where: { $0.id == FeatureTable.itemText.id }) {
+            try TitleVectorCheck.check(model: config.model, dataDir: dataDir, manifest: manifest)
         }
         // SCENEPS_FROZEN_CACHE=off pulls frozen rows every step (to measure what the cache saves; BENCHMARKS.md).
         caches = ProcessInfo.processInfo.environment["SCENEPS_FROZEN_CACHE"] == "off"
-            ? [] : FeatureSchema.frozenCaches(assembler.tables, d: config.model.d)
+            ? [] : FeatureSchema.frozenCaches(assembler.tables, d: config.model.d, textDim: config.model.textDim)
         let B = config.training.batchSize
         cur = Stage(samples: SampleBatch(lLong: manifest.lLong, capacity: B), assembler: assembler)
         next = cur

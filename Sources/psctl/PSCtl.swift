@@ -18,6 +18,7 @@ struct PSCtl: ParsableCommand {
             Status.self,
             Supervise.self,
             EmbedTitles.self,
+            ReduceTitles.self,
             Shutdown.self,
             CheckpointCommand.self,
             VerifyCheckpoint.self,

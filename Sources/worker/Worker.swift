@@ -92,7 +92,8 @@ struct Worker: ParsableCommand {
             let why: String
             switch end { case .jobDone(let r): why = r; case .retired(let r): why = "retired: \(r)" }
             logger.info("done", metadata: ["examples": "\(trainer.examples)", "steps": "\(trainer.steps)",
-                                           "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))", "why": "\(why)"])
+                                           "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))",
+                                           "cpu_seconds": "\(String(format: "%.2f", ProcessStats.cpuSeconds))", "why": "\(why)"])
         } catch {
             member?.stop()
             member?.leave(reason: "\(error)")

@@ -35,10 +35,19 @@ final class TitleFeatureTrainingTests: XCTestCase {
     ///     without titles            0.5526  0.5347  0.5284   (difference +0.076, +0.088, +0.120)
     ///     titles shuffled among the items (they carry nothing): 0.5539  0.5698
     ///
-    /// Bars: cold(text) > cold(plain) + 0.03 (smallest measured margin 0.046)
-    /// and cold(text) > 0.60, which every run with titles passes (by 0.023
-    /// or more) and every run whose titles say nothing fails (by 0.030 or
-    /// more): a title feature that is wired but broken does not pass.
+    /// (those with the 384-d vectors, `model.text_dim: 384`). With the default
+    /// text_dim 64 (the vectors' top 64 principal components, issue 13's
+    /// speed target), same sitting, load ~20:
+    ///
+    ///     text_dim 64               0.5935  0.5966  0.6021
+    ///     text_dim 128              0.5977
+    ///     text_dim 384              0.6135  0.6305
+    ///     without titles            0.5649  0.5343  0.5443
+    ///
+    /// Bars: cold(text) > cold(plain) + 0.02 (smallest measured margin at
+    /// 64: 0.029) and cold(text) > 0.58, which every run with titles passes
+    /// (by 0.013 or more) and every run whose titles say nothing fails (by
+    /// 0.010 or more): a title feature that is wired but broken does not pass.
     func testTitleFeaturesRaiseTheColdAUC() throws {
         try Harness.requireBinaries()
         let dir = try Harness.tempDir("titles")
@@ -64,8 +73,8 @@ final class TitleFeatureTrainingTests: XCTestCase {
         let plain = try train(dir, text: false, port: port, cache: cache)
         print("title features: cold AUC \(text.cold) vs \(plain.cold) (\(text.coldExamples) cold rows), overall \(text.overall) vs \(plain.overall)")
         XCTAssertGreaterThan(text.coldExamples, 300, "the hold-out must make the cold set measurable")
-        XCTAssertGreaterThan(text.cold, plain.cold + 0.03, "title features must raise the cold AUC")
-        XCTAssertGreaterThan(text.cold, 0.60, "cold AUC with titles (without: 0.53-0.55, with shuffled titles 0.55-0.57)")
+        XCTAssertGreaterThan(text.cold, plain.cold + 0.02, "title features must raise the cold AUC")
+        XCTAssertGreaterThan(text.cold, 0.58, "cold AUC with titles (64: 0.59-0.60; without: 0.53-0.56, with shuffled titles 0.55-0.57)")
         XCTAssertGreaterThan(text.overall, plain.overall - 0.01, "and must not cost overall AUC")
     }
 }

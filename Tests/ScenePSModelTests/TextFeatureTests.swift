@@ -67,6 +67,25 @@ final class TextFeatureTests: XCTestCase {
         XCTAssertTrue(r.parameterGradient[e.offset..<(e.offset + e.count)].contains { abs($0) > 1e-6 })
     }
 
+    /// The widths the model runs at: `model.text_dim`'s default (the
+    /// catalogue's top principal components) and 384 (the vectors as
+    /// embedded). Forward and backward do not depend on the width, but a
+    /// width-dependent stride or buffer size would show here.
+    func testGradientAtTheConfiguredTextWidths() throws {
+        for k in [ClusterConfig.Model().textDim, FeatureTable.titleVectorDim] {
+            var c = ModelGradientTests.smallConfig()
+            c.textDim = k
+            let model = try MSIFModel<Double>(config: c, maxBatch: 5)
+            XCTAssertEqual(model.layout["text.W"]?.shape, [c.d, k])
+            let x = Self.input(c, width: 6, lengths: [6, 1, 0, 4, 3], scenes: [0, 1, 2, 1, 0], rows: 5, seed: 31)
+            checkModel("title features at width \(k)", model, input: x, seed: 32, zero: { ModelGradientTests.unused(c, $0) })
+            let r = ModelGradientTests.run(model, ModelGradientTests.randomParameters(c.layout, seed: 33), x,
+                                           labels: [1, 0, 1, 0, 1])
+            let e = model.layout["text.W"]!
+            XCTAssertTrue(r.parameterGradient[e.offset..<(e.offset + e.count)].contains { abs($0) > 1e-6 }, "width \(k)")
+        }
+    }
+
     func testShortOnlyAndLongOnlyWithTitleFeatures() throws {
         for (useLong, useShort) in [(true, false), (false, true)] {
             var c = Self.config()
@@ -128,7 +147,9 @@ final class TextFeatureTests: XCTestCase {
         XCTAssertEqual(MSIFConfig(m).textDim, 0)
         XCTAssertNil(MSIFConfig(m).layout["text.W"])
         m.textFeatures = true
-        XCTAssertEqual(MSIFConfig(m).textDim, FeatureTable.textDim)
+        XCTAssertEqual(MSIFConfig(m).textDim, 64, "model.text_dim's default")
+        XCTAssertEqual(MSIFConfig(m).layout["text.W"]?.shape, [m.d, 64])
+        m.textDim = FeatureTable.titleVectorDim
         XCTAssertEqual(MSIFConfig(m).layout["text.W"]?.shape, [m.d, 384])
     }
 }

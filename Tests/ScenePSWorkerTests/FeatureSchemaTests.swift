@@ -18,7 +18,7 @@ final class FeatureSchemaTests: XCTestCase {
         XCTAssertEqual(Set(tables.map(\.name)).count, tables.count, "names are unique")
         XCTAssertFalse(tables.map(\.id).contains(FeatureTable.denseID))
         XCTAssertEqual(FeatureTable.denseID, 100)
-        XCTAssertEqual(tables.map(\.width), [.embedding, .embedding, .embedding, .embedding, .embedding, .scalar, .fixed(384)])
+        XCTAssertEqual(tables.map(\.width), [.embedding, .embedding, .embedding, .embedding, .embedding, .scalar, .text], "item_text is model.text_dim wide")
         for t in tables where t.name != "item_bias" && t.name != "item_text" {
             XCTAssertEqual(t.defaults, ClusterConfig.Table(initKind: .uniform, initScale: 0.05), t.name)
         }
@@ -47,12 +47,24 @@ final class FeatureSchemaTests: XCTestCase {
         config.model.textEmbeddings = "rel/emb"
         let t = ModelTables(config: config, denseSize: 10)
         XCTAssertEqual(t.sparse.map(\.id), FeatureSchema.tables.map(\.id))
-        XCTAssertEqual(t.sparse.map(\.dim), [8, 8, 8, 8, 8, 1, 384])
+        XCTAssertEqual(t.sparse.map(\.dim), [8, 8, 8, 8, 8, 1, 64], "model.text_dim's default")
         let text = t.table(FeatureTable.itemText.id)
         XCTAssertTrue(text.settings.frozen)
-        XCTAssertEqual(text.initFile, FileManager.default.currentDirectoryPath + "/rel/emb", "servers get an absolute path")
+        XCTAssertEqual(text.initFile, FileManager.default.currentDirectoryPath + "/rel/emb/pca-64",
+                       "servers get an absolute path, of the reduced vectors")
         XCTAssertTrue(t.sparse.filter { $0.id != text.id }.allSatisfy { $0.initFile.isEmpty })
-        XCTAssertEqual(FeatureSchema.textDim(for: config.model), 384)
+        XCTAssertEqual(FeatureSchema.textDim(for: config.model), 64)
+        // text_dim 384: the vectors as embedded, from the directory itself.
+        var full = config
+        full.model.textDim = 384
+        let f = ModelTables(config: full, denseSize: 10)
+        XCTAssertEqual(f.sparse.map(\.dim), [8, 8, 8, 8, 8, 1, 384])
+        XCTAssertEqual(f.table(FeatureTable.itemText.id).initFile, FileManager.default.currentDirectoryPath + "/rel/emb")
+        XCTAssertEqual(FeatureSchema.textDim(for: full.model), 384)
+        XCTAssertEqual(try ClusterConfig.parse(yaml: "model: {text_dim: 32}").model.textDim, 32)
+        XCTAssertThrowsError(try ClusterConfig.parse(yaml: "model: {text_dim: 385}")) {
+            XCTAssertTrue("\($0)".contains("text_dim"), "\($0)")
+        }
         XCTAssertEqual(FeatureSchema.slots(for: config.model).map(\.name).suffix(2), ["targetTextRow", "historyTextRow"])
         let specs = t.specs
         XCTAssertEqual(specs.first { $0.id == 7 }?.initFile, text.initFile)
@@ -102,7 +114,7 @@ final class FeatureSchemaTests: XCTestCase {
             for f in changed { writers[f, default: []].append(slot.name) }
             // One value per position (B, or B·L for a history slot) and row width of its table.
             let positions = slot.source.isHistory ? B * L : B
-            XCTAssertEqual(n, positions * slot.table.dim(d: d),
+            XCTAssertEqual(n, positions * slot.table.dim(d: d, textDim: ClusterConfig.Model().textDim),
                            "slot \(slot.name): field length \(n) is not \(positions) positions × \(slot.table.name)'s width")
         }
         for f in fields.keys where f != "textRows" {

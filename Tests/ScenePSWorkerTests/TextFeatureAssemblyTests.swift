@@ -13,6 +13,7 @@ final class TextFeatureAssemblyTests: XCTestCase {
         var m = ClusterConfig.Model()
         m.textFeatures = true
         m.textEmbeddings = "/emb"
+        m.textDim = 384   // the widest rows (model.text_dim's default, 64, works the same way)
         return m
     }
 
@@ -29,7 +30,7 @@ final class TextFeatureAssemblyTests: XCTestCase {
         s.histLen = [3, 1]
         s.histItem = [6, 5, 4, 0, 5, 0, 0, 0]; s.histCategory = [9, 9, 9, 0, 9, 0, 0, 0]; s.histScene = [0, 0, 0, 0, 0, 0, 0, 0]
         var a = BatchAssembler(d: 2, historyWidth: 4, sameSceneOnly: false, sceneKeys: [77],
-                               tables: FeatureSchema.tables(for: Self.textModel))
+                               tables: FeatureSchema.tables(for: Self.textModel), textDim: Self.textModel.textDim)
         try a.index(s)
         XCTAssertEqual(a.pulls.last?.tableID, FeatureTable.itemText.id)
         XCTAssertEqual(a.pulls.last?.keys, [5, 6, 4], "the item table's keys: targets first, then history")
@@ -54,9 +55,10 @@ final class TextFeatureAssemblyTests: XCTestCase {
         var second = BatchAssemblerTests.randomBatch(&rng, batch: 20, width: 6, scenes: 2)
         second.sceneKeys = first.sceneKeys
         let tables = FeatureSchema.tables(for: Self.textModel)
-        let caches = FeatureSchema.frozenCaches(tables, d: 2)
+        let caches = FeatureSchema.frozenCaches(tables, d: 2, textDim: Self.textModel.textDim)
         XCTAssertEqual(caches.map(\.table), [FeatureTable.itemText.id])
-        var a = BatchAssembler(d: 2, historyWidth: 6, sameSceneOnly: false, sceneKeys: first.sceneKeys, tables: tables)
+        var a = BatchAssembler(d: 2, historyWidth: 6, sameSceneOnly: false, sceneKeys: first.sceneKeys, tables: tables,
+                               textDim: Self.textModel.textDim)
         for (n, batch) in [first, second].enumerated() {
             try a.index(batch.samples)
             let full = Self.rows(a)

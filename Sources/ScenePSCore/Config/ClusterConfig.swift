@@ -37,9 +37,15 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var baselineHidden = [64, 32]
         public var ablation: Ablation = .full
         /// Title features (docs/ARCHITECTURE.md §3.6): the frozen `item_text` table and
-        /// the learned projection `text.W` (d × 384) added to the target and
+        /// the learned projection `text.W` (d × textDim) added to the target and
         /// every behaviour token's item vector.
         public var textFeatures = false
+        /// Width of the title vectors the model reads: the catalogue's 384-d
+        /// vectors projected once on their top `textDim` principal components
+        /// (`TitleReduction`: `text_embeddings/pca-K/`), 384 = the vectors as
+        /// embedded. 64 keeps the cold-start gain at a sixth of the cost
+        /// (BENCHMARKS.md, "Title features").
+        public var textDim = 64
         /// Directory of `psctl embed-titles` output (`embeddings.npy`,
         /// `item_ids.txt`) the servers load `item_text` from; required with `textFeatures`.
         public var textEmbeddings = ""
@@ -277,7 +283,7 @@ extension ClusterConfig {
     private static func parseModel(_ r: ConfigReader, base: Model) throws -> Model {
         var m = base
         let k = try r.keys(allowed: ["kind", "d", "l_long", "l_short", "heads", "ffn", "experts", "expert_widths",
-                                     "head_width", "baseline_hidden", "ablation", "text_features", "text_embeddings"])
+                                     "head_width", "baseline_hidden", "ablation", "text_features", "text_embeddings", "text_dim"])
         if let n = k["kind"] { m.kind = ModelKind(rawValue: try r.string("kind", n, oneOf: ModelKind.allCases.map(\.rawValue)))! }
         if let n = k["d"] { m.d = try r.int("d", n, min: 1, max: 4096) }
         if let n = k["l_long"] { m.lLong = try r.int("l_long", n, min: 1, max: 10_000) }
@@ -291,6 +297,7 @@ extension ClusterConfig {
         if let n = k["ablation"] { m.ablation = Ablation(rawValue: try r.string("ablation", n, oneOf: Ablation.allCases.map(\.rawValue)))! }
         if let n = k["text_features"] { m.textFeatures = try r.bool("text_features", n) }
         if let n = k["text_embeddings"] { m.textEmbeddings = try r.string("text_embeddings", n) }
+        if let n = k["text_dim"] { m.textDim = try r.int("text_dim", n, min: 1, max: FeatureTable.titleVectorDim) }
         return m
     }
 
