@@ -377,10 +377,13 @@ final class ElasticTests: XCTestCase {
         let l = try Harness.Running(launcher, args(run, slot: 14), cwd: Harness.root)
         XCTAssertTrue(l.waitFor("epoch 2: every chunk trained", timeout: 300), String(l.output.suffix(3000)))
         XCTAssertTrue(l.waitFor("checkpoint ckpt-", timeout: 60), String(l.output.suffix(3000)))
-        Thread.sleep(forTimeInterval: 1)
-        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "psctl supervise .*--run-dir \(run.path)"], timeout: 10)
-        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "tcp://127.0.0.1:(\(port)|\(port + 1)|\(port + 2))( |,|$)"], timeout: 10)
-        _ = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "--data \(run.path)/data"], timeout: 10)
+        // Every process stopped first, then killed: under load the job must not go on (and even end)
+        // while the kills reach its processes one pattern at a time.
+        for signal in ["-STOP", "-KILL"] {
+            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "psctl supervise .*--run-dir \(run.path)"], timeout: 10)
+            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "tcp://127.0.0.1:(\(port)|\(port + 1)|\(port + 2))( |,|$)"], timeout: 10)
+            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "--data \(run.path)/data"], timeout: 10)
+        }
         _ = l.waitExit(timeout: 60)
         // Bad input first: a run directory without checkpoints is refused before anything starts.
         let empty = try Harness.tempDir("elastic-resume-empty")
@@ -393,6 +396,7 @@ final class ElasticTests: XCTestCase {
         XCTAssertEqual(r.status, 0, String(r.output.suffix(5000)))
         XCTAssertTrue(r.output.contains("resuming from a checkpoint"), String(r.output.suffix(3000)))
         XCTAssertFalse(r.output.contains("epoch 1: every chunk trained"), "epoch 1 is not trained again after the resume")
+        XCTAssertTrue(r.output.contains("every chunk trained"), "the resumed job trains (the first one was stopped before its end): \(r.output.suffix(3000))")
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
         XCTAssertEqual(s["servers"] as? Int, 3)
         _ = assertEveryChunkOnce(s)
