@@ -13,7 +13,9 @@ final class ElasticTests: XCTestCase {
     var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
-    /// One data set for every test of this class: 60K rows, two scenes.
+    /// One data set for every test of this class: 60K rows, two scenes. A fixed schedule (4 epochs at
+    /// the full rate, the best kept): the tests compare AUCs between runs, and the schedule's data-driven
+    /// rollbacks and decays, landing on different epochs in different runs, added to the runs' spread.
     static let shared: (dir: URL, ok: Bool) = {
         let dir = (try? Harness.tempDir("elastic")) ?? URL(fileURLWithPath: "/tmp/sceneps-elastic-\(getpid())")
         let psctl = Harness.bin.appendingPathComponent("psctl").path
@@ -21,7 +23,7 @@ final class ElasticTests: XCTestCase {
                                          "--users", "3000", "--items", "4000", "--seed", "21", "--no-titles"], timeout: 120)
         let config = """
             data: {chunk_size: 2048}
-            training: {log_every: 10, timeout_seconds: 1, retries: 1, max_progress_lead: 0}
+            training: {log_every: 10, timeout_seconds: 1, retries: 1, max_progress_lead: 0, epochs: 4, patience: 4}
             scenes: {home: 2, shop: 1}
             """
         try? config.write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
