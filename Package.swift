@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
         .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
         .target(name: "ScenePSServer", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ScenePSClient", dependencies: [

@@ -1,3 +1,4 @@
+import CMalloc
 import Foundation
 import ScenePSCore
 import ScenePSProtocol
@@ -43,8 +44,19 @@ public enum CheckpointFaults {
     }
 }
 
-/// Streams a file through a buffer, hashing what it writes; `finish` syncs
-/// and renames it into place. Any failure removes the temporary file.
+/// Streams a file through an aligned buffer, hashing what it writes;
+/// `finish` syncs and renames it into place. Any failure removes the
+/// temporary file.
+///
+/// The file is written with O_DIRECT when the file system takes it: full
+/// 8 MiB buffers go from the (reused, always resident) buffer to the disk,
+/// so a checkpoint neither copies its gigabytes into the page cache nor
+/// evicts what training has cached there (measured: BENCHMARKS.md,
+/// "Checkpoints"). The last piece is padded to the block size and the file
+/// truncated back to its length before the fsync. Where O_DIRECT is refused
+/// (tmpfs, some network file systems) the writer falls back to buffered
+/// writes, starting the disk's writeback every 16 MiB so the final fsync
+/// waits for the tail only.
 final class DurableWriter {
     let path: String, tmp: String
     private let fd: Int32
@@ -56,18 +68,26 @@ final class DurableWriter {
     private var hasher = XXH64()
     private var writes = 0
     private var closed = false
+    private(set) var direct: Bool
+    private var writebackFrom: UInt64 = 0
+    static let writebackBytes: UInt64 = 16 << 20
+    static let alignment = 4096
 
     /// The fault point armed for this file's checkpoint.
     let fault: String
 
     init(path: String, fault: String = "", bufferBytes: Int = 8 << 20) throws {
+        precondition(bufferBytes > 0 && bufferBytes % DurableWriter.alignment == 0)
         self.path = path
         self.fault = fault
         tmp = path + ".tmp"
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ScenePSError(.io, "\(tmp): cannot create (\(String(cString: strerror(errno))))") }
+        var f = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0o644)
+        direct = f >= 0
+        if f < 0 && errno == EINVAL { f = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
+        guard f >= 0 else { throw ScenePSError(.io, "\(tmp): cannot create (\(String(cString: strerror(errno))))") }
+        fd = f
         capacity = bufferBytes
-        buffer = .allocate(byteCount: bufferBytes, alignment: 64)
+        buffer = .allocate(byteCount: bufferBytes, alignment: DurableWriter.alignment)
     }
 
     deinit {
@@ -76,12 +96,8 @@ final class DurableWriter {
     }
 
     func write(_ raw: UnsafeRawBufferPointer) throws {
-        if raw.count >= 64 << 10 {   // large pieces (table chunks) go straight out, not through the buffer
-            try flush()
-            try emit(raw)
-            return
-        }
-        var src = raw.baseAddress!, n = raw.count
+        guard var src = raw.baseAddress else { return }
+        var n = raw.count
         while n > 0 {
             if used == capacity { try flush() }
             let take = min(n, capacity - used)
@@ -97,35 +113,60 @@ final class DurableWriter {
 
     func write(_ floats: [Float]) throws { try floats.withUnsafeBytes { try write($0) } }
 
+    /// Writes the buffer out: whole when full; the last, partial one padded
+    /// with zeros to the block size under O_DIRECT (truncated off in `finish`).
     private func flush() throws {
         guard used > 0 else { return }
-        try emit(UnsafeRawBufferPointer(start: buffer, count: used))
+        let data = UnsafeRawBufferPointer(start: buffer, count: used)
+        hasher.update(data)
+        var out = used
+        if direct && used % DurableWriter.alignment != 0 {
+            out = (used + DurableWriter.alignment - 1) / DurableWriter.alignment * DurableWriter.alignment
+            memset(buffer + used, 0, out - used)
+        }
+        try emit(UnsafeRawBufferPointer(start: buffer, count: out))
+        bytes += UInt64(used)
         used = 0
     }
 
-    /// Hashes and writes `raw` to the file.
+    /// Writes `raw` (already hashed) at the current end of the file.
     private func emit(_ raw: UnsafeRawBufferPointer) throws {
-        hasher.update(raw)
         writes += 1
         if writes == 1 && fault == "enospc" {
             throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(ENOSPC)))) [fault point enospc]")
         }
         var off = 0
         while off < raw.count {
-            let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+            let n = pwrite(fd, raw.baseAddress! + off, raw.count - off, off_t(bytes) + off_t(off))
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EINVAL && direct {
+                    // The file system took O_DIRECT at open but not for this write: go on buffered.
+                    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT)
+                    direct = false
+                    continue
+                }
                 throw ScenePSError(.io, "\(tmp): write failed (\(String(cString: strerror(errno))))")
             }
             off += n
         }
-        bytes += UInt64(raw.count)
         if writes == 1 && fault == "mid-shard-write" { kill(getpid(), SIGKILL) }
+        if !direct && bytes + UInt64(raw.count) - writebackFrom >= DurableWriter.writebackBytes {
+            let end = bytes + UInt64(raw.count)
+            _ = sceneps_start_writeback(fd, Int64(writebackFrom), Int64(end - writebackFrom))
+            writebackFrom = end
+        }
     }
 
     /// Flushes, fsyncs, closes and renames into place. Returns size and checksum.
     func finish() throws -> (bytes: UInt64, checksum: UInt64) {
+        let padded = direct && used % DurableWriter.alignment != 0
         try flush()
+        if padded {
+            guard ftruncate(fd, off_t(bytes)) == 0 else {
+                throw ScenePSError(.io, "\(tmp): truncate failed (\(String(cString: strerror(errno))))")
+            }
+        }
         guard fsync(fd) == 0 else { throw ScenePSError(.io, "\(tmp): fsync failed (\(String(cString: strerror(errno))))") }
         close(fd)
         closed = true
@@ -232,7 +273,10 @@ final class ShardFileContents {
     var sparse: [UInt32: SparseSection] = [:]
     var dense: [UInt32: DenseSection] = [:]
     var dedup: [DedupWindow.Entry] = []
-    var checksumSeconds = 0.0
+    /// The reader thread's time paging the file in and hashing it (overlaps the parser's work).
+    var readSeconds = 0.0
+    /// The parser's time checking rows.
+    var checkSeconds = 0.0
 
     /// Reads and checks `path` against its manifest entry (size, checksum),
     /// the header against `header`, each table against `specs`, every row's
@@ -254,7 +298,7 @@ final class ShardFileContents {
         let r = try StreamReader(path: path, size: size)
         try parse(r, expected: expected, header: header, specs: specs, onSection: onSection, onRecords: onRecords)
         let sum = r.hasher.finalize()
-        checksumSeconds = r.hashSeconds
+        readSeconds = r.hashSeconds
         guard XXH64.format(sum) == expected.checksum else {
             throw ScenePSError(.checkpoint, "\(path): checksum \(XXH64.format(sum)), the manifest says \(expected.checksum) (check: checksum; the file is damaged)")
         }
@@ -297,7 +341,9 @@ final class ShardFileContents {
                 try onSection(id, Int(rows))
                 var done = 0
                 try r.records(count: Int(rows), size: recordBytes) { batch in
+                    let t0 = DispatchTime.now().uptimeNanoseconds
                     try checkRowsInParallel(sec, name: spec.name, batch, firstRow: done)
+                    checkSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                     done += batch.count / recordBytes
                     try onRecords(id, batch)
                 }
@@ -391,49 +437,50 @@ final class ShardFileContents {
     }
 }
 
-/// Reads a file ahead on a thread of its own (8 MiB blocks, at most two
-/// waiting), hashing every byte in order, so disk reads and the checksum
-/// overlap the consumer's work (a restore's row checks and inserts).
-final class Prefetcher: @unchecked Sendable {
-    // @unchecked: shared state under `cond`.
+/// Hashes a mapped file ahead of its parser on a thread of its own, block
+/// by block in file order (8 MiB; at most `window` blocks ahead). Hashing a
+/// block reads it from the disk into the page cache and maps its pages, so
+/// the parser only ever touches resident memory and never copies the file
+/// (no read() into a buffer: the page cache pages are the buffer), and the
+/// disk read, the checksum and the parser's row checks and inserts overlap.
+/// The window is wide (256 MiB) so that the disk keeps reading while the
+/// parser sizes a table; what it holds is page cache, not the process's memory.
+final class ReadAhead: @unchecked Sendable {
+    // @unchecked: shared state under `cond`; the mapping is read-only.
     static let blockBytes = 8 << 20
+    static let window = 32
     private let cond = NSCondition()
-    private var ready: [(UnsafeMutableRawPointer, Int)] = []
-    private var spare: [UnsafeMutableRawPointer] = []
+    private var ready = 0               // bytes hashed (and resident) from the start
+    private var wanted = 0              // the parser has asked up to here
     private var finished = false, cancelled = false
-    private var failure: String?
-    private(set) var hasher = XXH64()
-    private(set) var hashSeconds = 0.0
+    private var hasher = XXH64()
+    private var hashSeconds = 0.0
 
-    init(fd: Int32, size: Int) {
+    init(base: UnsafeRawPointer?, size: Int) {
+        let box = UncheckedSendable(base)
         let t = Thread { [self] in
             var off = 0
-            while off < size {
+            while off < size, let base = box.value {
                 cond.lock()
-                while ready.count >= 2 && !cancelled { cond.wait() }
-                if cancelled { cond.unlock(); break }
-                let block = spare.popLast() ?? .allocate(byteCount: Prefetcher.blockBytes, alignment: 64)
+                while off >= wanted + ReadAhead.window * ReadAhead.blockBytes && !cancelled { cond.wait() }
+                let stop = cancelled
                 cond.unlock()
-                var n = 0
-                let want = min(Prefetcher.blockBytes, size - off)
-                var err: String?
-                while n < want {
-                    let k = read(fd, block + n, want - n)
-                    if k < 0 && errno == EINTR { continue }
-                    if k <= 0 { err = k < 0 ? String(cString: strerror(errno)) : "unexpected end of file"; break }
-                    n += k
+                if stop { break }
+                let n = min(ReadAhead.blockBytes, size - off)
+                // Ask the kernel for the block after this one while this one is hashed.
+                let next = off + n
+                if next < size {
+                    _ = madvise(UnsafeMutableRawPointer(mutating: base + next), min(ReadAhead.blockBytes, size - next), Int32(MADV_WILLNEED))
                 }
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                hasher.update(UnsafeRawBufferPointer(start: block, count: n))
+                hasher.update(UnsafeRawBufferPointer(start: base + off, count: n))
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                off += n
                 cond.lock()
                 hashSeconds += dt
-                if n > 0 { ready.append((block, n)) } else { spare.append(block) }
-                if let err { failure = "read failed at byte \(off + n) (\(err))" }
+                ready = off
                 cond.broadcast()
                 cond.unlock()
-                if err != nil { break }
-                off += n
             }
             cond.lock(); finished = true; cond.broadcast(); cond.unlock()
         }
@@ -441,110 +488,112 @@ final class Prefetcher: @unchecked Sendable {
         t.start()
     }
 
-    /// The next block in file order (nil at the end); give it back with `recycle`.
-    func next() throws -> (UnsafeMutableRawPointer, Int)? {
+    /// Waits until the first `bytes` bytes are resident and hashed.
+    func wait(upTo bytes: Int) {
         cond.lock(); defer { cond.unlock() }
-        while ready.isEmpty && !finished { cond.wait() }
-        if !ready.isEmpty { let b = ready.removeFirst(); cond.broadcast(); return b }
-        if let failure { throw ScenePSError(.checkpoint, failure) }
-        return nil
+        if bytes > wanted { wanted = bytes; cond.broadcast() }
+        while ready < bytes && !finished { cond.wait() }
     }
 
-    func recycle(_ p: UnsafeMutableRawPointer) { cond.lock(); spare.append(p); cond.unlock() }
-
-    /// Stops the thread and waits for it (the file descriptor may then be closed).
-    func finish() -> (XXH64, Double) {
+    /// Stops the thread, waits for it, and returns the hash of the whole file
+    /// when every byte was hashed (nil when stopped early).
+    func finish(size: Int) -> (XXH64, Double)? {
         cond.lock()
         cancelled = true
         cond.broadcast()
         while !finished { cond.wait() }
-        for (b, _) in ready { b.deallocate() }
-        for b in spare { b.deallocate() }
-        ready = []; spare = []
-        let r = (hasher, hashSeconds)
+        let r = ready == size ? (hasher, hashSeconds) : nil
         cond.unlock()
         return r
     }
 }
 
-/// Sequential reads of a shard file (through `Prefetcher`), parsed in place
-/// from one buffer.
+/// Sequential reads of a shard file, mapped read-only and parsed in place;
+/// `ReadAhead` hashes and pages it in ahead of the parser. The file's size
+/// was checked against the manifest before it is opened; one that shrinks
+/// while it is read is outside what a restore guards against (docs/CHECKPOINTS.md).
 final class StreamReader {
     let path: String
     let size: Int
-    private let fd: Int32
-    private let buffer: UnsafeMutableRawPointer
-    private let capacity = 2 * Prefetcher.blockBytes
-    private var start = 0, end = 0      // valid bytes in the buffer
-    private var consumed = 0           // file offset of buffer[start]
-    private let prefetcher: Prefetcher
-    private var finalHash: (XXH64, Double)?
+    private let base: UnsafeRawPointer?
+    private var consumed = 0
+    private var released = 0           // bytes before this were unmapped from the page tables
+    private let ahead: ReadAhead
+    private var finalHash: (XXH64, Double)??
     var offset: Int { consumed }
-    var hasher: XXH64 { done().0 }
-    var hashSeconds: Double { done().1 }
+    /// The hash of the whole file: only meaningful once every byte was parsed.
+    var hasher: XXH64 { done()?.0 ?? XXH64() }
+    var hashSeconds: Double { done()?.1 ?? 0 }
 
     init(path: String, size: Int) throws {
         self.path = path
         self.size = size
-        fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw ScenePSError(.checkpoint, "\(path): cannot open (\(String(cString: strerror(errno)))) (check: shard file present)") }
-        _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_SEQUENTIAL))
-        buffer = .allocate(byteCount: capacity, alignment: 64)
-        prefetcher = Prefetcher(fd: fd, size: size)
+        defer { close(fd) }
+        if size > 0 {
+            let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+            guard let p, p != MAP_FAILED else {
+                throw ScenePSError(.checkpoint, "\(path): cannot map (\(String(cString: strerror(errno)))) (check: shard file present)")
+            }
+            _ = madvise(p, size, Int32(MADV_SEQUENTIAL))
+            _ = madvise(p, min(size, ReadAhead.blockBytes), Int32(MADV_WILLNEED))
+            base = UnsafeRawPointer(p)
+        } else {
+            base = nil
+        }
+        ahead = ReadAhead(base: base, size: size)
     }
 
-    private func done() -> (XXH64, Double) {
+    private func done() -> (XXH64, Double)? {
         if let f = finalHash { return f }
-        let f = prefetcher.finish()
-        finalHash = f
+        let f = ahead.finish(size: size)
+        finalHash = .some(f)
         return f
     }
 
-    deinit { _ = done(); close(fd); buffer.deallocate() }
+    deinit {
+        _ = done()
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
 
-    /// Ensures `n` (<= a block) bytes are buffered.
+    /// Ensures the next `n` bytes exist and are hashed.
     private func need(_ n: Int) throws {
-        if end - start >= n { return }
         guard consumed + n <= size else {
             throw ScenePSError(.checkpoint, "\(path): truncated: \(n) bytes needed at byte \(consumed) of \(size) (check: layout)")
         }
-        if start > 0 {
-            buffer.copyMemory(from: buffer + start, byteCount: end - start)
-            end -= start
-            start = 0
-        }
-        while end - start < n {
-            let block: (UnsafeMutableRawPointer, Int)?
-            do { block = try prefetcher.next() } catch {
-                throw ScenePSError(.checkpoint, "\(path): \((error as? ScenePSError)?.message ?? "\(error)") (check: size)")
-            }
-            guard let (p, k) = block else {
-                throw ScenePSError(.checkpoint, "\(path): unexpected end of file at byte \(consumed + end) (check: size)")
-            }
-            (buffer + end).copyMemory(from: p, byteCount: k)
-            prefetcher.recycle(p)
-            end += k
-        }
+        ahead.wait(upTo: consumed + n)
     }
 
     private func take(_ n: Int) -> UnsafeRawPointer {
-        let p = UnsafeRawPointer(buffer + start)
-        start += n
+        let p = base! + consumed
         consumed += n
+        // Parsed blocks leave the page tables (the page cache keeps them): the
+        // process's resident size does not grow with the file.
+        if consumed - released >= 4 * ReadAhead.blockBytes {
+            let upTo = (consumed - ReadAhead.blockBytes) & ~4095
+            if upTo > released {
+                _ = madvise(UnsafeMutableRawPointer(mutating: base! + released), upTo - released, Int32(MADV_DONTNEED))
+                released = upTo
+            }
+        }
         return p
     }
 
     func u32() throws -> UInt32 { try need(4); return UInt32(littleEndian: take(4).loadUnaligned(as: UInt32.self)) }
     func u64() throws -> UInt64 { try need(8); return UInt64(littleEndian: take(8).loadUnaligned(as: UInt64.self)) }
     func bytes(_ n: Int) throws -> [UInt8] {
-        guard n <= Prefetcher.blockBytes else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
+        guard n >= 0, n <= ReadAhead.blockBytes else { throw ScenePSError(.checkpoint, "\(path): field of \(n) bytes at byte \(consumed) (check: layout)") }
         try need(n)
         return Array(UnsafeRawBufferPointer(start: take(n), count: n))
     }
     func floats(_ n: Int) throws -> [Float] {
+        guard n >= 0, n <= (size - consumed) / 4 else {
+            throw ScenePSError(.checkpoint, "\(path): truncated: \(n) floats needed at byte \(consumed) of \(size) (check: layout)")
+        }
         var out = [Float](repeating: 0, count: n)
         var done = 0
-        let per = Prefetcher.blockBytes / 4
+        let per = ReadAhead.blockBytes / 4
         while done < n {
             let k = min(per, n - done)
             try need(k * 4)
@@ -555,19 +604,15 @@ final class StreamReader {
         return out
     }
 
-    /// `count` records of `size` bytes, handed over in buffer-sized batches.
+    /// `count` records of `size` bytes, handed over in batches of about a block, in place.
     func records(count: Int, size recordSize: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let per = max(1, Prefetcher.blockBytes / recordSize)
+        let per = max(1, ReadAhead.blockBytes / recordSize)
         var left = count
         while left > 0 {
             let k = min(per, left)
-            // Whatever is buffered already, at least one record.
-            let available = (end - start) / recordSize
-            let n = available > 0 ? min(k, available) : 1
-            try need(n * recordSize)
-            let batch = min(k, (end - start) / recordSize)
-            try body(UnsafeRawBufferPointer(start: take(batch * recordSize), count: batch * recordSize))
-            left -= batch
+            try need(k * recordSize)
+            try body(UnsafeRawBufferPointer(start: take(k * recordSize), count: k * recordSize))
+            left -= k
         }
     }
 }

@@ -349,7 +349,12 @@ public final class SparseTable: @unchecked Sendable {
     /// restore knows its row count up front: no rehash while it inserts).
     public func reserve(rows: Int) {
         let per = rows / stripes.count + rows / (stripes.count * 16) + 64
-        for s in 0..<stripes.count { locks[s].withLock { stripes[s].reserve(rows: stripes[s].count + per) } }
+        // In parallel: populating the pages is most of it, and the kernel zeroes them on every core.
+        let box = UncheckedSendable(self)
+        DispatchQueue.concurrentPerform(iterations: stripes.count) { s in
+            let t = box.value
+            t.locks[s].withLock { t.stripes[s].reserve(rows: t.stripes[s].count + per) }
+        }
     }
 
     /// Inserts raw records (the checkpoint layout, `recordFloats` floats each)

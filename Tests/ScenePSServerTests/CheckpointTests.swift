@@ -97,6 +97,49 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// The shard writer (O_DIRECT where the file system takes it, buffered where not, e.g. tmpfs) and
+    /// the mapped reader: every byte back, the checksum of exactly the bytes written, for sizes around
+    /// the block and buffer boundaries (the last block is padded, then truncated off).
+    func testTheDurableWriterAndTheMappedReaderAgreeOnEveryByteOnDiskAndOnTmpfs() throws {
+        var roots = [dir]
+        if FileManager.default.fileExists(atPath: "/dev/shm") { roots.append("/dev/shm") }
+        var rng = SplitMix64(seed: 9)
+        let data = (0..<(3 * 65_536 + 123)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for root in roots {
+            for size in [0, 1, 4095, 4096, 4097, 65_536, 65_536 + 7, data.count] {
+                let path = (root as NSString).appendingPathComponent("writer-\(getpid())-\(size).bin")
+                defer { unlink(path) }
+                let w = try DurableWriter(path: path, bufferBytes: 65_536)
+                // Small and large pieces, as the checkpoint writer hands them over.
+                var i = 0, piece = 1
+                while i < size {
+                    let j = min(size, i + piece)
+                    try data[i..<j].withUnsafeBytes { try w.write($0) }
+                    i = j; piece = piece * 7 % 70_001 + 1
+                }
+                let (bytes, sum) = try w.finish()
+                XCTAssertEqual(bytes, UInt64(size), "\(root) size \(size)")
+                let back = try Data(contentsOf: URL(fileURLWithPath: path))
+                XCTAssertEqual([UInt8](back), Array(data[0..<size]), "\(root) size \(size): bytes")
+                XCTAssertEqual(sum, data[0..<size].withUnsafeBytes { XXH64.hash($0) }, "\(root) size \(size): checksum")
+                XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp"))
+                let r = try StreamReader(path: path, size: size)
+                if size >= 8 {
+                    XCTAssertEqual(try r.bytes(8), Array(data[0..<8]))
+                    XCTAssertEqual(try r.u32(), data[8..<12].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+                    var got: [UInt8] = []
+                    try r.records(count: (size - 12) / 5, size: 5) { got += Array($0) }
+                    XCTAssertEqual(got, Array(data[12..<(12 + (size - 12) / 5 * 5)]), "\(root) size \(size): records")
+                    _ = try r.bytes(size - r.offset)
+                    XCTAssertEqual(r.hasher.finalize(), sum, "\(root) size \(size): reader's checksum")
+                }
+                XCTAssertThrowsError(try r.u64(), "reading past the end is refused") { e in
+                    XCTAssertTrue("\(e)".contains("truncated"), "\(e)")
+                }
+            }
+        }
+    }
+
     /// Save, restore into a new cluster, continue: exactly the parameters of
     /// an uninterrupted run (weights, both moments, every step, dense steps).
     func testSaveRestoreContinueEqualsAnUninterruptedRun() throws {

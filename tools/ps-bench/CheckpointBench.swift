@@ -12,6 +12,7 @@ import Glibc
 /// pushes `keys`-key requests as fast as it can; `dd` on the same disk.
 struct CheckpointBench {
     let rows: Int, dim: Int, keys: Int, threads: Int, checkpoints: Int, dir: String
+    let keep: Bool
     let logger: Logger
 
     func run() throws {
@@ -112,33 +113,64 @@ struct CheckpointBench {
         let idle = try driver.checkpoint(opt)
         print(String(format: "  checkpoint (idle): write %.2f s = %.0f MB/s", idle.writeSeconds, Double(idle.bytes) / 1e6 / idle.writeSeconds))
 
-        // Restore from a cold page cache into a fresh server.
-        for s in idle.manifest.shards { dropCache((idle.path as NSString).appendingPathComponent(s.file)) }
+        // Restore in a fresh process, as a restarted `ps-server --restore` does (this one still holds the
+        // table it wrote, and its freed memory would flatter or burden the figure).
+        fflush(nil)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        child.arguments = ["--cases", "restore", "--restore", idle.path, "--runs", "1"]
+        try child.run()
+        child.waitUntilExit()
+        guard child.terminationStatus == 0 else { throw ScenePSError(.checkpoint, "the restore process failed (status \(child.terminationStatus))") }
+        for r in results + (keep ? [] : [idle]) { try? FileManager.default.removeItem(atPath: r.path) }
+        if keep { print("  kept \(idle.path) (ps-bench --cases restore --restore \(idle.path))") }
+        try dd(mb: 1024)
+    }
+
+    /// Restores checkpoint `path` from a cold page cache into a fresh server, then reads its shard file with dd (cold).
+    static func coldRestore(path: String, manifest: CheckpointManifest, logger: Logger) throws {
+        for s in manifest.shards { dropCache((path as NSString).appendingPathComponent(s.file)) }
         let fresh = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "tcp://127.0.0.1:*"), logger: logger)
-        t = ContinuousClock.now
+        let t = ContinuousClock.now
         let cpu0 = cpuSeconds()
-        let sum = try CheckpointRestore.restore(path: idle.path, into: fresh)
+        let sum = try CheckpointRestore.restore(path: path, into: fresh)
         let secs = (ContinuousClock.now - t).seconds
-        print(String(format: "  restore CPU time (all threads of this process, the pusher stopped): %.2f s", cpuSeconds() - cpu0))
-        print(String(format: "  restore (cold cache): %d rows, %.0f MB in %.2f s = %.0f MB/s (checksum %.2f s, read+row checks %.2f s, table inserts %.2f s)",
-                     sum.rows, Double(sum.bytesRead) / 1e6, secs, Double(sum.bytesRead) / 1e6 / secs, sum.checksumSeconds, sum.checkSeconds, sum.loadSeconds))
+        print(String(format: "  restore CPU time (all threads of the restoring process): %.2f s", cpuSeconds() - cpu0))
+        print(String(format: "  restore (cold cache): %d rows, %.0f MB in %.2f s = %.0f MB/s (reader thread: page-in + checksum %.2f s; parser: row checks %.2f s, table inserts %.2f s)",
+                     sum.rows, Double(sum.bytesRead) / 1e6, secs, Double(sum.bytesRead) / 1e6 / secs, sum.readSeconds, sum.checkSeconds, sum.loadSeconds))
+        // What filling that much fresh memory costs here (a restore builds its table in new memory; dd does not).
+        let bytes = Int(sum.bytesRead)
+        let fill = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
+        let t1 = ContinuousClock.now
+        _ = madvise(fill, bytes & ~4095, 23)   // MADV_POPULATE_WRITE, as the restore's arena
+        let fillSecs = (ContinuousClock.now - t1).seconds
+        fill.deallocate()
+        print(String(format: "  populating %.0f MB of fresh memory (MADV_POPULATE_WRITE): %.2f s = %.0f MB/s", Double(bytes) / 1e6, fillSecs, Double(bytes) / 1e6 / fillSecs))
         // dd over the very same file, cold again.
-        let shardPath = (idle.path as NSString).appendingPathComponent(idle.manifest.shards[0].file)
+        let shardPath = (path as NSString).appendingPathComponent(manifest.shards[0].file)
         dropCache(shardPath)
         print("  dd read of the same shard file (cold cache): " + (try runDD(["if=\(shardPath)", "of=/dev/null", "bs=8M"])))
-        for r in results + [idle] { try? FileManager.default.removeItem(atPath: r.path) }
-        try dd(mb: 1024)
+    }
+
+    /// `ps-bench --cases restore`: `runs` cold restores of one single-shard checkpoint.
+    static func restoreOnly(path: String, runs: Int, logger: Logger) throws {
+        let m = try CheckpointManifest.load(dir: path)
+        guard m.shard_count == 1 else { throw ScenePSError(.checkpoint, "\(path): --cases restore takes a single-shard checkpoint (ps-bench --cases checkpoint --keep-checkpoint)") }
+        for k in 0..<runs {
+            if runs > 1 { print("restore run \(k + 1) of \(runs): \(path)") }
+            try coldRestore(path: path, manifest: m, logger: logger)
+        }
     }
 
     func preserved(_ r: CheckpointDriver.Result) -> String { "\(r.preservedRows)" }
 
-    func cpuSeconds() -> Double {
+    static func cpuSeconds() -> Double {
         var u = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
         return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
     }
 
-    func dropCache(_ path: String) {
+    static func dropCache(_ path: String) {
         let fd = open(path, O_RDONLY)
         if fd >= 0 { _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED)); close(fd) }
     }
@@ -147,12 +179,12 @@ struct CheckpointBench {
     func dd(mb: Int) throws {
         let f = (dir as NSString).appendingPathComponent("dd-\(getpid()).tmp")
         defer { try? FileManager.default.removeItem(atPath: f) }
-        print("  dd write: " + (try runDD(["if=/dev/zero", "of=\(f)", "bs=8M", "count=\(mb / 8)", "conv=fdatasync"])))
-        dropCache(f)
-        print("  dd read (cold cache): " + (try runDD(["if=\(f)", "of=/dev/null", "bs=8M"])))
+        print("  dd write: " + (try Self.runDD(["if=/dev/zero", "of=\(f)", "bs=8M", "count=\(mb / 8)", "conv=fdatasync"])))
+        Self.dropCache(f)
+        print("  dd read (cold cache): " + (try Self.runDD(["if=\(f)", "of=/dev/null", "bs=8M"])))
     }
 
-    func runDD(_ args: [String]) throws -> String {
+    static func runDD(_ args: [String]) throws -> String {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/dd")
             p.arguments = args

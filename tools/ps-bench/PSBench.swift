@@ -29,18 +29,21 @@ struct PSBench: ParsableCommand {
     @Option(help: "Distinct keys case-a requests draw from (rows created lazily on first touch).")
     var keySpace: Int = 1_000_000
     @Option(help: "Keys per case-b request.") var bigKeys: Int = 1_000_000
-    @Option(help: "Which cases: a, b, all, apply, checkpoint or keycheck.") var cases: String = "all"
+    @Option(help: "Which cases: a, b, all, apply, checkpoint, restore or keycheck.") var cases: String = "all"
     @Option(help: "Checkpoint case: rows in the server's table.") var rows: Int = 1_000_000
     @Option(help: "Checkpoint case: checkpoints taken while the pusher runs.") var checkpoints: Int = 3
     @Option(help: "Checkpoint case: directory to write checkpoints to (the disk measured with dd).") var checkpointDir: String = "/tmp/ps-bench-checkpoints"
+    @Flag(help: "Checkpoint case: keep the idle checkpoint (for --cases restore).") var keepCheckpoint = false
+    @Option(help: "Restore case: the checkpoint directory to restore (from a cold page cache, --runs times).") var restore: String?
 
     func validate() throws {
         guard servers >= 1, threads >= 1, runs >= 1, runSeconds > 0, dim >= 1, keys >= 1, keySpace >= keys, bigKeys >= 1 else {
             throw ValidationError("counts must be positive and --key-space >= --keys")
         }
-        guard ["a", "b", "all", "apply", "checkpoint", "keycheck"].contains(cases) else {
-            throw ValidationError("--cases must be a, b, all, apply, checkpoint or keycheck")
+        guard ["a", "b", "all", "apply", "checkpoint", "restore", "keycheck"].contains(cases) else {
+            throw ValidationError("--cases must be a, b, all, apply, checkpoint, restore or keycheck")
         }
+        if cases == "restore" && restore == nil { throw ValidationError("--cases restore needs --restore CHECKPOINT_DIR") }
         if let b = serverBinary, !FileManager.default.isExecutableFile(atPath: b) {
             throw ValidationError("--server-binary \(b) is not an executable file")
         }
@@ -53,7 +56,12 @@ struct PSBench: ParsableCommand {
             var logger = Logger(label: "ps-bench")
             logger.logLevel = .warning
             return try CheckpointBench(rows: rows, dim: dim, keys: keys, threads: threads, checkpoints: checkpoints,
-                                       dir: checkpointDir, logger: logger).run()
+                                       dir: checkpointDir, keep: keepCheckpoint, logger: logger).run()
+        }
+        if cases == "restore", let path = restore {
+            var logger = Logger(label: "ps-bench")
+            logger.logLevel = .warning
+            return try CheckpointBench.restoreOnly(path: path, runs: runs, logger: logger)
         }
         var logger = Logger(label: "ps-bench")
         logger.logLevel = .warning
