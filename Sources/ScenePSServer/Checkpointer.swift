@@ -70,7 +70,7 @@ final class Checkpointer: @unchecked Sendable {
     func leave(applied: Bool) {
         cond.lock()
         applying -= 1
-        if applied { appliedPushes &+= 1 }
+        if applied { appliedPushes &+= 1; pushCounter?.store(appliedPushes) }
         if applying == 0 { cond.broadcast() }
         let first = applied && !firstPushLogged
         if first { firstPushLogged = true }
@@ -82,7 +82,11 @@ final class Checkpointer: @unchecked Sendable {
     }
     private var firstPushLogged = false
 
-    func setAppliedPushes(_ n: UInt64) { cond.lock(); appliedPushes = n; cond.unlock() }
+    func setAppliedPushes(_ n: UInt64) { cond.lock(); appliedPushes = n; pushCounter?.store(n); cond.unlock() }
+
+    /// Mirrors `appliedPushes` into a file that outlives the process (`ps-server --push-counter`).
+    func attach(_ counter: PushCounterFile) { cond.lock(); pushCounter = counter; counter.store(appliedPushes); cond.unlock() }
+    private var pushCounter: PushCounterFile?
 
     // MARK: requests
 

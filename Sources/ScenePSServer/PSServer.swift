@@ -22,6 +22,9 @@ public struct PSServerOptions: Sendable {
     /// Where checkpoints go when a request names no directory (and the only
     /// directory a request may name); nil: requests must name one.
     public var checkpointDir: String?
+    /// A file the server keeps its count of applied pushes in, memory-mapped so
+    /// that it survives a kill -9 (a supervisor's recovery debt); nil: none.
+    public var pushCounterPath: String?
 
     public init(shardIndex: Int, shardCount: Int, bind: String) {
         self.shardIndex = shardIndex
@@ -60,6 +63,9 @@ public final class PSServer: @unchecked Sendable {
         registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
         handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger,
                                  checkpointDir: options.checkpointDir)
+        if let path = options.pushCounterPath {
+            handler.checkpointer.attach(try PushCounterFile(path: path, shard: options.shardIndex, shards: options.shardCount))
+        }
         context = try ZMQContext(ioThreads: 1)
     }
 

@@ -39,6 +39,9 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Directory of checkpoints: where `psctl checkpoint` cuts are written (requests may name no other) and where --restore latest|latest-good looks.")
     var checkpointDir: String?
 
+    @Option(name: .long, help: "Keep this server's count of applied pushes in FILE (memory-mapped: it survives a kill -9), so that a supervisor can report how many of them a restore undid. `cluster/local.sh` passes RUN_DIR/servers/server-N.pushes.")
+    var pushCounter: String?
+
     @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
@@ -82,6 +85,7 @@ struct PSServerCommand: ParsableCommand {
         options.threads = threads
         options.maxMessageBytes = maxMessageMb << 20
         options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        options.pushCounterPath = pushCounter
         print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel)")
         let server: PSServer
         let endpoint: String

@@ -113,9 +113,21 @@ final class Supervisor {
     /// Server i, restoring its shard from checkpoint `restore` (a path or `latest`) when given.
     func startServer(_ i: Int, restore: String?) throws -> Child {
         try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
-            "--checkpoint-dir", checkpointDir] + (restore.map { ["--restore", $0] } ?? []))
+            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []))
+    }
+
+    /// Where server `i` keeps its count of applied pushes (it outlives the process).
+    func pushCounterPath(_ i: Int) -> String { (runDir as NSString).appendingPathComponent("servers/server-\(i).pushes") }
+
+    /// Pushes dead server `i` applied after checkpoint `m`'s cut (undone by restoring it), from the count it
+    /// left in its push-counter file; nil when unknown (no file, or the checkpoint has another shard count).
+    func pushesUndone(deadServer i: Int, since m: CheckpointManifest) -> UInt64? {
+        guard let c = PushCounterFile.read(pushCounterPath(i)), c.shard == i, c.shards == plan.servers.count,
+              m.shard_count == plan.servers.count, let shard = m.shards.first(where: { $0.index == i }) else { return nil }
+        return c.applied >= shard.applied_pushes ? c.applied - shard.applied_pushes : 0
     }
 
     func startCoordinator() throws {
@@ -250,10 +262,13 @@ final class Supervisor {
         }
         if let why = restart(s, what: s.name) { return why }
         let age = Date().timeIntervalSince1970 - m.created_unix
-        let debt = String(format: "%.0f s of its pushes (since checkpoint %@)", age, latest.name)
+        let undone = pushesUndone(deadServer: i, since: m)
+        let debt = (undone.map { "\($0) pushes, " } ?? "") + String(format: "%.0f s of its pushes (since checkpoint %@)", age, latest.name)
         FileHandle.standardError.write(Data("local.sh: server-\(i) restores its shard from \(latest.path); recovery debt: \(debt) are undone\n".utf8))
-        recoveries.append(["process": "server-\(i)", "policy": "partial", "checkpoint": latest.name, "time": "\(Date().timeIntervalSince1970)",
-                           "seconds_undone": String(format: "%.1f", age)])
+        var e = ["process": "server-\(i)", "policy": "partial", "checkpoint": latest.name, "time": "\(Date().timeIntervalSince1970)",
+                 "seconds_undone": String(format: "%.1f", age)]
+        if let undone { e["pushes_undone"] = "\(undone)" }
+        recoveries.append(e)
         writeSupervisorState()
         do { servers[i] = try startServer(i, restore: latest.path) } catch { return "restarting server-\(i): \(error)" }
         if let why = waitAnswer(servers[i], plan.servers[i], .heartbeat(Heartbeat()), seconds: 120) { return why }
@@ -293,6 +308,7 @@ final class Supervisor {
         if let why = restart(s, what: s.name) { return why }
         let age = Date().timeIntervalSince1970 - m.created_unix
         var undone: [Int: UInt64] = [:]
+        undone[i] = pushesUndone(deadServer: i, since: m)
         for (j, ep) in plan.servers.enumerated() where j != i && servers[j].exitStatus == nil {
             let probe = CheckpointRequest(action: .status, name: "recovery-probe-\(getpid())")
             if case .checkpointReply(let r)? = try? link(ep, "debt-\(j)", attempt: .seconds(1), patience: .seconds(2))?.call(.checkpoint(probe)),
@@ -331,7 +347,7 @@ final class Supervisor {
             return "the coordinator did not answer the rewind to \(latest.path): \(error)"
         }
         let now = Date().timeIntervalSince1970
-        let debt = plan.servers.indices.map { j in "server-\(j): " + (undone[j].map { "\($0) pushes" } ?? "unknown (it died)") }
+        let debt = plan.servers.indices.map { j in "server-\(j): " + (undone[j].map { "\($0) pushes" } ?? "unknown") }
         FileHandle.standardError.write(Data(("local.sh: every server restored \(latest.name); recovery debt: \(String(format: "%.0f", age)) s of pushes since the cut (" +
             debt.joined(separator: ", ") + "); data progress rewound from epoch \(x.epochFrom) to \(x.epochTo): \(x.chunksUndone) chunks trained again, \(x.leasesReleased) leases released\n").utf8))
         for j in plan.servers.indices {

@@ -248,6 +248,10 @@ final class ElasticTests: XCTestCase {
         let rec = s["recoveries"] as? [[String: String]] ?? []
         XCTAssertEqual(rec.count, 1, "the recovery and its debt are reported: \(rec)")
         XCTAssertNotNil(rec.first?["seconds_undone"].flatMap(Double.init))
+        // Its count of applied pushes outlived it (RUN_DIR/servers/server-1.pushes): trained for a second
+        // after a cut, it had applied pushes the restore undid.
+        XCTAssertGreaterThan(rec.first?["pushes_undone"].flatMap(Int.init) ?? 0, 0, "the dead server's pushes undone are counted: \(rec)")
+        XCTAssertTrue(l.output.contains(" pushes, "), "and logged: \(l.output.suffix(3000))")
         XCTAssertGreaterThan((s["checkpoints"] as? [Any])?.count ?? 0, 1)
         assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
     }
@@ -285,6 +289,7 @@ final class ElasticTests: XCTestCase {
         let live = try XCTUnwrap(rec.first { $0["process"] == "server-0" })
         XCTAssertNotNil(live["pushes_undone"].flatMap(Int.init), "the live server's pushes undone are counted: \(live)")
         let dead = try XCTUnwrap(rec.first { $0["process"] == "server-1" })
+        XCTAssertNotNil(dead["pushes_undone"].flatMap(Int.init), "the dead server's pushes undone are counted from its push counter: \(dead)")
         let chunksRewound = try XCTUnwrap(dead["chunks_rewound"].flatMap(Int.init), "\(dead)")
         let released = try XCTUnwrap(dead["leases_released"].flatMap(Int.init), "\(dead)")
         // The data progress really went back: the chunks undone show in the leases as rewound (trained again,
