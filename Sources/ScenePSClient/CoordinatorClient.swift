@@ -52,6 +52,10 @@ public final class ZMQCoordinatorLink: CoordinatorLink {
 
     deinit { socket.close() }
 
+    /// Checked before every resend: true ends the wait at once (`.timeout`), e.g. when the caller knows
+    /// the coordinator process died, so a new request must go to its successor.
+    public var abandon: (() -> Bool)?
+
     public func call(_ body: Body) throws -> Body {
         nextID &+= 1
         let id = nextID
@@ -59,6 +63,9 @@ public final class ZMQCoordinatorLink: CoordinatorLink {
         let giveUp = ContinuousClock.now + patience
         var attempts = 0
         while ContinuousClock.now < giveUp {
+            if attempts > 0, let abandon, abandon() {
+                throw ScenePSError(.timeout, "the wait for the coordinator at \(endpoint) to answer \(body.kindName) was abandoned (\(attempts) attempts)")
+            }
             attempts += 1
             _ = try socket.send(bytes: frame, dontWait: true)
             let deadline = min(ContinuousClock.now + attemptTimeout, giveUp)

@@ -333,19 +333,35 @@ final class Supervisor {
         for (j, ep) in plan.servers.enumerated() {
             if let why = waitAnswer(servers[j], ep, .heartbeat(Heartbeat()), seconds: 120) { return why }
         }
-        // 4. The data progress back to the same cut (patient: the coordinator may itself be restarting).
-        // One request, resent under the same id until answered: the coordinator applies it once (its reply cache).
-        guard let rewindCalls = link(plan.coordinator, "rewind", attempt: .seconds(2), patience: .seconds(120)).map(CoordinatorCalls.init) else {
+        // 4. The data progress back to the same cut: one request, resent under the same id until answered
+        // (the coordinator applies it once: its reply cache). Should the coordinator process die meanwhile,
+        // the wait is abandoned, the coordinator restarted here as the main loop would, and the request sent
+        // to its successor (whose journal does not hold BEGIN: it may lease again until the rewind, which
+        // then takes those chunks back too).
+        guard let rewindLink = link(plan.coordinator, "rewind", attempt: .seconds(2), patience: .seconds(120)) else {
             return "cannot open a socket to the coordinator at \(plan.coordinator)"
         }
-        let x: RecoveryReply
-        do {
-            x = try rewindCalls.recovery(RecoveryRequest(action: .rewind, checkpoint: latest.path, reason: reason))
-        } catch let e as CoordinatorError {
-            return "the coordinator refused to rewind its data progress to \(latest.path): \(e)"
-        } catch {
-            return "the coordinator did not answer the rewind to \(latest.path): \(error)"
+        let rewindCalls = CoordinatorCalls(rewindLink)
+        var rewound: RecoveryReply?
+        let rewindBy = Date().addingTimeInterval(120)
+        while rewound == nil {
+            if let c = coordinator, c.exitStatus != nil {
+                if let why = restart(c, what: "the coordinator") { return why + " during the global recovery" }
+                do { try startCoordinator() } catch { return "restarting the coordinator during the global recovery: \(error)" }
+            }
+            let watched = coordinator
+            rewindLink.abandon = { watched?.exitStatus != nil }
+            do {
+                rewound = try rewindCalls.recovery(RecoveryRequest(action: .rewind, checkpoint: latest.path, reason: reason))
+            } catch let e as CoordinatorError {
+                return "the coordinator refused to rewind its data progress to \(latest.path): \(e)"
+            } catch {
+                guard Date() < rewindBy, watched?.exitStatus != nil else {
+                    return "the coordinator did not answer the rewind to \(latest.path): \(error)"
+                }
+            }
         }
+        let x = rewound!
         let now = Date().timeIntervalSince1970
         let debt = plan.servers.indices.map { j in "server-\(j): " + (undone[j].map { "\($0) pushes" } ?? "unknown") }
         FileHandle.standardError.write(Data(("local.sh: every server restored \(latest.name); recovery debt: \(String(format: "%.0f", age)) s of pushes since the cut (" +
