@@ -56,7 +56,8 @@ public final class CoordinatorService: @unchecked Sendable {
     private var evaluationFailures = 0
     /// On-demand checkpoints (`psctl checkpoint --run-dir`): ticket → its state; the queue waits for the next start.
     private var tickets: [UInt64: CoordinatorCheckpointReply] = [:]
-    private var nextTicket: UInt64 = 1
+    /// Starts at the clock (ms) so that a restarted coordinator never hands out a ticket its predecessor did.
+    private var nextTicket = UInt64(Date().timeIntervalSince1970 * 1000)
     private var onDemandQueue: [(ticket: UInt64, tags: [String])] = []
     /// Bumped by every global rewind: an evaluation or checkpoint begun before one is stale.
     private var rewindGeneration = 0
@@ -238,6 +239,8 @@ public final class CoordinatorService: @unchecked Sendable {
         switch body {
         case .coordinatorCheckpoint(let r):
             if r.ticket != 0 {
+                // `psctl checkpoint --run-dir` recognises this refusal ("is not known to this coordinator") and
+                // looks for the checkpoint on disk, or asks again: tickets are not journaled.
                 guard let t = tickets[r.ticket] else { return refuse(.badRequest, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
                 return .coordinatorCheckpointReply(t)
             }

@@ -75,14 +75,41 @@ struct CheckpointCommand: ParsableCommand {
         }
     }
 
-    /// Asks the live job's coordinator for a checkpoint now and waits until it is written.
+    /// Asks the live job's coordinator for a checkpoint now and waits until it is written. The wait
+    /// outlives a coordinator restart (the supervisor restarts a dead one; its tickets are not journaled):
+    /// while it does not answer, psctl keeps asking; when it no longer knows the ticket, an on-demand
+    /// checkpoint completed since psctl first asked answers the request, else psctl asks again.
     func onDemand(runDir: String) throws {
-        let ticket = try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { calls -> UInt64 in
-            try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: tags)).ticket
-        }
+        let askedAt = Date().timeIntervalSince1970
         let end = Date().addingTimeInterval(waitSeconds)
+        func ask() throws -> UInt64 {
+            try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { calls -> UInt64 in
+                try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: tags)).ticket
+            }
+        }
+        var ticket = try ask()
         while true {
-            let r = try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { try $0.checkpoint(CoordinatorCheckpointRequest(ticket: ticket)) }
+            let r: CoordinatorCheckpointReply
+            do {
+                let (calls, _) = try LiveJob.calls(runDir: runDir, sender: "psctl-checkpoint")
+                r = try calls.checkpoint(CoordinatorCheckpointRequest(ticket: ticket))
+            } catch let e as ScenePSError where e.code == .timeout {
+                // The coordinator is away (restarting): keep asking until the wait is over.
+                guard Date() < end else {
+                    throw ScenePSError(.timeout, "the job's coordinator has not answered for the checkpoint within \(Int(waitSeconds)) s: \(e.message)")
+                }
+                Thread.sleep(forTimeInterval: 0.5)
+                continue
+            } catch CoordinatorError.refused(.badRequest, let message) where message.contains("is not known to this coordinator") {
+                // A restarted coordinator: the checkpoint was taken before it died, or it must be asked again.
+                if let (path, m) = onDemandCheckpoint(runDir: runDir, since: askedAt) {
+                    print(String(format: "checkpoint=%@ name=%@ global_step=%llu (taken before the coordinator restarted)",
+                                 path, m.name, m.global_step))
+                    return
+                }
+                ticket = try ask()
+                continue
+            }
             switch r.state {
             case .done:
                 print(String(format: "checkpoint=%@ name=%@ epoch=%u chunks_done=%llu mb=%.1f push_stall_ms=%.3f seconds=%.2f",
@@ -97,6 +124,18 @@ struct CheckpointCommand: ParsableCommand {
                 Thread.sleep(forTimeInterval: 0.2)
             }
         }
+    }
+
+    /// The newest complete checkpoint of the job tagged `on-demand` (and with every tag asked for) that
+    /// was cut at or after `since`.
+    func onDemandCheckpoint(runDir: String, since: Double) -> (String, CheckpointManifest)? {
+        let dir = (runDir as NSString).appendingPathComponent("checkpoints")
+        let wanted = Set(["on-demand"] + tags.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        for e in (try? CheckpointDirectory.list(dir)) ?? [] {
+            guard let m = e.manifest, m.created_unix >= since - 1, wanted.isSubset(of: Set(m.tags)) else { continue }
+            return (e.path, m)
+        }
+        return nil
     }
 }
 
