@@ -59,6 +59,10 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Starts at the clock (ms) so that a restarted coordinator never hands out a ticket its predecessor did.
     private var nextTicket = UInt64(Date().timeIntervalSince1970 * 1000)
     private var onDemandQueue: [(ticket: UInt64, tags: [String])] = []
+    /// Fault point for tests (`SCENEPS_FAULT_COORDINATOR=kill-after-on-demand-reply`): SIGKILL this
+    /// process right after answering an on-demand checkpoint request, before the checkpoint starts
+    /// (once per run directory: RUN_DIR/coordinator/fault-fired).
+    private var faultKillPending = false
     /// Bumped by every global rewind: an evaluation or checkpoint begun before one is stale.
     private var rewindGeneration = 0
     /// After a rewind to a checkpoint tagged best: the restored servers save it as the best model again.
@@ -167,6 +171,11 @@ public final class CoordinatorService: @unchecked Sendable {
                 }
                 for out in outgoing { _ = try socket.send(out, dontWait: true) }
                 messages += outgoing.count
+                if lock.withLock({ faultKillPending }) {
+                    // Fault point (tests): die once the reply is on its way, before the checkpoint can start.
+                    usleep(200_000)
+                    kill(getpid(), SIGKILL)
+                }
             }
             let now = Date().timeIntervalSince1970
             if now - lastTick >= 0.1 {
@@ -254,6 +263,14 @@ public final class CoordinatorService: @unchecked Sendable {
             reply.message = checkpointing ? "queued: a checkpoint is under way; this one starts after it" : "queued"
             tickets[t] = reply
             onDemandQueue.append((t, tags))
+            if ProcessInfo.processInfo.environment["SCENEPS_FAULT_COORDINATOR"] == "kill-after-on-demand-reply" {
+                // Once per job: the restarted coordinator must live.
+                let marker = (options.runDir as NSString).appendingPathComponent("coordinator/fault-fired")
+                if !FileManager.default.fileExists(atPath: marker) {
+                    FileManager.default.createFile(atPath: marker, contents: Data())
+                    faultKillPending = true
+                }
+            }
             logger.notice("on-demand checkpoint asked for", metadata: ["ticket": "\(t)", "tags": "\(tags.joined(separator: ","))"])
             return .coordinatorCheckpointReply(reply)
         case .recovery(let r):

@@ -333,6 +333,12 @@ final class Supervisor {
         for (j, ep) in plan.servers.enumerated() {
             if let why = waitAnswer(servers[j], ep, .heartbeat(Heartbeat()), seconds: 120) { return why }
         }
+        if ProcessInfo.processInfo.environment["SCENEPS_FAULT_SUPERVISOR"] == "kill-coordinator-before-rewind", let c = coordinator {
+            // Fault point (tests): the coordinator dies between the servers' restore and the rewind.
+            c.kill()
+            let by = Date().addingTimeInterval(10)
+            while c.exitStatus == nil && Date() < by { Thread.sleep(forTimeInterval: 0.05) }
+        }
         // 4. The data progress back to the same cut: one request, resent under the same id until answered
         // (the coordinator applies it once: its reply cache). Should the coordinator process die meanwhile,
         // the wait is abandoned, the coordinator restarted here as the main loop would, and the request sent

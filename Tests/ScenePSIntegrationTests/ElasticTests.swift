@@ -373,6 +373,65 @@ final class ElasticTests: XCTestCase {
         XCTAssertTrue(after.output.contains("has no live job"), after.output)
     }
 
+    /// Issue 12, on-demand checkpoint across a coordinator restart: the coordinator dies right after
+    /// answering `psctl checkpoint --run-dir` and before the checkpoint starts (fault point); the supervisor
+    /// restarts it, psctl rides out the gap, finds its ticket unknown to the successor and no checkpoint on
+    /// disk, asks again and gets the successor's checkpoint; the job finishes with every chunk once.
+    func testAnOnDemandCheckpointOutlivesACoordinatorRestart() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-on-demand-restart")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 5, extra: ["--restart-on-failure"]), cwd: Harness.root,
+                                    environment: ["SCENEPS_FAULT_COORDINATOR": "kill-after-on-demand-reply"])
+        waitForTraining(l, worker: "worker-home-0")
+        let r = try Harness.run(psctl, ["checkpoint", "--run-dir", run.path, "--tags", "manual"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.output + String(l.output.suffix(3000)))
+        let path = try XCTUnwrap(r.output.split(separator: " ").first { $0.hasPrefix("checkpoint=") }.map { String($0.dropFirst(11)) }, r.output)
+        XCTAssertTrue(path.hasPrefix(run.appendingPathComponent("checkpoints").path), path)
+        let m = try Harness.readJSON(URL(fileURLWithPath: path).appendingPathComponent("manifest.json"))
+        XCTAssertTrue(Set(m["tags"] as? [String] ?? []).isSuperset(of: ["on-demand", "manual"]), "\(m["tags"] ?? "")")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(4000)))
+        XCTAssertTrue(l.output.contains("coordinator was killed by signal 9; restarting it"), String(l.output.suffix(3000)))
+        XCTAssertGreaterThanOrEqual(l.output.components(separatedBy: "on-demand checkpoint asked for").count - 1, 2,
+                                    "asked of the first coordinator, then again of its successor: \(l.output.suffix(3000))")
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
+        XCTAssertEqual((s["restarts"] as? [String: Int])?["coordinator"], 1, "\(s["restarts"] ?? "none")")
+    }
+
+    /// Issue 12, global recovery when the coordinator also dies: server-1 is killed under `recovery: global`
+    /// and the coordinator dies between the servers' restore and the rewind (fault point in the supervisor);
+    /// the supervisor restarts it and sends the rewind to the successor; the job finishes, every chunk once.
+    func testUnderGlobalRecoveryACoordinatorDyingBeforeTheRewindIsRestartedAndRewound() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-global-coordinator")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 5)
+        let config = data.appendingPathComponent("config-global-coordinator.yaml")
+        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
+             + "\ncheckpoint: {every_seconds: 3}\nrecovery: global\n").write(to: config, atomically: true, encoding: .utf8)
+        var a = args(run, slot: 5, extra: ["--restart-on-failure"])
+        a[1] = config.path
+        let l = try Harness.Running(launcher, a, cwd: Harness.root, environment: ["SCENEPS_FAULT_SUPERVISOR": "kill-coordinator-before-rewind"])
+        XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
+        Thread.sleep(forTimeInterval: 1)
+        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        let status = l.waitExit(timeout: 600)
+        XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
+        for line in ["global recovery: every server rolls back to", "coordinator was killed by signal 9; restarting it", "rewound to checkpoint",
+                     "every server restored"] {
+            XCTAssertTrue(l.output.contains(line), "\(line): \(l.output.suffix(4000))")
+        }
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        _ = assertEveryChunkOnce(s)
+        let restarts = s["restarts"] as? [String: Int]
+        XCTAssertEqual(restarts?["coordinator"], 1, "\(restarts ?? [:])")
+        XCTAssertEqual(restarts?["server-1"], 1, "\(restarts ?? [:])")
+        let rec = s["recoveries"] as? [[String: String]] ?? []
+        XCTAssertEqual(rec.map { $0["process"] ?? "" }.sorted(), ["server-0", "server-1"], "\(rec)")
+    }
+
     /// Issue 12, tests 2 and 5: kill -9 every process, then --resume onto 3 servers instead of 2: training
     /// continues from the checkpointed progress (the epochs before it are not trained again) and finishes.
     func testAJobKilledWholeResumesFromItsLatestCheckpointOnto3Servers() throws {
