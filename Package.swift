@@ -97,10 +97,12 @@ let package = Package(
         ], path: "tools/coordinator-bench"),
 
         // Tests.
+        // Sample messages shared by the protocol and server test targets.
+        .target(name: "ScenePSTestSupport", dependencies: ["ScenePSProtocol"], path: "Tests/ScenePSTestSupport"),
         .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),
-        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire"]),
+        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"]),
         .testTarget(name: "ScenePSServerTests", dependencies: [
-            "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ",
+            "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ", "ScenePSTestSupport",
         ]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         // The fixture test feeds the reference batch through the worker's real BatchAssembler.

@@ -1,5 +1,6 @@
 import ScenePSCore
 import ScenePSProtocol
+import ScenePSTestSupport
 import XCTest
 @testable import ScenePSServer
 
@@ -32,21 +33,7 @@ final class WireFuzzTests: XCTestCase {
             .heartbeat(Heartbeat(epoch: 1, progress: 0.5)),
             .shutdown(reason: "fuzz"),
             .snapshot(SnapshotRequest(action: .restore, name: "best")),
-            .register(Register(name: "home-0", scene: "home", incarnation: "123-456")),
-            .registerReply(RegisterReply(memberID: 7, servers: ["tcp://a:1", "tcp://b:2"], heartbeatMs: 500, deadAfterMs: 3000)),
-            .leaseRequest(LeaseRequest(memberID: 7, doneLease: 9, doneExamples: 2048, doneSteps: 16, doneSeconds: 1.5, doneLoss: 0.5)),
-            .leaseReply({ var l = LeaseReply(kind: .chunk); l.leaseID = 10; l.epoch = 2; l.scene = "home"; l.chunkFile = "home/3.chunk"
-                          l.chunkIndex = 3; l.chunkExamples = 2048; l.sceneExamplesBefore = 4096; l.sceneEpochExamples = 10_000
-                          l.lrLevel = 1; l.waitMs = 0; l.reason = "r"; l.doneAccepted = true; return l }()),
-            .memberBeat(MemberBeat(memberID: 7, leaseID: 10, leaseExamples: 512)),
-            .memberBeatReply(MemberBeatReply(sceneProgress: 0.5, minProgress: 0.25, leaseValid: true)),
-            .scale(ScaleRequest(scene: "shop", workers: -3)),
-            .leave(LeaveRequest(memberID: 7, reason: "bye")),
-            .status,
-            .statusReply(StatusReply(epoch: 3, phase: "training",
-                                     scenes: [SceneStatus(name: "home", target: 2, liveWorkers: 1, chunks: 9, chunksDone: 4, chunksLeased: 1, waiting: false)],
-                                     members: [MemberStatus(memberID: 7, name: "home-0", scene: "home", retiring: false, silentSeconds: 0.25, leaseID: 10)],
-                                     message: "m")),
+        ] + CoordinatorSamples.bodies + [
             // No checkpoint directory on this server: a mutated PREPARE is refused, never holds pushes.
             .checkpoint(CheckpointRequest(action: .status, name: "fuzz")),
             .checkpointReply({ var r = CheckpointReply(state: .done, name: "fuzz"); r.file = "f"; r.tables = [item]; return r }()),
