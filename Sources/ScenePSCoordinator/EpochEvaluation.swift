@@ -79,6 +79,9 @@ public struct EpochEvaluation {
         final.examplesPerSec = summary.examplesPerSec
         final.wallSeconds = summary.wallSeconds
         final.workers = summary.workers
+        // The best epoch may have been evaluated before a resume onto another server count: the job's
+        // servers are the ones it ends with, like its workers.
+        final.servers = summary.servers
         final.schedule = schedule.epochs
         final.leases = journal.epochs.map {
             .init(epoch: $0.epoch, chunks: $0.chunks, leased: $0.leased, done: $0.done, released: $0.released,
