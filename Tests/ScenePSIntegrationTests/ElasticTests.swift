@@ -37,10 +37,19 @@ final class ElasticTests: XCTestCase {
 
     var data: URL { Self.shared.dir }
 
-    func args(_ run: URL, slot: Int, extra: [String] = []) -> [String] {
-        ["--config", data.appendingPathComponent("config.yaml").path, "--log", data.appendingPathComponent("log.csv").path,
+    /// - config: a config file other than the test data's (`config(_:adding:)`).
+    func args(_ run: URL, slot: Int, config: URL? = nil, extra: [String] = []) -> [String] {
+        ["--config", (config ?? data.appendingPathComponent("config.yaml")).path, "--log", data.appendingPathComponent("log.csv").path,
          "--truth", data.appendingPathComponent("truth.csv").path, "--run-dir", run.path,
          "--servers", "2", "--base-port", "\(Harness.basePort(slot: slot))"] + extra
+    }
+
+    /// The test data's config with `yaml` appended, written beside it as `name`.
+    func config(_ name: String, adding yaml: String) throws -> URL {
+        let url = data.appendingPathComponent(name)
+        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8) + "\n" + yaml + "\n")
+            .write(to: url, atomically: true, encoding: .utf8)
+        return url
     }
 
     /// A run without failure, once per test process (the reference AUCs).
@@ -230,11 +239,7 @@ final class ElasticTests: XCTestCase {
         let run = try Harness.tempDir("elastic-kill-server")
         defer { try? FileManager.default.removeItem(at: run) }
         let port = Harness.basePort(slot: 13)
-        let config = data.appendingPathComponent("config-ckpt.yaml")
-        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8) + "\ncheckpoint: {every_seconds: 3}\n")
-            .write(to: config, atomically: true, encoding: .utf8)
-        var a = args(run, slot: 13, extra: ["--restart-on-failure"])
-        a[1] = config.path
+        let a = args(run, slot: 13, config: try config("config-ckpt.yaml", adding: "checkpoint: {every_seconds: 3}"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root)
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
         Thread.sleep(forTimeInterval: 1)
@@ -266,11 +271,7 @@ final class ElasticTests: XCTestCase {
         let run = try Harness.tempDir("elastic-global")
         defer { try? FileManager.default.removeItem(at: run) }
         let port = Harness.basePort(slot: 16)
-        let config = data.appendingPathComponent("config-global.yaml")
-        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
-             + "\ncheckpoint: {every_seconds: 3}\nrecovery: global\n").write(to: config, atomically: true, encoding: .utf8)
-        var a = args(run, slot: 16, extra: ["--restart-on-failure"])
-        a[1] = config.path
+        let a = args(run, slot: 16, config: try config("config-global.yaml", adding: "checkpoint: {every_seconds: 3}\nrecovery: global"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root)
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
         Thread.sleep(forTimeInterval: 1.5)   // chunks are done after that cut: the rewind undoes them
@@ -408,11 +409,7 @@ final class ElasticTests: XCTestCase {
         let run = try Harness.tempDir("elastic-global-coordinator")
         defer { try? FileManager.default.removeItem(at: run) }
         let port = Harness.basePort(slot: 5)
-        let config = data.appendingPathComponent("config-global-coordinator.yaml")
-        try (String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
-             + "\ncheckpoint: {every_seconds: 3}\nrecovery: global\n").write(to: config, atomically: true, encoding: .utf8)
-        var a = args(run, slot: 5, extra: ["--restart-on-failure"])
-        a[1] = config.path
+        let a = args(run, slot: 5, config: try config("config-global-coordinator.yaml", adding: "checkpoint: {every_seconds: 3}\nrecovery: global"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root, environment: ["SCENEPS_FAULT_SUPERVISOR": "kill-coordinator-before-rewind"])
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
         Thread.sleep(forTimeInterval: 1)
