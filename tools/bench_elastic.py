@@ -133,7 +133,8 @@ def server_killed(kill_after):
         if p.poll() is not None:
             return {"kill": "the job ended first"}
         # This job's server only (its --checkpoint-dir is in the run directory).
-        subprocess.run(["pkill", "-KILL", "-f", f"ps-server --shard-index 1 .*--checkpoint-dir {run_dir}/checkpoints"], check=False)
+        if subprocess.run(["pkill", "-KILL", "-f", f"ps-server --shard-index 1 .*--checkpoint-dir {run_dir}/checkpoints"]).returncode != 0:
+            sys.exit(f"{run_dir}: no server-1 process of this job to kill")
         t_kill = time.time()
         first = None
         log = os.path.join(run_dir, "logs", "server-1.log")
@@ -160,6 +161,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "runs", "bench-elastic"))
     ap.add_argument("--kill-after", type=float, default=50, help="partial/global: seconds of training before the kill")
     a = ap.parse_args()
+    a.work = os.path.abspath(a.work)   # the processes see absolute paths: kill patterns must match them
     bin_dir = a.bin or subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=ROOT,
                                       capture_output=True, text=True).stdout.strip()
     launcher = os.path.join(ROOT, "cluster", "local.sh")

@@ -334,6 +334,8 @@ public final class PSClient {
         let what: String
         let bodies: [Int: Body]
         let sentAt: ContinuousClock.Instant
+        /// Each server's `connectionLosses` when the request was sent.
+        let losses: [Int: UInt64]
     }
 
     private func knownTable(_ id: UInt32, kind: TableKind) throws -> TableSpec {
@@ -373,7 +375,8 @@ public final class PSClient {
         nextRequestID &+= 1
         var map: [Int: Body] = [:]
         for (s, b) in bodies.enumerated() { if let b { map[s] = b } }
-        let r = Request(id: nextRequestID, what: what, bodies: map, sentAt: .now)
+        let losses = Dictionary(uniqueKeysWithValues: map.keys.map { ($0, transport.connectionLosses(of: $0)) })
+        let r = Request(id: nextRequestID, what: what, bodies: map, sentAt: .now, losses: losses)
         try transmit(r, to: map.keys.sorted())
         if !map.isEmpty { outstanding.insert(r.id) }
         return r
@@ -395,7 +398,13 @@ public final class PSClient {
     }
 
     /// Waits for the reply to `r` from every server it went to, resending to
-    /// the silent ones after each timeout. An ErrorReply → `.rejected`.
+    /// the silent ones after each timeout, and at once to one whose
+    /// connection was lost meanwhile (a server killed and restarted: what it
+    /// had been sent is gone; the copy sent now waits in ZeroMQ's queue for
+    /// the replacement) — once per server per attempt, so a flapping
+    /// connection cannot make it send without end. The servers answer a
+    /// request id they already applied from memory, never applying it twice.
+    /// An ErrorReply → `.rejected`.
     private func collect(_ r: Request) throws -> [Int: Body] {
         defer { outstanding.remove(r.id); early[r.id] = nil }
         var replies: [Int: Body] = [:]
@@ -409,7 +418,21 @@ public final class PSClient {
         var pending = Set(r.bodies.keys).subtracting(replies.keys)
         var attempt = 0
         var deadline = r.sentAt + options.timeout
+        var losses = r.losses
+        var resent: Set<Int> = []   // this attempt
         while !pending.isEmpty {
+            let lost = pending.filter { transport.connectionLosses(of: $0) != losses[$0] }
+            if !lost.isEmpty {
+                for s in lost { losses[s] = transport.connectionLosses(of: s) }
+                let again = lost.subtracting(resent).sorted()
+                resent.formUnion(again)
+                if !again.isEmpty {
+                    logger.warning("connection lost, sending the request again", metadata: [
+                        "ps.request": "\(r.id)", "ps.kind": "\(r.what)", "ps.servers": "\(again.map { endpoints[$0] })",
+                    ])
+                    try transmit(r, to: again)
+                }
+            }
             let now = ContinuousClock.now
             if now >= deadline {
                 if attempt >= options.retries {
@@ -424,6 +447,7 @@ public final class PSClient {
                 ])
                 try transmit(r, to: pending.sorted())
                 deadline = ContinuousClock.now + options.timeout
+                resent.removeAll()
                 continue
             }
             try transport.receive(from: pending.sorted(), timeout: deadline - now) { s, payload in

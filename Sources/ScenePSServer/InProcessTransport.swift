@@ -18,6 +18,9 @@ public final class InProcessTransport: ServerTransport {
     public var drop: ((_ server: Int, _ isReply: Bool) -> Bool)?
     /// Requests each server received (lost ones not counted).
     public private(set) var delivered: [Int]
+    private var losses: [UInt64]
+    /// Servers whose connection was lost since `receive` last returned.
+    private var unreported: Set<Int> = []
 
     /// One handler per server, in shard order.
     public init(handlers: [RequestHandler]) {
@@ -26,6 +29,7 @@ public final class InProcessTransport: ServerTransport {
         endpoints = handlers.indices.map { "inproc-server-\($0)" }
         inbox = handlers.map { _ in [] }
         delivered = handlers.map { _ in 0 }
+        losses = handlers.map { _ in 0 }
     }
 
     /// The handlers of `servers` (not started: no sockets are opened).
@@ -44,9 +48,23 @@ public final class InProcessTransport: ServerTransport {
         return true
     }
 
+    /// What a ZeroMQ client sees when a server dies: the connection to
+    /// `server` drops, and the replies it had not delivered yet with it.
+    public func loseConnection(_ server: Int) {
+        inbox[server].removeAll()
+        losses[server] += 1
+        unreported.insert(server)
+    }
+
+    public func connectionLosses(of server: Int) -> UInt64 { losses[server] }
+
     public func receive(from servers: [Int], timeout: Duration, _ body: (Int, UnsafeRawBufferPointer) throws -> Void) throws {
         let deadline = ContinuousClock.now + timeout
         while true {
+            if !unreported.isDisjoint(with: servers) {
+                unreported.subtract(servers)
+                return
+            }
             var any = false
             for s in servers {
                 for r in handlers[s].tick() { post(r.bytes, from: s) }   // held pushes whose hold expired

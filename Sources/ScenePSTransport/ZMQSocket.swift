@@ -115,6 +115,13 @@ public final class ZMQSocket: @unchecked Sendable {
         self.endpoint = endpoint
     }
 
+    /// Reports this socket's `events` (ZMQ_EVENT_* bits) as messages on a
+    /// PAIR socket bound at inproc `endpoint` (zmq_socket_monitor): connect a
+    /// PAIR of the same context there to read them (`ZMQMonitorEvent`).
+    public func monitor(_ endpoint: String, events: Int32) throws {
+        try zmqCall("zmq_socket_monitor", endpoint: endpoint) { zmq_socket_monitor(handle, endpoint, events) }
+    }
+
     // MARK: send / receive
 
     /// Sends all frames as one multipart message. Returns false when the
@@ -206,6 +213,20 @@ public final class ZMQSocket: @unchecked Sendable {
             }
             if !more { return true }
         }
+    }
+}
+
+/// One event of a monitored socket: libzmq sends a frame of a 16-bit event
+/// id and a 32-bit value, then a frame with the peer's endpoint.
+public struct ZMQMonitorEvent: Sendable {
+    public let event: Int32
+    public let endpoint: String
+
+    /// Nil for a message that is not an event (wrong frame count or size).
+    public init?(_ frames: [ZMQFrame]) {
+        guard frames.count == 2, frames[0].count >= 6 else { return nil }
+        event = Int32(frames[0].withUnsafeBytes { $0.loadUnaligned(as: UInt16.self) })
+        endpoint = String(decoding: frames[1].bytes, as: UTF8.self)
     }
 }
 

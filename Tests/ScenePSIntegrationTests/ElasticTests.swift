@@ -258,6 +258,13 @@ final class ElasticTests: XCTestCase {
         XCTAssertGreaterThan(rec.first?["pushes_undone"].flatMap(Int.init) ?? 0, 0, "the dead server's pushes undone are counted: \(rec)")
         XCTAssertTrue(l.output.contains(" pushes, "), "and logged: \(l.output.suffix(3000))")
         XCTAssertGreaterThan((s["checkpoints"] as? [Any])?.count ?? 0, 1)
+        // The requests in flight to the dead server were sent again when their connection dropped, not
+        // after the 10 s request timeout (docs/ARCHITECTURE.md, "The client").
+        let logs = run.appendingPathComponent("logs")
+        for f in try FileManager.default.contentsOfDirectory(atPath: logs.path) where f.hasPrefix("worker-") {
+            let text = try String(contentsOf: logs.appendingPathComponent(f), encoding: .utf8)
+            XCTAssertFalse(text.contains("request timed out"), "\(f): \(text.suffix(2000))")
+        }
         assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
     }
 

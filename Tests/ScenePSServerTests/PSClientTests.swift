@@ -182,6 +182,70 @@ final class PSClientTests: XCTestCase {
         }
     }
 
+    /// A server killed with requests in flight: they and the replies not yet
+    /// delivered are lost with the connection. The client sends them again
+    /// as soon as it learns of the loss, not after its timeout (here 10 s,
+    /// no retries: waiting it out would fail), and the server that had
+    /// already applied the push acknowledges the copy without applying it
+    /// again.
+    func testARequestLostWithItsConnectionIsSentAgainAtOnce() throws {
+        let (client, transport, registries) = try inProcess(3, timeout: .seconds(10), retries: 0)
+        var rng = SplitMix64(seed: 4)
+        let keys = (0..<600).map { _ in rng.next() }
+        let grads = (0..<(keys.count * 3)).map { Float($0 % 5) - 2 }
+        var lostRequest = false, lostReply = false
+        transport.drop = { [unowned transport] server, isReply in
+            if !isReply && server == 1 && !lostRequest { lostRequest = true; transport.loseConnection(1); return true }
+            if isReply && server == 2 && !lostReply { lostReply = true; transport.loseConnection(2); return true }
+            return false
+        }
+        let before = transport.delivered
+        let start = ContinuousClock.now
+        try client.wait(client.push([SparseGradient(tableID: 1, keys: keys, values: grads)]))
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2), "sent again at the loss, not after the 10 s timeout")
+        XCTAssertTrue(lostRequest && lostReply)
+        XCTAssertEqual(zip(transport.delivered, before).map { $0 - $1 }, [1, 1, 2], "server 1 got the copy (the first was lost), server 2 both")
+        for k in keys {
+            let owner = registries[Sharding.server(table: 1, key: k, servers: 3)]
+            XCTAssertEqual(sparseTable(owner, 1)!.row(k)!.step, 1, "key \(k): one step")
+        }
+    }
+
+    /// The same over real sockets: a server takes a request and dies without
+    /// answering (its socket closes: ZeroMQ's monitor reports the
+    /// disconnection); its replacement binds the same endpoint and answers
+    /// the copy sent at the loss, well before the 20 s timeout.
+    func testOverZeroMQARequestToAServerThatDiedIsAnsweredByItsReplacement() throws {
+        let (silent, endpoint) = try TestServer.silentEndpoint()
+        var opts = PSClientOptions()
+        opts.timeout = .seconds(20)
+        opts.retries = 0
+        let client = try PSClient(endpoints: [endpoint], sender: "reconnecting", options: opts, logger: quiet)
+        let replacement = Locked<PSServer?>(nil)
+        let failure = Locked<String?>(nil)
+        let box = Unchecked((silent, quiet))
+        let thread = Thread {
+            let (silent, logger) = box.value
+            do {
+                guard try ZMQPoll.readable([silent], timeoutMilliseconds: 10_000)[0], try silent.receive() != nil else {
+                    throw ScenePSError(.internalError, "the request never reached the first server")
+                }
+                silent.close()   // dies: the request it took goes unanswered
+                Thread.sleep(forTimeInterval: 0.3)
+                let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: endpoint), logger: logger)
+                _ = try server.start()
+                replacement.set(server)
+            } catch { failure.set("\(error)") }
+        }
+        thread.start()
+        let start = ContinuousClock.now
+        XCTAssertNoThrow(try client.heartbeat())
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(10), "answered after the loss, not after the 20 s timeout")
+        while !thread.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertNil(failure.get())
+        replacement.get()?.shutdown(timeout: .seconds(5))
+    }
+
     /// A request too large for one server sends nothing to any (a push half
     /// sent would be half applied).
     func testARequestTooLargeForOneServerSendsNothing() throws {
@@ -249,6 +313,7 @@ final class PSClientTests: XCTestCase {
                 last = nil
                 try r.withUnsafeBytes { try body(0, $0) }
             }
+            func connectionLosses(of server: Int) -> UInt64 { 0 }
         }
         let forged = Forged { _ in [0xFF, 0x01, 0x02] }
         let client = try PSClient(transport: forged, sender: "c", logger: quiet)
