@@ -42,7 +42,8 @@ final class Checkpointer: @unchecked Sendable {
     let logger: Logger
 
     init(configuredDir: String?, logger: Logger) {
-        self.configuredDir = configuredDir
+        // Absolute, so a relative --checkpoint-dir and the absolute directory a driver names compare equal.
+        self.configuredDir = configuredDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         self.logger = logger
     }
 
@@ -214,7 +215,7 @@ final class Checkpointer: @unchecked Sendable {
             }
             return .success(d)
         }
-        if let d = configuredDir, (d as NSString).standardizingPath != (requested as NSString).standardizingPath {
+        if let d = configuredDir, d != URL(fileURLWithPath: requested).standardizedFileURL.path {
             return .failure(ScenePSError(.checkpoint, "checkpoint directory '\(requested)' is not this server's --checkpoint-dir '\(d)'"))
         }
         return .success(requested)

@@ -422,6 +422,15 @@ final class CheckpointTests: XCTestCase {
         // Another directory than the server's is refused; so is a name with a slash.
         XCTAssertError(try a[0].request(.checkpoint(CheckpointRequest(action: .prepare, name: "x", dir: "/tmp/elsewhere"))), .badRequest, contains: "is not this server's --checkpoint-dir")
         XCTAssertError(try a[0].request(.checkpoint(CheckpointRequest(action: .prepare, name: "a/b", dir: dir))), .badRequest, contains: "must be non-empty")
+        // A relative --checkpoint-dir and the same directory named absolutely (as drivers do) are one.
+        let relative = "ckpt-relative-\(getpid())"
+        let absolute = FileManager.default.currentDirectoryPath + "/" + relative
+        defer { try? FileManager.default.removeItem(atPath: absolute) }
+        let b = try TestServer(checkpointDir: relative)
+        defer { b.stop() }
+        let held = try b.request(.checkpoint(CheckpointRequest(action: .prepare, name: "rel", dir: absolute, holdTimeoutMs: 200)))
+        guard case .checkpointReply(let r) = held.body, r.state == .held else { return XCTFail("\(held.body)") }
+        _ = try b.request(.checkpoint(CheckpointRequest(action: .abort, name: "rel", dir: absolute)))
     }
 
     /// The protocol step by step on one server: a push sent after PREPARE is
