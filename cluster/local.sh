@@ -22,7 +22,8 @@
 # The coordinator checkpoints the job into RUN_DIR/checkpoints (config
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
-# onto any number of servers. SCENEPS_BIN=DIR uses prebuilt executables.
+# onto any number of servers, with the checkpoint's pools unless
+# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

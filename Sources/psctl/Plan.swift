@@ -47,6 +47,10 @@ struct ClusterPlan {
     var coordinator: String
     /// Scene name → workers, in scene-index order.
     var scenes: [(String, Int)]
+    /// The scenes `--workers-per-scene` sized (given, and the config sizes
+    /// them not by name): on a resume their pools are the flag's, not the
+    /// checkpoint's.
+    var sizedByFlag: Set<String> = []
 
     init(configPath: String, dataDir: String, servers: Int?, workersPerScene: Int?, basePort: Int?, host: String = "127.0.0.1") throws {
         var cfg = try ClusterConfig.load(path: configPath)
@@ -69,6 +73,7 @@ struct ClusterPlan {
                 FileHandle.standardError.write(Data("psctl: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))
             }
             scenes.append((s.name, n))
+            if workersPerScene != nil && cfg.scenes[s.name] == nil { sizedByFlag.insert(s.name) }
         }
     }
 }

@@ -185,6 +185,7 @@ final class Supervisor {
     func run() -> Int32 {
         let signals = SignalWatch()
         do {
+            let resuming = resume != nil   // startCoordinator clears it
             say("== starting \(plan.servers.count) servers")
             for (i, ep) in plan.servers.enumerated() {
                 servers.append(try startServer(i, restore: resume))
@@ -194,18 +195,45 @@ final class Supervisor {
             }
             say("== starting the coordinator at \(plan.coordinator)")
             try startCoordinator()
-            if let why = waitAnswer(coordinator!, plan.coordinator, .status, seconds: 30) { return fail(why) }
-            // The pools the coordinator holds (its journal's, after a restart; else the config's).
-            let status = coordinatorStatus()
+            // Resumed from the checkpoint a finished job took at its end: its coordinator has nothing to do and ends.
+            func finishedAlready() -> Int32? {
+                guard resuming && coordinator?.exitStatus == 0 else { return nil }
+                say("== the job in \(runDir) had already finished at that checkpoint: nothing left to train")
+                return finish()
+            }
+            if let why = waitAnswer(coordinator!, plan.coordinator, .status, seconds: 30) { return finishedAlready() ?? fail(why) }
+            // The pools the coordinator holds (its journal's, after a restart; else the config's). A resume
+            // keeps the checkpoint's (psctl scale changes included) but for the scenes --workers-per-scene
+            // sizes: those are resized to it the way psctl scale does (journaled, in summary.json's scaling).
+            var status: StatusReply?   // asked until it answers: the pools depend on it
+            let asked = Date()
+            while status == nil && Date().timeIntervalSince(asked) < 30 && coordinator?.exitStatus == nil {
+                status = coordinatorStatus()
+                if status == nil { Thread.sleep(forTimeInterval: 0.05) }
+            }
+            guard let status else { return finishedAlready() ?? fail("the coordinator at \(plan.coordinator) did not report its pools within 30 s") }
+            var pools: [(String, Int)] = []
             for (scene, n) in plan.scenes {
-                let target = status?.scenes.first { $0.name == scene }.map { Int($0.target) } ?? n
+                var target = status.scenes.first { $0.name == scene }.map { Int($0.target) } ?? n
+                if resuming && plan.sizedByFlag.contains(scene) && target != n {
+                    var scaled = false   // idempotent (it sets the size): asked until it answers
+                    while !scaled && Date().timeIntervalSince(asked) < 60 {
+                        if let link = statusLink, (try? CoordinatorCalls(link).scale(scene: scene, workers: n)) != nil { scaled = true } else {
+                            Thread.sleep(forTimeInterval: 0.05)
+                        }
+                    }
+                    guard scaled else { return fail("the coordinator did not take scene \(scene)'s pool size \(n) within 60 s") }
+                    say("== scene \(scene): pool \(target) -> \(n) workers (the checkpoint's, resized by --workers-per-scene)")
+                    target = n
+                }
                 for _ in 0..<max(0, target) { try startWorker(scene: scene) }
+                pools.append((scene, max(0, target)))
             }
             let cores = ProcessInfo.processInfo.activeProcessorCount
             if workers.count > 2 * cores {
                 FileHandle.standardError.write(Data("local.sh: note: \(workers.count) workers on \(cores) cores: every pull is many other workers' pushes old when its gradient lands (measured: 16 workers on 2 cores lose ~0.01 AUC against 4-8); fewer workers per scene train as fast here\n".utf8))
             }
-            say("== \(workers.count) workers training (" + plan.scenes.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")")
+            say("== \(workers.count) workers training (" + pools.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")")
         } catch {
             return fail("\(error)")
         }

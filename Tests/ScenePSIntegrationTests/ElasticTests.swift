@@ -444,7 +444,12 @@ final class ElasticTests: XCTestCase {
         let run = try Harness.tempDir("elastic-resume")
         defer { try? FileManager.default.removeItem(at: run) }
         let port = Harness.basePort(slot: 14)
-        let l = try Harness.Running(launcher, args(run, slot: 14), cwd: Harness.root)
+        // Pools sized by workers_per_scene (1), not by name: the resume's --workers-per-scene 2 resizes them.
+        let config = data.appendingPathComponent("config-resume.yaml")
+        try String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "scenes: {home: 2, shop: 1}", with: "workers_per_scene: 1")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let l = try Harness.Running(launcher, args(run, slot: 14, config: config), cwd: Harness.root)
         XCTAssertTrue(l.waitFor("epoch 2: every chunk trained", timeout: 300), String(l.output.suffix(3000)))
         XCTAssertTrue(l.waitFor("checkpoint ckpt-", timeout: 60), String(l.output.suffix(3000)))
         // Every process stopped first, then killed: under load the job must not go on (and even end)
@@ -461,7 +466,7 @@ final class ElasticTests: XCTestCase {
         let none = try Harness.run(launcher, ["--run-dir", empty.path, "--resume"], timeout: 60)
         XCTAssertNotEqual(none.status, 0)
         XCTAssertTrue(none.output.contains("is not the run directory of a job"), none.output)
-        let r = try Harness.run(launcher, ["--run-dir", run.path, "--resume", "--servers", "3",
+        let r = try Harness.run(launcher, ["--run-dir", run.path, "--resume", "--servers", "3", "--workers-per-scene", "2",
                                            "--base-port", "\(Harness.basePort(slot: 15))"], timeout: 600)
         XCTAssertEqual(r.status, 0, String(r.output.suffix(5000)))
         XCTAssertTrue(r.output.contains("resuming from a checkpoint"), String(r.output.suffix(3000)))
@@ -469,7 +474,18 @@ final class ElasticTests: XCTestCase {
         XCTAssertTrue(r.output.contains("every chunk trained"), "the resumed job trains (the first one was stopped before its end): \(r.output.suffix(3000))")
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
         XCTAssertEqual(s["servers"] as? Int, 3)
+        // --workers-per-scene on the resume resizes the pools the checkpoint held (1 each), recorded as scaling.
+        XCTAssertEqual(s["workers"] as? [String: Int], ["home": 2, "shop": 2])
+        let scaling = s["scaling"] as? [[String: Any]] ?? []
+        XCTAssertEqual(scaling.map { "\($0["scene"] ?? "")=\($0["workers"] ?? "")" }, ["home=2", "shop=2"])
+        XCTAssertTrue(r.output.contains("== scene shop: pool 1 -> 2 workers"), String(r.output.suffix(3000)))
         _ = assertEveryChunkOnce(s)
+        // Resuming the finished job: nothing left to train, said so, exit 0, its results kept.
+        let again = try Harness.run(launcher, ["--run-dir", run.path, "--resume", "--base-port", "\(Harness.basePort(slot: 15))"], timeout: 120)
+        XCTAssertEqual(again.status, 0, String(again.output.suffix(3000)))
+        XCTAssertTrue(again.output.contains("had already finished at that checkpoint"), String(again.output.suffix(3000)))
+        XCTAssertEqual(try Harness.readJSON(run.appendingPathComponent("summary.json"))["overall"] as? NSDictionary,
+                       s["overall"] as? NSDictionary)
         assertAUCClose(s, to: base, tolerance: 0.03, overallTolerance: 0.02)
         // The last checkpoint holds the model the job ended with (the best epoch's): scored without a
         // cluster it gives summary.json's test AUC.
