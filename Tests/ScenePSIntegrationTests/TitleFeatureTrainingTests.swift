@@ -13,8 +13,8 @@ final class TitleFeatureTrainingTests: XCTestCase {
     var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
-    func train(_ dir: URL, text: Bool, port: Int, cache: URL) throws -> (cold: Double, coldExamples: Int, overall: Double, output: String) {
-        let run = dir.appendingPathComponent(text ? "run-text" : "run-plain")
+    func train(_ dir: URL, text: Bool, port: Int, cache: URL, round: Int) throws -> (cold: Double, coldExamples: Int, overall: Double, output: String) {
+        let run = dir.appendingPathComponent((text ? "run-text-" : "run-plain-") + "\(round)")
         var args = ["--config", dir.appendingPathComponent("config.yaml").path,
                     "--log", dir.appendingPathComponent("log.csv").path, "--items", dir.appendingPathComponent("items.csv").path,
                     "--run-dir", run.path, "--servers", "1", "--base-port", "\(port)"]
@@ -67,16 +67,27 @@ final class TitleFeatureTrainingTests: XCTestCase {
         XCTAssertEqual(noItems.status, 2, noItems.output)
         XCTAssertTrue(noItems.output.contains("--text-features with --log needs --items"), noItems.output)
 
-        let text = try train(dir, text: true, port: port, cache: cache)
-        XCTAssertTrue(text.output.contains("== embedding the titles of"), "first run embeds: \(text.output.suffix(2000))")
-        XCTAssertTrue(text.output.contains("without_title=0"), "every item of the catalogue has a title vector")
-        let plain = try train(dir, text: false, port: port, cache: cache)
-        print("title features: cold AUC \(text.cold) vs \(plain.cold) (\(text.coldExamples) cold rows), overall \(text.overall) vs \(plain.overall)")
-        XCTAssertGreaterThan(text.coldExamples, 300, "the hold-out must make the cold set measurable")
-        XCTAssertGreaterThan(text.cold, plain.cold + 0.02, "title features must raise the cold AUC")
-        // A regression guard; the claim is the margin above. With ~300 cold rows one run moves by ~0.02:
-        // seen 0.579-0.60 with titles (one clean-clone CI run 0.5788), 0.53-0.56 without.
-        XCTAssertGreaterThan(text.cold, 0.57, "cold AUC with titles (64: 0.58-0.60; without: 0.53-0.56, with shuffled titles 0.55-0.57)")
-        XCTAssertGreaterThan(text.overall, plain.overall - 0.01, "and must not cost overall AUC")
+        // Two runs of each, compared by their means: one asynchronous run's cold AUC moves by ~0.015 (sd)
+        // between runs (seen with titles 0.569-0.610, without 0.529-0.569), so a single pair fell under
+        // the bars now and then (one pair 0.5689 against 0.5689) while two pairs' means hold them.
+        var text: [(cold: Double, coldExamples: Int, overall: Double, output: String)] = []
+        var plain: [(cold: Double, coldExamples: Int, overall: Double, output: String)] = []
+        for round in 0..<2 {
+            text.append(try train(dir, text: true, port: port, cache: cache, round: round))
+            plain.append(try train(dir, text: false, port: port, cache: cache, round: round))
+        }
+        XCTAssertTrue(text[0].output.contains("== embedding the titles of"), "first run embeds: \(text[0].output.suffix(2000))")
+        XCTAssertTrue(text[1].output.contains("title embeddings of"), "the second uses the cache: \(text[1].output.suffix(2000))")
+        XCTAssertTrue(text[0].output.contains("without_title=0"), "every item of the catalogue has a title vector")
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(v.count) }
+        let cold = mean(text.map(\.cold)), coldPlain = mean(plain.map(\.cold))
+        print("title features: cold AUC \(text.map(\.cold)) vs \(plain.map(\.cold)) (\(text[0].coldExamples) cold rows), "
+              + "overall \(text.map(\.overall)) vs \(plain.map(\.overall))")
+        XCTAssertGreaterThan(text[0].coldExamples, 300, "the hold-out must make the cold set measurable")
+        XCTAssertGreaterThan(cold, coldPlain + 0.02, "title features must raise the cold AUC (means of two runs)")
+        // A regression guard; the claim is the margin above. Means of two runs with titles at text_dim 64
+        // are seen at 0.58-0.60; without titles 0.53-0.56, with titles shuffled among the items 0.55-0.57.
+        XCTAssertGreaterThan(cold, 0.57, "cold AUC with titles, mean of two runs")
+        XCTAssertGreaterThan(mean(text.map(\.overall)), mean(plain.map(\.overall)) - 0.01, "and must not cost overall AUC")
     }
 }
