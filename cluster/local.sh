@@ -18,7 +18,8 @@
 # changes a scene's pool while it trains. --restart-on-failure restarts a dead
 # worker or coordinator (at most --max-restarts times each, default 3); without
 # it, or when a server dies, every process is stopped and the exit status is
-# non-zero, naming the failed process. Ctrl-C or SIGTERM stops every process.
+# non-zero, naming the failed process. Ctrl-C or SIGTERM checkpoints the job
+# (at most 20 s; a second one skips that) and stops every process.
 # The coordinator checkpoints the job into RUN_DIR/checkpoints (config
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,

@@ -240,7 +240,10 @@ final class Supervisor {
         var lastReconcile = Date.distantPast
         while true {
             if let sig = signals.received {
-                FileHandle.standardError.write(Data("local.sh: \(sig == SIGINT ? "interrupted" : "terminated"), stopping every process\n".utf8))
+                let what = sig == SIGINT ? "interrupted" : "terminated"
+                FileHandle.standardError.write(Data("local.sh: \(what): checkpointing the job first (at most \(Int(Self.stopCheckpointSeconds)) s; again to stop at once)\n".utf8))
+                checkpointBeforeStopping(signals)
+                FileHandle.standardError.write(Data("local.sh: \(what), stopping every process\n".utf8))
                 stopAll()
                 return sig == SIGINT ? 130 : 143
             }
@@ -496,6 +499,40 @@ final class Supervisor {
         return 0
     }
 
+    /// How long a stop (Ctrl-C, SIGTERM) waits for its checkpoint.
+    static let stopCheckpointSeconds = 20.0
+
+    /// Asked to stop: an on-demand checkpoint of the job first (tagged `stop`), so `--resume` goes on
+    /// from this moment rather than from the last periodic one. Bounded by `stopCheckpointSeconds`; a
+    /// second signal, a coordinator that is gone or refuses, and the stop goes on without it (the
+    /// latest complete checkpoint stays the latest).
+    func checkpointBeforeStopping(_ signals: SignalWatch) {
+        let first = signals.count
+        let end = Date().addingTimeInterval(Self.stopCheckpointSeconds)
+        func goOn() -> Bool { Date() < end && signals.count == first && coordinator?.exitStatus == nil }
+        if statusLink == nil { statusLink = link(plan.coordinator, "status", attempt: .milliseconds(500), patience: .milliseconds(500)) }
+        guard let link = statusLink else { return }
+        let calls = CoordinatorCalls(link)
+        var ticket: UInt64?
+        while ticket == nil && goOn() {
+            do { ticket = try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: "stop")).ticket } catch let e as CoordinatorError {
+                return say("== no checkpoint before stopping: \(e); the latest complete one stays")
+            } catch { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        while let t = ticket, goOn() {
+            guard let r = try? calls.checkpoint(CoordinatorCheckpointRequest(ticket: t)) else { continue }
+            switch r.state {
+            case .done:
+                return say("== checkpoint \(r.path) taken before stopping: cluster/local.sh --run-dir \(runDir) --resume goes on from it")
+            case .failed:
+                return say("== the checkpoint before stopping failed (\(r.message)); the latest complete one stays")
+            case .pending:
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        say("== no checkpoint before stopping (\(signals.count != first ? "stopped at once" : "none within \(Int(Self.stopCheckpointSeconds)) s")); the latest complete one stays")
+    }
+
     func stopAll() {
         let all = servers + workers + [coordinator].compactMap { $0 }
         for c in all where c.exitStatus == nil { c.terminate() }
@@ -612,17 +649,20 @@ final class PrefixedOutput: @unchecked Sendable {
 final class SignalWatch: @unchecked Sendable {
     private let lock = NSLock()
     private var sig: Int32?
+    private var signals = 0
     private var sources: [DispatchSourceSignal] = []
 
     init() {
         for s in [SIGINT, SIGTERM] {
             signal(s, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
-            src.setEventHandler { [weak self] in self?.lock.lock(); self?.sig = s; self?.lock.unlock() }
+            src.setEventHandler { [weak self] in self?.lock.lock(); self?.sig = s; self?.signals += 1; self?.lock.unlock() }
             src.resume()
             sources.append(src)
         }
     }
 
     var received: Int32? { lock.lock(); defer { lock.unlock() }; return sig }
+    /// Signals received so far (a second Ctrl-C stops at once).
+    var count: Int { lock.lock(); defer { lock.unlock() }; return signals }
 }

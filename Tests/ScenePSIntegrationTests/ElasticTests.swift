@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ScenePSClient
+import ScenePSCore
 import ScenePSProtocol
 import XCTest
 
@@ -434,6 +435,27 @@ final class ElasticTests: XCTestCase {
         XCTAssertEqual(restarts?["server-1"], 1, "\(restarts ?? [:])")
         let rec = s["recoveries"] as? [[String: String]] ?? []
         XCTAssertEqual(rec.map { $0["process"] ?? "" }.sorted(), ["server-0", "server-1"], "\(rec)")
+    }
+
+    /// Ctrl-C checkpoints the job before stopping it: the latest checkpoint is the one tagged `stop`, taken
+    /// after the interrupt, and --resume goes on from it to the end, every chunk once.
+    func testCtrlCCheckpointsTheJobBeforeStoppingAndResumeGoesOnFromThere() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-ctrl-c")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 5), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-0")
+        let interrupted = Date().timeIntervalSince1970
+        l.process.interrupt()
+        XCTAssertEqual(l.waitExit(timeout: 60), 130, String(l.output.suffix(3000)))
+        XCTAssertTrue(l.output.contains("taken before stopping"), String(l.output.suffix(3000)))
+        let latest = try XCTUnwrap(try CheckpointDirectory.list(run.appendingPathComponent("checkpoints").path).first { $0.manifest != nil }?.manifest)
+        XCTAssertTrue(latest.tags.contains("stop"), "\(latest.tags)")
+        XCTAssertGreaterThanOrEqual(latest.created_unix, interrupted - 1)
+        let r = try Harness.run(launcher, ["--run-dir", run.path, "--resume", "--base-port", "\(Harness.basePort(slot: 5))"], timeout: 600)
+        XCTAssertEqual(r.status, 0, String(r.output.suffix(5000)))
+        XCTAssertTrue(r.output.contains(latest.name), "resumed from the stop's checkpoint: \(r.output.prefix(3000))")
+        _ = assertEveryChunkOnce(try Harness.readJSON(run.appendingPathComponent("summary.json")))
     }
 
     /// Issue 12, tests 2 and 5: kill -9 every process, then --resume onto 3 servers instead of 2: training
