@@ -175,12 +175,25 @@ final class Supervisor {
         return "\(child.name) did not answer at \(endpoint) within \(Int(seconds)) s"
     }
 
-    func coordinatorStatus() -> StatusReply? {
+    func coordinatorStatus() -> StatusReply? { try? coordinatorCalls?.status() }
+
+    /// The supervisor's own calls to the coordinator (status, scale, checkpoint), over one link opened
+    /// on first use; each call waits at most half a second.
+    var coordinatorCalls: CoordinatorCalls? {
         if statusLink == nil { statusLink = link(plan.coordinator, "status", attempt: .milliseconds(500), patience: .milliseconds(500)) }
-        guard let link = statusLink else { return nil }
-        return try? CoordinatorCalls(link).status()
+        return statusLink.map { CoordinatorCalls($0) }
     }
     var statusLink: ZMQCoordinatorLink?
+
+    /// `body` asked of the coordinator until it answers, while the coordinator runs and at most until
+    /// `deadline`; nil when it never did.
+    func askCoordinator<R>(until deadline: Date, _ body: (CoordinatorCalls) throws -> R) -> R? {
+        while Date() < deadline && coordinator?.exitStatus == nil {
+            if let calls = coordinatorCalls, let r = try? body(calls) { return r }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
 
     func run() -> Int32 {
         let signals = SignalWatch()
@@ -205,24 +218,18 @@ final class Supervisor {
             // The pools the coordinator holds (its journal's, after a restart; else the config's). A resume
             // keeps the checkpoint's (psctl scale changes included) but for the scenes --workers-per-scene
             // sizes: those are resized to it the way psctl scale does (journaled, in summary.json's scaling).
-            var status: StatusReply?   // asked until it answers: the pools depend on it
             let asked = Date()
-            while status == nil && Date().timeIntervalSince(asked) < 30 && coordinator?.exitStatus == nil {
-                status = coordinatorStatus()
-                if status == nil { Thread.sleep(forTimeInterval: 0.05) }
+            guard let status = askCoordinator(until: asked.addingTimeInterval(30), { try $0.status() }) else {
+                return finishedAlready() ?? fail("the coordinator at \(plan.coordinator) did not report its pools within 30 s")
             }
-            guard let status else { return finishedAlready() ?? fail("the coordinator at \(plan.coordinator) did not report its pools within 30 s") }
             var pools: [(String, Int)] = []
             for (scene, n) in plan.scenes {
                 var target = status.scenes.first { $0.name == scene }.map { Int($0.target) } ?? n
                 if resuming && plan.sizedByFlag.contains(scene) && target != n {
-                    var scaled = false   // idempotent (it sets the size): asked until it answers
-                    while !scaled && Date().timeIntervalSince(asked) < 60 {
-                        if let link = statusLink, (try? CoordinatorCalls(link).scale(scene: scene, workers: n)) != nil { scaled = true } else {
-                            Thread.sleep(forTimeInterval: 0.05)
-                        }
+                    // Idempotent (it sets the size), so asked again until it answers.
+                    guard askCoordinator(until: asked.addingTimeInterval(60), { try $0.scale(scene: scene, workers: n) }) != nil else {
+                        return fail("the coordinator did not take scene \(scene)'s pool size \(n) within 60 s")
                     }
-                    guard scaled else { return fail("the coordinator did not take scene \(scene)'s pool size \(n) within 60 s") }
                     say("== scene \(scene): pool \(target) -> \(n) workers (the checkpoint's, resized by --workers-per-scene)")
                     target = n
                 }
@@ -510,9 +517,7 @@ final class Supervisor {
         let first = signals.count
         let end = Date().addingTimeInterval(Self.stopCheckpointSeconds)
         func goOn() -> Bool { Date() < end && signals.count == first && coordinator?.exitStatus == nil }
-        if statusLink == nil { statusLink = link(plan.coordinator, "status", attempt: .milliseconds(500), patience: .milliseconds(500)) }
-        guard let link = statusLink else { return }
-        let calls = CoordinatorCalls(link)
+        guard let calls = coordinatorCalls else { return }
         var ticket: UInt64?
         while ticket == nil && goOn() {
             do { ticket = try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: "stop")).ticket } catch let e as CoordinatorError {
