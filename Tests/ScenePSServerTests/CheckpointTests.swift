@@ -249,6 +249,39 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(denseVector(c), denseVector(a), "dense after the same push")
     }
 
+    /// 3 → 2 (issue 21): each new server reads all three files, keeps the rows it owns under the new
+    /// count, and its dense slice is pieced together from two of the three old slices (whose boundaries
+    /// differ from the new ones). Then the same pushes on the original 3 and the restored 2 end equal.
+    func testReshardingThreeOntoTwoServersKeepsRowsMomentsStepsAndTheDenseSlices() throws {
+        let (a, ca) = try cluster(3)
+        defer { a.forEach { $0.stop() } }
+        for k in 0..<12 { try push(ca, k) }
+        let r = try checkpoint(a, name: "three")
+        XCTAssertEqual(r.manifest.shard_count, 3)
+        let before = state(a)
+        let (b, cb) = try cluster(2, restore: r.path)
+        defer { b.forEach { $0.stop() } }
+        XCTAssertEqual(state(b).filter { !$0.contains("dense") }, before.filter { !$0.contains("dense") }, "every row, moment and step")
+        XCTAssertEqual(denseVector(b), denseVector(a), "dense weights and moments, re-sliced")
+        var rows = 0
+        for s in b {
+            for t in s.server.registry.all() {
+                if case .sparse(let sp) = t {
+                    sp.forEachRow { key, _, _, _ in
+                        rows += 1
+                        XCTAssertEqual(Sharding.server(table: sp.spec.id, key: key, servers: 2), s.server.registry.shardIndex, "key \(key) on its owner")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(rows, before.filter { !$0.contains("dense") }.count, "no row lost or duplicated")
+        XCTAssertGreaterThan(b.map { s in s.server.registry.all().reduce(0) { n, t in
+            if case .sparse(let sp) = t { return n + sp.memory().rows }; return n } }.min() ?? 0, 0, "both new servers hold rows")
+        for k in 12..<16 { try push(ca, k); try push(cb, k) }
+        XCTAssertEqual(state(b).filter { !$0.contains("dense") }, state(a).filter { !$0.contains("dense") }, "after the same pushes")
+        XCTAssertEqual(denseVector(b), denseVector(a), "dense after the same pushes")
+    }
+
     func denseVector(_ servers: [TestServer]) -> [Float] {
         var w: [Float] = [], m: [Float] = [], v: [Float] = []
         for s in servers {
