@@ -100,7 +100,8 @@ let package = Package(
         // Sample messages shared by the protocol and server test targets.
         .target(name: "ScenePSTestSupport", dependencies: ["ScenePSProtocol"], path: "Tests/ScenePSTestSupport"),
         .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),
-        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"]),
+        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSServerTests", dependencies: [
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ", "ScenePSTestSupport",
         ]),
