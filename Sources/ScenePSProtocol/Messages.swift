@@ -1,6 +1,7 @@
 /// Swift value types for every wire message (protos/scene_ps.proto).
 ///
-/// The codec (`WireCodec`) converts them to and from protobuf-c; nothing else
+/// Each converts itself to and from protobuf-c (Messages+Wire.swift,
+/// CoordinatorMessages+Wire.swift; the envelope in WireCodec.swift); nothing else
 /// in ScenePS touches the generated C structs.
 
 /// Status of a reply; mirrors `sceneps.Status`.
