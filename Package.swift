@@ -104,7 +104,7 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSServerTests", dependencies: [
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ", "ScenePSTestSupport",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         // The fixture test feeds the reference batch through the worker's real BatchAssembler.
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],
