@@ -161,10 +161,14 @@ FAULTS = [
 ]
 
 
-def run(cmd, cwd, timeout):
+# Test classes that start the release executables (they need SCENEPS_BIN built with the fault).
+INTEGRATION = {"ClusterTests", "ElasticTests", "CheckpointProcessTests", "FusionTrainingTests", "TitleFeatureTrainingTests"}
+
+
+def run(cmd, cwd, timeout, env=None):
     try:
         p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, text=True,
-                           errors="replace")
+                           errors="replace", env=env)
         return p.returncode, p.stdout
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -232,7 +236,21 @@ def main():
     os.makedirs(src)
     copy_tree(src)   # copy2 keeps modification times: unchanged files are not rebuilt
     print("== sources copied to %s; scratch build %s" % (src, args.scratch), flush=True)
-    build = ["swift", "build", "--build-tests", "--scratch-path", args.scratch]
+    release_scratch = args.scratch + "-release"
+    debug_build = ["swift", "build", "--build-tests", "--scratch-path", args.scratch]
+    # Integration tests start the release executables (the fault planted in them too): SCENEPS_BIN.
+    release_build = ["swift", "build", "-c", "release", "--scratch-path", release_scratch]
+    release_bin = os.path.join(release_scratch, "release")
+    env = dict(os.environ, SCENEPS_BIN=release_bin)
+
+    def needs_release(filters):
+        return any(f.split("/")[0] in INTEGRATION for f in filters)
+
+    def build(filters):
+        status, out = run(debug_build, src, args.timeout)
+        if status == 0 and needs_release(filters):
+            status, out = run(release_build, src, args.timeout)
+        return status, out
 
     def test_cmd(filters):
         cmd = ["swift", "test", "--skip-build", "--scratch-path", args.scratch]
@@ -241,12 +259,12 @@ def main():
         return cmd
 
     t0 = time.time()
-    status, out = run(build, src, args.timeout)
+    all_filters = sorted({f for fault in faults for f in fault[3]})
+    status, out = build(all_filters)
     if status != 0:
         print(out[-4000:])
         sys.exit("the unmodified sources do not build")
-    all_filters = sorted({f for fault in faults for f in fault[3]})
-    status, out = run(test_cmd(all_filters), src, args.timeout)
+    status, out = run(test_cmd(all_filters), src, args.timeout, env)
     if status != 0:
         print(out[-6000:])
         sys.exit("the relevant tests fail on the unmodified sources: fix that first (%s)" % ", ".join(failed_tests(out)))
@@ -274,12 +292,12 @@ def main():
             if stale:
                 results.append((name, what, "STALE", stale))
             else:
-                status, out = run(build, src, args.timeout)
+                status, out = build(filters)
                 if status != 0:
                     errors = [l for l in out.splitlines() if "error:" in l][:3]
                     results.append((name, what, "BUILD-ERROR", " / ".join(errors) or "build failed"))
                 else:
-                    status, out = run(test_cmd(filters), src, args.timeout)
+                    status, out = run(test_cmd(filters), src, args.timeout, env)
                     failed = failed_tests(out)
                     by = [f for f in failed if catches(f, catchers or filters)]
                     if status is None:
