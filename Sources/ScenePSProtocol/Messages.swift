@@ -18,6 +18,8 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case unauthenticated = 10
     case shuttingDown = 11
     case unknownMember = 12
+    case permissionDenied = 13
+    case tableFull = 14
 
     public var description: String {
         switch self {
@@ -34,6 +36,8 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .unauthenticated: return "UNAUTHENTICATED"
         case .shuttingDown: return "SHUTTING_DOWN"
         case .unknownMember: return "UNKNOWN_MEMBER"
+        case .permissionDenied: return "PERMISSION_DENIED"
+        case .tableFull: return "TABLE_FULL"
         }
     }
 }

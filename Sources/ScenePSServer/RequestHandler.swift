@@ -51,10 +51,11 @@ public final class RequestHandler: @unchecked Sendable {
     /// Handles one frame and encodes the reply (timed for `StatsReply`).
     /// `route` is the request's routing frames, kept with a held push so it
     /// can be answered later; `reply` is nil for a held push.
-    public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]])
+    /// `role` is what the peer's key may do (nil: CURVE named none: only replies to nothing).
+    public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, role: PeerRole? = .admin, route: [[UInt8]])
         -> (reply: MallocBuffer?, shutdown: Bool, extra: [DeferredReply]) {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let outcome = handle(frame: frame, peer: peer, route: route)
+        let outcome = handle(frame: frame, peer: peer, role: role, route: route)
         let bytes = outcome.deferred ? nil : WireCodec.encodeBuffer(outcome.reply)
         let dt = DispatchTime.now().uptimeNanoseconds &- t0
         counters.withLock { handleNanos &+= dt }
@@ -64,7 +65,10 @@ public final class RequestHandler: @unchecked Sendable {
     /// Work due without a request: releases a checkpoint hold whose driver
     /// went silent. Returns the replies of the pushes it applied.
     public func tick() -> [DeferredReply] {
-        checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
+        for (peer, held) in refusalLog.due() {
+            logger.warning("requests rejected and not logged one by one", metadata: ["ps.peer": "\(peer)", "ps.held_back": "\(held)"])
+        }
+        return checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
     }
 
     /// Applies a push that was held by a cut and encodes its reply; nil when
@@ -116,7 +120,7 @@ public final class RequestHandler: @unchecked Sendable {
     }
 
     /// Handles one frame from `peer` (a printable id of the connection).
-    public func handle(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]] = []) -> Outcome {
+    public func handle(frame: UnsafeRawBufferPointer, peer: String, role: PeerRole? = .admin, route: [[UInt8]] = []) -> Outcome {
         counters.withLock { requests &+= 1 }
         if frame.count > maxMessageBytes {
             let (_, id) = WireCodec.peekHeader(frame)
@@ -130,6 +134,10 @@ public final class RequestHandler: @unchecked Sendable {
             return fail(error.requestID, error.sender, error.status, error.message, peer: peer)
         }
         let id = request.requestID
+        // Checked before anything is looked at or applied: a refused request changes nothing.
+        guard let role, request.body.allowed(for: role) else {
+            return fail(id, request.sender, .permissionDenied, request.body.refusal(for: role), peer: peer)
+        }
         func reply(_ body: Body) -> Outcome {
             Outcome(reply: Envelope(requestID: id, sender: senderName, body: body), shutdown: false)
         }
@@ -209,12 +217,17 @@ public final class RequestHandler: @unchecked Sendable {
 
     var senderName: String { "ps-server-\(registry.shardIndex)" }
 
+    /// Refusals logged at most once per peer per interval (a flood of garbage costs a line per peer, not per frame).
+    let refusalLog = LogLimiter(interval: 10)
+
     private func fail(_ id: UInt64, _ sender: String, _ status: Status, _ message: String, peer: String) -> Outcome {
         counters.withLock { errors &+= 1 }
-        logger.warning("request rejected", metadata: [
-            "ps.peer": "\(peer)", "ps.sender": "\(sender)", "ps.request": "\(id)",
-            "ps.status": "\(status)", "ps.reason": "\(message)",
-        ])
+        if case .log(let held) = refusalLog.admit(peer) {
+            logger.warning("request rejected", metadata: [
+                "ps.peer": "\(peer)", "ps.sender": "\(sender)", "ps.request": "\(id)",
+                "ps.status": "\(status)", "ps.reason": "\(message)", "ps.held_back": "\(held)",
+            ])
+        }
         return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .error(ErrorReply(status: status, message: message))),
                        shutdown: false)
     }

@@ -5122,7 +5122,7 @@ const ProtobufCEnumDescriptor sceneps__protocol_version__descriptor =
   sceneps__protocol_version__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sceneps__status__enum_values_by_number[13] =
+static const ProtobufCEnumValue sceneps__status__enum_values_by_number[15] =
 {
   { "STATUS_OK", "SCENEPS__STATUS__STATUS_OK", 0 },
   { "STATUS_BAD_REQUEST", "SCENEPS__STATUS__STATUS_BAD_REQUEST", 1 },
@@ -5137,11 +5137,13 @@ static const ProtobufCEnumValue sceneps__status__enum_values_by_number[13] =
   { "STATUS_UNAUTHENTICATED", "SCENEPS__STATUS__STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_SHUTTING_DOWN", "SCENEPS__STATUS__STATUS_SHUTTING_DOWN", 11 },
   { "STATUS_UNKNOWN_MEMBER", "SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER", 12 },
+  { "STATUS_PERMISSION_DENIED", "SCENEPS__STATUS__STATUS_PERMISSION_DENIED", 13 },
+  { "STATUS_TABLE_FULL", "SCENEPS__STATUS__STATUS_TABLE_FULL", 14 },
 };
 static const ProtobufCIntRange sceneps__status__value_ranges[] = {
-{0, 0},{0, 13}
+{0, 0},{0, 15}
 };
-static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[13] =
+static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[15] =
 {
   { "STATUS_BAD_REQUEST", 1 },
   { "STATUS_CONFLICT", 7 },
@@ -5149,7 +5151,9 @@ static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[13] =
   { "STATUS_INTERNAL", 9 },
   { "STATUS_NON_FINITE", 5 },
   { "STATUS_OK", 0 },
+  { "STATUS_PERMISSION_DENIED", 13 },
   { "STATUS_SHUTTING_DOWN", 11 },
+  { "STATUS_TABLE_FULL", 14 },
   { "STATUS_TOO_LARGE", 6 },
   { "STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_UNKNOWN_MEMBER", 12 },
@@ -5164,9 +5168,9 @@ const ProtobufCEnumDescriptor sceneps__status__descriptor =
   "Status",
   "Sceneps__Status",
   "sceneps",
-  13,
+  15,
   sceneps__status__enum_values_by_number,
-  13,
+  15,
   sceneps__status__enum_values_by_name,
   1,
   sceneps__status__value_ranges,

@@ -42,6 +42,9 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Keep this server's count of applied pushes in FILE (memory-mapped: it survives a kill -9), so that a supervisor can report how many of them a restore undid. `cluster/local.sh` passes RUN_DIR/servers/server-N.pushes.")
     var pushCounter: String?
 
+    @Option(name: .long, help: "Job key directory (psctl keys --out DIR): accept only CURVE clients listed in its `authorized` file, encrypted with server.key; a worker key may pull and push, only the admin key may shut down, snapshot, checkpoint or restore (docs/SECURITY.md). Without it, plain TCP and every peer is trusted.")
+    var keys: String?
+
     @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
@@ -86,7 +89,14 @@ struct PSServerCommand: ParsableCommand {
         options.maxMessageBytes = maxMessageMb << 20
         options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         options.pushCounterPath = pushCounter
-        print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel)")
+        if let keys {
+            // Before anything starts: a missing, loose or unparsable key file is named and nothing binds.
+            do { options.curve = try CurveKeys.server(dir: keys) } catch {
+                printError("ps-server: error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel) curve=\(options.curve == nil ? "off" : "on (\(options.curve!.authorized.count) keys)")")
         let server: PSServer
         let endpoint: String
         do {

@@ -5,6 +5,7 @@ import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
 import ScenePSServer
+import ScenePSTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +37,8 @@ struct Supervise: ParsableCommand {
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
     @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port.") var basePort: Int?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
+    @Option(help: "Job key directory (psctl keys --out DIR): every process talks CURVE (encrypted; servers and coordinator accept only the listed keys; workers get the worker key, the supervisor uses the admin key). docs/SECURITY.md.")
+    var keys: String?
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
@@ -53,6 +56,13 @@ struct Supervise: ParsableCommand {
                                        basePort: basePort)
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            if let keys {
+                // Every file the children will read, checked before anything starts.
+                _ = try CurveKeys.server(dir: keys)
+                _ = try CurveKeys.client(dir: keys, role: .worker)
+                sup.keysDir = keys
+                sup.curve = try CurveKeys.client(dir: keys, role: .admin)
+            }
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
@@ -75,6 +85,10 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// With CURVE: the key directory every child gets (`--keys`), and the supervisor's own admin keys.
+    var keysDir: String?
+    var curve: CurveClientKeys?
+    var keysArguments: [String] { keysDir.map { ["--keys", $0] } ?? [] }
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -116,7 +130,7 @@ final class Supervisor {
         try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
-            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []))
+            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []) + keysArguments)
     }
 
     /// Where server `i` keeps its count of applied pushes (it outlives the process).
@@ -134,7 +148,7 @@ final class Supervisor {
         coordinator = try start("coordinator", "coordinator", [
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
             "--bind", plan.coordinator, "--dead-after", "\(deadAfter)", "--checkpoint-dir", checkpointDir,
-        ] + (resume.map { ["--restore-progress", $0] } ?? []))
+        ] + (resume.map { ["--restore-progress", $0] } ?? []) + keysArguments)
         resume = nil   // a restarted coordinator continues from its journal
     }
 
@@ -149,7 +163,7 @@ final class Supervisor {
         workers.append(try start("worker-\(n)", "worker", [
             "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
             "--host-workers", "\(total)",
-        ]))
+        ] + keysArguments))
         workers[workers.count - 1].scene = scene
         workers[workers.count - 1].memberName = n
     }
@@ -159,7 +173,7 @@ final class Supervisor {
         var logger = Logger(label: "supervise")
         logger.logLevel = .critical
         return try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(purpose)-\(getpid())",
-                                       attemptTimeout: attempt, patience: patience, logger: logger)
+                                       attemptTimeout: attempt, patience: patience, curve: curve, logger: logger)
     }
 
     /// Asks `endpoint` for a heartbeat until it answers or `child` exits.

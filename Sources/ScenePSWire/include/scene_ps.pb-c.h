@@ -95,7 +95,15 @@ typedef enum _Sceneps__Status {
   /*
    * coordinator: the member id is not (or no longer) registered: register again
    */
-  SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER = 12
+  SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER = 12,
+  /*
+   * the peer's CURVE key (its role) may not send this request; nothing changed
+   */
+  SCENEPS__STATUS__STATUS_PERMISSION_DENIED = 13,
+  /*
+   * a pull would create rows past the table's max_rows; nothing created
+   */
+  SCENEPS__STATUS__STATUS_TABLE_FULL = 14
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__STATUS)
 } Sceneps__Status;
 typedef enum _Sceneps__TableKind {
