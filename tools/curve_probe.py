@@ -20,6 +20,7 @@ ap.add_argument("--server", required=True)
 ap.add_argument("--coordinator")
 ap.add_argument("--table", type=int, default=1)
 ap.add_argument("--keys-to-pull", default="", help="comma-separated existing keys the worker key pulls")
+ap.add_argument("--scale-scene", default="feed", help="the scene the worker key tries to resize (to 5 workers)")
 ap.add_argument("--wait", type=float, default=2.0, help="seconds to wait for each reply")
 a = ap.parse_args()
 sys.path.insert(0, a.pb2)
@@ -71,7 +72,7 @@ def shutdown(e): e.shutdown.reason = "curve probe"
 def snapshot_restore(e): e.snapshot.action = pb.SNAPSHOT_ACTION_RESTORE; e.snapshot.name = "best"
 def snapshot_save(e): e.snapshot.action = pb.SNAPSHOT_ACTION_SAVE; e.snapshot.name = "probe"
 def checkpoint(e): e.checkpoint.action = pb.CHECKPOINT_ACTION_PREPARE; e.checkpoint.name = "probe"
-def scale(e): e.scale.scene = "feed"; e.scale.workers = 0
+def scale(e): e.scale.scene = a.scale_scene; e.scale.workers = 5
 def recovery(e): e.recovery.action = pb.RECOVERY_ACTION_BEGIN; e.recovery.reason = "curve probe"
 def coord_checkpoint(e): e.coordinator_checkpoint.ticket = 0
 def pull(keys):

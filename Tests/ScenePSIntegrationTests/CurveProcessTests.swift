@@ -111,4 +111,56 @@ final class CurveProcessTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.output.contains("\(keys)/authorized") && !r.output.contains("ready"), r.output)
     }
+
+    /// A whole job with --keys trains to the end (supervisor, coordinator, servers and workers all speak
+    /// CURVE with their roles), while the independent client's worker key is refused by the coordinator
+    /// (scale, recovery, checkpoint) and by a server, and its keyless connection gets no answer.
+    func testAJobWithKeysTrainsAndRefusesTheWorkerKeysAdminRequests() throws {
+        try Harness.requireBinaries()
+        let dir = try Harness.tempDir("curve-job")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let keys = dir.appendingPathComponent("keys").path
+        XCTAssertEqual(try Harness.run(psctl, ["keys", "--out", keys], timeout: 30).status, 0)
+        let client = try independentClient(dir)
+        let g = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "20000", "--scene-shares", "home=0.75,shop=0.25",
+                                        "--users", "2000", "--items", "3000", "--seed", "5"], timeout: 120)
+        XCTAssertEqual(g.status, 0, g.output)
+        let config = dir.appendingPathComponent("config.yaml")
+        try "model: {kind: baseline}\ntraining: {epochs: 5}\nscenes: {home: 1, shop: 1}\n".write(to: config, atomically: true, encoding: .utf8)
+        let run = dir.appendingPathComponent("run")
+        let port = Harness.basePort(slot: 18)
+        let job = try Harness.Running(Harness.root.appendingPathComponent("cluster/local.sh").path, [
+            "--config", config.path, "--log", dir.appendingPathComponent("log.csv").path, "--run-dir", run.path,
+            "--servers", "1", "--base-port", "\(port)", "--keys", keys], cwd: Harness.root)
+        defer { if job.process.isRunning { job.process.interrupt(); _ = job.waitExit(timeout: 30) } }
+        let endpointFile = run.appendingPathComponent("coordinator/endpoint").path
+        let end = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: endpointFile) && job.process.isRunning && Date() < end { Thread.sleep(forTimeInterval: 0.1) }
+        let coordinator = try String(contentsOfFile: endpointFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(try String(contentsOfFile: run.appendingPathComponent("coordinator/keys").path, encoding: .utf8)
+                        .trimmingCharacters(in: .whitespacesAndNewlines), URL(fileURLWithPath: keys).standardizedFileURL.path)
+
+        // The admin (psctl, which finds the job's key directory through the run directory) holds the job:
+        // with no shop worker no epoch can end, so the probes meet a live job.
+        let hold = try Harness.run(psctl, ["scale", "--run-dir", run.path, "--scene", "shop", "--workers", "0"], timeout: 60)
+        XCTAssertEqual(hold.status, 0, hold.output)
+        let p = try Harness.run(client.python, [Harness.root.appendingPathComponent("tools/curve_probe.py").path,
+                                                "--pb2", client.pb2, "--keys", keys, "--server", "tcp://127.0.0.1:\(port)",
+                                                "--coordinator", coordinator, "--scale-scene", "shop", "--wait", "1.5"], timeout: 120)
+        XCTAssertEqual(p.status, 0, "the probe got what a protected job must not give: \(p.output)")
+        XCTAssertTrue(job.process.isRunning, String(job.output.suffix(3000)))
+        let st = try Harness.run(psctl, ["status", "--run-dir", run.path], timeout: 60)
+        XCTAssertEqual(st.status, 0, st.output)
+        let shop = st.output.split(separator: "\n").first { $0.hasPrefix("shop ") }.map(String.init) ?? ""
+        XCTAssertEqual(shop.split(separator: " ").dropFirst().first, "0", "the worker key's scale to 5 changed the pool: \(st.output)")
+        let resume = try Harness.run(psctl, ["scale", "--run-dir", run.path, "--scene", "shop", "--workers", "1"], timeout: 60)
+        XCTAssertEqual(resume.status, 0, resume.output)
+
+        XCTAssertEqual(job.waitExit(timeout: 420), 0, String(job.output.suffix(6000)))
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        XCTAssertGreaterThanOrEqual(s["epochs_trained"] as? Int ?? 0, 1)
+        XCTAssertTrue(job.output.contains("curve=on"), String(job.output.prefix(3000)))
+        let coordinatorLog = try String(contentsOf: run.appendingPathComponent("logs/coordinator.log"), encoding: .utf8)
+        XCTAssertTrue(coordinatorLog.contains("a scale needs the admin key"), String(coordinatorLog.suffix(3000)))
+    }
 }
