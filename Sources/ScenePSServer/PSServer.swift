@@ -28,6 +28,8 @@ public struct PSServerOptions: Sendable {
     /// Accept only CURVE clients whose keys these list, each with its role
     /// (docs/SECURITY.md); nil: plain TCP, every peer is admin.
     public var curve: CurveServerKeys?
+    /// Row caps per sparse table (`RowLimits`); unlimited by default here, `ps-server` sets a budget.
+    public var rowLimits = RowLimits.unlimited
 
     public init(shardIndex: Int, shardCount: Int, bind: String) {
         self.shardIndex = shardIndex
@@ -66,6 +68,7 @@ public final class PSServer: @unchecked Sendable {
         self.options = options
         self.logger = logger
         registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
+        registry.limits = options.rowLimits
         handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger,
                                  checkpointDir: options.checkpointDir)
         if let path = options.pushCounterPath {

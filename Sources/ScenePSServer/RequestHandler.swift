@@ -156,6 +156,12 @@ public final class RequestHandler: @unchecked Sendable {
         case .declare(let d):
             if let e = registry.declare(d) { return fail(id, request.sender, e.status, e.message, peer: peer) }
             logger.debug("tables declared", metadata: ["ps.peer": "\(peer)", "ps.tables": "\(d.tables.map(\.name))"])
+            for spec in d.tables where spec.kind == .sparse {
+                if case .sparse(let t)? = registry.table(spec.id), counters.withLock({ capsLogged.insert(spec.id).inserted }) {
+                    logger.info("row cap", metadata: ["ps.table": "\(spec.name)", "ps.max_rows_here": "\(registry.rowCap(t).map(String.init) ?? "none")",
+                                                      "ps.bytes_per_row": "\(RowLimits.bytesPerRow(dim: t.dim, stateWidth: t.optimizer.stateWidth))"])
+                }
+            }
             return reply(.ack(Ack(appliedRows: UInt64(d.tables.count))))
         case .pull(let b):
             switch pull(b) {
@@ -219,6 +225,8 @@ public final class RequestHandler: @unchecked Sendable {
 
     /// Refusals logged at most once per peer per interval (a flood of garbage costs a line per peer, not per frame).
     let refusalLog = LogLimiter(interval: 10)
+    /// Tables whose cap was logged (the first declaration; the handler threads share it under `counters`).
+    private var capsLogged = Set<UInt32>()
 
     private func fail(_ id: UInt64, _ sender: String, _ status: Status, _ message: String, peer: String) -> Outcome {
         counters.withLock { errors &+= 1 }
@@ -245,6 +253,7 @@ public final class RequestHandler: @unchecked Sendable {
             if !blk.values.isEmpty {
                 return .failure(ErrorReply(status: .badRequest, message: "pull of table \(blk.tableID) '\(s.spec.name)' carries \(blk.values.count) values; a pull carries keys only"))
             }
+            if let e = overCap(s, blk.keys, "this pull") { return .failure(e) }
             sparse.append(s)
         }
         var dense: [DenseTable] = []
@@ -273,6 +282,22 @@ public final class RequestHandler: @unchecked Sendable {
             out.dense.append(DenseBlock(tableID: blk.tableID, offset: blk.offset, count: blk.count, values: values))
         }
         return .success(out)
+    }
+
+    /// TABLE_FULL when `keys` would create rows past the table's cap on this server (nothing is created then).
+    private func overCap(_ s: SparseTable, _ keys: [UInt64], _ what: String) -> ErrorReply? {
+        guard let cap = registry.rowCap(s), let over = s.wouldPass(cap: cap, keys: keys) else { return nil }
+        let limits = registry.limits
+        let perRow = RowLimits.bytesPerRow(dim: s.dim, stateWidth: s.optimizer.stateWidth)
+        let origin: String
+        if let total = limits.explicit[s.spec.name] {
+            origin = "max_rows \(total) over \(registry.shardCount) server(s)"
+        } else {
+            let mib = (limits.budgetBytes ?? 0) >> 20
+            origin = "the default: an equal share of this server's \(mib) MiB memory budget, \(perRow) B a row, twice (the best epoch's copy)"
+        }
+        return ErrorReply(status: .tableFull, message:
+            "table \(s.spec.id) '\(s.spec.name)' is full on server \(registry.shardIndex): \(what) would create \(over.new) new rows past its cap of \(cap) rows (it holds \(over.rows)); the cap is \(origin); set tables.\(s.spec.name).max_rows higher (about \(perRow) B a row) or run more servers")
     }
 
     private func unknown(_ id: UInt32) -> ErrorReply {
@@ -323,6 +348,7 @@ public final class RequestHandler: @unchecked Sendable {
             if !allFinite(blk.values) {
                 return .failure(ErrorReply(status: .nonFinite, message: "push to table \(blk.tableID) '\(s.spec.name)' has NaN or Inf in its gradient"))
             }
+            if let e = overCap(s, blk.keys, "this push") { return .failure(e) }
             r.sparse.append(s)
             r.rows += UInt64(blk.keys.count)
         }

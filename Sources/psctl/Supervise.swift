@@ -63,6 +63,9 @@ struct Supervise: ParsableCommand {
                 sup.keysDir = keys
                 sup.curve = try CurveKeys.client(dir: keys, role: .admin)
             }
+            let caps = RowCapPlan(config: plan.config, servers: plan.servers.count)
+            for line in caps.description { sup.say(line) }
+            sup.serverArguments = caps.serverArguments
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
@@ -89,6 +92,8 @@ final class Supervisor {
     var keysDir: String?
     var curve: CurveClientKeys?
     var keysArguments: [String] { keysDir.map { ["--keys", $0] } ?? [] }
+    /// Every server's row caps (`RowCapPlan`).
+    var serverArguments: [String] = []
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -130,7 +135,7 @@ final class Supervisor {
         try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
-            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []) + keysArguments)
+            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []) + keysArguments + serverArguments)
     }
 
     /// Where server `i` keeps its count of applied pushes (it outlives the process).
