@@ -30,6 +30,8 @@ public struct PSServerOptions: Sendable {
     public var curve: CurveServerKeys?
     /// Row caps per sparse table (`RowLimits`); unlimited by default here, `ps-server` sets a budget.
     public var rowLimits = RowLimits.unlimited
+    /// A peer's bad frames and refused requests are logged at most once per this many seconds, with a count.
+    public var logIntervalSeconds: Double = 10
 
     public init(shardIndex: Int, shardCount: Int, bind: String) {
         self.shardIndex = shardIndex
@@ -70,7 +72,7 @@ public final class PSServer: @unchecked Sendable {
         registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
         registry.limits = options.rowLimits
         handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger,
-                                 checkpointDir: options.checkpointDir)
+                                 checkpointDir: options.checkpointDir, logInterval: options.logIntervalSeconds)
         if let path = options.pushCounterPath {
             handler.checkpointer.attach(try PushCounterFile(path: path, shard: options.shardIndex, shards: options.shardCount))
         }

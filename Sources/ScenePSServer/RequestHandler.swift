@@ -27,7 +27,9 @@ public final class RequestHandler: @unchecked Sendable {
 
     let checkpointer: Checkpointer
 
-    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil) {
+    /// - logInterval: a peer's refusals are logged at most once per this many seconds, with a count.
+    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil, logInterval: Double = 10) {
+        refusalLog = LogLimiter(interval: logInterval)
         self.registry = registry
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
@@ -224,7 +226,7 @@ public final class RequestHandler: @unchecked Sendable {
     var senderName: String { "ps-server-\(registry.shardIndex)" }
 
     /// Refusals logged at most once per peer per interval (a flood of garbage costs a line per peer, not per frame).
-    let refusalLog = LogLimiter(interval: 10)
+    let refusalLog: LogLimiter
     /// Tables whose cap was logged (the first declaration; the handler threads share it under `counters`).
     private var capsLogged = Set<UInt32>()
 
