@@ -24,6 +24,8 @@ public final class CoordinatorService: @unchecked Sendable {
     // @unchecked: `coordinator` and the flags are only touched under `lock`.
     public struct Options: Sendable {
         public var bind: String
+        /// The endpoint members connect to; nil: the bound one (a wildcard host replaced by this host's name).
+        public var advertise: String?
         public var runDir: String
         public var dataDir: String
         public var servers: [String]
@@ -141,7 +143,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
         try socket.setMaxMessageSize(1 << 20)
         try socket.bind(options.bind)
-        endpoint = try socket.lastEndpoint()
+        endpoint = Endpoint.advertised(bound: try socket.lastEndpoint(), advertise: options.advertise)
         try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
         if resumedAtBest { try saveBestSnapshot() }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",

@@ -34,7 +34,9 @@ struct Supervise: ParsableCommand {
     @Option(help: "Run directory (logs, journal, summary.json).") var runDir: String
     @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
-    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port.") var basePort: Int?
+    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port (with --hosts: on their hosts' addresses).") var basePort: Int?
+    @Option(help: "Hosts file (YAML): which hosts run the servers, the coordinator and each scene's workers, each host's address and how to start a process there (ssh by default, or a command prefix such as `ip netns exec NS`). Every host must see the bin, data and run directories at the same paths. Without it every process runs here. See docs/DEPLOY.md.")
+    var hosts: String?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
@@ -50,7 +52,7 @@ struct Supervise: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
-                                       basePort: basePort)
+                                       basePort: basePort, hosts: try hosts.map(HostsFile.load) ?? .local())
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }

@@ -14,6 +14,7 @@ extension Supervisor {
         let signals = SignalWatch()
         do {
             let resuming = resume != nil   // startCoordinator clears it
+            if let why = checkHosts() { return fail("the hosts file's hosts are not ready:\n  " + why) }
             say("== starting \(plan.servers.count) servers")
             for (i, ep) in plan.servers.enumerated() {
                 servers.append(try startServer(i, restore: resume))
@@ -87,7 +88,7 @@ extension Supervisor {
                 if let why = restart(w, what: w.name) {
                     return fail(why + serversNotAnswering())
                 }
-                do { try startWorker(scene: w.scene, name: w.memberName) } catch { return fail("restarting \(w.name): \(error)") }
+                do { try startWorker(scene: w.scene, name: w.memberName, on: w.host) } catch { return fail("restarting \(w.name): \(error)") }
             }
             if Date().timeIntervalSince(lastReconcile) > 0.5 {
                 lastReconcile = Date()
