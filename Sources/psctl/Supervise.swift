@@ -40,6 +40,8 @@ struct Supervise: ParsableCommand {
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
+    @Option(help: "A server whose process runs but that has not answered a heartbeat for this many seconds (its host's link cut) is stopped and recovered as a dead one (with --restart-on-failure).")
+    var serverDeadAfter: Double = 10
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
     var resumeFrom: String?
 
@@ -47,6 +49,7 @@ struct Supervise: ParsableCommand {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
         if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
+        guard serverDeadAfter >= 2 else { throw ValidationError("--server-dead-after must be at least 2 seconds (a heartbeat is asked once a second)") }
     }
 
     func run() throws {
@@ -55,6 +58,7 @@ struct Supervise: ParsableCommand {
                                        basePort: basePort, hosts: try hosts.map(HostsFile.load) ?? .local())
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            sup.serverDeadAfter = serverDeadAfter
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }

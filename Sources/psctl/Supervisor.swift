@@ -32,6 +32,12 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// Seconds of silence after which a running server is declared dead (ServerWatch).
+    var serverDeadAfter = 10.0
+    /// Heartbeats to the servers while the job runs (set once they are all up).
+    var watch: ServerWatch?
+    /// Why a server was declared dead while its process ran (its silence), for the recovery's messages.
+    var silenced: [Int: String] = [:]
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -72,6 +78,7 @@ final class Supervisor {
     func startServer(_ i: Int, restore: String?) throws -> Child {
         try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
+        watch?.reset(i)
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.serverBinds[i],
             "--advertise", plan.servers[i], "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i),
