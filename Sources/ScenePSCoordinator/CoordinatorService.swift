@@ -33,6 +33,8 @@ public final class CoordinatorService: @unchecked Sendable {
     // @unchecked: `coordinator` and the flags are only touched under `lock`.
     public struct Options: Sendable {
         public var bind: String
+        /// The endpoint members connect to; nil: the bound one (a wildcard host replaced by this host's name).
+        public var advertise: String?
         public var runDir: String
         public var dataDir: String
         public var servers: [String]
@@ -153,7 +155,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
         try socket.setMaxMessageSize(1 << 20)
         try socket.bind(options.bind)
-        endpoint = try socket.lastEndpoint()
+        endpoint = Endpoint.advertised(bound: try socket.lastEndpoint(), advertise: options.advertise)
         if let k = options.keysDir {
             let abs = URL(fileURLWithPath: k).standardizedFileURL.path
             try JSONFile.writeAtomically(Data((abs + "\n").utf8), to: CoordinatorFiles.keys(options.runDir))

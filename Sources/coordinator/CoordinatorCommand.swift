@@ -25,7 +25,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Prepared data set directory (psctl prepare --out).") var data: String
     @Option(help: "Comma-separated server endpoints, in shard order.") var servers: String
     @Option(help: "Run directory: the journal, summary.json and epochs/ go there.") var runDir: String
-    @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:17202.") var bind: String
+    @Option(help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:17202, or tcp://0.0.0.0:17202 for every interface.") var bind: String
+    @Option(help: "The endpoint workers and psctl connect to, e.g. tcp://coordinator.default.svc:17202 (default: the bound endpoint, with this host's `hostname -f` name in place of a wildcard host); written to RUN_DIR/coordinator/endpoint.")
+    var advertise: String?
     @Option(help: "A member silent this many seconds is declared dead (its lease is re-leased).") var deadAfter: Double = 3
     @Option(help: "Members send a beat at least this often (milliseconds).") var heartbeatMs: Int = 500
     @Option(help: "The servers' --checkpoint-dir: the coordinator takes checkpoints there (config `checkpoint`). Without it, none.")
@@ -43,6 +45,12 @@ struct CoordinatorCommand: ParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard !endpoints.isEmpty else { throw ValidationError("--servers needs at least one endpoint") }
+        for (i, e) in endpoints.enumerated() {
+            if let why = Endpoint.problemAsAdvertised(e) {
+                throw ValidationError("--servers: endpoint \(i) (server-\(i)): \(why); list the servers' advertised endpoints")
+            }
+        }
+        if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
     }
 
     var endpoints: [String] { servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -66,6 +74,7 @@ struct CoordinatorCommand: ParsableCommand {
             options.curve = curve
             options.clientCurve = clientCurve
             options.keysDir = keys
+            options.advertise = advertise
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }

@@ -24,8 +24,11 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Total number of servers (shards) in the cluster.")
     var shardCount: Int
 
-    @Option(name: .long, help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:7000 (tcp://127.0.0.1:* picks a free port; the ready line names it).")
+    @Option(name: .long, help: "ZeroMQ endpoint to bind, e.g. tcp://127.0.0.1:7000, or tcp://0.0.0.0:7000 for every interface (tcp://127.0.0.1:* picks a free port; the ready line names it).")
     var bind: String
+
+    @Option(name: .long, help: "The endpoint peers connect to, e.g. tcp://ps-0.ps.default.svc:7000 (default: the bound endpoint, with this host's `hostname -f` name in place of a wildcard host). The ready line names it; the coordinator's --servers lists these.")
+    var advertise: String?
 
     @Option(name: .long, help: "Request handler threads (decode, apply, encode). The frontend socket thread is extra.")
     var threads: Int = 2
@@ -69,6 +72,7 @@ struct PSServerCommand: ParsableCommand {
         guard !bind.isEmpty else { throw ValidationError("--bind must name an endpoint such as tcp://127.0.0.1:7000") }
         if let m = memoryBudgetMb, m < 0 { throw ValidationError("--memory-budget-mb must be 0 (no cap) or more, got \(m)") }
         if let maxRows { do { _ = try RowLimits.parseExplicit(maxRows) } catch { throw ValidationError("\(error)") } }
+        if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
         if let r = restore, (r == "latest" || r == "latest-good"), checkpointDir == nil {
             throw ValidationError("--restore \(r) needs --checkpoint-dir DIR")
         }
@@ -128,12 +132,12 @@ struct PSServerCommand: ParsableCommand {
                     throw ExitCode(1)
                 }
             }
-            endpoint = try server.start()
+            endpoint = Endpoint.advertised(bound: try server.start(), advertise: advertise)
         } catch {
             logger.critical("server failed to start", metadata: ["ps.error": "\(error)"])
             throw ExitCode(1)
         }
-        print("ready shard=\(shardIndex) endpoint=\(endpoint)")
+        print("ready shard=\(shardIndex) endpoint=\(endpoint) bound=\(server.endpoint)")
         fflush(nil)  // all streams: the launcher waits for this line
 
         var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
