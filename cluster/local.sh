@@ -24,7 +24,9 @@
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
 # onto any number of servers, with the checkpoint's pools unless
-# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
+# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables;
+# SCENEPS_SLOTS=N refuses a job of more than N processes before it starts
+# (cluster/slurm/sceneps.sbatch sets both).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -169,4 +171,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
+[ -z "${SCENEPS_SLOTS:-}" ] || args+=(--slots "$SCENEPS_SLOTS")
 exec "$PSCTL" supervise "${args[@]}"

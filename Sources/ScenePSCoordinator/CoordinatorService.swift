@@ -34,6 +34,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var restoreProgress: String?
         /// After training is over, how long to wait for members to hear it.
         public var drainSeconds: Double = 20
+        /// Who sizes each scene's pool: the config and `psctl scale` (launcher), or whoever registers.
+        public var pools = PoolPolicy.launcher
         public init(bind: String, runDir: String, dataDir: String, servers: [String]) {
             self.bind = bind
             self.runDir = runDir
@@ -122,7 +124,8 @@ public final class CoordinatorService: @unchecked Sendable {
             journal = CoordinatorJournal(startedAt: now)
             for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
         }
-        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
+        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger,
+                                  pools: options.pools)
         coordinator.persist = { j in try JSONFile.write(j, to: path, sync: false) }
         coordinator.deferPersist = true
         try coordinator.recordStart()

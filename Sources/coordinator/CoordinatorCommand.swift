@@ -31,6 +31,8 @@ struct CoordinatorCommand: ParsableCommand {
     var checkpointDir: String?
     @Option(help: "Resume: the job's state (epoch, chunks done, schedule) from this checkpoint directory's manifest, not the journal.")
     var restoreProgress: String?
+    @Option(help: "Who sizes each scene's pool of workers: `launcher` (the config's workers_per_scene/scenes, changed by psctl scale; workers over the size retire; psctl supervise starts the rest) or `registered` (whoever registers for a scene is its pool and nobody is retired: for an engine that owns the processes, e.g. a Kubernetes Deployment per scene sized by kubectl scale; psctl scale is then refused).")
+    var pools: String = PoolPolicy.launcher.rawValue
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
 
     func validate() throws {
@@ -40,6 +42,9 @@ struct CoordinatorCommand: ParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard !endpoints.isEmpty else { throw ValidationError("--servers needs at least one endpoint") }
+        guard PoolPolicy(rawValue: pools) != nil else {
+            throw ValidationError("--pools must be one of \(PoolPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(pools)'")
+        }
     }
 
     var endpoints: [String] { servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -58,6 +63,7 @@ struct CoordinatorCommand: ParsableCommand {
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
+            options.pools = PoolPolicy(rawValue: pools)!
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }

@@ -42,7 +42,7 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Keep this server's count of applied pushes in FILE (memory-mapped: it survives a kill -9), so that a supervisor can report how many of them a restore undid. `cluster/local.sh` passes RUN_DIR/servers/server-N.pushes.")
     var pushCounter: String?
 
-    @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
+    @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir), `latest-good` (the newest that passes every check) or `latest-if-any` (`latest` when --checkpoint-dir holds a complete checkpoint, else start empty: for engines that restart a server with the same arguments, e.g. a Kubernetes StatefulSet). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
     func validate() throws {
@@ -58,7 +58,7 @@ struct PSServerCommand: ParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(logLevel)'")
         }
         guard !bind.isEmpty else { throw ValidationError("--bind must name an endpoint such as tcp://127.0.0.1:7000") }
-        if let r = restore, (r == "latest" || r == "latest-good"), checkpointDir == nil {
+        if let r = restore, (r == "latest" || r == "latest-good" || r == "latest-if-any"), checkpointDir == nil {
             throw ValidationError("--restore \(r) needs --checkpoint-dir DIR")
         }
     }
@@ -91,6 +91,15 @@ struct PSServerCommand: ParsableCommand {
         let endpoint: String
         do {
             server = try PSServer(options: options, logger: logger)
+            var restore = self.restore
+            if restore == "latest-if-any" {
+                // An engine that restarts a server with the same arguments (a Kubernetes StatefulSet): the first
+                // start finds no checkpoint and starts empty, a restart restores the latest.
+                let dir = options.checkpointDir!
+                let complete = FileManager.default.fileExists(atPath: dir) ? try CheckpointDirectory.list(dir).first { $0.manifest != nil } : nil
+                restore = complete?.path
+                if restore == nil { print("restore: no complete checkpoint in \(dir) yet: starting with empty tables") }
+            }
             if let which = restore {
                 do {
                     var summary: CheckpointRestore.Summary?

@@ -40,9 +40,12 @@ struct Supervise: ParsableCommand {
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
     var resumeFrom: String?
+    @Option(help: "Processes the allocation can hold (a Slurm job's SLURM_NTASKS: cluster/slurm/sceneps.sbatch passes it). A job that needs more (servers + the coordinator + every scene's workers) is refused before anything starts, and a pool is not grown past it.")
+    var slots: Int?
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
+        if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
     }
@@ -51,12 +54,26 @@ struct Supervise: ParsableCommand {
         try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
                                        basePort: basePort)
+            if let slots { try Self.checkFits(plan, slots: slots) }
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            sup.slots = slots
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
         }
+    }
+
+    /// A job that needs more processes than the allocation holds: an error naming both counts, before
+    /// anything starts (exit status 2, permanent: submitting it again will not help).
+    static func checkFits(_ plan: ClusterPlan, slots: Int) throws {
+        let workers = plan.scenes.reduce(0) { $0 + $1.1 }
+        let needed = plan.servers.count + 1 + workers
+        guard needed > slots else { return }
+        printError("psctl supervise: error: the job needs \(needed) processes (\(plan.servers.count) servers, the coordinator, \(workers) workers: " +
+                   plan.scenes.map { "\($0.0) \($0.1)" }.joined(separator: ", ") +
+                   ") but the allocation holds \(slots) (--slots, from SLURM_NTASKS): submit with sbatch --ntasks=\(needed), or ask for fewer servers or workers (--servers, --workers-per-scene, the config's scenes)")
+        throw ExitCode(2)
     }
 }
 
@@ -75,6 +92,8 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// The allocation's process count (`--slots`); nil: unbounded.
+    var slots: Int?
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -482,7 +501,12 @@ final class Supervisor {
         for sc in s.scenes where sc.target >= 0 {
             let running = workers.filter { $0.scene == sc.name && $0.exitStatus == nil }.count
             if running < Int(sc.target) {
-                for _ in running..<Int(sc.target) {
+                let live = servers.count + 1 + workers.filter { $0.exitStatus == nil }.count
+                let room = slots.map { max(0, $0 - live) } ?? Int.max
+                if room < Int(sc.target) - running {
+                    say("local.sh: scene \(sc.name)'s pool is \(sc.target) but the allocation holds \(slots!) processes (--slots): \(room) more started")
+                }
+                for _ in running..<(running + min(room, Int(sc.target) - running)) {
                     do { try startWorker(scene: sc.name) } catch { say("local.sh: cannot start a worker of \(sc.name): \(error)") }
                 }
                 say("== scene \(sc.name): \(sc.target) workers")

@@ -29,11 +29,11 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 18 slots of 5 ports: 90 ports per process, 140 disjoint process ranges, the highest port
-    /// 20_000 + 139 * 90 + 17 * 5 + 4 = 32_599.
+    /// 24 slots of 5 ports: 120 ports per process, 100 disjoint process ranges, the highest port
+    /// 20_000 + 99 * 120 + 23 * 5 + 4 = 31_999. Slots 18-19: the Slurm job tests.
     static func basePort(slot: Int) -> Int {
-        precondition((0..<18).contains(slot), "18 slots of 5 ports per test process")
-        return 20_000 + Int(getpid() % 140) * 90 + slot * 5
+        precondition((0..<24).contains(slot), "24 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 100) * 120 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {
