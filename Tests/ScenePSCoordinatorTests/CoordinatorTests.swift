@@ -185,12 +185,11 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertEqual(trained.count, 9, "the departed pod's chunk once more, by another worker")
     }
 
-    /// The same requests under launcher pools: the second home worker over the config's size retires.
+    /// The same requests under launcher pools: one of two home workers, over the config's size of one, retires.
     func testLauncherPoolsRetireWorkersOverTheSize() throws {
         let c = make(plan(), targets: ["home": 1, "shop": 1])
         let h0 = try register(c, "home-0", "home"), h1 = try register(c, "home-1", "home")
-        XCTAssertEqual(lease(c, h0).kind, .chunk)
-        XCTAssertEqual(lease(c, h1).kind, .retire)
+        XCTAssertEqual(Set([lease(c, h0).kind, lease(c, h1).kind]), [.retire, .chunk], "one of the two retires")
         guard case .ack = c.handle(.scale(ScaleRequest(scene: "home", workers: 2)), now: now) else { return XCTFail("scale refused") }
     }
 

@@ -19,15 +19,16 @@ final class SlurmJobTests: XCTestCase {
         return (dir, String(line.dropFirst("export SLURM_CONF=".count)), "")
     }()
 
-    /// A small data set (20K rows, two scenes, chunks of 1024) and a fixed schedule of two epochs.
+    /// A small data set (60K rows, two scenes, chunks of 2048) and a fixed schedule of three epochs: about
+    /// 15 s of training here, long enough to cancel a step mid-run.
     static let data: (dir: URL, ok: Bool) = {
         let dir = (try? Harness.tempDir("slurm-data")) ?? URL(fileURLWithPath: "/tmp/sceneps-slurm-data-\(getpid())")
         let psctl = Harness.bin.appendingPathComponent("psctl").path
-        let r = try? Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "20000", "--scene-shares", "home=0.7,shop=0.3",
-                                         "--users", "1500", "--items", "2000", "--seed", "5", "--no-titles"], timeout: 120)
+        let r = try? Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "60000", "--scene-shares", "home=0.7,shop=0.3",
+                                         "--users", "3000", "--items", "4000", "--seed", "5", "--no-titles"], timeout: 120)
         let config = """
-            data: {chunk_size: 1024}
-            training: {log_every: 10, timeout_seconds: 1, retries: 1, max_progress_lead: 0, epochs: 2, patience: 2}
+            data: {chunk_size: 2048}
+            training: {log_every: 10, timeout_seconds: 1, retries: 1, max_progress_lead: 0, epochs: 3, patience: 3}
             checkpoint: {every_seconds: 5}
             scenes: {home: 2, shop: 1}
             """
@@ -123,7 +124,9 @@ final class SlurmJobTests: XCTestCase {
         XCTAssertTrue(out.contains("worker-home-0 was killed by signal 9; restarting it"), String(out.suffix(4000)))
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
         let leases = s["leases"] as? [[String: Any]] ?? []
-        XCTAssertEqual(leases.count, 2, "two epochs: \(leases)")
+        XCTAssertEqual(leases.count, 3, "three epochs: \(leases)")
+        XCTAssertGreaterThanOrEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 1,
+                                    "the cancelled step's chunk was taken back and leased again: \(leases)")
         for l in leases {
             XCTAssertEqual(l["done"] as? Int, l["chunks"] as? Int, "every chunk of the epoch done once: \(l)")
             XCTAssertEqual((l["leased"] as? Int ?? 0), (l["chunks"] as? Int ?? -1) + (l["released"] as? Int ?? 0), "\(l)")
