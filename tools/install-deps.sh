@@ -6,7 +6,8 @@
 #                                   (tools/slurm-local.sh); without root or sudo it says so
 #                                   and exits 3 instead of failing
 set -euo pipefail
-pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev)
+# protobuf-compiler: the CURVE test compiles protos/ for its independent Python client (Tests/.../CurveProcessTests).
+pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler)
 optional=""
 if [ "${1:-}" = "--slurm" ]; then pkgs=(slurm-wlm munge); optional=1; fi
 missing=()

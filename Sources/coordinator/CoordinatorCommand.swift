@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSCoordinator
 import ScenePSCore
+import ScenePSTransport
 
 @main
 struct CoordinatorCommand: ParsableCommand {
@@ -34,6 +35,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Who sizes each scene's pool of workers: `launcher` (the config's workers_per_scene/scenes, changed by psctl scale; workers over the size retire; psctl supervise starts the rest) or `registered` (whoever registers for a scene is its pool and nobody is retired: for an engine that owns the processes, e.g. a Kubernetes Deployment per scene sized by kubectl scale; psctl scale is then refused).")
     var pools: String = PoolPolicy.launcher.rawValue
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @Option(help: "Job key directory (psctl keys --out DIR): accept only CURVE clients its `authorized` file lists (workers may register, lease, beat and leave; only the admin key may scale, checkpoint or recover), and reach the servers with admin.key (docs/SECURITY.md). Without it, plain TCP.")
+    var keys: String?
 
     func validate() throws {
         guard deadAfter > 0 else { throw ValidationError("--dead-after must be positive") }
@@ -58,12 +61,17 @@ struct CoordinatorCommand: ParsableCommand {
         }
         let logger = Logger(label: "coordinator")
         do {
+            let curve = try keys.map { try CurveKeys.server(dir: $0) }
+            let clientCurve = try keys.map { try CurveKeys.client(dir: $0, role: .admin) }
             let cfg = try ClusterConfig.load(path: config)
             var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
             options.pools = PoolPolicy(rawValue: pools)!
+            options.curve = curve
+            options.clientCurve = clientCurve
+            options.keysDir = keys
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }

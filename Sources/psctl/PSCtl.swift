@@ -23,6 +23,7 @@ struct PSCtl: ParsableCommand {
             CheckpointCommand.self,
             VerifyCheckpoint.self,
             Probe.self,
+            Keys.self,
         ]
     )
 }

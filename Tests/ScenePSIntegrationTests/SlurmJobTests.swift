@@ -85,7 +85,7 @@ final class SlurmJobTests: XCTestCase {
         let env = try requireSlurm()
         let run = try Harness.tempDir("slurm-job")
         defer { try? FileManager.default.removeItem(at: run) }
-        let sub = try slurm("sbatch", ["--parsable"] + submitArgs(run, tasks: 6, slot: 18, wait: false), env: env)
+        let sub = try slurm("sbatch", ["--parsable"] + submitArgs(run, tasks: 6, slot: 25, wait: false), env: env)
         XCTAssertEqual(sub.status, 0, sub.output)
         let job = sub.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
         XCTAssertFalse(job.isEmpty, sub.output)
@@ -142,7 +142,7 @@ final class SlurmJobTests: XCTestCase {
         let env = try requireSlurm()
         let run = try Harness.tempDir("slurm-small")
         defer { try? FileManager.default.removeItem(at: run) }
-        let r = try slurm("sbatch", submitArgs(run, tasks: 3, slot: 19, wait: true), env: env, timeout: 240)
+        let r = try slurm("sbatch", submitArgs(run, tasks: 3, slot: 26, wait: true), env: env, timeout: 240)
         let out = jobOutput(run)
         XCTAssertEqual(r.status, 2, "sbatch --wait exits with the job's status: \(r.output)\n\(out.suffix(3000))")
         XCTAssertTrue(out.contains("the job needs 6 processes (2 servers, the coordinator, 3 workers: home 2, shop 1) but the allocation holds 3"),
