@@ -36,7 +36,9 @@
 # KEYDIR`) turns on CURVE: encrypted traffic, servers and coordinator accept
 # only the listed keys, workers get the worker key, which cannot shut down,
 # checkpoint, restore, scale or recover (docs/SECURITY.md); off by default on
-# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables.
+# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables;
+# SCENEPS_SLOTS=N refuses a job of more than N processes before it starts
+# (cluster/slurm/sceneps.sbatch sets both).
 # --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
 # such as `ip netns exec NS`), each placed by the file; the run directory, the
 # data and the executables must be at the same paths there (docs/DEPLOY.md).
@@ -195,6 +197,7 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
+[ -z "${SCENEPS_SLOTS:-}" ] || args+=(--slots "$SCENEPS_SLOTS")
 [ -z "$KEYS" ] || args+=(--keys "$KEYS")
 [ -z "$HOSTS" ] || args+=(--hosts "$HOSTS")
 exec "$PSCTL" supervise "${args[@]}"

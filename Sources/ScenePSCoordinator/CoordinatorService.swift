@@ -45,6 +45,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var restoreProgress: String?
         /// After training is over, how long to wait for members to hear it.
         public var drainSeconds: Double = 20
+        /// Who sizes each scene's pool: the config and `psctl scale` (launcher), or whoever registers.
+        public var pools = PoolPolicy.launcher
         /// Accept only CURVE clients these keys list (docs/SECURITY.md); nil: plain TCP, every peer is admin.
         public var curve: CurveServerKeys?
         /// The admin client keys this coordinator reaches the servers with (checkpoints, snapshots, evaluation).
@@ -132,7 +134,8 @@ public final class CoordinatorService: @unchecked Sendable {
             journal = CoordinatorJournal(startedAt: now)
             for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
         }
-        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
+        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger,
+                                  pools: options.pools)
         coordinator.persist = { j in try JSONFile.write(j, to: path, sync: false) }
         coordinator.deferPersist = true
         try coordinator.recordStart()

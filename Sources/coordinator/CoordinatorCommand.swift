@@ -34,6 +34,8 @@ struct CoordinatorCommand: ParsableCommand {
     var checkpointDir: String?
     @Option(help: "Resume: the job's state (epoch, chunks done, schedule) from this checkpoint directory's manifest, not the journal.")
     var restoreProgress: String?
+    @Option(help: "Who sizes each scene's pool of workers: `launcher` (the config's workers_per_scene/scenes, changed by psctl scale; workers over the size retire; psctl supervise starts the rest) or `registered` (whoever registers for a scene is its pool and nobody is retired: for an engine that owns the processes, e.g. a Kubernetes Deployment per scene sized by kubectl scale; psctl scale is then refused).")
+    var pools: String = PoolPolicy.launcher.rawValue
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
     @Option(help: "Job key directory (psctl keys --out DIR): accept only CURVE clients its `authorized` file lists (workers may register, lease, beat and leave; only the admin key may scale, checkpoint or recover), and reach the servers with admin.key (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
@@ -51,6 +53,9 @@ struct CoordinatorCommand: ParsableCommand {
             }
         }
         if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
+        guard PoolPolicy(rawValue: pools) != nil else {
+            throw ValidationError("--pools must be one of \(PoolPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(pools)'")
+        }
     }
 
     var endpoints: [String] { servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -71,6 +76,7 @@ struct CoordinatorCommand: ParsableCommand {
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
+            options.pools = PoolPolicy(rawValue: pools)!
             options.curve = curve
             options.clientCurve = clientCurve
             options.keysDir = keys

@@ -54,7 +54,7 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Row caps over the whole table, TABLE=ROWS,... (config tables.NAME.max_rows); each of the --shard-count servers holds at most ROWS/N of them.")
     var maxRows: String?
 
-    @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
+    @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir), `latest-good` (the newest that passes every check) or `latest-if-any` (`latest` when --checkpoint-dir holds a complete checkpoint, else start empty: for engines that restart a server with the same arguments, e.g. a Kubernetes StatefulSet). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
     func validate() throws {
@@ -73,7 +73,7 @@ struct PSServerCommand: ParsableCommand {
         if let m = memoryBudgetMb, m < 0 { throw ValidationError("--memory-budget-mb must be 0 (no cap) or more, got \(m)") }
         if let maxRows { do { _ = try RowLimits.parseExplicit(maxRows) } catch { throw ValidationError("\(error)") } }
         if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
-        if let r = restore, (r == "latest" || r == "latest-good"), checkpointDir == nil {
+        if let r = restore, (r == "latest" || r == "latest-good" || r == "latest-if-any"), checkpointDir == nil {
             throw ValidationError("--restore \(r) needs --checkpoint-dir DIR")
         }
     }
@@ -115,6 +115,15 @@ struct PSServerCommand: ParsableCommand {
         let endpoint: String
         do {
             server = try PSServer(options: options, logger: logger)
+            var restore = self.restore
+            if restore == "latest-if-any" {
+                // An engine that restarts a server with the same arguments (a Kubernetes StatefulSet): the first
+                // start finds no checkpoint and starts empty, a restart restores the latest.
+                let dir = options.checkpointDir!
+                let complete = FileManager.default.fileExists(atPath: dir) ? try CheckpointDirectory.list(dir).first { $0.manifest != nil } : nil
+                restore = complete?.path
+                if restore == nil { print("restore: no complete checkpoint in \(dir) yet: starting with empty tables") }
+            }
             if let which = restore {
                 do {
                     var summary: CheckpointRestore.Summary?

@@ -47,9 +47,12 @@ struct Supervise: ParsableCommand {
     var serverDeadAfter: Double = 10
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
     var resumeFrom: String?
+    @Option(help: "Processes the allocation can hold (a Slurm job's SLURM_NTASKS: cluster/slurm/sceneps.sbatch passes it). A job that needs more (servers + the coordinator + every scene's workers) is refused before anything starts, and a pool is not grown past it.")
+    var slots: Int?
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
+        if let slots, slots < 1 { throw ValidationError("--slots must be at least 1") }
         if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
         guard serverDeadAfter >= 2 else { throw ValidationError("--server-dead-after must be at least 2 seconds (a heartbeat is asked once a second)") }
@@ -59,8 +62,10 @@ struct Supervise: ParsableCommand {
         try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
                                        basePort: basePort, hosts: try hosts.map(HostsFile.load) ?? .local())
+            if let slots { try Self.checkFits(plan, slots: slots) }
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            sup.slots = slots
             if let keys {
                 // Every file the children will read, checked before anything starts.
                 _ = try CurveKeys.server(dir: keys)
@@ -76,5 +81,17 @@ struct Supervise: ParsableCommand {
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
         }
+    }
+
+    /// A job that needs more processes than the allocation holds: an error naming both counts, before
+    /// anything starts (exit status 2, permanent: submitting it again will not help).
+    static func checkFits(_ plan: ClusterPlan, slots: Int) throws {
+        let workers = plan.scenes.reduce(0) { $0 + $1.1 }
+        let needed = plan.servers.count + 1 + workers
+        guard needed > slots else { return }
+        printError("psctl supervise: error: the job needs \(needed) processes (\(plan.servers.count) servers, the coordinator, \(workers) workers: " +
+                   plan.scenes.map { "\($0.0) \($0.1)" }.joined(separator: ", ") +
+                   ") but the allocation holds \(slots) (--slots, from SLURM_NTASKS): submit with sbatch --ntasks=\(needed), or ask for fewer servers or workers (--servers, --workers-per-scene, the config's scenes)")
+        throw ExitCode(2)
     }
 }

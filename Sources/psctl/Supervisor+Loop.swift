@@ -117,7 +117,12 @@ extension Supervisor {
         for sc in s.scenes where sc.target >= 0 {
             let running = workers.filter { $0.scene == sc.name && $0.exitStatus == nil }.count
             if running < Int(sc.target) {
-                for _ in running..<Int(sc.target) {
+                let live = servers.count + 1 + workers.filter { $0.exitStatus == nil }.count
+                let room = slots.map { max(0, $0 - live) } ?? Int.max
+                if room < Int(sc.target) - running {
+                    say("local.sh: scene \(sc.name)'s pool is \(sc.target) but the allocation holds \(slots!) processes (--slots): \(room) more started")
+                }
+                for _ in running..<(running + min(room, Int(sc.target) - running)) {
                     do { try startWorker(scene: sc.name) } catch { say("local.sh: cannot start a worker of \(sc.name): \(error)") }
                 }
                 say("== scene \(sc.name): \(sc.target) workers")

@@ -33,6 +33,8 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// The allocation's process count (`--slots`); nil: unbounded.
+    var slots: Int?
     /// With CURVE: the key directory every child gets (`--keys`), and the supervisor's own admin keys.
     var keysDir: String?
     var curve: CurveClientKeys?
