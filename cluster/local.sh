@@ -4,7 +4,7 @@
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
-#                    [--restart-on-failure [--max-restarts N]] [--debug]
+#                    [--restart-on-failure [--max-restarts N]] [--metrics-base-port P] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #
@@ -24,13 +24,16 @@
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
 # onto any number of servers, with the checkpoint's pools unless
-# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
+# --workers-per-scene is given again. --metrics-base-port P serves Prometheus
+# metrics: the supervisor on P, every process on a port of its own after it
+# (RUN_DIR/metrics/targets.json lists them; docs/OBSERVING.md).
+# SCENEPS_BIN=DIR uses prebuilt executables.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME=""
+TEXT_FEATURES="" RESUME="" METRICS_BASE_PORT=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -52,13 +55,14 @@ while [ $# -gt 0 ]; do
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --text-features) TEXT_FEATURES=1; shift ;;
     --resume) RESUME=latest; shift ;;
+    --metrics-base-port) need "$@"; METRICS_BASE_PORT="$2"; shift 2 ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
   esac
 done
-for v in SERVERS WPS ROWS BASE_PORT; do
+for v in SERVERS WPS ROWS BASE_PORT METRICS_BASE_PORT; do
   val=${!v}
   [ -z "$val" ] || [[ "$val" =~ ^[1-9][0-9]*$ ]] || die "--$(echo $v | tr A-Z a-z | tr _ -) must be a positive integer, got '$val'"
 done
@@ -94,6 +98,7 @@ RUN_DIR=$(abs "$RUN_DIR")
 done
 [ -n "$RESUME" ] || rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs" "$RUN_DIR/coordinator" "$RUN_DIR/checkpoints"
 mkdir -p "$RUN_DIR/logs"
+echo "== run directory: $RUN_DIR"
 
 # --- install and build what is missing ------------------------------------
 "$ROOT/tools/install-deps.sh"
@@ -169,4 +174,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
+[ -z "$METRICS_BASE_PORT" ] || args+=(--metrics-base-port "$METRICS_BASE_PORT")
 exec "$PSCTL" supervise "${args[@]}"

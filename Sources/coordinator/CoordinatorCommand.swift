@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSCoordinator
 import ScenePSCore
+import ScenePSMetrics
 
 @main
 struct CoordinatorCommand: ParsableCommand {
@@ -32,6 +33,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Resume: the job's state (epoch, chunks done, schedule) from this checkpoint directory's manifest, not the journal.")
     var restoreProgress: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard deadAfter > 0 else { throw ValidationError("--dead-after must be positive") }
@@ -53,12 +55,18 @@ struct CoordinatorCommand: ParsableCommand {
         }
         let logger = Logger(label: "coordinator")
         do {
+            let endpoint = try metrics.endpoint(logger: logger)
+            defer { endpoint?.stop() }
             let cfg = try ClusterConfig.load(path: config)
             var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
+            if let e = endpoint {
+                service.attachMetrics(CoordinatorMetrics(registry: e.registry), onScrape: e.onScrape)
+                e.startAnnounced()
+            }
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }
         } catch let e as ExitCode {

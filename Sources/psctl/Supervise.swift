@@ -40,11 +40,15 @@ struct Supervise: ParsableCommand {
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
     var resumeFrom: String?
+    @Option(help: "Metrics (docs/OBSERVING.md): the supervisor serves Prometheus metrics on this port and gives each process the next free one up (P+1, P+2, ...); RUN_DIR/metrics/targets.json lists them for Prometheus's file_sd. Off when not given.")
+    var metricsBasePort: Int?
+    @Option(help: "With --metrics-base-port: the address the metrics ports bind.") var metricsHost: String = "127.0.0.1"
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
         if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
+        if let p = metricsBasePort, !(1...65000).contains(p) { throw ValidationError("--metrics-base-port must be in 1...65000, got \(p)") }
     }
 
     func run() throws {
@@ -54,6 +58,12 @@ struct Supervise: ParsableCommand {
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
+            if let p = metricsBasePort {
+                do {
+                    sup.observe = try SupervisorObservation(basePort: p, host: metricsHost, runDir: runDir, logger: Logger(label: "supervise"))
+                } catch { throw ScenePSError.invalidArgument("\(error)") }
+                try sup.observe!.checkFree((0..<plan.servers.count).map { "server-\($0)" } + ["coordinator"])
+            }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
         }
@@ -75,6 +85,8 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// Metrics (--metrics-base-port): the supervisor's endpoint and every process's port; nil: off.
+    var observe: SupervisorObservation?
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -106,7 +118,8 @@ final class Supervisor {
     }
 
     func start(_ name: String, _ exe: String, _ args: [String]) throws -> Child {
-        try Child(name: name, executable: (bin as NSString).appendingPathComponent(exe), arguments: args,
+        try Child(name: name, executable: (bin as NSString).appendingPathComponent(exe),
+                  arguments: args + (observe?.arguments(for: name) ?? []),
                   log: (logsDir as NSString).appendingPathComponent("\(name).log"), out: out)
     }
 
@@ -197,6 +210,12 @@ final class Supervisor {
 
     func run() -> Int32 {
         let signals = SignalWatch()
+        say("== run directory: \(runDir)")
+        if let o = observe {
+            o.endpoint.start()
+            say("== metrics: \(o.endpoint.url) (the supervisor's); every process's in \(o.targetsFile)")
+        }
+        defer { observe?.endpoint.stop() }
         do {
             let resuming = resume != nil   // startCoordinator clears it
             say("== starting \(plan.servers.count) servers")
@@ -277,6 +296,7 @@ final class Supervisor {
             if Date().timeIntervalSince(lastReconcile) > 0.5 {
                 lastReconcile = Date()
                 reconcile()
+                observe?.publish(self)
             }
             Thread.sleep(forTimeInterval: 0.05)
         }

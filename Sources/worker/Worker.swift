@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSMetrics
 import ScenePSWorker
 
 @main
@@ -45,6 +46,8 @@ struct Worker: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @OptionGroup var metrics: MetricsOptions
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard !coordinator.isEmpty else { throw ValidationError("--coordinator needs an endpoint") }
@@ -57,6 +60,12 @@ struct Worker: ParsableCommand {
         var logger = Logger(label: "worker.\(me)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         var member: WorkerMember?
+        let endpoint: MetricsEndpoint?
+        do { endpoint = try metrics.endpoint(logger: logger) } catch {
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { endpoint?.stop() }
         do {
             var cfg = try ClusterConfig.load(path: config)
             cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
@@ -82,6 +91,13 @@ struct Worker: ParsableCommand {
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
+            if let e = endpoint {
+                let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
+                client.metrics = wm.client
+                trainer.metrics = wm
+                wm.collect(alignmentWaited: m.waitedSecondsReader, on: e.onScrape)
+                e.startAnnounced()
+            }
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)
