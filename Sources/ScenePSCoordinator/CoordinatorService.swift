@@ -88,6 +88,16 @@ public final class CoordinatorService: @unchecked Sendable {
     private var bestSavePending = false
     private var fatal: String?
     public private(set) var endpoint = ""
+    /// Prometheus metrics (coordinator --metrics-port); nil: none kept. Set before `run`.
+    public private(set) var metrics: CoordinatorMetrics?
+
+    /// Keeps metrics in `registry`; `onScrape` runs their state read before each scrape.
+    public func attachMetrics(_ m: CoordinatorMetrics, onScrape: (@escaping @Sendable () -> Void) -> Void) {
+        metrics = m
+        onScrape { [self] in
+            lock.withLock { m.publish(coordinator, checkpointing: checkpointing, now: Date().timeIntervalSince1970) }
+        }
+    }
 
     public init(options: Options, config: ClusterConfig, logger: Logger) throws {
         self.options = options
@@ -273,6 +283,10 @@ public final class CoordinatorService: @unchecked Sendable {
         if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
         let now = Date().timeIntervalSince1970
         let body = lock.withLock { serviceRequest(request.body, now: now) ?? coordinator.handle(request.body, now: now) }
+        if let m = metrics {
+            if case .error(let e) = body { m.request(kind: request.body.kindName, status: "\(e.status)") }
+            else { m.request(kind: request.body.kindName, status: "OK") }
+        }
         if case .error(let e) = body {
             logRefusal("request refused", peer: peer, ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
                                                       "status": "\(e.status)", "error": "\(e.message)"])

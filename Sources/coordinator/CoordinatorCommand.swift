@@ -4,6 +4,7 @@ import Logging
 import ScenePSCoordinator
 import ScenePSCore
 import ScenePSTransport
+import ScenePSMetrics
 
 @main
 struct CoordinatorCommand: ParsableCommand {
@@ -39,6 +40,7 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
     @Option(help: "Job key directory (psctl keys --out DIR): accept only CURVE clients its `authorized` file lists (workers may register, lease, beat and leave; only the admin key may scale, checkpoint or recover), and reach the servers with admin.key (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard deadAfter > 0 else { throw ValidationError("--dead-after must be positive") }
@@ -71,6 +73,8 @@ struct CoordinatorCommand: ParsableCommand {
         do {
             let curve = try keys.map { try CurveKeys.server(dir: $0) }
             let clientCurve = try keys.map { try CurveKeys.client(dir: $0, role: .admin) }
+            let endpoint = try metrics.endpoint(logger: logger)
+            defer { endpoint?.stop() }
             let cfg = try ClusterConfig.load(path: config)
             var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
@@ -82,6 +86,10 @@ struct CoordinatorCommand: ParsableCommand {
             options.keysDir = keys
             options.advertise = advertise
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
+            if let e = endpoint {
+                service.attachMetrics(CoordinatorMetrics(registry: e.registry), onScrape: e.onScrape)
+                e.startAnnounced()
+            }
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }
         } catch let e as ExitCode {

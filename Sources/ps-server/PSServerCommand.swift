@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ScenePSCore
+import ScenePSMetrics
 import ScenePSServer
 import ScenePSTransport
 #if canImport(Glibc)
@@ -57,6 +58,8 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir), `latest-good` (the newest that passes every check) or `latest-if-any` (`latest` when --checkpoint-dir holds a complete checkpoint, else start empty: for engines that restart a server with the same arguments, e.g. a Kubernetes StatefulSet). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
+    @OptionGroup var metrics: MetricsOptions
+
     func validate() throws {
         guard shardCount >= 1 else { throw ValidationError("--shard-count must be at least 1, got \(shardCount)") }
         guard shardIndex >= 0 && shardIndex < shardCount else {
@@ -96,6 +99,11 @@ struct PSServerCommand: ParsableCommand {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        let endpointForMetrics: MetricsEndpoint?
+        do { endpointForMetrics = try metrics.endpoint(logger: logger) } catch {
+            printError("ps-server: error: \(error)")
+            throw ExitCode(1)
+        }
         var options = PSServerOptions(shardIndex: shardIndex, shardCount: shardCount, bind: bind)
         options.threads = threads
         options.maxMessageBytes = maxMessageMb << 20
@@ -115,6 +123,11 @@ struct PSServerCommand: ParsableCommand {
         let endpoint: String
         do {
             server = try PSServer(options: options, logger: logger)
+            if let e = endpointForMetrics {
+                let m = ServerMetrics(registry: e.registry)
+                server.handler.metrics = m
+                m.collect(from: server.handler, on: e.onScrape)
+            }
             var restore = self.restore
             if restore == "latest-if-any" {
                 // An engine that restarts a server with the same arguments (a Kubernetes StatefulSet): the first
@@ -146,6 +159,7 @@ struct PSServerCommand: ParsableCommand {
             logger.critical("server failed to start", metadata: ["ps.error": "\(error)"])
             throw ExitCode(1)
         }
+        endpointForMetrics?.startAnnounced()
         print("ready shard=\(shardIndex) endpoint=\(endpoint) bound=\(server.endpoint)")
         fflush(nil)  // all streams: the launcher waits for this line
 
@@ -158,6 +172,7 @@ struct PSServerCommand: ParsableCommand {
             }
         }
         server.stop()
+        endpointForMetrics?.stop()
         guard server.wait(timeout: .seconds(10)) else {
             logger.error("threads did not stop within 10 s")
             throw ExitCode(1)

@@ -49,6 +49,9 @@ struct Supervise: ParsableCommand {
     var resumeFrom: String?
     @Option(help: "Processes the allocation can hold (a Slurm job's SLURM_NTASKS: cluster/slurm/sceneps.sbatch passes it). A job that needs more (servers + the coordinator + every scene's workers) is refused before anything starts, and a pool is not grown past it.")
     var slots: Int?
+    @Option(help: "Metrics (docs/OBSERVING.md): the supervisor serves Prometheus metrics on this port and gives each process the next free one up (P+1, P+2, ...); RUN_DIR/metrics/targets.json lists them for Prometheus's file_sd. Off when not given.")
+    var metricsBasePort: Int?
+    @Option(help: "With --metrics-base-port: the address the metrics ports bind.") var metricsHost: String = "127.0.0.1"
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
@@ -56,6 +59,7 @@ struct Supervise: ParsableCommand {
         if let workersPerScene, workersPerScene < 0 { throw ValidationError("--workers-per-scene must be 0 or more") }
         guard maxRestarts >= 0 else { throw ValidationError("--max-restarts must be 0 or more") }
         guard serverDeadAfter >= 2 else { throw ValidationError("--server-dead-after must be at least 2 seconds (a heartbeat is asked once a second)") }
+        if let p = metricsBasePort, !(1...65000).contains(p) { throw ValidationError("--metrics-base-port must be in 1...65000, got \(p)") }
     }
 
     func run() throws {
@@ -78,6 +82,12 @@ struct Supervise: ParsableCommand {
             sup.serverArguments = caps.serverArguments
             sup.serverDeadAfter = serverDeadAfter
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
+            if let p = metricsBasePort {
+                do {
+                    sup.observe = try SupervisorObservation(basePort: p, host: metricsHost, runDir: runDir, logger: Logger(label: "supervise"))
+                } catch { throw ScenePSError.invalidArgument("\(error)") }
+                try sup.observe!.checkFree((0..<plan.servers.count).map { "server-\($0)" } + ["coordinator"])
+            }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }
         }

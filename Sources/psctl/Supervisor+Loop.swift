@@ -12,6 +12,12 @@ import Glibc
 extension Supervisor {
     func run() -> Int32 {
         let signals = SignalWatch()
+        say("== run directory: \(runDir)")
+        if let o = observe {
+            o.endpoint.start()
+            say("== metrics: \(o.endpoint.url) (the supervisor's); every process's in \(o.targetsFile)")
+        }
+        defer { observe?.endpoint.stop() }
         do {
             let resuming = resume != nil   // startCoordinator clears it
             if let why = checkHosts() { return fail("the hosts file's hosts are not ready:\n  " + why) }
@@ -106,6 +112,7 @@ extension Supervisor {
             if Date().timeIntervalSince(lastReconcile) > 0.5 {
                 lastReconcile = Date()
                 reconcile()
+                observe?.publish(self)
             }
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -47,6 +47,8 @@ final class Supervisor {
     var watch: ServerWatch?
     /// Why a server was declared dead while its process ran (its silence), for the recovery's messages.
     var silenced: [Int: String] = [:]
+    /// Metrics (--metrics-base-port): the supervisor's endpoint and every process's port; nil: off.
+    var observe: SupervisorObservation?
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -79,7 +81,8 @@ final class Supervisor {
 
     /// `exe` of the bin directory started on `host` (the same path there: docs/DEPLOY.md).
     func start(_ name: String, _ exe: String, _ args: [String], on host: HostsFile.Host) throws -> Child {
-        try Child(name: name, command: host.command([(bin as NSString).appendingPathComponent(exe)] + args), host: host,
+        try Child(name: name, command: host.command([(bin as NSString).appendingPathComponent(exe)] + args + (observe?.arguments(for: name) ?? [])),
+                  host: host,
                   log: (logsDir as NSString).appendingPathComponent("\(name).log"), out: out)
     }
 
