@@ -213,6 +213,18 @@ public enum WireCodec {
             c.done_steps = r.doneSteps
             c.done_seconds = r.doneSeconds
             c.done_loss = r.doneLoss
+            let names = r.times.keys.sorted()
+            let values = UnsafeMutablePointer<Sceneps__NamedValue>.allocate(capacity: max(names.count, 1))
+            let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__NamedValue>?>.allocate(capacity: max(names.count, 1))
+            defer { values.deallocate(); ptrs.deallocate() }
+            for (i, k) in names.enumerated() {
+                sceneps__named_value__init(values + i)
+                values[i].name = strings.dup(k)
+                values[i].value = r.times[k]!
+                ptrs[i] = values + i
+            }
+            c.n_times = names.count
+            c.times = ptrs
             return attach(&c, SCENEPS__ENVELOPE__BODY_LEASE_REQUEST) { $0.lease_request = $1 }
         case .leaseReply(let r):
             var c = Sceneps__LeaseReply()
@@ -575,8 +587,18 @@ public enum WireCodec {
                                                 deadAfterMs: r.dead_after_ms))
         case SCENEPS__ENVELOPE__BODY_LEASE_REQUEST:
             let r = m.lease_request.pointee
+            var times: [String: Double] = [:]
+            for i in 0..<r.n_times {
+                guard let t = r.times[i] else { throw bad("lease request time \(i) is missing") }
+                let name = string(t.pointee.name)
+                guard !name.isEmpty, t.pointee.value.isFinite, times[name] == nil else {
+                    throw bad("lease request time '\(name)' is empty, repeated or not finite (\(t.pointee.value))")
+                }
+                times[name] = t.pointee.value
+            }
             body = .leaseRequest(LeaseRequest(memberID: r.member_id, doneLease: r.done_lease, doneExamples: r.done_examples,
-                                              doneSteps: r.done_steps, doneSeconds: r.done_seconds, doneLoss: r.done_loss))
+                                              doneSteps: r.done_steps, doneSeconds: r.done_seconds, doneLoss: r.done_loss,
+                                              times: times))
         case SCENEPS__ENVELOPE__BODY_LEASE_REPLY:
             let r = m.lease_reply.pointee
             guard let kind = LeaseKind(rawValue: r.kind.rawValue) else { throw bad("lease kind \(r.kind.rawValue) is not known") }

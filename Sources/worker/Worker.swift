@@ -81,7 +81,7 @@ struct Worker: ParsableCommand {
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                logger: logger)
-            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger, times: m.times)
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)
@@ -91,6 +91,11 @@ struct Worker: ParsableCommand {
             trainer.logProgress(epoch: lastEpoch)
             let why: String
             switch end { case .jobDone(let r): why = r; case .retired(let r): why = "retired: \(r)" }
+            var stages: Logger.Metadata = [:]
+            for (k, v) in m.times.snapshot.sorted(by: { $0.key < $1.key }) {
+                stages["time." + k] = "\(k.hasPrefix("count.") ? String(format: "%.0f", v) : String(format: "%.3f", v))"
+            }
+            logger.info("time per stage (seconds; waits as wait.REASON)", metadata: stages)
             logger.info("done", metadata: ["examples": "\(trainer.examples)", "steps": "\(trainer.steps)",
                                            "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))",
                                            "cpu_seconds": "\(String(format: "%.2f", ProcessStats.cpuSeconds))", "why": "\(why)"])
