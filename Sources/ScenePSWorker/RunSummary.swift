@@ -66,8 +66,9 @@ public struct RunSummary: Codable, Sendable {
     public var waits: [String: Double]?
     /// Set in summary.json: the workers' stage seconds over stage and wait seconds (1 = never waited).
     public var busyFraction: Double?
-    /// Set in summary.json: what the step pipeline did, summed over the workers: `steps`, and
-    /// `stale_steps` (steps whose pull was sent before the worker's previous push was acknowledged).
+    /// Set in summary.json: what the step pipeline did, summed over the workers: `steps`, `stale_steps`
+    /// (steps whose rows may miss one of the worker's own pushes: pulled before the previous push was
+    /// acknowledged, or prefetched before the current one was sent) and `stale_pushes` (those pushes).
     public var pipeline: [String: Double]?
 
     /// Fills `worker_seconds`, `waits`, `busy_fraction` and `pipeline` from summed `StepTimes` reports.

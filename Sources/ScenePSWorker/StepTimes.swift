@@ -2,9 +2,9 @@ import Foundation
 
 /// Where a worker's time goes, summed over its life: seconds per stage of
 /// the step loop (monotonic clock, two reads per stage), the time spent
-/// waiting by reason, and counts of what the pipeline did (steps whose pull
-/// was sent while one of this worker's own pushes was still unacknowledged:
-/// their parameters may miss that push). Reported cumulatively with every
+/// waiting by reason, and counts of what the pipeline did (`steps`;
+/// `stale_steps` whose rows may miss one of this worker's own pushes, and
+/// `stale_pushes`, how many: `Trainer.train`). Reported cumulatively with every
 /// lease request, so a retried or lost report costs nothing; the
 /// coordinator sums the members' latest reports into summary.json
 /// (`worker_seconds`, `waits`, `busy_fraction`, `pipeline`).

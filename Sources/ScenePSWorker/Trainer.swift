@@ -105,10 +105,12 @@ public final class Trainer {
     /// worker is in flight), and the next step's pull is sent right after it
     /// (or, with `training.prefetch`, before the current step's compute). A
     /// pull sent while this worker's previous push is unacknowledged may miss
-    /// that push on a server with several handler threads: such steps are
-    /// counted (`count.stale_steps`), and the bound is one own push without
-    /// prefetch, two with it. The chunk's last push is acknowledged before the
-    /// chunk is reported done.
+    /// that push on a server with several handler threads, and a prefetched
+    /// pull misses the push of the step computed meanwhile: such steps are
+    /// counted (`count.stale_steps`, and the pushes they may miss,
+    /// `count.stale_pushes`); the bound is one own push without prefetch, two
+    /// with it. The chunk's last push is acknowledged before the chunk is
+    /// reported done.
     public func train(_ lease: LeaseReply, pace: (Int) throws -> (valid: Bool, waited: Bool)) throws -> ChunkResult? {
         try declareTables()
         let epoch = Int(lease.epoch)
@@ -126,7 +128,7 @@ public final class Trainer {
             try times.time("wait.push") { try client.wait(t) }
         }
         func sendPull(_ s: inout Stage) throws {
-            if inFlight != nil { s.stale = true }
+            s.stale = inFlight != nil ? 1 : 0
             let requested = s.requested
             s.pending = try times.time("pull_send") { try client.pull(requested, dense: [ModelTables.denseID]) }
         }
@@ -136,7 +138,6 @@ public final class Trainer {
                 s.chunk = chunk
                 try s.assembler.index(s.samples)
                 s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
-                s.stale = false
                 return true
             }
             if got { try sendPull(&s) }
@@ -161,14 +162,16 @@ public final class Trainer {
                 if p.waited {   // the rows pulled for this batch are stale now: pull them again
                     _ = try times.time("wait.pull") { try client.wait(cur.pending!) }
                     try settlePush()
-                    cur.stale = false
                     try sendPull(&cur)
                 }
             }
             let pending = cur.pending!
             let pulled = try times.time("wait.pull") { try client.wait(pending) }
             cur.pending = nil
-            if cur.stale { times.count("stale_steps") }
+            if cur.stale > 0 {
+                times.count("stale_steps")
+                times.count("stale_pushes", Double(cur.stale))
+            }
             times.time("gather") {
                 FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.sparse)
                 cur.assembler.gather(rows: pulled.sparse, into: &input, cached: caches)
@@ -212,6 +215,7 @@ public final class Trainer {
                 try client.push(pushes, dense: [DenseGradient(tableID: ModelTables.denseID, values: denseGrad)], lrScale: lrScale)
             }
             if syncPush { try settlePush() }
+            if prefetch && haveNext { next.stale += 1 }   // its pull went before this push
             times.time("other") {
                 steps += 1
                 chunkSteps += 1
@@ -265,8 +269,10 @@ struct Stage {
     /// What `pending` asked for: the assembler's pulls without the cached keys.
     var requested: [SparsePull] = []
     var chunk = ""
-    /// Its pull was sent while a push of this worker was unacknowledged.
-    var stale = false
+    /// Pushes of this worker its pulled rows may miss: one unacknowledged
+    /// when the pull was sent, and with prefetch the push of the step
+    /// computed meanwhile.
+    var stale = 0
 }
 
 /// The minibatches of one epoch: chunks in the given order, each chunk's
