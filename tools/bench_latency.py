@@ -3,6 +3,7 @@
 
     tools/bench_latency.py [--delays-us 0,250,500,1000] [--repeats 2] [--data DIR] [--config FILE]
                            [--epochs 1] [--port 18900] [--bin DIR] [--keep DIR]
+                           [--variants config,prefetch,overlap,before]
 
 Runs the quickstart's layout (2 servers, the coordinator, one worker per
 scene, the default config at --epochs epochs) on loopback, once with every
@@ -131,9 +132,10 @@ def main():
     ap.add_argument("--bin", help="directory of the executables")
     ap.add_argument("--keep", help="keep the run directories under this directory")
     ap.add_argument("--timeout", type=float, default=900, help="seconds a job may take")
-    ap.add_argument("--variants", default="overlap",
-                    help="comma-separated: overlap (the config as given), prefetch (training.prefetch: true), "
-                         "sync (SCENEPS_SYNC_PUSH=1: every push waited for, the loop before the overlap)")
+    ap.add_argument("--variants", default="config",
+                    help="comma-separated: config (the config as given), prefetch (training.prefetch: true), "
+                         "overlap (training.prefetch: false), before (prefetch false and SCENEPS_SYNC_PUSH=1: every "
+                         "push waited for, the loop before the overlap)")
     a = ap.parse_args()
     delays = [int(x) for x in a.delays_us.split(",") if x != ""]
     if any(d < 0 for d in delays) or a.repeats < 1 or a.epochs < 1:
@@ -148,15 +150,17 @@ def main():
     if not os.path.exists(os.path.join(a.data, "log.csv")):
         sh([psctl, "gen-data", "--out", a.data])
     variants = [v for v in a.variants.split(",") if v]
-    if not variants or any(v not in ("overlap", "prefetch", "sync") for v in variants):
-        ap.error(f"--variants: expected overlap, prefetch or sync, got '{a.variants}'")
+    if not variants or any(v not in ("config", "overlap", "prefetch", "before") for v in variants):
+        ap.error(f"--variants: expected config, prefetch, overlap or before, got '{a.variants}'")
     cfg = os.path.join(work, "bench.yaml")
     text = re.sub(r"(?m)^  epochs: \d+", f"  epochs: {a.epochs}", open(a.config).read())
     with open(cfg, "w") as f:
         f.write(text)
-    cfg_prefetch = os.path.join(work, "bench-prefetch.yaml")
-    with open(cfg_prefetch, "w") as f:
-        f.write(re.sub(r"(?m)^  prefetch: \S+", "  prefetch: true", text))
+    configs = {"config": cfg}
+    for v, value in (("prefetch", "true"), ("overlap", "false"), ("before", "false")):
+        configs[v] = os.path.join(work, f"bench-{v}.yaml")
+        with open(configs[v], "w") as f:
+            f.write(re.sub(r"(?m)^  prefetch: \S+", f"  prefetch: {value}", text))
     prepared = os.path.join(work, "prepared")
     if not os.path.exists(os.path.join(prepared, "manifest.json")):
         sh([psctl, "prepare", "--config", cfg, "--log", os.path.join(a.data, "log.csv"),
@@ -173,8 +177,8 @@ def main():
             shutil.rmtree(run_dir, ignore_errors=True)
             load = os.getloadavg()[0]
             t0 = time.time()
-            env = dict(os.environ, SCENEPS_SYNC_PUSH="1") if variant == "sync" else None
-            job = Job(a, bins, relay, prepared, cfg_prefetch if variant == "prefetch" else cfg, scenes, d, run_dir, env)
+            env = dict(os.environ, SCENEPS_SYNC_PUSH="1") if variant == "before" else None
+            job = Job(a, bins, relay, prepared, configs[variant], scenes, d, run_dir, env)
             job.finish(a.timeout)
             s = json.load(open(os.path.join(run_dir, "summary.json")))
             s["_load"] = load

@@ -36,7 +36,7 @@ struct Worker: ParsableCommand {
     @Option(help: "This worker's name, stable across its restarts (default: SCENE-PID).")
     var name: String?
 
-    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when every worker has a core of its own.")
+    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when there are at most two workers per core.")
     var hostWorkers: Int = 0
 
     @Option(help: "How long to keep retrying a coordinator that does not answer before giving up (seconds).")
