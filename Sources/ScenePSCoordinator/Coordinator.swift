@@ -211,6 +211,17 @@ public final class Coordinator {
     private var lastSeen: [UInt64: Double] = [:]
     private var leaseExamples: [UInt64: Int] = [:]
     private var lastDoneLease: [UInt64: UInt64] = [:]
+    /// Each member's latest report of where its time went (cumulative since it started; kept after it
+    /// leaves, so the job's totals include workers that died or retired). Not durable: a restarted
+    /// coordinator counts from the members' next reports (theirs are cumulative, a dead one's are lost).
+    private var memberTimes: [UInt64: [String: Double]] = [:]
+
+    /// Every member's time report summed (`StepTimes` names), for summary.json.
+    public var workerTimes: [String: Double] {
+        var out: [String: Double] = [:]
+        for t in memberTimes.values { for (k, v) in t { out[k, default: 0] += v } }
+        return out
+    }
     /// The chunk order of the current epoch, per scene.
     private var order: [[Int]] = []
     /// The last notable event, for `psctl status`.
@@ -391,6 +402,7 @@ public final class Coordinator {
     private func lease(_ r: LeaseRequest, now: Double) -> Body {
         guard let m = member(r.memberID) else { return unknownMember(r.memberID) }
         lastSeen[m.id] = now
+        if !r.times.isEmpty { memberTimes[m.id] = r.times }
         var accepted = false
         if r.doneLease != 0 {
             if lastDoneLease[m.id] == r.doneLease {

@@ -475,10 +475,10 @@ public final class CoordinatorService: @unchecked Sendable {
 
     private func startEvaluation(epoch: Int) {
         let t = Thread { [self] in
-            let (journal, workers) = lock.withLock { () -> (CoordinatorJournal, [String: Int]) in
+            let (journal, workers, times) = lock.withLock { () -> (CoordinatorJournal, [String: Int], [String: Double]) in
                 var w: [String: Int] = [:]
                 for m in coordinator.journal.members { w[m.scene, default: 0] += 1 }
-                return (coordinator.journal, w)
+                return (coordinator.journal, w, coordinator.workerTimes)
             }
             let generation = lock.withLock { rewindGeneration }
             logger.notice("evaluating", metadata: ["epoch": "\(epoch)"])
@@ -486,7 +486,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 var eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
                                            servers: options.servers, logger: logger)
                 eval.curve = options.clientCurve
-                let out = try eval.run(epoch: epoch, journal: journal, workers: workers)
+                let out = try eval.run(epoch: epoch, journal: journal, workers: workers, workerTimes: times)
                 FileHandle.standardOutput.write(Data((out.text + "\n").utf8))
                 let outcome = out.stop ? "stopped after epoch \(epoch): \(out.decision)" : ""
                 try lock.withLock {

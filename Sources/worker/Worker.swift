@@ -38,7 +38,7 @@ struct Worker: ParsableCommand {
     @Option(help: "This worker's name, stable across its restarts (default: SCENE-PID).")
     var name: String?
 
-    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when every worker has a core of its own.")
+    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when there are at most two workers per core.")
     var hostWorkers: Int = 0
 
     @Option(help: "How long to keep retrying a coordinator that does not answer before giving up (seconds).")
@@ -94,7 +94,7 @@ struct Worker: ParsableCommand {
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                curve: curve, logger: logger)
-            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger, times: m.times)
             if let e = endpoint {
                 let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
                 client.metrics = wm.client
@@ -111,6 +111,11 @@ struct Worker: ParsableCommand {
             trainer.logProgress(epoch: lastEpoch)
             let why: String
             switch end { case .jobDone(let r): why = r; case .retired(let r): why = "retired: \(r)" }
+            var stages: Logger.Metadata = [:]
+            for (k, v) in m.times.snapshot.sorted(by: { $0.key < $1.key }) {
+                stages["time." + k] = "\(k.hasPrefix("count.") ? String(format: "%.0f", v) : String(format: "%.3f", v))"
+            }
+            logger.info("time per stage (seconds; waits as wait.REASON)", metadata: stages)
             logger.info("done", metadata: ["examples": "\(trainer.examples)", "steps": "\(trainer.steps)",
                                            "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))",
                                            "cpu_seconds": "\(String(format: "%.2f", ProcessStats.cpuSeconds))", "why": "\(why)"])

@@ -51,6 +51,25 @@ final class CoordinatorTests: XCTestCase {
 
     func errorStatus(_ b: Body) -> Status? { if case .error(let e) = b { return e.status }; return nil }
 
+    /// Members' time reports are cumulative: the latest of each counts (a retried or repeated report
+    /// adds nothing), and members that left still count.
+    func testWorkerTimesSumEachMembersLatestReport() throws {
+        let c = make(plan())
+        let h0 = try register(c, "home-0", "home"), s0 = try register(c, "shop-0", "shop")
+        func report(_ m: UInt64, _ t: [String: Double]) {
+            guard case .leaseReply = c.handle(.leaseRequest(LeaseRequest(memberID: m, times: t)), now: now) else {
+                return XCTFail("no lease reply")
+            }
+        }
+        report(h0, ["compute": 1, "wait.pull": 1, "count.steps": 10])
+        report(h0, ["compute": 3, "wait.pull": 1, "count.steps": 30, "count.stale_steps": 2])
+        report(h0, ["compute": 3, "wait.pull": 1, "count.steps": 30, "count.stale_steps": 2])   // a retry
+        report(s0, ["compute": 1, "wait.align": 2, "count.steps": 5])
+        report(s0, [:])   // a report without times keeps the last one
+        _ = c.handle(.leave(LeaveRequest(memberID: s0, reason: "done")), now: now)
+        XCTAssertEqual(c.workerTimes, ["compute": 4, "wait.pull": 1, "wait.align": 2, "count.steps": 35, "count.stale_steps": 2])
+    }
+
     /// Two workers of each scene drain the epoch: every chunk exactly once, then the epoch waits for evaluation.
     func testEveryChunkOfAnEpochIsLeasedExactlyOnce() throws {
         let c = make(plan())
