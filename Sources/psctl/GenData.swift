@@ -13,9 +13,9 @@ struct GenData: ParsableCommand {
 
             Profiles (--profile):
               default    the default data set: sessions whose intent crosses scenes, users active over the whole log,
-                         a positive rate of about 0.2, timestamps a few seconds apart (480,000 rows, 10,000 users,
-                         20,000 items, 25 topics, scenes home/search/video/shop). Its data is byte-for-byte the
-                         same as before profiles existed.
+                         a positive rate of about 0.25, events seconds apart (10% of rows share their user's
+                         timestamp); 480,000 rows, 10,000 users, 20,000 items, 25 topics, scenes
+                         home/search/video/shop. Byte-for-byte the same data as before profiles existed.
               movielens  the traits of a real ratings log (MovieLens-100K): users arrive over --span-days and give
                          most of their rows in a few sittings, where a rating shares the previous one's timestamp
                          with probability --same-timestamp (0.51: ~76% of rows share their user's timestamp with
