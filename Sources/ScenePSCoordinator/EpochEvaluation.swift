@@ -114,7 +114,8 @@ public struct EpochEvaluation {
             text.append("\nresult: epoch \(bestEpoch) of \(epoch), chosen by validation AUC; test metrics (\(path)):")
             text.append(final.table())
         } else {
-            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f)", $0) } ?? ""))
+            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f", $0) } ?? "")
+                        + (final.validAUC == nil ? "" : final.validAUCSE.map { String(format: " ± %.4f)", $0) } ?? ")"))
         }
         return Outcome(schedule: schedule, stop: decision.stop, decision: line, text: text.joined(separator: "\n"))
     }
