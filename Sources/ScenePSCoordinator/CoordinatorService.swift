@@ -241,9 +241,9 @@ public final class CoordinatorService: @unchecked Sendable {
         switch body {
         case .coordinatorCheckpoint(let r):
             if r.ticket != 0 {
-                // `psctl checkpoint --run-dir` recognises this refusal ("is not known to this coordinator") and
+                // `psctl checkpoint --run-dir` recognises this refusal by its status (UNKNOWN_TICKET) and
                 // looks for the checkpoint on disk, or asks again: tickets are not journaled.
-                guard let t = tickets[r.ticket] else { return refuse(.badRequest, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
+                guard let t = tickets[r.ticket] else { return refuse(.unknownTicket, "checkpoint ticket \(r.ticket) is not known to this coordinator (it was restarted, or the ticket is wrong)") }
                 return .coordinatorCheckpointReply(t)
             }
             guard options.checkpointDir != nil else {

@@ -19,6 +19,8 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case unauthenticated = 10
     case shuttingDown = 11
     case unknownMember = 12
+    /// Coordinator: a checkpoint ticket it does not hold (it was restarted since, or never issued it).
+    case unknownTicket = 13
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .unauthenticated: return "UNAUTHENTICATED"
         case .shuttingDown: return "SHUTTING_DOWN"
         case .unknownMember: return "UNKNOWN_MEMBER"
+        case .unknownTicket: return "UNKNOWN_TICKET"
         }
     }
 }

@@ -5122,7 +5122,7 @@ const ProtobufCEnumDescriptor sceneps__protocol_version__descriptor =
   sceneps__protocol_version__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sceneps__status__enum_values_by_number[13] =
+static const ProtobufCEnumValue sceneps__status__enum_values_by_number[14] =
 {
   { "STATUS_OK", "SCENEPS__STATUS__STATUS_OK", 0 },
   { "STATUS_BAD_REQUEST", "SCENEPS__STATUS__STATUS_BAD_REQUEST", 1 },
@@ -5137,11 +5137,12 @@ static const ProtobufCEnumValue sceneps__status__enum_values_by_number[13] =
   { "STATUS_UNAUTHENTICATED", "SCENEPS__STATUS__STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_SHUTTING_DOWN", "SCENEPS__STATUS__STATUS_SHUTTING_DOWN", 11 },
   { "STATUS_UNKNOWN_MEMBER", "SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER", 12 },
+  { "STATUS_UNKNOWN_TICKET", "SCENEPS__STATUS__STATUS_UNKNOWN_TICKET", 13 },
 };
 static const ProtobufCIntRange sceneps__status__value_ranges[] = {
-{0, 0},{0, 13}
+{0, 0},{0, 14}
 };
-static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[13] =
+static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[14] =
 {
   { "STATUS_BAD_REQUEST", 1 },
   { "STATUS_CONFLICT", 7 },
@@ -5154,6 +5155,7 @@ static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[13] =
   { "STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_UNKNOWN_MEMBER", 12 },
   { "STATUS_UNKNOWN_TABLE", 3 },
+  { "STATUS_UNKNOWN_TICKET", 13 },
   { "STATUS_VERSION_MISMATCH", 2 },
   { "STATUS_WRONG_DIMENSION", 4 },
 };
@@ -5164,9 +5166,9 @@ const ProtobufCEnumDescriptor sceneps__status__descriptor =
   "Status",
   "Sceneps__Status",
   "sceneps",
-  13,
+  14,
   sceneps__status__enum_values_by_number,
-  13,
+  14,
   sceneps__status__enum_values_by_name,
   1,
   sceneps__status__value_ranges,

@@ -100,7 +100,7 @@ struct CheckpointCommand: ParsableCommand {
                 }
                 Thread.sleep(forTimeInterval: 0.5)
                 continue
-            } catch CoordinatorError.refused(.badRequest, let message) where message.contains("is not known to this coordinator") {
+            } catch CoordinatorError.refused(.unknownTicket, _) {
                 // A restarted coordinator: the checkpoint was taken before it died, or it must be asked again.
                 if let (path, m) = onDemandCheckpoint(runDir: runDir, since: askedAt) {
                     print(String(format: "checkpoint=%@ name=%@ global_step=%llu (taken before the coordinator restarted)",

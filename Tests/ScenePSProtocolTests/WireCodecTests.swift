@@ -38,6 +38,7 @@ final class WireCodecTests: XCTestCase {
             .push(Blocks(dense: [DenseBlock(tableID: 9, offset: 0, count: 1, values: [0.5])], lrScale: 0.1)),
             .ack(Ack(appliedRows: 4097, duplicate: true)),
             .error(ErrorReply(status: .wrongDimension, message: "bad dim ✓")),
+            .error(ErrorReply(status: .unknownTicket, message: "ticket 7")),
             .stats,
             .statsReply(StatsReply(shardIndex: 1, tables: [TableStats(id: 3, name: "item", rows: 10, bytes: 4000, pulls: 5, pushes: 6)],
                                    requests: 11, errors: 2, uptimeSeconds: 3.5, handleSeconds: 1.25, pushApplySeconds: 0.5)),

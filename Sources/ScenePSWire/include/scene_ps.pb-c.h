@@ -95,7 +95,11 @@ typedef enum _Sceneps__Status {
   /*
    * coordinator: the member id is not (or no longer) registered: register again
    */
-  SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER = 12
+  SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER = 12,
+  /*
+   * coordinator: an on-demand checkpoint ticket it does not hold (restarted since, or never issued)
+   */
+  SCENEPS__STATUS__STATUS_UNKNOWN_TICKET = 13
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__STATUS)
 } Sceneps__Status;
 typedef enum _Sceneps__TableKind {
