@@ -33,6 +33,8 @@ public final class CoordinatorService: @unchecked Sendable {
     // @unchecked: `coordinator` and the flags are only touched under `lock`.
     public struct Options: Sendable {
         public var bind: String
+        /// The endpoint members connect to; nil: the bound one (a wildcard host replaced by this host's name).
+        public var advertise: String?
         public var runDir: String
         public var dataDir: String
         public var servers: [String]
@@ -86,6 +88,16 @@ public final class CoordinatorService: @unchecked Sendable {
     private var bestSavePending = false
     private var fatal: String?
     public private(set) var endpoint = ""
+    /// Prometheus metrics (coordinator --metrics-port); nil: none kept. Set before `run`.
+    public private(set) var metrics: CoordinatorMetrics?
+
+    /// Keeps metrics in `registry`; `onScrape` runs their state read before each scrape.
+    public func attachMetrics(_ m: CoordinatorMetrics, onScrape: (@escaping @Sendable () -> Void) -> Void) {
+        metrics = m
+        onScrape { [self] in
+            lock.withLock { m.publish(coordinator, checkpointing: checkpointing, now: Date().timeIntervalSince1970) }
+        }
+    }
 
     public init(options: Options, config: ClusterConfig, logger: Logger) throws {
         self.options = options
@@ -156,7 +168,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
         try socket.setMaxMessageSize(1 << 20)
         try socket.bind(options.bind)
-        endpoint = try socket.lastEndpoint()
+        endpoint = Endpoint.advertised(bound: try socket.lastEndpoint(), advertise: options.advertise)
         if let k = options.keysDir {
             let abs = URL(fileURLWithPath: k).standardizedFileURL.path
             try JSONFile.writeAtomically(Data((abs + "\n").utf8), to: CoordinatorFiles.keys(options.runDir))
@@ -271,6 +283,10 @@ public final class CoordinatorService: @unchecked Sendable {
         if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
         let now = Date().timeIntervalSince1970
         let body = lock.withLock { serviceRequest(request.body, now: now) ?? coordinator.handle(request.body, now: now) }
+        if let m = metrics {
+            if case .error(let e) = body { m.request(kind: request.body.kindName, status: "\(e.status)") }
+            else { m.request(kind: request.body.kindName, status: "OK") }
+        }
         if case .error(let e) = body {
             logRefusal("request refused", peer: peer, ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
                                                       "status": "\(e.status)", "error": "\(e.message)"])

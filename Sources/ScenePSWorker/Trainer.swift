@@ -43,6 +43,8 @@ public final class Trainer {
     public private(set) var steps = 0, examples = 0
     let started = Date()
     var declared = false
+    /// Prometheus metrics (worker --metrics-port); nil: none kept.
+    public var metrics: WorkerMetrics?
 
     public init(config: ClusterConfig, dataDir: String, name: String, client: PSClient, logger: Logger) throws {
         self.config = config
@@ -169,9 +171,11 @@ public final class Trainer {
             chunkExamples += n
             lastLoss = Double(loss)
             progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
+            metrics?.step(examples: n, loss: Double(loss), epoch: epoch)
             if steps % config.training.logEvery == 0 {
-                progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
+                let auc = progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
                              seconds: Date().timeIntervalSince(started))
+                metrics?.set(runningAUC: auc)
             }
             if !prefetch { haveNext = try stage(&next) }
             swap(&cur, &next)
@@ -273,7 +277,9 @@ struct Progress {
         if losses.count > 2 * logEvery { losses.removeFirst(losses.count - logEvery) }
     }
 
-    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) {
+    /// Logs a progress line; returns its running AUC.
+    @discardableResult
+    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) -> Double {
         let recent = losses.suffix(logEvery)
         let loss = recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count)
         let auc = Evaluation.auc(labels: Array(labels.suffix(window)), scores: Array(scores.suffix(window)))
@@ -283,5 +289,6 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
+        return auc
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSTransport
+import ScenePSMetrics
 import ScenePSWorker
 
 @main
@@ -48,6 +49,7 @@ struct Worker: ParsableCommand {
 
     @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
@@ -61,6 +63,12 @@ struct Worker: ParsableCommand {
         var logger = Logger(label: "worker.\(me)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         var member: WorkerMember?
+        let endpoint: MetricsEndpoint?
+        do { endpoint = try metrics.endpoint(logger: logger) } catch {
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { endpoint?.stop() }
         do {
             let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
@@ -87,6 +95,13 @@ struct Worker: ParsableCommand {
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                curve: curve, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
+            if let e = endpoint {
+                let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
+                client.metrics = wm.client
+                trainer.metrics = wm
+                wm.collect(alignmentWaited: m.waitedSecondsReader, on: e.onScrape)
+                e.startAnnounced()
+            }
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)
