@@ -11,7 +11,8 @@
    $SCENEPS_BIN or .build/release): a renamed flag fails here.
 3. Names and ports agree: the StatefulSet `ps` (its replicas, headless Service, container port) with
    ps-server --shard-count/--bind, the config's `servers` and the coordinator's --servers
-   (tcp://ps-I.ps:PORT for every I); the coordinator Service's port with its --bind, with every worker's
+   (tcp://ps-I.ps:PORT for every I) and --advertise; the coordinator Service's port with its --bind and
+   --advertise, with every worker's
    --coordinator and with the probes; every worker Deployment is named worker-<its --scene>; every
    --config names the ConfigMap's file and every mounted claim/ConfigMap exists in the manifests.
 With --config-out DIR the ConfigMap's config files are written there (the Swift test loads them with the
@@ -259,10 +260,20 @@ class Checker:
                     self.problem(cwhere, f"--bind port {server_port} is not a containerPort ({ports})")
                 if svc and server_port not in [p.get("targetPort", p["port"]) for p in svc[1]["spec"]["ports"]]:
                     self.problem(cwhere, f"--bind port {server_port} is not a targetPort of Service ps")
+                if fl.get("--advertise") != f"tcp://$(POD_NAME).ps:{server_port}":
+                    self.problem(cwhere, f"--advertise {fl.get('--advertise')} but peers reach server I as tcp://ps-I.ps:{server_port} "
+                                 "(tcp://$(POD_NAME).ps:PORT)")
+                if not any(e.get("name") == "POD_NAME" and e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+                           for e in c.get("env", [])):
+                    self.problem(cwhere, "POD_NAME must come from the pod's metadata.name (--advertise uses it)")
                 if fl.get("--restore") not in (None, "latest-if-any"):
                     self.problem(cwhere, "--restore must be latest-if-any: a restarted pod restores, a first start starts empty")
 
-        # The coordinator: its Service, its --servers, its --bind.
+        def svc_port_of(name):
+            ps = services.get(name, (None, {"spec": {"ports": []}}))[1]["spec"]["ports"]
+            return ps[0]["port"] if ps else None
+
+        # The coordinator: its Service, its --servers, its --bind, its --advertise.
         coord_port = None
         coords = per_exe.get("coordinator", [])
         if len(coords) != 1:
@@ -277,6 +288,8 @@ class Checker:
                 self.problem(cwhere, "no Service coordinator")
             elif coord_port not in [p.get("targetPort", p["port"]) for p in svc[1]["spec"]["ports"]]:
                 self.problem(cwhere, f"--bind port {coord_port} is not a targetPort of Service coordinator")
+            if fl.get("--advertise") != f"tcp://coordinator:{svc_port_of('coordinator')}":
+                self.problem(cwhere, f"--advertise {fl.get('--advertise')} but the Service is tcp://coordinator:{svc_port_of('coordinator')}")
             if fl.get("--pools") != "registered":
                 self.problem(cwhere, "--pools must be registered: the worker Deployments size the pools")
             if c.get("ports") and coord_port not in [p["containerPort"] for p in c["ports"]]:

@@ -13,7 +13,8 @@
 # munged needs its own key directory. The cluster: one node (this host, all its CPUs), one partition
 # `sceneps` with OverSubscribe=FORCE:8 so many job steps share the cores, RequeueExit=130,137,143 (the
 # retryable exit codes of docs/DEPLOY-SLURM-K8S.md: a job that ends with one is queued again), state and
-# logs under DIR. Ports 6817/6818 (slurmctld/slurmd) must be free.
+# logs under DIR. Ports 6817/6818 (slurmctld/slurmd) must be free: when another Slurm holds them (another
+# test run's cluster, say) it exits 3 saying so, rather than send jobs to that cluster.
 set -euo pipefail
 cmd=${1:-} dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2; }
@@ -63,6 +64,14 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 fi
 
 stop   # a cluster left by an earlier run with this DIR
+# Another Slurm on this host (a real one, or another test run's cluster): its slurmctld would answer our
+# sinfo/sbatch on the same ports, and jobs would cross. Refuse rather than share it.
+for port in 6817 6818; do
+  if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    owner=$(pgrep -a -f "slurm(ctl)?d -f" | head -2 | tr '\n' ';' || true)
+    cant "port $port is in use (another Slurm on this host, e.g. another test run's cluster: ${owner:-unknown}); one test cluster per host at a time"
+  fi
+done
 host=$(hostname -s)
 cpus=$(getconf _NPROCESSORS_ONLN)
 mem=$(awk '/MemTotal/ { print int($2 / 1024 * 0.9) }' /proc/meminfo)

@@ -37,10 +37,12 @@ final class SlurmJobTests: XCTestCase {
     }()
 
     override class func tearDown() {
+        // The data set is made only after the cluster came up (requireSlurm): do not make it here to delete it.
         if cluster.conf != nil {
             _ = try? Harness.run(Harness.root.appendingPathComponent("tools/slurm-local.sh").path, ["stop", cluster.dir.path], timeout: 60)
+            try? FileManager.default.removeItem(at: data.dir)
         }
-        try? FileManager.default.removeItem(at: data.dir)
+        try? FileManager.default.removeItem(at: cluster.dir)
         super.tearDown()
     }
 
@@ -134,6 +136,61 @@ final class SlurmJobTests: XCTestCase {
         XCTAssertEqual((s["restarts"] as? [String: Int])?["home-0"], 1, "\(s["restarts"] ?? "none")")
         let auc = (s["overall"] as? [String: Any])?["auc"] as? Double ?? 0
         XCTAssertGreaterThan(auc, 0.6, "training learnt something")
+    }
+
+    /// `--requeue` does the right thing with the exit codes: SIGTERM to the batch step (as before a time limit,
+    /// `--signal=B:TERM`) checkpoints the job and ends it with 143, which the cluster's RequeueExit queues
+    /// again; the requeued script (SLURM_RESTART_COUNT 1) resumes from that checkpoint and completes, every
+    /// chunk of every epoch once. Slurm holds a requeued job for a while (BeginTime); the test makes it
+    /// eligible at once.
+    func testATerminatedJobIsRequeuedAndResumesFromItsStopCheckpoint() throws {
+        let env = try requireSlurm()
+        let run = try Harness.tempDir("slurm-requeue")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let sub = try slurm("sbatch", ["--parsable"] + submitArgs(run, tasks: 6, slot: 28, wait: false), env: env)
+        XCTAssertEqual(sub.status, 0, sub.output)
+        let job = sub.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init) ?? ""
+        defer { _ = try? slurm("scancel", [job], env: env) }
+        let by = Date().addingTimeInterval(240)
+        while !(jobOutput(run).contains("[worker-home-0] ") && jobOutput(run).contains("progress")) && Date() < by {
+            if try finished(job, env: env) != nil { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(try slurm("scancel", ["--signal=TERM", "--batch", job], env: env).status, 0)
+        // Requeued: pending again, restarted once, its last exit 143.
+        var requeued = false
+        let rby = Date().addingTimeInterval(120)
+        while !requeued && Date() < rby {
+            let show = try slurm("scontrol", ["show", "job", job], env: env).output
+            requeued = show.contains("Restarts=1") && show.contains("ExitCode=143:0")
+            if !requeued { Thread.sleep(forTimeInterval: 0.5) }
+        }
+        let stopped = jobOutput(run)
+        XCTAssertTrue(requeued, "job \(job) was not requeued with exit 143: \(stopped.suffix(3000))")
+        guard let stopLine = stopped.split(separator: "\n").first(where: { $0.contains("taken before stopping") }),
+              let ckpt = stopLine.split(separator: " ").first(where: { $0.contains("/checkpoints/ckpt-") }) else {
+            return XCTFail("no checkpoint before stopping: \(stopped.suffix(3000))")
+        }
+        XCTAssertTrue(stopped.contains("Slurm job \(job): exit status 143"), String(stopped.suffix(2000)))
+        _ = try slurm("scontrol", ["update", "JobId=\(job)", "StartTime=now"], env: env)
+
+        var end: (state: String, exit: String)?
+        let endBy = Date().addingTimeInterval(420)
+        while end == nil && Date() < endBy {
+            Thread.sleep(forTimeInterval: 1)
+            end = try finished(job, env: env)
+        }
+        let out = jobOutput(run)
+        XCTAssertEqual(end?.state, "COMPLETED", String(out.suffix(5000)))
+        XCTAssertEqual(end?.exit, "0:0", String(out.suffix(5000)))
+        XCTAssertTrue(out.contains("restart 1; run directory"), String(out.suffix(3000)))
+        XCTAssertTrue(out.contains("checkpoint=\(ckpt) ") && out.contains("resuming from a checkpoint"),
+                      "the requeued job resumed from the stop checkpoint \(ckpt): \(out.suffix(4000))")
+        let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        let leases = s["leases"] as? [[String: Any]] ?? []
+        XCTAssertEqual(leases.count, 3, "three epochs: \(leases)")
+        for l in leases { XCTAssertEqual(l["done"] as? Int, l["chunks"] as? Int, "every chunk of the epoch done once: \(l)") }
     }
 
     /// An allocation smaller than the job (3 tasks for 2 servers + the coordinator + 3 workers): a clear
