@@ -35,7 +35,8 @@ struct Supervise: ParsableCommand {
     @Option(help: "Run directory (logs, journal, summary.json).") var runDir: String
     @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
-    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port.") var basePort: Int?
+    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port. A port that is taken stops the job at once, naming what holds it. `auto`, and the default when the config's base_port is taken: the first free ports above it.")
+    var basePort: BasePort?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
     @Option(help: "Job key directory (psctl keys --out DIR): every process talks CURVE (encrypted; servers and coordinator accept only the listed keys; workers get the worker key, the supervisor uses the admin key). docs/SECURITY.md.")
     var keys: String?
@@ -52,8 +53,9 @@ struct Supervise: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
-                                       basePort: basePort)
+            var plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
+                                       basePort: nil)
+            try plan.choosePorts(basePort) { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) }
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
             if let keys {

@@ -29,11 +29,11 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 20 slots of 5 ports: 100 ports per process, 120 disjoint process ranges, the highest port
-    /// 20_000 + 119 * 100 + 19 * 5 + 4 = 31_999.
+    /// 22 slots of 5 ports: 110 ports per process, 110 disjoint process ranges, the highest port
+    /// 20_000 + 109 * 110 + 21 * 5 + 4 = 32_099.
     static func basePort(slot: Int) -> Int {
-        precondition((0..<20).contains(slot), "20 slots of 5 ports per test process")
-        return 20_000 + Int(getpid() % 120) * 100 + slot * 5
+        precondition((0..<22).contains(slot), "22 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 110) * 110 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {
