@@ -128,7 +128,7 @@ final class CurveProcessTests: XCTestCase {
         let config = dir.appendingPathComponent("config.yaml")
         try "model: {kind: baseline}\ntraining: {epochs: 5}\nscenes: {home: 1, shop: 1}\n".write(to: config, atomically: true, encoding: .utf8)
         let run = dir.appendingPathComponent("run")
-        let port = Harness.basePort(slot: 18)
+        let port = Harness.basePort(slot: 20)
         let job = try Harness.Running(Harness.root.appendingPathComponent("cluster/local.sh").path, [
             "--config", config.path, "--log", dir.appendingPathComponent("log.csv").path, "--run-dir", run.path,
             "--servers", "1", "--base-port", "\(port)", "--keys", keys], cwd: Harness.root)

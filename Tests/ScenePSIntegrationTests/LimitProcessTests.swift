@@ -20,7 +20,7 @@ final class LimitProcessTests: XCTestCase {
         let run = dir.appendingPathComponent("run")
         let r = try Harness.run(Harness.root.appendingPathComponent("cluster/local.sh").path, [
             "--config", config.path, "--log", dir.appendingPathComponent("log.csv").path, "--run-dir", run.path,
-            "--servers", "2", "--base-port", "\(Harness.basePort(slot: 19))"], timeout: 300)
+            "--servers", "2", "--base-port", "\(Harness.basePort(slot: 21))"], timeout: 300)
         XCTAssertEqual(r.status, 1, String(r.output.suffix(4000)))
         XCTAssertTrue(r.output.contains("== row caps per table over all servers") && r.output.contains("item 300 (max_rows) at 416 B"),
                       String(r.output.prefix(3000)))
@@ -39,7 +39,7 @@ final class LimitProcessTests: XCTestCase {
         let g = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "20000", "--scene-shares", "home=0.75,shop=0.25",
                                         "--users", "2000", "--items", "3000", "--seed", "5"], timeout: 120)
         XCTAssertEqual(g.status, 0, g.output)
-        let base = Harness.basePort(slot: 20)
+        let base = Harness.basePort(slot: 22)
         // Another job's server: a listener on the second server's port.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)
