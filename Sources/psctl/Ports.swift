@@ -106,7 +106,10 @@ extension ClusterPlan {
 
     mutating func setBasePort(_ base: Int, host: String) {
         config.basePort = base
-        servers = (0..<servers.count).map { "tcp://\(host):\(base + $0)" }
-        coordinator = "tcp://\(host):\(base + servers.count)"
+        let n = servers.count
+        servers = (0..<n).map { "tcp://\(hosts.serverHost($0).address):\(base + $0)" }
+        serverBinds = (0..<n).map { "tcp://\(hosts.serverHost($0).bind):\(base + $0)" }
+        coordinator = "tcp://\(hosts.coordinatorHost.address):\(base + n)"
+        coordinatorBind = "tcp://\(hosts.coordinatorHost.bind):\(base + n)"
     }
 }
