@@ -3,7 +3,7 @@
 #
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
-#                    [--rows N] [--base-port P] [--text-features]
+#                    [--rows N] [--base-port P|auto] [--text-features]
 #                    [--restart-on-failure [--max-restarts N]] [--keys KEYDIR] [--hosts HOSTS.yaml]
 #                    [--metrics-base-port P] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
@@ -40,7 +40,11 @@
 # KEYDIR`) turns on CURVE: encrypted traffic, servers and coordinator accept
 # only the listed keys, workers get the worker key, which cannot shut down,
 # checkpoint, restore, scale or recover (docs/SECURITY.md); off by default on
-# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables;
+# one machine's loopback. Ports: server i at base_port + i (config, or
+# --base-port P), the coordinator after them; when one is taken (a second job
+# on this machine), the launcher says which port and what holds it and uses
+# free ones (--base-port auto does so always); an explicit --base-port P that
+# is taken stops at once, naming the holder. SCENEPS_BIN=DIR uses prebuilt executables;
 # SCENEPS_SLOTS=N refuses a job of more than N processes before it starts
 # (cluster/slurm/sceneps.sbatch sets both).
 # --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
@@ -82,6 +86,8 @@ while [ $# -gt 0 ]; do
     *) die "unknown flag '$1' (see --help)" ;;
   esac
 done
+[ "$BASE_PORT" != auto ] || BASE_PORT_AUTO=1
+[ -z "${BASE_PORT_AUTO:-}" ] || BASE_PORT=""
 for v in SERVERS WPS ROWS BASE_PORT METRICS_BASE_PORT; do
   val=${!v}
   [ -z "$val" ] || [[ "$val" =~ ^[1-9][0-9]*$ ]] || die "--$(echo $v | tr A-Z a-z | tr _ -) must be a positive integer, got '$val'"
@@ -200,6 +206,7 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$SERVERS" ] || args+=(--servers "$SERVERS")
 [ -z "$WPS" ] || args+=(--workers-per-scene "$WPS")
 [ -z "$BASE_PORT" ] || args+=(--base-port "$BASE_PORT")
+[ -z "${BASE_PORT_AUTO:-}" ] || args+=(--base-port auto)
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")

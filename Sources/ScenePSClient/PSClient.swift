@@ -28,6 +28,8 @@ public final class PSClient {
     /// while another request was being collected (kept, not dropped).
     private var outstanding: Set<UInt64> = []
     private var early: [UInt64: [Int: Envelope]] = [:]
+    /// Servers whose refused handshake was logged (once each).
+    private var refusedHandshakes = Set<Int>()
     /// Table schemas learned from `declare` or `hello`.
     public private(set) var tables: [UInt32: TableSpec] = [:]
     /// Prometheus metrics of this client's requests; nil: none kept.
@@ -458,6 +460,12 @@ public final class PSClient {
             }
             let now = ContinuousClock.now
             if now >= deadline {
+                for s in pending where transport.handshakeFailures(of: s) > 0 && refusedHandshakes.insert(s).inserted {
+                    logger.error("the security handshake with this server failed, so it cannot answer", metadata: [
+                        "ps.endpoint": "\(endpoints[s])",
+                        "ps.reason": "\(options.curve == nil ? "it speaks CURVE and this client was started without --keys" : "it refused this client's CURVE key (not in its authorized list, or another job's server key), or it runs without CURVE")",
+                    ])
+                }
                 if attempt >= options.retries {
                     let s = pending.min()!
                     throw PSClientError.timedOut(server: s, endpoint: endpoints[s], request: r.what, requestID: r.id,

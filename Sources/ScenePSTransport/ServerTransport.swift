@@ -27,6 +27,14 @@ public protocol ServerTransport: AnyObject {
     /// get none, so the client sends it again at once instead of waiting out
     /// its timeout. Counted as `receive` notices them.
     func connectionLosses(of server: Int) -> UInt64
+    /// How many security handshakes with `server` failed so far (with CURVE:
+    /// the server refused this client's key, or one side does not speak
+    /// CURVE); such a server never answers. Counted as `receive` notices them.
+    func handshakeFailures(of server: Int) -> UInt64
+}
+
+extension ServerTransport {
+    public func handshakeFailures(of server: Int) -> UInt64 { 0 }
 }
 
 /// `ServerTransport` over ZeroMQ: one DEALER socket per server, connected
@@ -42,6 +50,8 @@ public final class ZMQServerTransport: ServerTransport {
     /// `monitors[i]` reads the events of `sockets[i]`.
     private let monitors: [ZMQSocket]
     private var losses: [UInt64]
+    private var handshakes: [UInt64]
+    static let handshakeFailed = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
 
     /// - maxMessageBytes: libzmq drops a peer's larger message (ZMQ_MAXMSGSIZE).
     /// - highWaterMark: messages queued per server (ZMQ_SNDHWM/RCVHWM).
@@ -61,12 +71,13 @@ public final class ZMQServerTransport: ServerTransport {
         self.sockets = sockets
         monitors = try sockets.indices.map { i in
             let address = "inproc://sceneps-server-monitor-\(i)"   // inproc names are per context: this transport's own
-            try sockets[i].monitor(address, events: ZMQ_EVENT_DISCONNECTED)
+            try sockets[i].monitor(address, events: ZMQ_EVENT_DISCONNECTED | ZMQServerTransport.handshakeFailed)
             let m = try ZMQSocket(context, type: .pair, lingerMilliseconds: 0)
             try m.connect(address)
             return m
         }
         losses = Array(repeating: 0, count: endpoints.count)
+        handshakes = Array(repeating: 0, count: endpoints.count)
     }
 
     deinit {
@@ -75,6 +86,7 @@ public final class ZMQServerTransport: ServerTransport {
     }
 
     public func connectionLosses(of server: Int) -> UInt64 { losses[server] }
+    public func handshakeFailures(of server: Int) -> UInt64 { handshakes[server] }
 
     public func send(_ message: MallocBuffer, to server: Int) throws -> Bool {
         try sockets[server].send([.owned(message)], dontWait: true)
@@ -87,7 +99,9 @@ public final class ZMQServerTransport: ServerTransport {
         let ready = try ZMQPoll.readable(servers.map { sockets[$0] } + monitors, timeoutMilliseconds: ms)
         for (s, m) in monitors.enumerated() where ready[servers.count + s] {
             while let frames = try m.receive(dontWait: true) {
-                if let e = ZMQMonitorEvent(frames), e.event == ZMQ_EVENT_DISCONNECTED { losses[s] += 1 }
+                guard let e = ZMQMonitorEvent(frames) else { continue }
+                if e.event == ZMQ_EVENT_DISCONNECTED { losses[s] += 1 }
+                if e.event & ZMQServerTransport.handshakeFailed != 0 { handshakes[s] += 1 }
             }
         }
         for (k, s) in servers.enumerated() where ready[k] {

@@ -35,7 +35,8 @@ struct Supervise: ParsableCommand {
     @Option(help: "Run directory (logs, journal, summary.json).") var runDir: String
     @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
-    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port (with --hosts: on their hosts' addresses).") var basePort: Int?
+    @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port (with --hosts: on their hosts' addresses). Here (no --hosts) a port that is taken stops the job at once, naming what holds it; `auto`, and the default when the config's base_port is taken: the first free ports above it.")
+    var basePort: BasePort?
     @Option(help: "Hosts file (YAML): which hosts run the servers, the coordinator and each scene's workers, each host's address and how to start a process there (ssh by default, or a command prefix such as `ip netns exec NS`). Every host must see the bin, data and run directories at the same paths. Without it every process runs here. See docs/DEPLOY.md.")
     var hosts: String?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
@@ -64,8 +65,12 @@ struct Supervise: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
-                                       basePort: basePort, hosts: try hosts.map(HostsFile.load) ?? .local())
+            var explicitPort: Int?
+            if case .port(let p) = basePort { explicitPort = p }
+            var plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
+                                       basePort: explicitPort, hosts: try hosts.map(HostsFile.load) ?? .local())
+            // Ports of this machine only: another host's are its own to check.
+            if hosts == nil { try plan.choosePorts(basePort) { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) } }
             if let slots { try Self.checkFits(plan, slots: slots) }
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)

@@ -79,13 +79,13 @@ final class CurveTests: XCTestCase {
         return l
     }
 
-    func client(_ server: PSServer, _ curve: CurveClientKeys?, timeout: Duration = .seconds(5)) throws -> PSClient {
+    func client(_ server: PSServer, _ curve: CurveClientKeys?, timeout: Duration = .seconds(5), logger: Logger = quietLogger()) throws -> PSClient {
         var o = PSClientOptions()
         o.curve = curve
         o.timeout = timeout
         o.retries = 0
         return try PSClient(endpoints: [server.endpoint], sender: "curve-test-\(UInt32.random(in: 0...UInt32.max))", options: o,
-                            logger: Self.quietLogger())
+                            logger: logger)
     }
 
     func rows(_ server: PSServer) -> [String] {
@@ -150,16 +150,23 @@ final class CurveTests: XCTestCase {
         let requestsBefore = server.handler.stats().requests
 
         // No key: the CURVE handshake never completes, so nothing it sends reaches the handler.
-        let plain = try client(server, nil, timeout: .milliseconds(1500))
+        let plainLog = CapturedLog(), strangerLog = CapturedLog()
+        let plain = try client(server, nil, timeout: .milliseconds(1500), logger: plainLog.logger())
         XCTAssertThrowsError(try plain.hello(role: "plain", scene: "")) { e in
             guard case PSClientError.timedOut = e else { return XCTFail("expected no answer, got \(e)") }
         }
         // A well-formed key that the authorized list does not hold: refused by the ZAP handler.
         let stranger = CurveClientKeys(client: try CurveKeyPair.generate(), serverPublicKey: try CurveKeys.server(dir: dir).server.publicKey,
                                        role: .admin)
-        let s = try client(server, stranger, timeout: .milliseconds(1500))
+        let s = try client(server, stranger, timeout: .milliseconds(1500), logger: strangerLog.logger())
         XCTAssertThrowsError(try s.shutdownServers(reason: "stranger")) { e in
             guard case PSClientError.timedOut = e else { return XCTFail("expected no answer, got \(e)") }
+        }
+        // Each client says why it hears nothing: the handshake failed.
+        for (log, reason) in [(plainLog, "without --keys"), (strangerLog, "refused this client's CURVE key")] {
+            let lines = log.all.filter { $0.message.contains("security handshake with this server failed") }
+            XCTAssertEqual(lines.count, 1, "\(log.all.map(\.message))")
+            XCTAssertTrue(lines.first.map { "\($0.metadata["ps.reason"] ?? "")".contains(reason) } ?? false, "\(lines.map(\.metadata))")
         }
         XCTAssertFalse(server.isStopping)
         XCTAssertEqual(rows(server), before)

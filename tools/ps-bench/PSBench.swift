@@ -4,6 +4,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSServer
+import ScenePSTransport
 
 /// Push/pull throughput between one client and N servers on loopback, with
 /// the servers doing their real work (lookup or lazy insert, Adam on push).
@@ -35,6 +36,8 @@ struct PSBench: ParsableCommand {
     @Option(help: "Checkpoint case: directory to write checkpoints to (the disk measured with dd).") var checkpointDir: String = "/tmp/ps-bench-checkpoints"
     @Flag(help: "Checkpoint case: keep the idle checkpoint (for --cases restore).") var keepCheckpoint = false
     @Option(help: "Restore case: the checkpoint directory to restore (from a cold page cache, --runs times).") var restore: String?
+    @Option(help: "Cases a and b over CURVE: the job key directory (psctl keys --out DIR); the servers accept its keys, the client uses admin.key.")
+    var curveKeys: String?
 
     func validate() throws {
         guard servers >= 1, threads >= 1, runs >= 1, runSeconds > 0, dim >= 1, keys >= 1, keySpace >= keys, bigKeys >= 1 else {
@@ -65,9 +68,10 @@ struct PSBench: ParsableCommand {
         }
         var logger = Logger(label: "ps-bench")
         logger.logLevel = .warning
-        let cluster = try BenchCluster(count: servers, threads: threads, binary: serverBinary, logger: logger)
+        let cluster = try BenchCluster(count: servers, threads: threads, binary: serverBinary, keys: curveKeys, logger: logger)
         defer { cluster.stop() }
         var opts = PSClientOptions()
+        opts.curve = try curveKeys.map { try CurveKeys.client(dir: $0, role: .admin) }
         opts.timeout = .seconds(30)
         opts.maxMessageBytes = 256 << 20
         let client = try PSClient(endpoints: cluster.endpoints, sender: "ps-bench-\(getpid())", options: opts, logger: logger)
@@ -77,7 +81,7 @@ struct PSBench: ParsableCommand {
             .sparse(id: 1, name: "bench_a", dim: UInt32(dim), initKind: .uniform, initScale: 0.01, seed: 1, adam: adam),
             .sparse(id: 2, name: "bench_b", dim: 1, initKind: .uniform, initScale: 0.01, seed: 2, adam: adam),
         ])
-        print("ps-bench: servers=\(servers) (\(serverBinary == nil ? "in-process" : "child processes: \(serverBinary!)")) threads/server=\(threads) runs=\(runs) cores=\(ProcessInfo.processInfo.activeProcessorCount)")
+        print("ps-bench: servers=\(servers) (\(serverBinary == nil ? "in-process" : "child processes: \(serverBinary!)")) threads/server=\(threads) curve=\(curveKeys == nil ? "off" : "on") runs=\(runs) cores=\(ProcessInfo.processInfo.activeProcessorCount)")
         if cases != "b" { try caseA(client) }
         if cases != "a" { try caseB(client) }
         try client.shutdownServers(reason: "bench done")
@@ -270,7 +274,7 @@ final class BenchCluster {
     private var children: [Process] = []
     private var outputFiles: [URL] = []
 
-    init(count: Int, threads: Int, binary: String?, logger: Logger) throws {
+    init(count: Int, threads: Int, binary: String?, keys: String? = nil, logger: Logger) throws {
         for i in 0..<count {
             if let binary {
                 let out = FileManager.default.temporaryDirectory.appendingPathComponent("ps-bench-\(getpid())-\(i).out")
@@ -282,6 +286,7 @@ final class BenchCluster {
                 p.executableURL = URL(fileURLWithPath: binary)
                 p.arguments = ["--shard-index", "\(i)", "--shard-count", "\(count)", "--bind", "tcp://127.0.0.1:*",
                                "--threads", "\(threads)", "--max-message-mb", "256", "--log-level", "warning"]
+                    + (keys.map { ["--keys", $0] } ?? [])
                 p.standardOutput = try FileHandle(forWritingTo: out)
                 try p.run()
                 children.append(p)
@@ -305,6 +310,7 @@ final class BenchCluster {
                 var o = PSServerOptions(shardIndex: i, shardCount: count, bind: "tcp://127.0.0.1:*")
                 o.threads = threads
                 o.maxMessageBytes = 256 << 20
+                o.curve = try keys.map { try CurveKeys.server(dir: $0) }
                 let s = try PSServer(options: o, logger: logger)
                 endpoints.append(try s.start())
                 inProcess.append(s)
