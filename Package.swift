@@ -39,7 +39,10 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
-        .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
+        .target(name: "ScenePSTransport", dependencies: [
+            "ScenePSCore", "CZeroMQ",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "ScenePSServer", dependencies: [
             "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc",
             .product(name: "Logging", package: "swift-log"),
@@ -55,7 +58,7 @@ let package = Package(
         .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
@@ -71,18 +74,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker", "ScenePSClient",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "coordinator", dependencies: [
-            "ScenePSCore", "ScenePSCoordinator",
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
-            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSServer", "ScenePSTransport",   // verify-checkpoint reads shard files with the server's own reader
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -117,6 +120,6 @@ let package = Package(
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore",
                                                                   "ScenePSServer", "ScenePSWorker", "ScenePSData"]),
         // The checkpoint tests push to real server processes through the client library.
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol"]),
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
     ]
 )

@@ -4,7 +4,7 @@
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
-#                    [--restart-on-failure [--max-restarts N]] [--debug]
+#                    [--restart-on-failure [--max-restarts N]] [--keys KEYDIR] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #
@@ -31,13 +31,17 @@
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
 # onto any number of servers, with the checkpoint's pools unless
-# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
+# --workers-per-scene is given again. --keys KEYDIR (made by `psctl keys --out
+# KEYDIR`) turns on CURVE: encrypted traffic, servers and coordinator accept
+# only the listed keys, workers get the worker key, which cannot shut down,
+# checkpoint, restore, scale or recover (docs/SECURITY.md); off by default on
+# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME=""
+TEXT_FEATURES="" RESUME="" KEYS=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -60,6 +64,7 @@ while [ $# -gt 0 ]; do
     --text-features) TEXT_FEATURES=1; shift ;;
     --resume) RESUME=latest; shift ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
+    --keys) need "$@"; KEYS="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
@@ -88,6 +93,8 @@ fi
 
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
+[ -z "$KEYS" ] || [ -d "$KEYS" ] || die "--keys: no key directory $KEYS (make one with: psctl keys --out $KEYS)"
+[ -z "$KEYS" ] || KEYS=$(abs "$KEYS")
 [ -z "$ITEMS" ] || ITEMS=$(abs "$ITEMS"); [ -z "$TRUTH" ] || TRUTH=$(abs "$TRUTH")
 [ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
 RUN_DIR=$(abs "$RUN_DIR")
@@ -181,4 +188,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
+[ -z "$KEYS" ] || args+=(--keys "$KEYS")
 exec "$PSCTL" supervise "${args[@]}"

@@ -5,6 +5,7 @@ import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
 import ScenePSServer
+import ScenePSTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +37,8 @@ struct Supervise: ParsableCommand {
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
     @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i), the coordinator on the next port.") var basePort: Int?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
+    @Option(help: "Job key directory (psctl keys --out DIR): every process talks CURVE (encrypted; servers and coordinator accept only the listed keys; workers get the worker key, the supervisor uses the admin key). docs/SECURITY.md.")
+    var keys: String?
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
@@ -53,6 +56,16 @@ struct Supervise: ParsableCommand {
                                        basePort: basePort)
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
+            if let keys {
+                // Every file the children will read, checked before anything starts.
+                _ = try CurveKeys.server(dir: keys)
+                _ = try CurveKeys.client(dir: keys, role: .worker)
+                sup.keysDir = keys
+                sup.curve = try CurveKeys.client(dir: keys, role: .admin)
+            }
+            let caps = RowCapPlan(config: plan.config, servers: plan.servers.count)
+            for line in caps.description { sup.say(line) }
+            sup.serverArguments = caps.serverArguments
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }

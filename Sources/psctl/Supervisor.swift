@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
 import ScenePSProtocol
 import ScenePSServer
 #if canImport(Glibc)
@@ -32,6 +33,12 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// With CURVE: the key directory every child gets (`--keys`), and the supervisor's own admin keys.
+    var keysDir: String?
+    var curve: CurveClientKeys?
+    var keysArguments: [String] { keysDir.map { ["--keys", $0] } ?? [] }
+    /// Every server's row caps (`RowCapPlan`).
+    var serverArguments: [String] = []
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -73,7 +80,7 @@ final class Supervisor {
         try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
-            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []))
+            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []) + keysArguments + serverArguments)
     }
 
     /// Where server `i` keeps its count of applied pushes (it outlives the process).
@@ -91,7 +98,7 @@ final class Supervisor {
         coordinator = try start("coordinator", "coordinator", [
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
             "--bind", plan.coordinator, "--dead-after", "\(deadAfter)", "--checkpoint-dir", checkpointDir,
-        ] + (resume.map { ["--restore-progress", $0] } ?? []))
+        ] + (resume.map { ["--restore-progress", $0] } ?? []) + keysArguments)
         resume = nil   // a restarted coordinator continues from its journal
     }
 
@@ -106,7 +113,7 @@ final class Supervisor {
         workers.append(try start("worker-\(n)", "worker", [
             "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
             "--host-workers", "\(total)",
-        ]))
+        ] + keysArguments))
         workers[workers.count - 1].scene = scene
         workers[workers.count - 1].memberName = n
     }
@@ -116,7 +123,7 @@ final class Supervisor {
         var logger = Logger(label: "supervise")
         logger.logLevel = .critical
         return try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(purpose)-\(getpid())",
-                                       attemptTimeout: attempt, patience: patience, logger: logger)
+                                       attemptTimeout: attempt, patience: patience, curve: curve, logger: logger)
     }
 
     /// Asks `endpoint` for a heartbeat until it answers or `child` exits.

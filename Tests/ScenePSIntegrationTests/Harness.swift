@@ -29,11 +29,11 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 20 slots of 5 ports: 100 ports per process, 127 disjoint process ranges, the highest port
-    /// 20_000 + 126 * 100 + 19 * 5 + 4 = 32_699.
+    /// 30 slots of 5 ports: 150 ports per process, 84 disjoint process ranges, the highest port
+    /// 20_000 + 83 * 150 + 29 * 5 + 4 = 32_599. Slots in use: grep 'basePort(slot:' Tests.
     static func basePort(slot: Int) -> Int {
-        precondition((0..<20).contains(slot), "20 slots of 5 ports per test process")
-        return 20_000 + Int(getpid() % 127) * 100 + slot * 5
+        precondition((0..<30).contains(slot), "30 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 84) * 150 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {
