@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // Metrics (docs/OBSERVING.md): the Prometheus registry and text format; swift-metrics is its API for libraries.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
     ],
     targets: [
         // C: system libraries and the committed protobuf-c output.
@@ -44,11 +47,21 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ScenePSServer", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "ScenePSClient", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSMetrics",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // The HTTP endpoint every long-running process serves its metrics on (docs/OBSERVING.md).
+        .target(name: "ScenePSMetrics", dependencies: [
+            "ScenePSCore",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
@@ -58,34 +71,37 @@ let package = Package(
         .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
         .target(name: "ScenePSCoordinator", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "ScenePSClient", "CZeroMQ",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "ScenePSClient", "CZeroMQ", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         // Executables.
         .executableTarget(name: "ps-server", dependencies: [
-            "ScenePSCore", "ScenePSServer",
+            "ScenePSCore", "ScenePSServer", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "coordinator", dependencies: [
-            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport",
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
             "ScenePSServer", "ScenePSTransport",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

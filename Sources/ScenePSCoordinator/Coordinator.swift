@@ -33,6 +33,17 @@ public struct LeasePlan: Sendable, Equatable {
     }
 }
 
+/// Who decides how many workers a scene has (docs/COORDINATOR.md, "Pools").
+public enum PoolPolicy: String, Sendable, CaseIterable {
+    /// The coordinator holds a pool size per scene (the config's, changed by `psctl scale`); workers over it
+    /// retire, and the launcher that owns the processes (`psctl supervise`) starts workers up to it.
+    case launcher
+    /// A scene's pool is whoever registers for it: an engine outside ScenePS owns the processes (a Kubernetes
+    /// Deployment per scene, `kubectl scale`), so nobody is retired and `psctl scale` is refused with a pointer
+    /// to that engine.
+    case registered
+}
+
 /// Timing of membership.
 public struct MembershipSettings: Sendable, Equatable {
     /// Members send a beat at least this often.
@@ -200,6 +211,17 @@ public final class Coordinator {
     private var lastSeen: [UInt64: Double] = [:]
     private var leaseExamples: [UInt64: Int] = [:]
     private var lastDoneLease: [UInt64: UInt64] = [:]
+    /// Each member's latest report of where its time went (cumulative since it started; kept after it
+    /// leaves, so the job's totals include workers that died or retired). Not durable: a restarted
+    /// coordinator counts from the members' next reports (theirs are cumulative, a dead one's are lost).
+    private var memberTimes: [UInt64: [String: Double]] = [:]
+
+    /// Every member's time report summed (`StepTimes` names), for summary.json.
+    public var workerTimes: [String: Double] {
+        var out: [String: Double] = [:]
+        for t in memberTimes.values { for (k, v) in t { out[k, default: 0] += v } }
+        return out
+    }
     /// The chunk order of the current epoch, per scene.
     private var order: [[Int]] = []
     /// The last notable event, for `psctl status`.
@@ -209,12 +231,18 @@ public final class Coordinator {
     /// restarted coordinator leases again, and the supervisor's REWIND works without a BEGIN.
     public private(set) var recoveringSince: Double?
     public var recoveryTimeout = 300.0
+    public let pools: PoolPolicy
 
-    public init(plan: LeasePlan, settings: MembershipSettings, journal: CoordinatorJournal, now: Double, logger: Logger) {
+    /// With `pools: .registered` the journal's pool sizes are dropped (a scene without one takes every
+    /// worker that registers); they come back only through a coordinator started with `.launcher`.
+    public init(plan: LeasePlan, settings: MembershipSettings, journal: CoordinatorJournal, now: Double, logger: Logger,
+                pools: PoolPolicy = .launcher) {
         self.plan = plan
         self.settings = settings
         self.journal = journal
         self.logger = logger
+        self.pools = pools
+        if pools == .registered { self.journal.targets = [:] }
         for m in journal.members { lastSeen[m.id] = now }
         if self.journal.epochs.isEmpty { startEpochStats(now: now) }
         computeOrder()
@@ -374,6 +402,7 @@ public final class Coordinator {
     private func lease(_ r: LeaseRequest, now: Double) -> Body {
         guard let m = member(r.memberID) else { return unknownMember(r.memberID) }
         lastSeen[m.id] = now
+        if !r.times.isEmpty { memberTimes[m.id] = r.times }
         var accepted = false
         if r.doneLease != 0 {
             if lastDoneLease[m.id] == r.doneLease {
@@ -499,6 +528,9 @@ public final class Coordinator {
     }
 
     private func scale(_ r: ScaleRequest, now: Double) -> Body {
+        guard pools == .launcher else {
+            return error(.badRequest, "scene \(r.scene)'s pool is whoever registers for it (coordinator --pools registered): the engine that starts the workers sizes it, e.g. kubectl scale deployment/worker-\(r.scene) --replicas=\(r.workers)")
+        }
         guard sceneIndex(r.scene) != nil else {
             return error(.badRequest, "scene '\(r.scene)' is not in the data set (its scenes: \(plan.scenes.map(\.name).joined(separator: ", ")))")
         }

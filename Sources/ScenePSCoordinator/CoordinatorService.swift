@@ -33,6 +33,8 @@ public final class CoordinatorService: @unchecked Sendable {
     // @unchecked: `coordinator` and the flags are only touched under `lock`.
     public struct Options: Sendable {
         public var bind: String
+        /// The endpoint members connect to; nil: the bound one (a wildcard host replaced by this host's name).
+        public var advertise: String?
         public var runDir: String
         public var dataDir: String
         public var servers: [String]
@@ -43,6 +45,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var restoreProgress: String?
         /// After training is over, how long to wait for members to hear it.
         public var drainSeconds: Double = 20
+        /// Who sizes each scene's pool: the config and `psctl scale` (launcher), or whoever registers.
+        public var pools = PoolPolicy.launcher
         /// Accept only CURVE clients these keys list (docs/SECURITY.md); nil: plain TCP, every peer is admin.
         public var curve: CurveServerKeys?
         /// The admin client keys this coordinator reaches the servers with (checkpoints, snapshots, evaluation).
@@ -84,6 +88,16 @@ public final class CoordinatorService: @unchecked Sendable {
     private var bestSavePending = false
     private var fatal: String?
     public private(set) var endpoint = ""
+    /// Prometheus metrics (coordinator --metrics-port); nil: none kept. Set before `run`.
+    public private(set) var metrics: CoordinatorMetrics?
+
+    /// Keeps metrics in `registry`; `onScrape` runs their state read before each scrape.
+    public func attachMetrics(_ m: CoordinatorMetrics, onScrape: (@escaping @Sendable () -> Void) -> Void) {
+        metrics = m
+        onScrape { [self] in
+            lock.withLock { m.publish(coordinator, checkpointing: checkpointing, now: Date().timeIntervalSince1970) }
+        }
+    }
 
     public init(options: Options, config: ClusterConfig, logger: Logger) throws {
         self.options = options
@@ -130,7 +144,8 @@ public final class CoordinatorService: @unchecked Sendable {
             journal = CoordinatorJournal(startedAt: now)
             for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
         }
-        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
+        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger,
+                                  pools: options.pools)
         coordinator.persist = { j in try JSONFile.write(j, to: path, sync: false) }
         coordinator.deferPersist = true
         try coordinator.recordStart()
@@ -153,7 +168,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
         try socket.setMaxMessageSize(1 << 20)
         try socket.bind(options.bind)
-        endpoint = try socket.lastEndpoint()
+        endpoint = Endpoint.advertised(bound: try socket.lastEndpoint(), advertise: options.advertise)
         if let k = options.keysDir {
             let abs = URL(fileURLWithPath: k).standardizedFileURL.path
             try JSONFile.writeAtomically(Data((abs + "\n").utf8), to: CoordinatorFiles.keys(options.runDir))
@@ -268,6 +283,10 @@ public final class CoordinatorService: @unchecked Sendable {
         if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
         let now = Date().timeIntervalSince1970
         let body = lock.withLock { serviceRequest(request.body, now: now) ?? coordinator.handle(request.body, now: now) }
+        if let m = metrics {
+            if case .error(let e) = body { m.request(kind: request.body.kindName, status: "\(e.status)") }
+            else { m.request(kind: request.body.kindName, status: "OK") }
+        }
         if case .error(let e) = body {
             logRefusal("request refused", peer: peer, ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
                                                       "status": "\(e.status)", "error": "\(e.message)"])
@@ -456,10 +475,10 @@ public final class CoordinatorService: @unchecked Sendable {
 
     private func startEvaluation(epoch: Int) {
         let t = Thread { [self] in
-            let (journal, workers) = lock.withLock { () -> (CoordinatorJournal, [String: Int]) in
+            let (journal, workers, times) = lock.withLock { () -> (CoordinatorJournal, [String: Int], [String: Double]) in
                 var w: [String: Int] = [:]
                 for m in coordinator.journal.members { w[m.scene, default: 0] += 1 }
-                return (coordinator.journal, w)
+                return (coordinator.journal, w, coordinator.workerTimes)
             }
             let generation = lock.withLock { rewindGeneration }
             logger.notice("evaluating", metadata: ["epoch": "\(epoch)"])
@@ -467,7 +486,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 var eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
                                            servers: options.servers, logger: logger)
                 eval.curve = options.clientCurve
-                let out = try eval.run(epoch: epoch, journal: journal, workers: workers)
+                let out = try eval.run(epoch: epoch, journal: journal, workers: workers, workerTimes: times)
                 FileHandle.standardOutput.write(Data((out.text + "\n").utf8))
                 let outcome = out.stop ? "stopped after epoch \(epoch): \(out.decision)" : ""
                 try lock.withLock {

@@ -37,7 +37,9 @@ public struct EpochEvaluation {
         public var text: String
     }
 
-    public func run(epoch: Int, journal: CoordinatorJournal, workers: [String: Int]) throws -> Outcome {
+    /// `workerTimes`: the members' time reports summed (`Coordinator.workerTimes`).
+    public func run(epoch: Int, journal: CoordinatorJournal, workers: [String: Int],
+                    workerTimes: [String: Double] = [:]) throws -> Outcome {
         var quiet = logger
         quiet.logLevel = .warning
         let client = try PSClient.forModel(endpoints: servers, sender: "coordinator-evaluate-\(getpid())", config: config,
@@ -101,6 +103,7 @@ public struct EpochEvaluation {
             }
             final.recoveries = (o["recoveries"] as? [[String: String]]) ?? []
         }
+        final.setWorkerTimes(workerTimes)
         final.checkpoints = journal.checkpoints.map {
             .init(name: $0.name, time: $0.time, epoch: $0.epoch, pushStallMs: $0.pushStallMs, bytes: $0.bytes, tags: $0.tags)
         }
@@ -111,7 +114,8 @@ public struct EpochEvaluation {
             text.append("\nresult: epoch \(bestEpoch) of \(epoch), chosen by validation AUC; test metrics (\(path)):")
             text.append(final.table())
         } else {
-            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f)", $0) } ?? ""))
+            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f", $0) } ?? "")
+                        + (final.validAUC == nil ? "" : final.validAUCSE.map { String(format: " ± %.4f)", $0) } ?? ")"))
         }
         return Outcome(schedule: schedule, stop: decision.stop, decision: line, text: text.joined(separator: "\n"))
     }

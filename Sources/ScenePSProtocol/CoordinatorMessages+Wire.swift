@@ -66,11 +66,32 @@ extension LeaseRequest: WireMessage {
         c.done_steps = doneSteps
         c.done_seconds = doneSeconds
         c.done_loss = doneLoss
+        let names = times.keys.sorted()
+        let values = UnsafeMutablePointer<Sceneps__NamedValue>.allocate(capacity: max(names.count, 1))
+        let ptrs = UnsafeMutablePointer<UnsafeMutablePointer<Sceneps__NamedValue>?>.allocate(capacity: max(names.count, 1))
+        defer { values.deallocate(); ptrs.deallocate() }
+        for (i, k) in names.enumerated() {
+            sceneps__named_value__init(values + i)
+            values[i].name = strings.dup(k)
+            values[i].value = times[k]!
+            ptrs[i] = values + i
+        }
+        c.n_times = names.count
+        c.times = ptrs
         return body(&c)
     }
-    init(c: Sceneps__LeaseRequest, _ wire: WireDecoding) {
+    init(c: Sceneps__LeaseRequest, _ wire: WireDecoding) throws(WireDecodingError) {
+        var times: [String: Double] = [:]
+        for i in 0..<c.n_times {
+            guard let t = c.times[i] else { throw wire.bad("lease request time \(i) is missing") }
+            let name = WireC.string(t.pointee.name)
+            guard !name.isEmpty, t.pointee.value.isFinite, times[name] == nil else {
+                throw wire.bad("lease request time '\(name)' is empty, repeated or not finite (\(t.pointee.value))")
+            }
+            times[name] = t.pointee.value
+        }
         self.init(memberID: c.member_id, doneLease: c.done_lease, doneExamples: c.done_examples,
-                  doneSteps: c.done_steps, doneSeconds: c.done_seconds, doneLoss: c.done_loss)
+                  doneSteps: c.done_steps, doneSeconds: c.done_seconds, doneLoss: c.done_loss, times: times)
     }
     var body: Body { .leaseRequest(self) }
 }

@@ -50,8 +50,12 @@ public struct LeaseRequest: Sendable, Equatable {
     public var doneSteps: UInt64
     public var doneSeconds: Double
     public var doneLoss: Double
+    /// Where the member's time went since it started (cumulative): seconds
+    /// per stage, waits as `wait.REASON`, counts as `count.NAME`.
+    public var times: [String: Double]
     public init(memberID: UInt64, doneLease: UInt64 = 0, doneExamples: UInt64 = 0, doneSteps: UInt64 = 0,
-                doneSeconds: Double = 0, doneLoss: Double = 0) {
+                doneSeconds: Double = 0, doneLoss: Double = 0, times: [String: Double] = [:]) {
+        self.times = times
         self.memberID = memberID
         self.doneLease = doneLease
         self.doneExamples = doneExamples

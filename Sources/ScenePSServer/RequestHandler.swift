@@ -26,6 +26,8 @@ public final class RequestHandler: @unchecked Sendable {
     private var handleNanos: UInt64 = 0
 
     let checkpointer: Checkpointer
+    /// Prometheus metrics (ps-server --metrics-port); nil: none kept. Set before the server starts.
+    public var metrics: ServerMetrics?
 
     /// - logInterval: a peer's refusals are logged at most once per this many seconds, with a count.
     public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil, logInterval: Double = 10) {
@@ -44,6 +46,8 @@ public final class RequestHandler: @unchecked Sendable {
         public var deferred = false
         /// Replies to earlier, held pushes, to send now on any handler socket.
         public var extra: [DeferredReply] = []
+        /// The request's type, for the metrics (`Body.kindName`; `undecodable`, `oversized`).
+        public var kind = "undecodable"
         init(reply: Envelope, shutdown: Bool) {
             self.reply = reply
             self.shutdown = shutdown
@@ -61,6 +65,11 @@ public final class RequestHandler: @unchecked Sendable {
         let bytes = outcome.deferred ? nil : WireCodec.encodeBuffer(outcome.reply)
         let dt = DispatchTime.now().uptimeNanoseconds &- t0
         counters.withLock { handleNanos &+= dt }
+        if let m = metrics {
+            let status: String
+            if case .error(let e) = outcome.reply.body, !outcome.deferred { status = "\(e.status)" } else { status = "OK" }
+            m.request(kind: outcome.kind, status: status, nanos: dt, bytesIn: frame.count, bytesOut: bytes?.count ?? 0)
+        }
         return (bytes, outcome.shutdown, outcome.extra)
     }
 
@@ -80,6 +89,7 @@ public final class RequestHandler: @unchecked Sendable {
         if case .push(let b) = h.envelope.body {
             outcome = push(h.envelope, b, peer: "held", route: h.route, holdable: true, arrived: h.arrived)
             if outcome.deferred { return nil }
+            metrics?.heldPushApplied(waitedNanos: Checkpointer.now() &- h.arrived)
         } else {
             outcome = fail(h.envelope.requestID, h.envelope.sender, .internalError, "held request is not a push", peer: "held")
         }
@@ -126,8 +136,10 @@ public final class RequestHandler: @unchecked Sendable {
         counters.withLock { requests &+= 1 }
         if frame.count > maxMessageBytes {
             let (_, id) = WireCodec.peekHeader(frame)
-            return fail(id, "", .tooLarge,
-                        "message of \(frame.count) bytes exceeds this server's limit of \(maxMessageBytes) bytes", peer: peer)
+            var o = fail(id, "", .tooLarge,
+                         "message of \(frame.count) bytes exceeds this server's limit of \(maxMessageBytes) bytes", peer: peer)
+            o.kind = "oversized"
+            return o
         }
         let request: Envelope
         do {
@@ -135,6 +147,28 @@ public final class RequestHandler: @unchecked Sendable {
         } catch {
             return fail(error.requestID, error.sender, error.status, error.message, peer: peer)
         }
+        var o = dispatch(request, peer: peer, role: role, route: route)
+        o.kind = request.body.kindName
+        if let m = metrics { count(request, o, m) }
+        return o
+    }
+
+    /// Keys pulled and pushed, and retried pushes answered from the de-duplication window.
+    private func count(_ request: Envelope, _ o: Outcome, _ m: ServerMetrics) {
+        if case .error = o.reply.body, !o.deferred { return }
+        switch request.body {
+        case .pull(let b):
+            for blk in b.sparse { m.keys(table: blk.tableID, name: registry.table(blk.tableID)?.spec.name ?? "\(blk.tableID)", push: false, count: blk.keys.count) }
+        case .push(let b):
+            if case .ack(let a) = o.reply.body, a.duplicate { m.dedupHits.increment(); return }
+            for blk in b.sparse { m.keys(table: blk.tableID, name: registry.table(blk.tableID)?.spec.name ?? "\(blk.tableID)", push: true, count: blk.keys.count) }
+        default:
+            break
+        }
+    }
+
+    /// Answers one decoded request.
+    private func dispatch(_ request: Envelope, peer: String, role: PeerRole?, route: [[UInt8]]) -> Outcome {
         let id = request.requestID
         // Checked before anything is looked at or applied: a refused request changes nothing.
         guard let role, request.body.allowed(for: role) else {

@@ -952,6 +952,51 @@ void   sceneps__lease_request__free_unpacked
   assert(message->base.descriptor == &sceneps__lease_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   sceneps__named_value__init
+                     (Sceneps__NamedValue         *message)
+{
+  static const Sceneps__NamedValue init_value = SCENEPS__NAMED_VALUE__INIT;
+  *message = init_value;
+}
+size_t sceneps__named_value__get_packed_size
+                     (const Sceneps__NamedValue *message)
+{
+  assert(message->base.descriptor == &sceneps__named_value__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t sceneps__named_value__pack
+                     (const Sceneps__NamedValue *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &sceneps__named_value__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t sceneps__named_value__pack_to_buffer
+                     (const Sceneps__NamedValue *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &sceneps__named_value__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Sceneps__NamedValue *
+       sceneps__named_value__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Sceneps__NamedValue *)
+     protobuf_c_message_unpack (&sceneps__named_value__descriptor,
+                                allocator, len, data);
+}
+void   sceneps__named_value__free_unpacked
+                     (Sceneps__NamedValue *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &sceneps__named_value__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   sceneps__lease_reply__init
                      (Sceneps__LeaseReply         *message)
 {
@@ -3088,7 +3133,7 @@ const ProtobufCMessageDescriptor sceneps__register_reply__descriptor =
   (ProtobufCMessageInit) sceneps__register_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__lease_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor sceneps__lease_request__field_descriptors[7] =
 {
   {
     "member_id",
@@ -3162,6 +3207,18 @@ static const ProtobufCFieldDescriptor sceneps__lease_request__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "times",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Sceneps__LeaseRequest, n_times),
+    offsetof(Sceneps__LeaseRequest, times),
+    &sceneps__named_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__lease_request__field_indices_by_name[] = {
   2,   /* field[2] = done_examples */
@@ -3170,11 +3227,12 @@ static const unsigned sceneps__lease_request__field_indices_by_name[] = {
   4,   /* field[4] = done_seconds */
   3,   /* field[3] = done_steps */
   0,   /* field[0] = member_id */
+  6,   /* field[6] = times */
 };
 static const ProtobufCIntRange sceneps__lease_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor sceneps__lease_request__descriptor =
 {
@@ -3184,11 +3242,62 @@ const ProtobufCMessageDescriptor sceneps__lease_request__descriptor =
   "Sceneps__LeaseRequest",
   "sceneps",
   sizeof(Sceneps__LeaseRequest),
-  6,
+  7,
   sceneps__lease_request__field_descriptors,
   sceneps__lease_request__field_indices_by_name,
   1,  sceneps__lease_request__number_ranges,
   (ProtobufCMessageInit) sceneps__lease_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor sceneps__named_value__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__NamedValue, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Sceneps__NamedValue, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned sceneps__named_value__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange sceneps__named_value__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor sceneps__named_value__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "sceneps.NamedValue",
+  "NamedValue",
+  "Sceneps__NamedValue",
+  "sceneps",
+  sizeof(Sceneps__NamedValue),
+  2,
+  sceneps__named_value__field_descriptors,
+  sceneps__named_value__field_indices_by_name,
+  1,  sceneps__named_value__number_ranges,
+  (ProtobufCMessageInit) sceneps__named_value__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor sceneps__lease_reply__field_descriptors[13] =

@@ -37,6 +37,10 @@ public struct RunSummary: Codable, Sendable {
     /// The epoch these test metrics belong to, and its validation AUC (null without a validation split).
     public var epoch: Int
     public var validAUC: Double?
+    /// Standard error of `validAUC` (grouped jackknife over users, `Evaluation.aucStandardError`): two
+    /// epochs' validation AUCs closer than about twice this are not told apart by the validation set
+    /// (docs/MODEL-SELECTION.md). Null without a validation split.
+    public var validAUCSE: Double?
     public var validScenes: [String: Double]?
     /// Set in summary.json: the epoch chosen by validation AUC, and how many were trained.
     public var bestEpoch: Int?
@@ -59,6 +63,33 @@ public struct RunSummary: Codable, Sendable {
     public var recoveries: [[String: String]]?
     /// Set in summary.json: the checkpoints taken so far (name, time, epoch, push stall, size).
     public var checkpoints: [CheckpointSummary]?
+    /// Set in summary.json: the workers' seconds per step stage, summed over every worker of the job up to
+    /// its last report (`StepTimes`: batch, pull_send, gather, compute, scatter, push_send, other).
+    public var workerSeconds: [String: Double]?
+    /// Set in summary.json: the workers' seconds waiting, by reason (pull, push, align, lease).
+    public var waits: [String: Double]?
+    /// Set in summary.json: the workers' stage seconds over stage and wait seconds (1 = never waited).
+    public var busyFraction: Double?
+    /// Set in summary.json: what the step pipeline did, summed over the workers: `steps`, `stale_steps`
+    /// (steps whose rows may miss one of the worker's own pushes: pulled before the previous push was
+    /// acknowledged, or prefetched before the current one was sent) and `stale_pushes` (those pushes).
+    public var pipeline: [String: Double]?
+
+    /// Fills `worker_seconds`, `waits`, `busy_fraction` and `pipeline` from summed `StepTimes` reports.
+    public mutating func setWorkerTimes(_ times: [String: Double]) {
+        guard !times.isEmpty else { return }
+        var stages: [String: Double] = [:], waits: [String: Double] = [:], counts: [String: Double] = [:]
+        for (k, v) in times {
+            if k.hasPrefix("wait.") { waits[String(k.dropFirst(5))] = v }
+            else if k.hasPrefix("count.") { counts[String(k.dropFirst(6))] = v }
+            else { stages[k] = v }
+        }
+        let busy = stages.values.reduce(0, +), waited = waits.values.reduce(0, +)
+        workerSeconds = stages
+        self.waits = waits
+        busyFraction = busy + waited > 0 ? busy / (busy + waited) : nil
+        pipeline = counts
+    }
 
     public struct CheckpointSummary: Codable, Sendable, Equatable {
         public var name: String
@@ -141,8 +172,9 @@ public struct RunSummary: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
-        case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
+        case validAUC = "valid_auc", validAUCSE = "valid_auc_se", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
         case skippedRows = "skipped_rows", catalogue, schedule, leases, scaling, restarts, checkpoints, recoveries
+        case workerSeconds = "worker_seconds", waits, busyFraction = "busy_fraction", pipeline
     }
 
     /// The summary of one epoch: test metrics, validation AUC, throughput so far.
@@ -154,6 +186,8 @@ public struct RunSummary: Codable, Sendable {
         if let valid, valid.count > 0 {
             let v = MetricsReport(valid, sceneNames: sceneNames)
             validAUC = v.overall.auc
+            let se = Evaluation.aucStandardError(labels: valid.label, scores: valid.probability, users: valid.user)
+            validAUCSE = se.isFinite ? se : nil
             validScenes = v.scenes.compactMapValues(\.auc)
         }
         trainExamples = training.examples

@@ -43,8 +43,18 @@ public final class Trainer {
     public private(set) var steps = 0, examples = 0
     let started = Date()
     var declared = false
+    /// Prometheus metrics (worker --metrics-port); nil: none kept.
+    public var metrics: WorkerMetrics?
+    /// SCENEPS_SYNC_PUSH=1 waits for every push before going on (the loop before the overlap, to measure
+    /// what the overlap buys; BENCHMARKS.md).
+    let syncPush = ProcessInfo.processInfo.environment["SCENEPS_SYNC_PUSH"] == "1"
 
-    public init(config: ClusterConfig, dataDir: String, name: String, client: PSClient, logger: Logger) throws {
+    /// Where the time goes (`WorkerMember.times` in a worker).
+    public let times: StepTimes
+
+    public init(config: ClusterConfig, dataDir: String, name: String, client: PSClient, logger: Logger,
+                times: StepTimes = StepTimes()) throws {
+        self.times = times
         self.config = config
         self.dataDir = dataDir
         self.name = name
@@ -90,6 +100,19 @@ public final class Trainer {
     /// the lease was taken back, and may block while the scene is ahead (true
     /// when it waited: the rows pulled for the current batch are then pulled
     /// again). Nil when the chunk was abandoned because its lease was taken back.
+    ///
+    /// The network is overlapped with the computation: a step's push is sent
+    /// and not waited for (its acknowledgement is collected after the next
+    /// step's compute, before that step's push, so at most one push of this
+    /// worker is in flight), and the next step's pull is sent right after it
+    /// (or, with `training.prefetch`, before the current step's compute). A
+    /// pull sent while this worker's previous push is unacknowledged may miss
+    /// that push on a server with several handler threads, and a prefetched
+    /// pull misses the push of the step computed meanwhile: such steps are
+    /// counted (`count.stale_steps`, and the pushes they may miss,
+    /// `count.stale_pushes`); the bound is one own push without prefetch, two
+    /// with it. The chunk's last push is acknowledged before the chunk is
+    /// reported done.
     public func train(_ lease: LeaseReply, pace: (Int) throws -> (valid: Bool, waited: Bool)) throws -> ChunkResult? {
         try declareTables()
         let epoch = Int(lease.epoch)
@@ -100,13 +123,27 @@ public final class Trainer {
         let rng = SplitMix64(seed: config.seed ^ KeyHash.idKey(lease.chunkFile) ^ KeyHash.mix64(UInt64(epoch)))
         var source = BatchSource(chunks: [ChunkRef(file: lease.chunkFile, count: Int(lease.chunkExamples))], dataDir: dataDir,
                                  batchSize: B, rng: rng)
+        var inFlight: PSClient.PushTicket? = nil
+        func settlePush() throws {
+            guard let t = inFlight else { return }
+            inFlight = nil
+            try times.time("wait.push") { try client.wait(t) }
+        }
+        func sendPull(_ s: inout Stage) throws {
+            s.stale = inFlight != nil ? 1 : 0
+            let requested = s.requested
+            s.pending = try times.time("pull_send") { try client.pull(requested, dense: [ModelTables.denseID]) }
+        }
         func stage(_ s: inout Stage) throws -> Bool {
-            guard let chunk = try source.next(into: &s.samples) else { return false }
-            s.chunk = chunk
-            try s.assembler.index(s.samples)
-            s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
-            s.pending = try client.pull(s.requested, dense: [ModelTables.denseID])
-            return true
+            let got = try times.time("batch") { () -> Bool in
+                guard let chunk = try source.next(into: &s.samples) else { return false }
+                s.chunk = chunk
+                try s.assembler.index(s.samples)
+                s.requested = FeatureSchema.uncached(s.assembler.pulls, caches)
+                return true
+            }
+            if got { try sendPull(&s) }
+            return got
         }
         let prefetch = config.training.prefetch ?? false   // the worker resolves auto before it builds the trainer
         let t0 = Date()
@@ -117,6 +154,7 @@ public final class Trainer {
             if chunkSteps > 0 && chunkSteps % Pacing.every == 0 {
                 let p = try pace(chunkExamples)
                 guard p.valid else {
+                    try settlePush()
                     if let p = cur.pending { _ = try client.wait(p) }
                     cur.pending = nil
                     logger.warning("lease taken back by the coordinator: leaving the chunk", metadata: [
@@ -124,14 +162,22 @@ public final class Trainer {
                     return nil
                 }
                 if p.waited {   // the rows pulled for this batch are stale now: pull them again
-                    _ = try client.wait(cur.pending!)
-                    cur.pending = try client.pull(cur.requested, dense: [ModelTables.denseID])
+                    _ = try times.time("wait.pull") { try client.wait(cur.pending!) }
+                    try settlePush()
+                    try sendPull(&cur)
                 }
             }
-            let pulled = try client.wait(cur.pending!)
+            let pending = cur.pending!
+            let pulled = try times.time("wait.pull") { try client.wait(pending) }
             cur.pending = nil
-            FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.sparse)
-            cur.assembler.gather(rows: pulled.sparse, into: &input, cached: caches)
+            if cur.stale > 0 {
+                times.count("stale_steps")
+                times.count("stale_pushes", Double(cur.stale))
+            }
+            times.time("gather") {
+                FeatureSchema.fill(caches, requested: cur.requested, rows: pulled.sparse)
+                cur.assembler.gather(rows: pulled.sparse, into: &input, cached: caches)
+            }
             if steps + 1 == faultNaNStep {   // fault injection (tests): what a numeric blow-up looks like
                 logger.warning("fault injection: NaN in the input of this step", metadata: ["step": "\(steps + 1)"])
                 input.user[0] = .nan
@@ -139,44 +185,59 @@ public final class Trainer {
             var haveNext = prefetch ? try stage(&next) : false
             let samples = cur.samples
             let n = samples.count
-            for i in 0..<n { labels[i] = samples.label[i] }
-            for i in denseGrad.indices { denseGrad[i] = 0 }
-            let loss = pulled.dense[ModelTables.denseID]!.withUnsafeBufferPointer { params in
-                labels.withUnsafeBufferPointer { y in
-                    denseGrad.withUnsafeMutableBufferPointer { g in
-                        model.lossAndGradients(parameters: params, input: input,
-                                               labels: UnsafeBufferPointer(rebasing: y[0..<n]),
-                                               parameterGradient: g, inputGradient: &inputGrad, logits: &logits)
+            let loss = times.time("compute") { () -> Float in
+                for i in 0..<n { labels[i] = samples.label[i] }
+                for i in denseGrad.indices { denseGrad[i] = 0 }
+                return pulled.dense[ModelTables.denseID]!.withUnsafeBufferPointer { params in
+                    labels.withUnsafeBufferPointer { y in
+                        denseGrad.withUnsafeMutableBufferPointer { g in
+                            model.lossAndGradients(parameters: params, input: input,
+                                                   labels: UnsafeBufferPointer(rebasing: y[0..<n]),
+                                                   parameterGradient: g, inputGradient: &inputGrad, logits: &logits)
+                        }
                     }
                 }
             }
             guard loss.isFinite else {
+                try? settlePush()
                 let rows = samples.row.prefix(8).map(String.init).joined(separator: ",")
                 throw ScenePSError(.training, "loss is \(loss) at step \(steps + 1) (epoch \(epoch), chunk \(cur.chunk), log rows \(rows)…): not pushing; check learning rates and the data")
             }
-            let grads = cur.assembler.scatter(inputGrad)
-            let pushes = zip(cur.assembler.pulls, grads)
-                .filter { !frozen.contains($0.0.tableID) }   // frozen tables are pull-only on the servers
-                .map { SparseGradient(tableID: $0.0.tableID, keys: $0.0.keys, values: $0.1) }
+            let pushes = times.time("scatter") { () -> [SparseGradient] in
+                let grads = cur.assembler.scatter(inputGrad)
+                return zip(cur.assembler.pulls, grads)
+                    .filter { !frozen.contains($0.0.tableID) }   // frozen tables are pull-only on the servers
+                    .map { SparseGradient(tableID: $0.0.tableID, keys: $0.0.keys, values: $0.1) }
+            }
             let lrScale = config.training.learningRateScale(
                 epoch: epoch, level: Int(lease.lrLevel), examplesDone: Int(lease.sceneExamplesBefore) + chunkExamples + n,
                 epochExamples: Int(lease.sceneEpochExamples))
-            try client.wait(client.push(pushes, dense: [DenseGradient(tableID: ModelTables.denseID, values: denseGrad)],
-                                        lrScale: lrScale))
-            steps += 1
-            chunkSteps += 1
-            examples += n
-            chunkExamples += n
-            lastLoss = Double(loss)
-            progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
-            if steps % config.training.logEvery == 0 {
-                progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
-                             seconds: Date().timeIntervalSince(started))
+            try settlePush()   // the previous step's: its answer came while this step computed
+            inFlight = try times.time("push_send") {
+                try client.push(pushes, dense: [DenseGradient(tableID: ModelTables.denseID, values: denseGrad)], lrScale: lrScale)
             }
+            if syncPush { try settlePush() }
+            if prefetch && haveNext { next.stale += 1 }   // its pull went before this push
+            times.time("other") {
+                steps += 1
+                chunkSteps += 1
+                examples += n
+                chunkExamples += n
+                lastLoss = Double(loss)
+                progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
+                metrics?.step(examples: n, loss: Double(loss), epoch: epoch)
+                if steps % config.training.logEvery == 0 {
+                    let auc = progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
+                                           seconds: Date().timeIntervalSince(started))
+                    metrics?.set(runningAUC: auc)
+                }
+            }
+            times.count("steps")
             if !prefetch { haveNext = try stage(&next) }
             swap(&cur, &next)
             have = haveNext
         }
+        try settlePush()   // the chunk is done only once its every push is applied
         return ChunkResult(examples: chunkExamples, steps: chunkSteps, seconds: Date().timeIntervalSince(t0), loss: lastLoss)
     }
 
@@ -212,6 +273,10 @@ struct Stage {
     /// What `pending` asked for: the assembler's pulls without the cached keys.
     var requested: [SparsePull] = []
     var chunk = ""
+    /// Pushes of this worker its pulled rows may miss: one unacknowledged
+    /// when the pull was sent, and with prefetch the push of the step
+    /// computed meanwhile.
+    var stale = 0
 }
 
 /// The minibatches of one epoch: chunks in the given order, each chunk's
@@ -273,7 +338,9 @@ struct Progress {
         if losses.count > 2 * logEvery { losses.removeFirst(losses.count - logEvery) }
     }
 
-    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) {
+    /// Logs a progress line; returns its running AUC.
+    @discardableResult
+    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) -> Double {
         let recent = losses.suffix(logEvery)
         let loss = recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count)
         let auc = Evaluation.auc(labels: Array(labels.suffix(window)), scores: Array(scores.suffix(window)))
@@ -283,5 +350,6 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
+        return auc
     }
 }

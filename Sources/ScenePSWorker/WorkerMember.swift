@@ -18,6 +18,9 @@ public final class WorkerMember {
     let incarnation: String
     private let state = MemberState()
     public private(set) var registration: RegisterReply?
+    /// Where this worker's time goes (the trainer adds the step's stages);
+    /// every lease request carries it.
+    public let times = StepTimes()
 
     /// `link` carries registration and leases; `beatLink` the background
     /// beats (its own socket: links are single-threaded); `paceLink` the
@@ -83,9 +86,10 @@ public final class WorkerMember {
         var lastEpoch = 0
         while true {
             report.memberID = state.member
+            report.times = times.snapshot
             let lease: LeaseReply
             do {
-                lease = try calls.lease(report)
+                lease = try times.time("wait.lease") { try calls.lease(report) }
             } catch CoordinatorError.unknownMember(let why) {
                 logger.warning("the coordinator does not know this worker any more; registering again",
                                metadata: ["worker": "\(name)", "why": "\(why)"])
@@ -98,7 +102,7 @@ public final class WorkerMember {
             case .jobDone: return .jobDone(lease.reason)
             case .retire: return .retired(lease.reason)
             case .wait:
-                Thread.sleep(forTimeInterval: Double(max(lease.waitMs, 10)) / 1000)
+                times.time("wait.lease") { Thread.sleep(forTimeInterval: Double(max(lease.waitMs, 10)) / 1000) }
                 continue
             case .chunk:
                 break
@@ -120,6 +124,8 @@ public final class WorkerMember {
     /// `lead` of its epoch ahead of the slowest scene. A coordinator that does
     /// not answer quickly is skipped (no alignment until it is back).
     func pace(lease: LeaseReply, examples: Int, lead: Double) -> (valid: Bool, waited: Bool) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { times.add("wait.align", Double(DispatchTime.now().uptimeNanoseconds &- t0) * 1e-9) }
         var waited = false
         let start = Date()
         while true {
@@ -147,6 +153,8 @@ public final class WorkerMember {
     }
 
     public var waitedSeconds: Double { state.waitedSeconds }
+    /// Reads `waitedSeconds` from any thread (the metrics' scrape).
+    public var waitedSecondsReader: @Sendable () -> Double { { [state] in state.waitedSeconds } }
 }
 
 /// What the beat thread and the lease loop share.

@@ -4,6 +4,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSTransport
+import ScenePSMetrics
 import ScenePSWorker
 
 @main
@@ -37,7 +38,7 @@ struct Worker: ParsableCommand {
     @Option(help: "This worker's name, stable across its restarts (default: SCENE-PID).")
     var name: String?
 
-    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when every worker has a core of its own.")
+    @Option(help: "Workers sharing this machine's cores (the launcher's count; 0 = unknown). With training.prefetch: auto, the worker prefetches when there are at most two workers per core.")
     var hostWorkers: Int = 0
 
     @Option(help: "How long to keep retrying a coordinator that does not answer before giving up (seconds).")
@@ -48,6 +49,7 @@ struct Worker: ParsableCommand {
 
     @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
@@ -61,6 +63,12 @@ struct Worker: ParsableCommand {
         var logger = Logger(label: "worker.\(me)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         var member: WorkerMember?
+        let endpoint: MetricsEndpoint?
+        do { endpoint = try metrics.endpoint(logger: logger) } catch {
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { endpoint?.stop() }
         do {
             let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
@@ -86,7 +94,14 @@ struct Worker: ParsableCommand {
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                curve: curve, logger: logger)
-            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
+            let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger, times: m.times)
+            if let e = endpoint {
+                let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
+                client.metrics = wm.client
+                trainer.metrics = wm
+                wm.collect(alignmentWaited: m.waitedSecondsReader, on: e.onScrape)
+                e.startAnnounced()
+            }
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)
@@ -96,6 +111,11 @@ struct Worker: ParsableCommand {
             trainer.logProgress(epoch: lastEpoch)
             let why: String
             switch end { case .jobDone(let r): why = r; case .retired(let r): why = "retired: \(r)" }
+            var stages: Logger.Metadata = [:]
+            for (k, v) in m.times.snapshot.sorted(by: { $0.key < $1.key }) {
+                stages["time." + k] = "\(k.hasPrefix("count.") ? String(format: "%.0f", v) : String(format: "%.3f", v))"
+            }
+            logger.info("time per stage (seconds; waits as wait.REASON)", metadata: stages)
             logger.info("done", metadata: ["examples": "\(trainer.examples)", "steps": "\(trainer.steps)",
                                            "waited_seconds": "\(String(format: "%.1f", m.waitedSeconds))",
                                            "cpu_seconds": "\(String(format: "%.2f", ProcessStats.cpuSeconds))", "why": "\(why)"])

@@ -80,13 +80,15 @@ final class ClusterConfigTests: XCTestCase {
 
     /// Warm-up ramps linearly over the first `warmup` of epoch 1 only; later
     /// epochs run at lr_decay^(epoch-1); the scale is never 0.
-    /// prefetch: auto (the default) is on only when every worker has a core.
+    /// prefetch: auto (the default) is on with at most two workers per core (the quickstart's 4 on 2).
     func testPrefetchAuto() throws {
         let t = try ClusterConfig.parse(yaml: "training: {prefetch: auto}\n").training
         XCTAssertNil(t.prefetch)
         XCTAssertEqual(t, ClusterConfig.Training())
         XCTAssertTrue(t.prefetchEnabled(hostWorkers: 2, cores: 2))
-        XCTAssertFalse(t.prefetchEnabled(hostWorkers: 4, cores: 2))
+        XCTAssertTrue(t.prefetchEnabled(hostWorkers: 4, cores: 2))
+        XCTAssertFalse(t.prefetchEnabled(hostWorkers: 5, cores: 2))
+        XCTAssertFalse(t.prefetchEnabled(hostWorkers: 8, cores: 2))
         XCTAssertFalse(t.prefetchEnabled(hostWorkers: 0, cores: 2))   // unknown: off
         let off = try ClusterConfig.parse(yaml: "training: {prefetch: false}\n").training
         XCTAssertFalse(off.prefetchEnabled(hostWorkers: 1, cores: 2))

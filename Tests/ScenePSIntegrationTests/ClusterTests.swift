@@ -81,6 +81,22 @@ final class ClusterTests: XCTestCase {
                                  "scene \(name) against its item popularity \(pop.best(name)): \(r.output.suffix(3000))")
         }
 
+        // Where the workers' time went: every step stage and the waits by reason, summed over the workers.
+        let stages = try XCTUnwrap(s["worker_seconds"] as? [String: Double], "summary.json has worker_seconds")
+        for k in ["batch", "pull_send", "gather", "compute", "scatter", "push_send"] {
+            XCTAssertGreaterThan(stages[k] ?? 0, 0, "worker_seconds.\(k): \(stages)")
+        }
+        let waits = try XCTUnwrap(s["waits"] as? [String: Double])
+        XCTAssertGreaterThan(waits["pull"] ?? 0, 0, "\(waits)")
+        XCTAssertNotNil(waits["push"], "\(waits)")
+        let busy = try XCTUnwrap(s["busy_fraction"] as? Double)
+        XCTAssertGreaterThan(busy, 0)
+        XCTAssertLessThanOrEqual(busy, 1)
+        let pipeline = try XCTUnwrap(s["pipeline"] as? [String: Double])
+        let steps = try XCTUnwrap(pipeline["steps"])
+        XCTAssertGreaterThan(steps, 0)
+        XCTAssertLessThanOrEqual(pipeline["stale_steps"] ?? 0, steps)
+
         // Preparation's findings reach summary.json.
         XCTAssertTrue(r.output.contains("skipped 1 bad row of \(log.path): 1 non-numeric timestamp (first at line 60002)"),
                       String(r.output.prefix(3000)))

@@ -8,7 +8,8 @@ public enum CoordinatorSamples {
         [
             .register(Register(name: "home-0", scene: "home", incarnation: "123-456")),
             .registerReply(RegisterReply(memberID: 7, servers: ["tcp://a:1", "tcp://b:2"], heartbeatMs: 500, deadAfterMs: 3000)),
-            .leaseRequest(LeaseRequest(memberID: 7, doneLease: 9, doneExamples: 2048, doneSteps: 16, doneSeconds: 1.5, doneLoss: 0.5)),
+            .leaseRequest(LeaseRequest(memberID: 7, doneLease: 9, doneExamples: 2048, doneSteps: 16, doneSeconds: 1.5, doneLoss: 0.5,
+                                       times: ["compute": 2.25, "wait.pull": 0.5, "count.steps": 16])),
             .leaseReply({ var l = LeaseReply(kind: .chunk); l.leaseID = 10; l.epoch = 2; l.scene = "home"; l.chunkFile = "home/3.chunk"
                           l.chunkIndex = 3; l.chunkExamples = 2048; l.sceneExamplesBefore = 4096; l.sceneEpochExamples = 10_000
                           l.lrLevel = 1; l.waitMs = 0; l.reason = "r"; l.doneAccepted = true; return l }()),

@@ -94,17 +94,20 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         /// scenes' progress); 0 turns alignment off.
         public var maxProgressLead = 0.02
         /// Send the next minibatch's pull before computing the current one;
-        /// nil = auto (`prefetchEnabled`). It pays with one worker per core
-        /// (+14% examples/s) but adds a step of staleness to every pull, which
-        /// cost 0.006 AUC with 8 and 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
+        /// nil = auto (`prefetchEnabled`). It hides the pull's round trip
+        /// (with pushes overlapped too: +10-50% examples/s on the quickstart's
+        /// layout, more behind a network) but adds a step of staleness to every
+        /// pull: nothing measurable with 4 workers on 2 cores (one-epoch AUC
+        /// 0.7722 against 0.7725 without, 18 and 14 runs), 0.006 AUC with 8 and
+        /// 0.01 with 16 workers on 2 cores (BENCHMARKS.md).
         public var prefetch: Bool? = nil
         public init() {}
 
         /// Whether a worker prefetches when `hostWorkers` workers (0 = not
-        /// known) share `cores` cores: as configured, or under auto only when
-        /// every worker has a core of its own.
+        /// known) share `cores` cores: as configured, or under auto when there
+        /// are at most two workers per core.
         public func prefetchEnabled(hostWorkers: Int, cores: Int) -> Bool {
-            prefetch ?? (hostWorkers > 0 && hostWorkers <= cores)
+            prefetch ?? (hostWorkers > 0 && hostWorkers <= 2 * cores)
         }
 
         /// The learning-rate multiplier a worker sends with the push that

@@ -36,6 +36,7 @@ typedef struct Sceneps__Snapshot Sceneps__Snapshot;
 typedef struct Sceneps__Register Sceneps__Register;
 typedef struct Sceneps__RegisterReply Sceneps__RegisterReply;
 typedef struct Sceneps__LeaseRequest Sceneps__LeaseRequest;
+typedef struct Sceneps__NamedValue Sceneps__NamedValue;
 typedef struct Sceneps__LeaseReply Sceneps__LeaseReply;
 typedef struct Sceneps__MemberBeat Sceneps__MemberBeat;
 typedef struct Sceneps__MemberBeatReply Sceneps__MemberBeatReply;
@@ -609,10 +610,28 @@ struct  Sceneps__LeaseRequest
   uint64_t done_steps;
   double done_seconds;
   double done_loss;
+  /*
+   * Where the member's time went since it started (cumulative, so a retried
+   * or lost report loses nothing): seconds per step stage, waits as
+   * `wait.REASON`, counts as `count.NAME` (docs/PERFORMANCE.md).
+   */
+  size_t n_times;
+  Sceneps__NamedValue **times;
 };
 #define SCENEPS__LEASE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__lease_request__descriptor) \
-    , 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0,NULL }
+
+
+struct  Sceneps__NamedValue
+{
+  ProtobufCMessage base;
+  char *name;
+  double value;
+};
+#define SCENEPS__NAMED_VALUE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&sceneps__named_value__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Sceneps__LeaseReply
@@ -1446,6 +1465,25 @@ Sceneps__LeaseRequest *
 void   sceneps__lease_request__free_unpacked
                      (Sceneps__LeaseRequest *message,
                       ProtobufCAllocator *allocator);
+/* Sceneps__NamedValue methods */
+void   sceneps__named_value__init
+                     (Sceneps__NamedValue         *message);
+size_t sceneps__named_value__get_packed_size
+                     (const Sceneps__NamedValue   *message);
+size_t sceneps__named_value__pack
+                     (const Sceneps__NamedValue   *message,
+                      uint8_t             *out);
+size_t sceneps__named_value__pack_to_buffer
+                     (const Sceneps__NamedValue   *message,
+                      ProtobufCBuffer     *buffer);
+Sceneps__NamedValue *
+       sceneps__named_value__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   sceneps__named_value__free_unpacked
+                     (Sceneps__NamedValue *message,
+                      ProtobufCAllocator *allocator);
 /* Sceneps__LeaseReply methods */
 void   sceneps__lease_reply__init
                      (Sceneps__LeaseReply         *message);
@@ -1815,6 +1853,9 @@ typedef void (*Sceneps__RegisterReply_Closure)
 typedef void (*Sceneps__LeaseRequest_Closure)
                  (const Sceneps__LeaseRequest *message,
                   void *closure_data);
+typedef void (*Sceneps__NamedValue_Closure)
+                 (const Sceneps__NamedValue *message,
+                  void *closure_data);
 typedef void (*Sceneps__LeaseReply_Closure)
                  (const Sceneps__LeaseReply *message,
                   void *closure_data);
@@ -1900,6 +1941,7 @@ extern const ProtobufCMessageDescriptor sceneps__snapshot__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__register__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__register_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__lease_request__descriptor;
+extern const ProtobufCMessageDescriptor sceneps__named_value__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__lease_reply__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__member_beat__descriptor;
 extern const ProtobufCMessageDescriptor sceneps__member_beat_reply__descriptor;
