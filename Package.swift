@@ -132,7 +132,9 @@ let package = Package(
         .testTarget(name: "ScenePSWorkerTests", dependencies: ["ScenePSWorker", "ScenePSData", "ScenePSModel", "ScenePSCore"]),
         .testTarget(name: "ScenePSTextTests", dependencies: ["ScenePSText", "ScenePSCore", "ScenePSData"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
+        // The rollback test evaluates epochs against in-process servers, on data prepared in the test.
+        .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore",
+                                                                  "ScenePSServer", "ScenePSWorker", "ScenePSData"]),
         // The checkpoint tests push to real server processes through the client library.
         .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
     ]
