@@ -4,7 +4,8 @@
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
-#                    [--restart-on-failure [--max-restarts N]] [--hosts HOSTS.yaml] [--debug]
+#                    [--restart-on-failure [--max-restarts N] [--server-dead-after S]]
+#                    [--hosts HOSTS.yaml] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #                    [--hosts HOSTS.yaml]
@@ -29,12 +30,14 @@
 # --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
 # such as `ip netns exec NS`), each placed by the file; the run directory, the
 # data and the executables must be at the same paths there (docs/DEPLOY.md).
+# --server-dead-after S: a server unheard for S seconds (default 10; its host's
+# link cut) is stopped and recovered as a dead one.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME="" HOSTS=""
+TEXT_FEATURES="" RESUME="" HOSTS="" SERVER_DEAD_AFTER=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --text-features) TEXT_FEATURES=1; shift ;;
     --hosts) need "$@"; HOSTS="$2"; shift 2 ;;
+    --server-dead-after) need "$@"; SERVER_DEAD_AFTER="$2"; shift 2 ;;
     --resume) RESUME=latest; shift ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
@@ -177,4 +181,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
 [ -z "$HOSTS" ] || args+=(--hosts "$HOSTS")
+[ -z "$SERVER_DEAD_AFTER" ] || args+=(--server-dead-after "$SERVER_DEAD_AFTER")
 exec "$PSCTL" supervise "${args[@]}"
