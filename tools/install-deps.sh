@@ -2,7 +2,8 @@
 # Installs the Debian packages ScenePS builds against, when missing.
 # Safe to run repeatedly: does nothing when everything is there.
 set -euo pipefail
-pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev)
+# protobuf-compiler: the CURVE test compiles protos/ for its independent Python client (Tests/.../CurveProcessTests).
+pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

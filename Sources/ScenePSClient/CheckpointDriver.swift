@@ -53,7 +53,9 @@ public final class CheckpointDriver {
     private var sockets: [ZMQSocket] = []
     private var nextID: UInt64
 
-    public init(endpoints: [String], sender: String = "checkpoint-driver-\(getpid())", logger: Logger) throws {
+    /// - curve: connect as this CURVE client (the admin's: servers refuse checkpoints from a worker key).
+    public init(endpoints: [String], sender: String = "checkpoint-driver-\(getpid())", curve: CurveClientKeys? = nil,
+                logger: Logger) throws {
         guard !endpoints.isEmpty else { throw ScenePSError.invalidArgument("checkpoint needs at least one server endpoint") }
         self.endpoints = endpoints
         self.sender = sender
@@ -61,6 +63,7 @@ public final class CheckpointDriver {
         context = try ZMQContext(ioThreads: 1)
         for e in endpoints {
             let s = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 0)
+            if let curve { try s.makeCurveClient(curve) }
             try s.connect(e)
             sockets.append(s)
         }
@@ -188,13 +191,7 @@ public final class CheckpointDriver {
             for s in r.tables { specs[s.id] = s }
         }
         for r in committed { for t in r.tableRows { rows[t.id, default: 0] += t.rows } }
-        let tables = specs.values.sorted { $0.id < $1.id }.map { s in
-            CheckpointManifest.Table(id: s.id, name: s.name, kind: "\(s.kind)", dim: s.dim, dense_size: s.denseSize,
-                                     init: "\(s.initKind)", init_scale: s.initScale, seed: s.seed, frozen: s.frozen,
-                                     optimiser: .init(name: "adam", learning_rate: s.adam.learningRate, beta1: s.adam.beta1,
-                                                      beta2: s.adam.beta2, epsilon: s.adam.epsilon, l2: s.adam.l2),
-                                     rows: s.kind == .dense ? s.denseSize : rows[s.id] ?? 0)
-        }
+        let tables = specs.values.sorted { $0.id < $1.id }.map { CheckpointManifest.Table(spec: $0, rows: rows[$0.id] ?? 0) }
         let shards = final.enumerated().map { i, r in
             CheckpointManifest.Shard(index: i, file: r.file, bytes: r.bytes, checksum: r.checksum, rows: r.rows, applied_pushes: r.appliedPushes)
         }

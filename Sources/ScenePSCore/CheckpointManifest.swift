@@ -32,6 +32,16 @@ public indirect enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
+    /// `value` as a JSON tree (what a typed progress is stored as).
+    public init<T: Encodable>(encoding value: T) throws {
+        self = try JSONDecoder().decode(JSONValue.self, from: try JSONEncoder().encode(value))
+    }
+
+    /// This tree as a `T` (how a typed progress is read back).
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: try JSONEncoder().encode(self))
+    }
+
     /// Parses `data`, which must hold one JSON object.
     public static func object(from data: Data, what: String) throws -> JSONValue {
         let v: JSONValue

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ScenePSCore
 import ScenePSProtocol
 
 /// Adam (Kingma & Ba) with bias correction by the caller's step and L2
@@ -15,7 +16,17 @@ import ScenePSProtocol
 /// where `s` is the push's learning-rate scale (the worker's schedule).
 public struct Adam: Optimizer {
     public let config: AdamConfig
-    public var stateWidth: Int { 2 }
+    public var name: String { CheckpointManifest.Optimiser.adamName }
+    /// The first and second moments, each one float per weight.
+    public var stateNames: [String] { ["m", "v"] }
+    public var manifestEntry: CheckpointManifest.Optimiser { CheckpointManifest.Optimiser(adam: config) }
+
+    /// A second moment is a running mean of squares: never negative.
+    public func checkRestored(state: UnsafeBufferPointer<Float>, count n: Int) -> (problem: String, check: String)? {
+        var vMin: Float = 0
+        for j in n..<(2 * n) { vMin = min(vMin, state[j]) }
+        return vMin >= 0 ? nil : ("negative second moment", "moments")
+    }
 
     /// `1 - b1^t` and `1 - b2^t` for t = 1...biasTableSize: two `powf` per
     /// row would cost as much as the row's arithmetic (measured).

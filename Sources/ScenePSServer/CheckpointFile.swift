@@ -11,10 +11,10 @@ import Glibc
 ///     header   "SPSCKPT\0" | version u32 | shard u32 | shards u32 | tables u32 | applied_pushes u64   (32 bytes)
 ///     per table, in id order:
 ///       "TABL" | id u32 | kind u32 (0 sparse, 1 dense) | dim u32 | state_width u32 | record_bytes u32
-///       sparse: rows u64, then rows records of record_bytes:
-///               key u64 | step u32 | weights f32[dim] | m f32[dim] | v f32[dim]   (the in-memory record)
+///       sparse: rows u64, then rows records of record_bytes: the in-memory
+///               record, `SparseRecordLayout` (key, step, weights, the optimiser's state)
 ///       dense:  dense_size u64 | lower u64 | count u64 | step u32 | 0 u32,
-///               weights f32[count] | m f32[count] | v f32[count]
+///               weights f32[count] | state f32[state_width × count] (state-major: Adam's m, then v)
 ///     "DDUP" | senders u32, per sender: name_len u32 | name | ids u32 | (id u64, rows u64)[ids], oldest first
 ///     "END\0" | 0 u32 | bytes before this trailer u64
 ///
@@ -264,7 +264,8 @@ extension DurableWriter {
 /// them into fresh tables that are only installed once everything, the
 /// checksum last, has passed), so a file is never held in memory whole.
 final class ShardFileContents {
-    struct SparseSection { var id: UInt32; var dim: UInt32; var stateWidth: UInt32; var recordBytes: Int; var rows: Int }
+    struct SparseSection { var id: UInt32; var layout: SparseRecordLayout; var optimizer: any Optimizer; var rows: Int
+                           var recordBytes: Int { layout.bytes } }
     struct DenseSection { var id: UInt32; var denseSize: UInt64; var lower: Int; var count: Int; var step: UInt32; var weights: [Float]; var state: [Float]; var stateWidth: Int }
     let path: String
     let size: Int
@@ -327,16 +328,22 @@ final class ShardFileContents {
             let id = try r.u32(), kind = try r.u32(), dim = try r.u32(), width = try r.u32(), recordBytes = Int(try r.u32())
             guard sparse[id] == nil && dense[id] == nil else { throw fail("table \(id) appears twice") }
             guard let spec = specs[id] else { throw fail("table \(id) is not in the manifest", "schema") }
+            // The state the table's optimiser keeps per weight (its own count and check).
+            let optimizer = Optimizers.make(for: spec)
+            guard width == optimizer.stateWidth else {
+                throw fail("table \(id) '\(spec.name)': state width \(width), its optimiser \(optimizer.name) keeps \(optimizer.stateWidth) (\(optimizer.stateNames.joined(separator: ", ")))", "schema")
+            }
             switch kind {
             case 0:
                 guard spec.kind == .sparse else { throw fail("table \(id) '\(spec.name)' is sparse here, \(spec.kind) in the manifest", "schema") }
                 guard dim == spec.dim else { throw fail("table \(id) '\(spec.name)' has dim \(dim), the manifest says \(spec.dim)", "schema") }
-                guard width == 2, dim >= 1, dim <= 1 << 16, recordBytes == Int(3 + dim * (1 + width)) * 4 else {
+                let layout = SparseRecordLayout(dim: Int(dim), stateWidth: Int(width))
+                guard dim >= 1, dim <= 1 << 16, recordBytes == layout.bytes else {
                     throw fail("table \(id): sparse record of \(recordBytes) bytes does not fit dim \(dim), state width \(width)")
                 }
                 let rows = try r.u64()
                 guard rows <= UInt64(size) / UInt64(recordBytes) else { throw fail("table \(id): \(rows) rows cannot fit the file") }
-                let sec = SparseSection(id: id, dim: dim, stateWidth: width, recordBytes: recordBytes, rows: Int(rows))
+                let sec = SparseSection(id: id, layout: layout, optimizer: optimizer, rows: Int(rows))
                 sparse[id] = sec
                 try onSection(id, Int(rows))
                 var done = 0
@@ -349,18 +356,20 @@ final class ShardFileContents {
                 }
             case 1:
                 guard spec.kind == .dense else { throw fail("table \(id) '\(spec.name)' is dense here, \(spec.kind) in the manifest", "schema") }
-                guard width == 2, dim == 1 else { throw fail("table \(id): dense section with dim \(dim), state width \(width)") }
+                guard dim == 1 else { throw fail("table \(id): dense section with dim \(dim), state width \(width)") }
                 let total = try r.u64(), lower = try r.u64(), count = try r.u64()
                 let want = Sharding.denseRange(size: Int(spec.denseSize), server: shardIndex, servers: shardCount)
                 guard total == spec.denseSize, lower == UInt64(want.lowerBound), count == UInt64(want.count) else {
                     throw fail("dense table \(id) '\(spec.name)' holds [\(lower), +\(count)) of \(total), expected [\(want.lowerBound), \(want.upperBound)) of \(spec.denseSize)", "schema")
                 }
                 let step = try r.u32(); _ = try r.u32()
-                let weights = try r.floats(Int(count)), state = try r.floats(Int(count) * 2)
+                let weights = try r.floats(Int(count)), state = try r.floats(Int(count) * optimizer.stateWidth)
                 guard allFinite(weights), allFinite(state) else { throw fail("dense table \(id) '\(spec.name)': NaN or Inf", "finite") }
-                guard state[Int(count)...].allSatisfy({ $0 >= 0 }) else { throw fail("dense table \(id) '\(spec.name)': negative second moment", "moments") }
+                if let (problem, check) = state.withUnsafeBufferPointer({ optimizer.checkRestored(state: $0, count: Int(count)) }) {
+                    throw fail("dense table \(id) '\(spec.name)': \(problem)", check)
+                }
                 dense[id] = DenseSection(id: id, denseSize: total, lower: Int(lower), count: Int(count), step: step,
-                                         weights: weights, state: state, stateWidth: 2)
+                                         weights: weights, state: state, stateWidth: optimizer.stateWidth)
             default:
                 throw fail("table \(id): unknown kind \(kind)")
             }
@@ -408,26 +417,27 @@ final class ShardFileContents {
         if let first = errors.get().min(by: { $0.key < $1.key }) { throw first.value }
     }
 
-    /// Checks sparse rows: weights and moments finite, the second moment
-    /// non-negative, a row never stepped has zero moments, and the key
-    /// belongs to this file's shard. Throws naming the file, table, row, key.
+    /// Checks sparse rows: weights and state finite, the state one the
+    /// optimiser can have reached (Adam: the second moment non-negative), a
+    /// row never stepped has zero state, and the key belongs to this file's
+    /// shard. Throws naming the file, table, row, key.
     func checkRows(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
-        let d = Int(s.dim)
-        let floatsPerRecord = s.recordBytes / 4
+        let d = s.layout.dim, stateFloats = d * s.layout.stateWidth
+        let payload = s.layout.floats - s.layout.weightsOffset
         for i in 0..<(batch.count / s.recordBytes) {
             let rec = batch.baseAddress! + i * s.recordBytes
-            let key = rec.loadUnaligned(as: UInt64.self)
-            let step = rec.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-            let values = UnsafeBufferPointer(start: (rec + 12).assumingMemoryBound(to: Float.self), count: floatsPerRecord - 3)
+            let floats = rec.assumingMemoryBound(to: Float.self)
+            let key = rec.loadUnaligned(fromByteOffset: s.layout.keyOffset * 4, as: UInt64.self)
+            let step = rec.loadUnaligned(fromByteOffset: s.layout.stepOffset * 4, as: UInt32.self)
+            let values = UnsafeBufferPointer(start: floats + s.layout.weightsOffset, count: payload)
+            let state = UnsafeBufferPointer(start: floats + s.layout.stateOffset, count: stateFloats)
             func bad(_ what: String) -> ScenePSError {
                 ScenePSError(.checkpoint, "\(path): table \(s.id) '\(name)' row \(firstRow + i) key \(key): \(what)")
             }
             guard allFinite(values) else { throw bad("NaN or Inf in weights or moments (check: finite)") }
-            var vMin: Float = 0
-            for j in (2 * d)..<(3 * d) { vMin = min(vMin, values[j]) }
-            guard vMin >= 0 else { throw bad("negative second moment (check: moments)") }
+            if let (problem, check) = s.optimizer.checkRestored(state: state, count: d) { throw bad("\(problem) (check: \(check))") }
             if step == 0 {
-                for j in d..<(3 * d) where values[j] != 0 { throw bad("moments without a step (check: step)") }
+                for j in 0..<stateFloats where state[j] != 0 { throw bad("moments without a step (check: step)") }
             }
             let owner = Sharding.server(table: s.id, key: key, servers: shardCount)
             guard owner == shardIndex else {

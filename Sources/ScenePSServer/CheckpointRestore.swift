@@ -63,18 +63,14 @@ public enum CheckpointRestore {
         throw ScenePSError(.checkpoint, "\(dir): no checkpoint passes its checks: " + problems.joined(separator: "; "))
     }
 
+    /// The manifest's table as a spec this server can create (the mapping
+    /// itself is `CheckpointManifest.Table.tableSpec`).
     static func spec(_ t: CheckpointManifest.Table, path: String) throws -> TableSpec {
-        func bad(_ what: String) -> ScenePSError {
-            ScenePSError(.checkpoint, "\(path)/\(CheckpointManifest.fileName): table \(t.id) '\(t.name)': \(what) (check: schema)")
+        let file = "\(path)/\(CheckpointManifest.fileName)"
+        let s = try t.tableSpec(manifest: file)
+        if let e = TableRegistry.validate(s) {
+            throw ScenePSError(.checkpoint, "\(file): table \(t.id) '\(t.name)': \(e.message) (check: schema)")
         }
-        guard let kind: TableKind = t.kind == "sparse" ? .sparse : t.kind == "dense" ? .dense : nil else { throw bad("unknown kind '\(t.kind)'") }
-        guard let initKind: InitKind = ["zeros": .zeros, "uniform": .uniform, "normal": .normal][t.`init`] else { throw bad("unknown init '\(t.`init`)'") }
-        guard t.optimiser.name == "adam" else { throw bad("optimiser '\(t.optimiser.name)' is not adam") }
-        let o = t.optimiser
-        let s = TableSpec(id: t.id, name: t.name, kind: kind, dim: t.dim, denseSize: t.dense_size, initKind: initKind,
-                          initScale: t.init_scale, seed: t.seed, frozen: t.frozen,
-                          adam: AdamConfig(learningRate: o.learning_rate, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, l2: o.l2))
-        if let e = TableRegistry.validate(s) { throw bad(e.message) }
         return s
     }
 
@@ -154,8 +150,8 @@ public enum CheckpointRestore {
         }
         for s in ordered where s.kind == .dense {
             guard case .dense(let d)? = fresh.table(s.id) else { continue }
-            let r = d.range, n = r.count
-            var w = [Float](repeating: 0, count: n), st = [Float](repeating: 0, count: 2 * n)
+            let r = d.range, n = r.count, width = d.optimizer.stateWidth
+            var w = [Float](repeating: 0, count: n), st = [Float](repeating: 0, count: width * n)
             var covered = 0
             var steps = Set<UInt32>()
             for c in shards {
@@ -166,8 +162,7 @@ public enum CheckpointRestore {
                 for g in lo..<hi {
                     let a = g - r.lowerBound, b = g - sec.lower
                     w[a] = sec.weights[b]
-                    st[a] = sec.state[b]
-                    st[n + a] = sec.state[sec.count + b]
+                    for k in 0..<width { st[k * n + a] = sec.state[k * sec.count + b] }   // state-major
                 }
                 covered += hi - lo
             }

@@ -1,13 +1,18 @@
+import ScenePSCore
 import ScenePSProtocol
 
-/// An optimiser plug-in (monolith's `runtime/hash_table/optimizer/` shape):
-/// it owns `stateWidth` floats of state per weight and updates weights and
-/// state in place from a gradient. Sparse rows store
-/// `[weights(dim) | state(stateWidth * dim) | step | key]` as one record;
-/// dense slices keep the same per-weight state in one buffer.
+/// An optimiser plug-in (monolith's `runtime/hash_table/optimizer/` shape:
+/// Init / Optimize / Save / Restore): it owns `stateWidth` floats of state per
+/// weight, updates weights and state in place from a gradient, and says how
+/// its state is saved (the names of its state rows, its settings in the
+/// checkpoint manifest) and what a restored state must satisfy. Sparse rows
+/// store its state inside their record (`SparseRecordLayout`); dense slices
+/// keep the same per-weight state in one buffer, state-major.
 public protocol Optimizer: Sendable {
-    /// Floats of state per weight (Adam: 2, for m and v).
-    var stateWidth: Int { get }
+    /// The manifest's `optimiser.name` for tables it trains.
+    var name: String { get }
+    /// One name per state row of a weight, in record order (Adam: m, v).
+    var stateNames: [String] { get }
 
     /// One update of `count` weights.
     /// - weights: `count` floats; state: `stateWidth * count` floats laid out
@@ -17,4 +22,48 @@ public protocol Optimizer: Sendable {
     /// - lrScale: multiplies the learning rate (the pushing worker's schedule).
     func update(weights: UnsafeMutablePointer<Float>, state: UnsafeMutablePointer<Float>,
                 gradient: UnsafePointer<Float>, count: Int, step: UInt32, lrScale: Float)
+
+    /// Save: this optimiser's settings as the checkpoint manifest records them.
+    var manifestEntry: CheckpointManifest.Optimiser { get }
+
+    /// Restore: checks the state of `count` weights read from a checkpoint
+    /// (`stateWidth * count` floats, state-major, already known finite).
+    /// nil when this optimiser can have reached it, else what is wrong and
+    /// the check's name, e.g. ("negative second moment", "moments").
+    func checkRestored(state: UnsafeBufferPointer<Float>, count: Int) -> (problem: String, check: String)?
+}
+
+extension Optimizer {
+    /// Floats of state per weight (Adam: 2, for m and v).
+    public var stateWidth: Int { stateNames.count }
+}
+
+/// The optimiser that trains a table: the one place a `TableSpec` (from a
+/// declaration or a checkpoint's manifest) becomes an `Optimizer`.
+public enum Optimizers {
+    public static func make(for spec: TableSpec) -> any Optimizer { Adam(spec.adam) }
+}
+
+/// The one description of a sparse row's record, in memory (`SparseTable`)
+/// and, byte for byte, in a checkpoint's shard file (`CheckpointFile`):
+///
+///     key u64 | step u32 | weights f32[dim] | state f32[stateWidth × dim]
+///
+/// with the state state-major (Adam: m f32[dim] then v f32[dim]). The key
+/// and step lead so the lookup's key compare brings in the first cache line
+/// of the weights. Offsets and sizes are in floats.
+public struct SparseRecordLayout: Sendable, Equatable {
+    public let dim: Int
+    public let stateWidth: Int
+    public init(dim: Int, stateWidth: Int) {
+        self.dim = dim
+        self.stateWidth = stateWidth
+    }
+    public var keyOffset: Int { 0 }
+    public var stepOffset: Int { 2 }
+    public var weightsOffset: Int { 3 }
+    public var stateOffset: Int { 3 + dim }
+    /// Floats per record: key (2) + step (1) + weights + state.
+    public var floats: Int { 3 + dim * (1 + stateWidth) }
+    public var bytes: Int { floats * MemoryLayout<Float>.size }
 }

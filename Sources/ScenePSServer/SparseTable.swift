@@ -3,9 +3,8 @@ import ScenePSCore
 import ScenePSProtocol
 
 /// A sparse embedding table: 64-bit key → one contiguous record
-/// `[key(u64) | step(u32) | weights(dim) | m(dim) | v(dim)]`, rows created
-/// lazily with deterministic initial values. The key and step lead the record
-/// so the lookup's key compare brings in the first cache line of the weights.
+/// (`SparseRecordLayout`: key, step, weights, the optimiser's state), rows
+/// created lazily with deterministic initial values.
 ///
 /// Keys are spread over `stripeCount` stripes, each with its own lock, index
 /// and arena, so requests touching different keys proceed in parallel.
@@ -14,7 +13,9 @@ public final class SparseTable: @unchecked Sendable {
     public let spec: TableSpec
     public let dim: Int
     public let optimizer: any Optimizer
-    /// Floats per record: weights + state + step (1) + key (2).
+    /// The record of every row (in memory and in a checkpoint).
+    public let layout: SparseRecordLayout
+    /// Floats per record (`layout.floats`).
     public let recordFloats: Int
     let weightsOffset: Int, stateOffset: Int, stepOffset: Int, keyOffset: Int
     let stripeBits: Int
@@ -34,13 +35,14 @@ public final class SparseTable: @unchecked Sendable {
         self.initialRows = initialRows
         self.dim = Int(spec.dim)
         self.optimizer = optimizer
-        let d = Int(spec.dim)
-        let keyOffset = 0, stepOffset = 2
-        weightsOffset = 3
-        stateOffset = 3 + d
+        let layout = SparseRecordLayout(dim: Int(spec.dim), stateWidth: optimizer.stateWidth)
+        self.layout = layout
+        let keyOffset = layout.keyOffset, stepOffset = layout.stepOffset
+        weightsOffset = layout.weightsOffset
+        stateOffset = layout.stateOffset
         self.stepOffset = stepOffset
         self.keyOffset = keyOffset
-        let recordFloats = 3 + d * (1 + optimizer.stateWidth)
+        let recordFloats = layout.floats
         self.recordFloats = recordFloats
         self.stripeBits = stripeBits
         // Independent of the sharding hash (which fixes the top bits of the
@@ -433,6 +435,28 @@ public final class SparseTable: @unchecked Sendable {
     }
 
     public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+
+    /// Rows now (one lock per stripe, no row visited).
+    public var rowCount: Int {
+        var n = 0
+        for s in 0..<stripes.count { locks[s].withLock { n += stripes[s].count } }
+        return n
+    }
+
+    /// When a request of `keys` would take the table past `cap` rows: the rows
+    /// now and the new ones it would create; nil when it fits. Cheap far from
+    /// the cap (a count); near it, every key is looked up. Concurrent requests
+    /// may each fit alone and together pass the cap by at most their new rows.
+    public func wouldPass(cap: UInt64, keys: [UInt64]) -> (rows: Int, new: Int)? {
+        let rows = rowCount
+        if UInt64(rows + keys.count) <= cap { return nil }
+        var new = 0
+        for k in keys {
+            let h = hash(k), s = stripeIndex(h)
+            if locks[s].withLock({ stripes[s].find(key: k, hash: h) == nil }) { new += 1 }
+        }
+        return UInt64(rows + new) > cap ? (rows, new) : nil
+    }
 }
 
 /// Every row of a sparse table at one moment (`SparseTable.snapshot`).

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSCoordinator
 import ScenePSCore
+import ScenePSTransport
 
 @main
 struct CoordinatorCommand: ParsableCommand {
@@ -34,6 +35,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Resume: the job's state (epoch, chunks done, schedule) from this checkpoint directory's manifest, not the journal.")
     var restoreProgress: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @Option(help: "Job key directory (psctl keys --out DIR): accept only CURVE clients its `authorized` file lists (workers may register, lease, beat and leave; only the admin key may scale, checkpoint or recover), and reach the servers with admin.key (docs/SECURITY.md). Without it, plain TCP.")
+    var keys: String?
 
     func validate() throws {
         guard deadAfter > 0 else { throw ValidationError("--dead-after must be positive") }
@@ -61,12 +64,17 @@ struct CoordinatorCommand: ParsableCommand {
         }
         let logger = Logger(label: "coordinator")
         do {
+            let curve = try keys.map { try CurveKeys.server(dir: $0) }
+            let clientCurve = try keys.map { try CurveKeys.client(dir: $0, role: .admin) }
             let cfg = try ClusterConfig.load(path: config)
             var options = CoordinatorService.Options(bind: bind, runDir: runDir, dataDir: data, servers: endpoints)
             options.membership = MembershipSettings(heartbeatMs: UInt32(heartbeatMs), deadAfterSeconds: deadAfter)
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
             options.advertise = advertise
+            options.curve = curve
+            options.clientCurve = clientCurve
+            options.keysDir = keys
             let service = try CoordinatorService(options: options, config: cfg, logger: logger)
             let status = try service.run()
             if status != 0 { throw ExitCode(status) }

@@ -45,6 +45,15 @@ struct PSServerCommand: ParsableCommand {
     @Option(name: .long, help: "Keep this server's count of applied pushes in FILE (memory-mapped: it survives a kill -9), so that a supervisor can report how many of them a restore undid. `cluster/local.sh` passes RUN_DIR/servers/server-N.pushes.")
     var pushCounter: String?
 
+    @Option(name: .long, help: "Job key directory (psctl keys --out DIR): accept only CURVE clients listed in its `authorized` file, encrypted with server.key; a worker key may pull and push, only the admin key may shut down, snapshot, checkpoint or restore (docs/SECURITY.md). Without it, plain TCP and every peer is trusted.")
+    var keys: String?
+
+    @Option(name: .long, help: "Memory this server may spend on sparse rows, in MiB: a table without --max-rows may hold an equal share of it at twice its bytes per row (the best epoch's copy); a pull or push that would create more rows is refused with TABLE_FULL, naming the table and the cap. Default: half this machine's memory (the launcher divides it among its servers); 0: no cap.")
+    var memoryBudgetMb: Int?
+
+    @Option(name: .long, help: "Row caps over the whole table, TABLE=ROWS,... (config tables.NAME.max_rows); each of the --shard-count servers holds at most ROWS/N of them.")
+    var maxRows: String?
+
     @Option(name: .long, help: "Before serving, load this server's shard of a checkpoint: a checkpoint directory, `latest` (the newest complete one under --checkpoint-dir) or `latest-good` (the newest that passes every check). The server count may differ from the checkpoint's (rows are re-sharded).")
     var restore: String?
 
@@ -62,6 +71,8 @@ struct PSServerCommand: ParsableCommand {
         }
         guard !bind.isEmpty else { throw ValidationError("--bind must name an endpoint such as tcp://127.0.0.1:7000") }
         if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
+        if let m = memoryBudgetMb, m < 0 { throw ValidationError("--memory-budget-mb must be 0 (no cap) or more, got \(m)") }
+        if let maxRows { do { _ = try RowLimits.parseExplicit(maxRows) } catch { throw ValidationError("\(error)") } }
         if let r = restore, (r == "latest" || r == "latest-good"), checkpointDir == nil {
             throw ValidationError("--restore \(r) needs --checkpoint-dir DIR")
         }
@@ -90,7 +101,16 @@ struct PSServerCommand: ParsableCommand {
         options.maxMessageBytes = maxMessageMb << 20
         options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         options.pushCounterPath = pushCounter
-        print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel)")
+        let budget: UInt64? = memoryBudgetMb.map { $0 == 0 ? nil : UInt64($0) << 20 } ?? RowLimits.defaultBudgetBytes(serversOnThisMachine: 1)
+        options.rowLimits = RowLimits(budgetBytes: budget, explicit: try maxRows.map { try RowLimits.parseExplicit($0) } ?? [:])
+        if let keys {
+            // Before anything starts: a missing, loose or unparsable key file is named and nothing binds.
+            do { options.curve = try CurveKeys.server(dir: keys) } catch {
+                printError("ps-server: error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        print("\(RequestHandler.serverVersion) (libzmq \(ZMQLibrary.version)) shard=\(shardIndex)/\(shardCount) bind=\(bind) threads=\(threads) max-message-mb=\(maxMessageMb) log-level=\(logLevel) row-budget-mib=\(budget.map { String($0 >> 20) } ?? "none") max-rows=\(maxRows ?? "auto") curve=\(options.curve == nil ? "off" : "on (\(options.curve!.authorized.count) keys)")")
         let server: PSServer
         let endpoint: String
         do {

@@ -22,6 +22,7 @@ struct PSCtl: ParsableCommand {
             Shutdown.self,
             CheckpointCommand.self,
             VerifyCheckpoint.self,
+            Keys.self,
         ]
     )
 }

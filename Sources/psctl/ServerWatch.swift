@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSProtocol
+import ScenePSTransport
 
 /// Asks every server for a heartbeat once a second, from a thread of its own, and remembers when
 /// each last answered: a server whose process runs but that nobody has heard for longer than the
@@ -12,14 +13,14 @@ final class ServerWatch: @unchecked Sendable {
     private var last: [Date]
     private var stopped = false
 
-    init(endpoints: [String]) {
+    init(endpoints: [String], curve: CurveClientKeys?) {
         last = Array(repeating: Date(), count: endpoints.count)
         Thread.detachNewThread { [self] in
             var logger = Logger(label: "supervise.watch")
             logger.logLevel = .critical
             let links = endpoints.enumerated().map { i, ep in
                 try? ZMQCoordinatorLink(endpoint: ep, sender: "supervise-watch-\(i)-\(getpid())",
-                                        attemptTimeout: .milliseconds(800), patience: .milliseconds(800), logger: logger)
+                                        attemptTimeout: .milliseconds(800), patience: .milliseconds(800), curve: curve, logger: logger)
             }
             while !isStopped {
                 let round = Date()

@@ -5,6 +5,7 @@ import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
 import ScenePSServer
+import ScenePSTransport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,6 +39,8 @@ struct Supervise: ParsableCommand {
     @Option(help: "Hosts file (YAML): which hosts run the servers, the coordinator and each scene's workers, each host's address and how to start a process there (ssh by default, or a command prefix such as `ip netns exec NS`). Every host must see the bin, data and run directories at the same paths. Without it every process runs here. See docs/DEPLOY.md.")
     var hosts: String?
     @Flag(help: "Restart a worker or the coordinator that dies (as Kubernetes would).") var restartOnFailure = false
+    @Option(help: "Job key directory (psctl keys --out DIR): every process talks CURVE (encrypted; servers and coordinator accept only the listed keys; workers get the worker key, the supervisor uses the admin key). docs/SECURITY.md.")
+    var keys: String?
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
     @Option(help: "A server whose process runs but that has not answered a heartbeat for this many seconds (its host's link cut) is stopped and recovered as a dead one (with --restart-on-failure).")
@@ -59,6 +62,16 @@ struct Supervise: ParsableCommand {
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
             sup.serverDeadAfter = serverDeadAfter
+            if let keys {
+                // Every file the children will read, checked before anything starts.
+                _ = try CurveKeys.server(dir: keys)
+                _ = try CurveKeys.client(dir: keys, role: .worker)
+                sup.keysDir = keys
+                sup.curve = try CurveKeys.client(dir: keys, role: .admin)
+            }
+            let caps = RowCapPlan(config: plan.config, servers: plan.servers.count)
+            for line in caps.description { sup.say(line) }
+            sup.serverArguments = caps.serverArguments
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             let status = sup.run()
             if status != 0 { throw ExitCode(status) }

@@ -56,7 +56,7 @@ extension Supervisor {
             if workers.count > 2 * cores {
                 FileHandle.standardError.write(Data("local.sh: note: \(workers.count) workers on \(cores) cores: every pull is many other workers' pushes old when its gradient lands (measured: 16 workers on 2 cores lose ~0.01 AUC against 4-8); fewer workers per scene train as fast here\n".utf8))
             }
-            watch = ServerWatch(endpoints: plan.servers)
+            watch = ServerWatch(endpoints: plan.servers, curve: curve)
             say("== \(workers.count) workers training (" + pools.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")")
         } catch {
             return fail("\(error)")

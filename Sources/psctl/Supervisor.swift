@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
 import ScenePSProtocol
 import ScenePSServer
 #if canImport(Glibc)
@@ -38,6 +39,12 @@ final class Supervisor {
     var watch: ServerWatch?
     /// Why a server was declared dead while its process ran (its silence), for the recovery's messages.
     var silenced: [Int: String] = [:]
+    /// With CURVE: the key directory every child gets (`--keys`), and the supervisor's own admin keys.
+    var keysDir: String?
+    var curve: CurveClientKeys?
+    var keysArguments: [String] { keysDir.map { ["--keys", $0] } ?? [] }
+    /// Every server's row caps (`RowCapPlan`).
+    var serverArguments: [String] = []
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -82,7 +89,7 @@ final class Supervisor {
         return try start("server-\(i)", "ps-server", [
             "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.serverBinds[i],
             "--advertise", plan.servers[i], "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i),
-        ] + (restore.map { ["--restore", $0] } ?? []), on: plan.hosts.serverHost(i))
+        ] + (restore.map { ["--restore", $0] } ?? []) + keysArguments + serverArguments, on: plan.hosts.serverHost(i))
     }
 
     /// Where server `i` keeps its count of applied pushes (it outlives the process).
@@ -101,7 +108,7 @@ final class Supervisor {
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
             "--bind", plan.coordinatorBind, "--advertise", plan.coordinator, "--dead-after", "\(deadAfter)",
             "--checkpoint-dir", checkpointDir,
-        ] + (resume.map { ["--restore-progress", $0] } ?? []), on: plan.hosts.coordinatorHost)
+        ] + (resume.map { ["--restore-progress", $0] } ?? []) + keysArguments, on: plan.hosts.coordinatorHost)
         resume = nil   // a restarted coordinator continues from its journal
     }
 
@@ -122,7 +129,7 @@ final class Supervisor {
         workers.append(try start("worker-\(n)", "worker", [
             "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
             "--host-workers", "\(total)",
-        ], on: h))
+        ] + keysArguments, on: h))
         workers[workers.count - 1].scene = scene
         workers[workers.count - 1].memberName = n
     }
@@ -132,7 +139,7 @@ final class Supervisor {
         var logger = Logger(label: "supervise")
         logger.logLevel = .critical
         return try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(purpose)-\(getpid())",
-                                       attemptTimeout: attempt, patience: patience, logger: logger)
+                                       attemptTimeout: attempt, patience: patience, curve: curve, logger: logger)
     }
 
     /// Asks `endpoint` for a heartbeat until it answers or `child` exits.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
 import ScenePSWorker
 
 @main
@@ -45,6 +46,9 @@ struct Worker: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
+    var keys: String?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard !coordinator.isEmpty else { throw ValidationError("--coordinator needs an endpoint") }
@@ -58,13 +62,14 @@ struct Worker: ParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         var member: WorkerMember?
         do {
+            let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
             cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
                                                                  cores: ProcessInfo.processInfo.activeProcessorCount)
             let sender = "worker-\(me)-\(getpid())"
             func link(_ suffix: String, attempt: Duration, patience: Duration) throws -> ZMQCoordinatorLink {
                 try ZMQCoordinatorLink(endpoint: coordinator, sender: sender + suffix, attemptTimeout: attempt,
-                                       patience: patience, logger: logger)
+                                       patience: patience, curve: curve, logger: logger)
             }
             let m = WorkerMember(name: me, scene: scene,
                                  link: try link("", attempt: .seconds(2), patience: .milliseconds(Int64(coordinatorPatience * 1000))),
@@ -80,7 +85,7 @@ struct Worker: ParsableCommand {
                                                "compute_threads": "\(cfg.training.computeThreads)",
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
-                                               logger: logger)
+                                               curve: curve, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in

@@ -29,8 +29,10 @@ final class CoordinatorTests: XCTestCase {
     }
 
     func register(_ c: Coordinator, _ name: String, _ scene: String, incarnation: String = "1") throws -> UInt64 {
-        guard case .registerReply(let r) = c.handle(.register(Register(name: name, scene: scene, incarnation: incarnation)), now: now) else {
-            throw XCTSkip("registration refused")
+        let reply = c.handle(.register(Register(name: name, scene: scene, incarnation: incarnation)), now: now)
+        guard case .registerReply(let r) = reply else {
+            // A refusal is a regression, not a reason to skip: the thrown error fails the test.
+            throw ScenePSError(.internalError, "registration of \(name) (scene \(scene)) refused: \(reply)")
         }
         XCTAssertEqual(r.servers.count, 2)
         return r.memberID
