@@ -4,8 +4,8 @@
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P|auto] [--text-features]
-#                    [--restart-on-failure [--max-restarts N]] [--keys KEYDIR] [--hosts HOSTS.yaml]
-#                    [--metrics-base-port P] [--debug]
+#                    [--restart-on-failure [--max-restarts N] [--server-dead-after S]]
+#                    [--keys KEYDIR] [--hosts HOSTS.yaml] [--metrics-base-port P] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
 #                    [--hosts HOSTS.yaml]
@@ -50,12 +50,14 @@
 # --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
 # such as `ip netns exec NS`), each placed by the file; the run directory, the
 # data and the executables must be at the same paths there (docs/DEPLOY.md).
+# --server-dead-after S: a server unheard for S seconds (default 10; its host's
+# link cut) is stopped and recovered as a dead one.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME="" KEYS="" HOSTS="" METRICS_BASE_PORT=""
+TEXT_FEATURES="" RESUME="" KEYS="" HOSTS="" METRICS_BASE_PORT="" SERVER_DEAD_AFTER=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -77,6 +79,7 @@ while [ $# -gt 0 ]; do
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --text-features) TEXT_FEATURES=1; shift ;;
     --hosts) need "$@"; HOSTS="$2"; shift 2 ;;
+    --server-dead-after) need "$@"; SERVER_DEAD_AFTER="$2"; shift 2 ;;
     --resume) RESUME=latest; shift ;;
     --metrics-base-port) need "$@"; METRICS_BASE_PORT="$2"; shift 2 ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
@@ -214,4 +217,5 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$KEYS" ] || args+=(--keys "$KEYS")
 [ -z "$HOSTS" ] || args+=(--hosts "$HOSTS")
 [ -z "$METRICS_BASE_PORT" ] || args+=(--metrics-base-port "$METRICS_BASE_PORT")
+[ -z "$SERVER_DEAD_AFTER" ] || args+=(--server-dead-after "$SERVER_DEAD_AFTER")
 exec "$PSCTL" supervise "${args[@]}"

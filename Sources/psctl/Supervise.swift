@@ -44,7 +44,7 @@ struct Supervise: ParsableCommand {
     var keys: String?
     @Option(help: "With --restart-on-failure: restarts allowed per process.") var maxRestarts: Int = 3
     @Option(help: "The coordinator declares a worker dead after this many seconds of silence.") var deadAfter: Double = 3
-    @Option(help: "A server whose process runs but that has not answered a heartbeat for this many seconds (its host's link cut) is stopped and recovered as a dead one (with --restart-on-failure).")
+    @Option(help: "A server on another host (--hosts, a `via` prefix) whose process runs but that has not answered a heartbeat for this many seconds (its host's link cut) is stopped and recovered as a dead one (with --restart-on-failure; without it the job stops, naming it).")
     var serverDeadAfter: Double = 10
     @Option(help: "Resume the job of RUN_DIR from a checkpoint: `latest`, `latest-good` (the newest that passes every check) or a path. Servers restore it (onto any number of servers), the coordinator takes its data progress.")
     var resumeFrom: String?
@@ -75,6 +75,7 @@ struct Supervise: ParsableCommand {
             let sup = try Supervisor(bin: bin, configPath: config, dataDir: data, runDir: runDir, plan: plan,
                                      restartOnFailure: restartOnFailure, maxRestarts: maxRestarts, deadAfter: deadAfter)
             sup.slots = slots
+            sup.serverDeadAfter = serverDeadAfter
             if let keys {
                 // Every file the children will read, checked before anything starts.
                 _ = try CurveKeys.server(dir: keys)
@@ -85,7 +86,6 @@ struct Supervise: ParsableCommand {
             let caps = RowCapPlan(config: plan.config, servers: plan.servers.count)
             for line in caps.description { sup.say(line) }
             sup.serverArguments = caps.serverArguments
-            sup.serverDeadAfter = serverDeadAfter
             if let r = resumeFrom { sup.resume = try Supervisor.resolveCheckpoint(r, dir: sup.checkpointDir) }
             if let p = metricsBasePort {
                 do {

@@ -1,5 +1,6 @@
 import Foundation
 import ScenePSCore
+import ScenePSProtocol
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,6 +64,33 @@ extension Supervisor {
             mine.append("host \(h.name) sees another \(tokenFile) than this machine: \(runDir) is not the same shared directory there (docs/DEPLOY.md)")
         }
         return mine
+    }
+
+    /// Once every server answers: each advertised endpoint is asked which shard it serves. A process
+    /// that claims another index than its place in the list (an advertised address that reaches another
+    /// server, a leftover server of another job on that port) is an error naming both claimants.
+    func checkShardClaims() -> String? {
+        let n = plan.servers.count
+        var claims: [Int: [Int]] = [:]
+        var problems: [String] = []
+        for (i, ep) in plan.servers.enumerated() {
+            let hello = Hello(role: "supervise", scene: "", shardCount: UInt32(n), shardIndex: UInt32(i))
+            guard case .helloReply(let r)? = try? link(ep, "claim-\(i)", attempt: .seconds(2), patience: .seconds(4))?.call(.hello(hello)) else {
+                problems.append("server-\(i) at \(ep) did not say which shard it serves")
+                continue
+            }
+            if Int(r.shardCount) != n {
+                problems.append("the ps-server at \(ep) (listed as server-\(i)) serves shard \(r.shardIndex) of \(r.shardCount), not of \(n): another job's server?")
+            }
+            claims[Int(r.shardIndex), default: []].append(i)
+        }
+        for (index, at) in claims.sorted(by: { $0.key < $1.key }) where at != [index] {
+            let who = at.map { "\(plan.servers[$0]) (listed as server-\($0))" }.joined(separator: " and ")
+            problems.append("server index \(index) is claimed by the ps-server at \(who)"
+                            + (at.contains(index) ? "" : ", and not by server-\(index)'s own endpoint \(index < n ? plan.servers[index] : "-")")
+                            + ": check each server's advertised address (the hosts file's address)")
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "\n  ")
     }
 
     /// Runs `command` to its end or for at most `seconds` (then kills it); its exit status (nil when

@@ -28,6 +28,7 @@ extension Supervisor {
             for (i, ep) in plan.servers.enumerated() {
                 if let why = waitAnswer(servers[i], ep, .heartbeat(Heartbeat()), seconds: 30) { return fail(why) }
             }
+            if let why = checkShardClaims() { return fail(why) }
             say("== starting the coordinator at \(plan.coordinator)")
             try startCoordinator()
             // Resumed from the checkpoint a finished job took at its end: its coordinator has nothing to do and ends.
@@ -78,9 +79,10 @@ extension Supervisor {
                 return sig == SIGINT ? 130 : 143
             }
             for (i, s) in servers.enumerated() {
-                if s.exitStatus == nil, let w = watch, w.silence(i) > serverDeadAfter {
-                    // Running, but unheard (a cut link, a frozen host): stopped here and recovered as a
-                    // dead server; its successor takes over its port (docs/DEPLOY.md, "Losing a machine").
+                if s.exitStatus == nil, !s.host.via.isEmpty, let w = watch, w.silence(i) > serverDeadAfter {
+                    // Running on another host, but unheard (a cut link, a frozen host): stopped here and
+                    // recovered as a dead server; its successor takes over its port (docs/DEPLOY.md, "Losing
+                    // a machine"). Servers started here directly are judged by their process alone.
                     let why = String(format: "did not answer at %@ for %.0f s (--server-dead-after)", plan.servers[i], w.silence(i))
                     FileHandle.standardError.write(Data("local.sh: server-\(i) on host \(s.host.name) \(why): declared dead, stopping it\n".utf8))
                     silenced[i] = why
