@@ -29,7 +29,7 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 18 slots of 5 ports: 90 ports per process, 140 disjoint process ranges, the highest port
+    /// Slot 17: MetricsTests. 18 slots of 5 ports: 90 ports per process, 140 disjoint process ranges, the highest port
     /// 20_000 + 139 * 90 + 17 * 5 + 4 = 32_599.
     static func basePort(slot: Int) -> Int {
         precondition((0..<18).contains(slot), "18 slots of 5 ports per test process")
