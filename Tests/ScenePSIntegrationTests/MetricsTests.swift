@@ -41,7 +41,7 @@ final class MetricsTests: XCTestCase {
                                         "--users", "2000", "--items", "3000", "--seed", "11"], timeout: 120)
         XCTAssertEqual(g.status, 0, g.output)
         let config = dir.appendingPathComponent("config.yaml")
-        try "training: {epochs: 6, log_every: 10}\nscenes: {home: 1, shop: 1}\n".write(to: config, atomically: true, encoding: .utf8)
+        try "training: {epochs: 8, patience: 8, log_every: 10}\nscenes: {home: 1, shop: 1}\n".write(to: config, atomically: true, encoding: .utf8)
         let run = dir.appendingPathComponent("run")
         let metricsBase = Harness.basePort(slot: 17)
         let job = try Harness.Running(launcher, ["--config", config.path, "--log", dir.appendingPathComponent("log.csv").path,
@@ -118,6 +118,26 @@ final class MetricsTests: XCTestCase {
         // Supervisor: what it runs.
         XCTAssertEqual(value(page("supervisor", b), "sceneps_supervisor_processes", ["role": "worker"]), 2)
         XCTAssertEqual(value(page("supervisor", b), "sceneps_supervisor_processes", ["role": "server"]), 1)
+
+        // psctl status --json: the coordinator's view and the servers'.
+        let st = try Harness.run(psctl, ["status", "--run-dir", run.path, "--json", "--interval", "0.5"], timeout: 60)
+        XCTAssertEqual(st.status, 0, st.output)
+        let o = try XCTUnwrap(st.output.firstIndex(of: "{").flatMap {
+            try? JSONSerialization.jsonObject(with: Data(st.output[$0...].utf8)) as? [String: Any] }, st.output)
+        XCTAssertEqual((o["scenes"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted(), ["home", "shop"])
+        let srv = try XCTUnwrap((o["servers"] as? [[String: Any]])?.first, st.output)
+        XCTAssertEqual(srv["answering"] as? Bool, true, st.output)
+        XCTAssertGreaterThan(srv["requests_per_sec"] as? Double ?? 0, 0, "the servers are busy: \(st.output)")
+        let item = (srv["tables"] as? [[String: Any]])?.first { $0["name"] as? String == "item" }
+        XCTAssertGreaterThan(item?["rows"] as? Int ?? 0, 100, st.output)
+        // --watch when not a terminal: successive readings, one JSON object a line.
+        let watch = try Harness.Running(psctl, ["status", "--run-dir", run.path, "--json", "--watch", "--interval", "0.3"])
+        Thread.sleep(forTimeInterval: 2.5)
+        watch.process.terminate()
+        _ = watch.waitExit(timeout: 10)
+        let lines = watch.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        XCTAssertGreaterThanOrEqual(lines.count, 2, watch.output)
+        for l in lines { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
 
         XCTAssertEqual(job.waitExit(timeout: 600), 0, String(job.output.suffix(4000)))
         // The best validation AUC is known once an epoch was evaluated (read from summary.json here: the job is over).
