@@ -37,15 +37,16 @@ struct Status: ParsableCommand {
             let terminal = isatty(1) == 1
             var previous = probe.serverStats()
             if !watch { Thread.sleep(forTimeInterval: interval) }
-            var first = true
+            var readings = 0
             repeat {
-                if watch && !first { Thread.sleep(forTimeInterval: interval) }
-                first = false
+                if readings > 0 { Thread.sleep(forTimeInterval: interval) }
                 let view: JobView
                 do { view = try probe.read(previous: previous) } catch {
-                    if watch && !first { print("the job is no longer answering: \(error)"); return }
+                    // Watching a job that ended (or whose coordinator went away): the last reading stands.
+                    if readings > 0 { print("the job is no longer answering: \(error)"); return }
                     throw error
                 }
+                readings += 1
                 previous = view.stats
                 if json {
                     let d = try JSONSerialization.data(withJSONObject: view.json, options: watch ? [.sortedKeys] : [.sortedKeys, .prettyPrinted])
