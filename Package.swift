@@ -42,7 +42,10 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
-        .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
+        .target(name: "ScenePSTransport", dependencies: [
+            "ScenePSCore", "CZeroMQ",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "ScenePSServer", dependencies: [
             "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
@@ -68,7 +71,7 @@ let package = Package(
         .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS", "ScenePSMetrics",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
@@ -86,18 +89,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSMetrics",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "coordinator", dependencies: [
-            "ScenePSCore", "ScenePSCoordinator", "ScenePSMetrics",
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
-            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSServer", "ScenePSTransport",   // verify-checkpoint reads shard files with the server's own reader
             "ScenePSMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -131,6 +134,6 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
         // The checkpoint tests push to real server processes through the client library.
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol"]),
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
     ]
 )

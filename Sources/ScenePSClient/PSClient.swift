@@ -52,7 +52,7 @@ public final class PSClient {
     public convenience init(endpoints: [String], sender: String, options: PSClientOptions = .init(), logger: Logger) throws {
         guard !endpoints.isEmpty else { throw PSClientError.invalidArgument("PSClient needs at least one server endpoint") }
         let t = try ZMQServerTransport(endpoints: endpoints, maxMessageBytes: options.maxMessageBytes * 2,
-                                       highWaterMark: options.highWaterMark)
+                                       highWaterMark: options.highWaterMark, curve: options.curve)
         try self.init(transport: t, sender: sender, options: options, logger: logger)
     }
 
@@ -320,8 +320,9 @@ public final class PSClient {
     }
 
     /// `shutdownServers` from a short-lived client of its own.
-    public static func shutdown(endpoints: [String], reason: String, logger: Logger) throws {
+    public static func shutdown(endpoints: [String], reason: String, curve: CurveClientKeys? = nil, logger: Logger) throws {
         var options = PSClientOptions()
+        options.curve = curve
         options.timeout = .seconds(5)
         options.retries = 1
         try PSClient(endpoints: endpoints, sender: "psctl-shutdown", options: options, logger: logger)

@@ -304,6 +304,9 @@ final class Checkpointer: @unchecked Sendable {
         return held
     }
 
+    /// How many pushes wait in the current hold (tests: to wait for a push to be held, not for a time).
+    func queuedPushes() -> Int { cond.lock(); defer { cond.unlock() }; return queue.count }
+
     /// The newest report of `name` (tests, tools).
     func report(_ name: String) -> CheckpointReply? { cond.lock(); defer { cond.unlock() }; return reports[name] }
 }

@@ -5,6 +5,7 @@ import ScenePSClient
 import ScenePSCoordinator
 import ScenePSCore
 import ScenePSProtocol
+import ScenePSTransport
 
 /// `psctl status`: the coordinator's view of a live job (epoch, pools, chunks,
 /// members) and the servers' (rows and bytes per table, requests/s, mean
@@ -26,6 +27,7 @@ struct Status: ParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "Redraw every --interval seconds until the job ends or Ctrl-C.") var watch = false
     @Option(help: "Seconds between the two server readings (requests/s) and between redraws.") var interval: Double = 1
+    @OptionGroup var keys: AdminKeysOption
 
     func validate() throws {
         guard interval > 0 && interval <= 3600 else { throw ValidationError("--interval must be in (0, 3600] seconds, got \(interval)") }
@@ -33,7 +35,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let probe = try JobProbe(runDir: runDir)
+            let probe = try JobProbe(runDir: runDir, keys: keys)
             let terminal = isatty(1) == 1
             var previous = probe.serverStats()
             if !watch { Thread.sleep(forTimeInterval: interval) }
@@ -67,8 +69,13 @@ struct Status: ParsableCommand {
 struct JobProbe {
     let runDir: String
     let servers: [String]
-    init(runDir: String) throws {
+    let keys: AdminKeysOption
+    /// The admin's CURVE keys when the job runs with them (the servers then refuse plain requests).
+    let curve: CurveClientKeys?
+    init(runDir: String, keys: AdminKeysOption) throws {
         self.runDir = runDir
+        self.keys = keys
+        curve = try keys.admin(runDir: runDir)
         let file = CoordinatorFiles.servers(runDir)
         servers = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
@@ -80,6 +87,7 @@ struct JobProbe {
         var options = PSClientOptions()
         options.timeout = .milliseconds(700)
         options.retries = 1
+        options.curve = curve
         return servers.map { ep in
             guard let c = try? PSClient(endpoints: [ep], sender: "psctl-status-\(getpid())", options: options, logger: logger),
                   let s = try? c.stats().first else { return nil }
@@ -88,7 +96,7 @@ struct JobProbe {
     }
 
     func read(previous: [(StatsReply, Date)?]) throws -> JobView {
-        let status = try LiveJob.with(runDir: runDir, sender: "psctl-status") { try $0.status() }
+        let status = try LiveJob.with(runDir: runDir, sender: "psctl-status", keys: keys) { try $0.status() }
         let journal = try? JSONFile.read(CoordinatorJournal.self, from: CoordinatorFiles.journal(runDir))
         return JobView(status: status, servers: servers, stats: serverStats(), previous: previous,
                        checkpoint: journal?.checkpoints.last, now: Date())

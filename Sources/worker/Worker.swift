@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
 import ScenePSMetrics
 import ScenePSWorker
 
@@ -46,6 +47,8 @@ struct Worker: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
+    var keys: String?
     @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
@@ -67,13 +70,14 @@ struct Worker: ParsableCommand {
         }
         defer { endpoint?.stop() }
         do {
+            let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
             cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
                                                                  cores: ProcessInfo.processInfo.activeProcessorCount)
             let sender = "worker-\(me)-\(getpid())"
             func link(_ suffix: String, attempt: Duration, patience: Duration) throws -> ZMQCoordinatorLink {
                 try ZMQCoordinatorLink(endpoint: coordinator, sender: sender + suffix, attemptTimeout: attempt,
-                                       patience: patience, logger: logger)
+                                       patience: patience, curve: curve, logger: logger)
             }
             let m = WorkerMember(name: me, scene: scene,
                                  link: try link("", attempt: .seconds(2), patience: .milliseconds(Int64(coordinatorPatience * 1000))),
@@ -89,7 +93,7 @@ struct Worker: ParsableCommand {
                                                "compute_threads": "\(cfg.training.computeThreads)",
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
-                                               logger: logger)
+                                               curve: curve, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger)
             if let e = endpoint {
                 let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)

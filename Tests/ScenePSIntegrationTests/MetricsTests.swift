@@ -43,10 +43,10 @@ final class MetricsTests: XCTestCase {
         let config = dir.appendingPathComponent("config.yaml")
         try "training: {epochs: 8, patience: 8, log_every: 10}\nscenes: {home: 1, shop: 1}\n".write(to: config, atomically: true, encoding: .utf8)
         let run = dir.appendingPathComponent("run")
-        let metricsBase = Harness.basePort(slot: 17)
+        let metricsBase = Harness.basePort(slot: 23)
         let job = try Harness.Running(launcher, ["--config", config.path, "--log", dir.appendingPathComponent("log.csv").path,
                                                  "--run-dir", run.path, "--servers", "1",
-                                                 "--base-port", "\(Harness.basePort(slot: 11))",
+                                                 "--base-port", "\(Harness.basePort(slot: 22))",
                                                  "--metrics-base-port", "\(metricsBase)"], cwd: Harness.root)
         defer { if job.process.isRunning { job.process.terminate(); _ = job.waitExit(timeout: 30) } }
         XCTAssertTrue(job.waitFor("== run directory: \(run.path)", timeout: 120), "the run directory is printed at the start: \(job.output.prefix(2000))")
@@ -148,7 +148,7 @@ final class MetricsTests: XCTestCase {
     /// A metrics port that is taken: the process stops before serving, naming the port.
     func testAMetricsPortInUseIsAnErrorNamingIt() throws {
         try Harness.requireBinaries()
-        let base = Harness.basePort(slot: 17)
+        let base = Harness.basePort(slot: 23)
         let server = Harness.bin.appendingPathComponent("ps-server").path
         let first = try Harness.Running(server, ["--shard-index", "0", "--shard-count", "1", "--bind", "tcp://127.0.0.1:\(base + 4)",
                                                  "--metrics-port", "\(base + 3)"])
