@@ -15,6 +15,8 @@ public enum CoordinatorFiles {
     public static func journal(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("state.json") }
     /// The endpoint the coordinator listens on (one line), for `psctl scale/status`.
     public static func endpoint(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("endpoint") }
+    /// The servers' endpoints in shard order (one a line), for `psctl status` to ask them for their statistics.
+    public static func servers(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("servers") }
     /// With CURVE on: the key directory the coordinator was started with (one line), so that
     /// `psctl status/scale/checkpoint --run-dir` find the admin key by themselves.
     public static func keys(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("keys") }
@@ -176,6 +178,7 @@ public final class CoordinatorService: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: CoordinatorFiles.keys(options.runDir))
         }
         try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
+        try JSONFile.writeAtomically(Data(options.servers.map { $0 + "\n" }.joined().utf8), to: CoordinatorFiles.servers(options.runDir))
         if resumedAtBest { try saveBestSnapshot() }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
                                           "scenes": "\(coordinator.plan.scenes.map(\.name).joined(separator: ","))"])

@@ -21,7 +21,6 @@ public final class ServerMetrics: @unchecked Sendable {
     let dedupHits: Counter
     let heldPushes: Counter
     let pushStall: DurationHistogram
-    let checkpointHoldSeconds: Counter
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         bytesIn = registry.counter("sceneps_server_bytes_total", labels: [("direction", "in")],
@@ -32,9 +31,8 @@ public final class ServerMetrics: @unchecked Sendable {
                                          help: "Pushes acknowledged without being applied: a retry of a push already applied.")
         heldPushes = registry.counter("sceneps_server_held_pushes_total",
                                           help: "Pushes held back by a checkpoint's cut and applied after it.")
-        pushStall = registry.durations("sceneps_server_push_stall_seconds",                                                    help: "How long each push held by a checkpoint's cut waited before it was applied.")
-        checkpointHoldSeconds = registry.counter("sceneps_server_push_stall_seconds_total",
-                                                     help: "Sum of the waits of pushes held by checkpoint cuts.")
+        pushStall = registry.durations("sceneps_server_push_stall_seconds",
+                                       help: "How long each push held by a checkpoint's cut waited before it was applied.")
     }
 
     /// One request handled: its type (`Body.kindName`, or `undecodable`/`oversized`), the reply's status, the time spent.
@@ -78,7 +76,6 @@ public final class ServerMetrics: @unchecked Sendable {
     func heldPushApplied(waitedNanos: UInt64) {
         heldPushes.increment()
         pushStall.record(.nanoseconds(Int64(waitedNanos)))
-        checkpointHoldSeconds.increment(by: Double(waitedNanos) / 1e9)
     }
 
     /// Registers the scrape-time gauges of `handler`'s tables and counters.

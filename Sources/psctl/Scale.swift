@@ -64,30 +64,3 @@ struct Scale: ParsableCommand {
         }
     }
 }
-
-struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show a live job: its epoch, every scene's pool and chunks, every member.")
-
-    @Option(help: "Run directory of the live job.") var runDir: String
-    @OptionGroup var keys: AdminKeysOption
-
-    func run() throws {
-        try reportingErrors {
-            let s = try LiveJob.with(runDir: runDir, sender: "psctl-status", keys: keys) { try $0.status() }
-            print("epoch \(s.epoch): \(s.phase)")
-            print("scene            pool  live  chunks  done  leased")
-            for sc in s.scenes {
-                let name = sc.name.padding(toLength: max(15, sc.name.count), withPad: " ", startingAt: 0)
-                print(name + String(format: "  %4@  %4d  %6d  %4d  %6d%@", sc.target < 0 ? "-" : "\(sc.target)" as NSString,
-                                    sc.liveWorkers, sc.chunks, sc.chunksDone, sc.chunksLeased,
-                                    sc.waiting ? "  waiting: no worker" : ""))
-            }
-            for m in s.members {
-                print(String(format: "member %llu %@ (scene %@): lease %llu, last heard %.1f s ago", m.memberID, m.name, m.scene,
-                             m.leaseID, m.silentSeconds))
-            }
-            if !s.message.isEmpty { print("last event: \(s.message)") }
-        }
-    }
-}

@@ -209,8 +209,9 @@ final class ElasticTests: XCTestCase {
         _ = try scale("shop", 0)
         var waiting = false
         for _ in 0..<300 where !waiting {
-            let st = try Harness.run(psctl, ["status", "--run-dir", run.path], timeout: 30)
-            waiting = st.output.contains("waiting: no worker")
+            let st = try Harness.run(psctl, ["status", "--run-dir", run.path, "--json", "--interval", "0.1"], timeout: 30)
+            let o = st.output.firstIndex(of: "{").flatMap { try? JSONSerialization.jsonObject(with: Data(st.output[$0...].utf8)) as? [String: Any] }
+            waiting = (o?["scenes"] as? [[String: Any]])?.first { $0["name"] as? String == "shop" }?["waiting"] as? Bool ?? false
             if !waiting { Thread.sleep(forTimeInterval: 0.2) }
         }
         XCTAssertTrue(waiting, "a scene without workers is reported as waiting")
