@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // Metrics (docs/OBSERVING.md): the Prometheus registry and text format; swift-metrics is its API for libraries.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
     ],
     targets: [
         // C: system libraries and the committed protobuf-c output.
@@ -39,13 +42,26 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "ScenePSProtocol", dependencies: ["ScenePSCore", "ScenePSWire"]),
-        .target(name: "ScenePSTransport", dependencies: ["ScenePSCore", "CZeroMQ"]),
-        .target(name: "ScenePSServer", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc",
+        .target(name: "ScenePSTransport", dependencies: [
+            "ScenePSCore", "CZeroMQ",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "ScenePSServer", dependencies: [
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "CMalloc", "ScenePSMetrics",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .target(name: "ScenePSClient", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSMetrics",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // The HTTP endpoint every long-running process serves its metrics on (docs/OBSERVING.md).
+        .target(name: "ScenePSMetrics", dependencies: [
+            "ScenePSCore",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "ScenePSData", dependencies: ["ScenePSCore"]),
@@ -55,34 +71,37 @@ let package = Package(
         .target(name: "ScenePSText", dependencies: ["ScenePSCore", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
         .target(name: "ScenePSWorker", dependencies: [
-            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSData", "ScenePSModel", "CBLAS",
+            "ScenePSCore", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSModel", "CBLAS", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The control plane: membership, data leases, epochs (docs/COORDINATOR.md).
         .target(name: "ScenePSCoordinator", dependencies: [
-            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "ScenePSClient", "CZeroMQ",
+            "ScenePSCore", "ScenePSProtocol", "ScenePSTransport", "ScenePSData", "ScenePSWorker", "ScenePSClient", "CZeroMQ", "ScenePSMetrics",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         // Executables.
         .executableTarget(name: "ps-server", dependencies: [
-            "ScenePSCore", "ScenePSServer",
+            "ScenePSCore", "ScenePSServer", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "worker", dependencies: [
-            "ScenePSCore", "ScenePSWorker", "ScenePSClient",
+            "ScenePSCore", "ScenePSWorker", "ScenePSClient", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "coordinator", dependencies: [
-            "ScenePSCore", "ScenePSCoordinator",
+            "ScenePSCore", "ScenePSCoordinator", "ScenePSTransport", "ScenePSMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "psctl", dependencies: [
             "ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSWorker", "ScenePSText", "ScenePSCoordinator",
-            "ScenePSServer",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSServer", "ScenePSTransport",   // verify-checkpoint reads shard files with the server's own reader
+            "ScenePSMetrics", .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -115,6 +134,6 @@ let package = Package(
                     exclude: ["Fixtures"]),
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore"]),
         // The checkpoint tests push to real server processes through the client library.
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol"]),
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
     ]
 )

@@ -4,9 +4,11 @@
 #   cluster/local.sh [--config FILE] [--run-dir DIR] [--servers N] [--workers-per-scene M]
 #                    [--log LOG.csv [--items ITEMS.csv] [--truth TRUTH.csv] [--skip-bad-rows]]
 #                    [--rows N] [--base-port P] [--text-features]
-#                    [--restart-on-failure [--max-restarts N]] [--debug]
+#                    [--restart-on-failure [--max-restarts N]] [--keys KEYDIR] [--hosts HOSTS.yaml]
+#                    [--metrics-base-port P] [--debug]
 #   cluster/local.sh --run-dir DIR --resume | --resume-from latest-good|PATH
 #                    [--servers N] [--workers-per-scene M] [--base-port P] [--restart-on-failure]
+#                    [--hosts HOSTS.yaml]
 #
 # Without --log it trains on the default generated data set (data/default/,
 # generated once). With --log it prepares that log into RUN_DIR/data first.
@@ -31,13 +33,25 @@
 # `checkpoint`); --resume restarts a stopped job (Ctrl-C, kill -9, a dead
 # machine) from DIR's latest complete checkpoint, with DIR's config and data,
 # onto any number of servers, with the checkpoint's pools unless
-# --workers-per-scene is given again. SCENEPS_BIN=DIR uses prebuilt executables.
+# --workers-per-scene is given again. --metrics-base-port P serves Prometheus
+# metrics: the supervisor on P, every process on a port of its own after it
+# (RUN_DIR/metrics/targets.json lists them; docs/OBSERVING.md).
+# --keys KEYDIR (made by `psctl keys --out
+# KEYDIR`) turns on CURVE: encrypted traffic, servers and coordinator accept
+# only the listed keys, workers get the worker key, which cannot shut down,
+# checkpoint, restore, scale or recover (docs/SECURITY.md); off by default on
+# one machine's loopback. SCENEPS_BIN=DIR uses prebuilt executables;
+# SCENEPS_SLOTS=N refuses a job of more than N processes before it starts
+# (cluster/slurm/sceneps.sbatch sets both).
+# --hosts HOSTS.yaml runs the processes on other hosts (ssh, or a command prefix
+# such as `ip netns exec NS`), each placed by the file; the run directory, the
+# data and the executables must be at the same paths there (docs/DEPLOY.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CONFIG="$ROOT/cluster/default.yaml"
 RUN_DIR="" SERVERS="" WPS="" LOG="" ITEMS="" TRUTH="" SKIP_BAD="" ROWS="" BASE_PORT="" CONF="release" RESTART="" MAX_RESTARTS=""
-TEXT_FEATURES="" RESUME=""
+TEXT_FEATURES="" RESUME="" KEYS="" HOSTS="" METRICS_BASE_PORT=""
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 die() { echo "local.sh: $*" >&2; exit 2; }
@@ -58,14 +72,17 @@ while [ $# -gt 0 ]; do
     --restart-on-failure) RESTART=1; shift ;;
     --max-restarts) need "$@"; MAX_RESTARTS="$2"; shift 2 ;;
     --text-features) TEXT_FEATURES=1; shift ;;
+    --hosts) need "$@"; HOSTS="$2"; shift 2 ;;
     --resume) RESUME=latest; shift ;;
+    --metrics-base-port) need "$@"; METRICS_BASE_PORT="$2"; shift 2 ;;
     --resume-from) need "$@"; RESUME="$2"; shift 2 ;;
+    --keys) need "$@"; KEYS="$2"; shift 2 ;;
     --debug) CONF="debug"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown flag '$1' (see --help)" ;;
   esac
 done
-for v in SERVERS WPS ROWS BASE_PORT; do
+for v in SERVERS WPS ROWS BASE_PORT METRICS_BASE_PORT; do
   val=${!v}
   [ -z "$val" ] || [[ "$val" =~ ^[1-9][0-9]*$ ]] || die "--$(echo $v | tr A-Z a-z | tr _ -) must be a positive integer, got '$val'"
 done
@@ -81,6 +98,7 @@ fi
 [ -z "$LOG" ] || [ -f "$LOG" ] || die "log file not found: $LOG"
 [ -z "$ITEMS" ] || [ -f "$ITEMS" ] || die "items file not found: $ITEMS"
 [ -z "$TRUTH" ] || [ -f "$TRUTH" ] || die "truth file not found: $TRUTH"
+[ -z "$HOSTS" ] || [ -f "$HOSTS" ] || die "hosts file not found: $HOSTS"
 [ -n "$LOG" ] || [ -z "$ITEMS$TRUTH$SKIP_BAD" ] || die "--items, --truth and --skip-bad-rows go with --log"
 [ -z "$MAX_RESTARTS" ] || [[ "$MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "--max-restarts must be 0 or more, got '$MAX_RESTARTS'"
 [ -z "$MAX_RESTARTS" ] || [ -n "$RESTART" ] || die "--max-restarts goes with --restart-on-failure"
@@ -88,7 +106,10 @@ fi
 
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 CONFIG=$(abs "$CONFIG"); [ -z "$LOG" ] || LOG=$(abs "$LOG")
+[ -z "$KEYS" ] || [ -d "$KEYS" ] || die "--keys: no key directory $KEYS (make one with: psctl keys --out $KEYS)"
+[ -z "$KEYS" ] || KEYS=$(abs "$KEYS")
 [ -z "$ITEMS" ] || ITEMS=$(abs "$ITEMS"); [ -z "$TRUTH" ] || TRUTH=$(abs "$TRUTH")
+[ -z "$HOSTS" ] || HOSTS=$(abs "$HOSTS")
 [ -n "$RUN_DIR" ] || RUN_DIR="$ROOT/runs/$(date +%Y%m%d-%H%M%S)-$$"
 RUN_DIR=$(abs "$RUN_DIR")
 # A new run in a run directory replaces the results of any earlier one there
@@ -101,6 +122,7 @@ RUN_DIR=$(abs "$RUN_DIR")
 done
 [ -n "$RESUME" ] || rm -rf "$RUN_DIR/summary.json" "$RUN_DIR/schedule.json" "$RUN_DIR/epochs" "$RUN_DIR/workers" "$RUN_DIR/logs" "$RUN_DIR/coordinator" "$RUN_DIR/checkpoints"
 mkdir -p "$RUN_DIR/logs"
+echo "== run directory: $RUN_DIR"
 
 # --- install and build what is missing ------------------------------------
 "$ROOT/tools/install-deps.sh"
@@ -181,4 +203,8 @@ args=(--bin "$BIN" --config "$CONFIG" --data "$DATA" --run-dir "$RUN_DIR")
 [ -z "$RESTART" ] || args+=(--restart-on-failure)
 [ -z "$MAX_RESTARTS" ] || args+=(--max-restarts "$MAX_RESTARTS")
 [ -z "$RESUME" ] || args+=(--resume-from "$RESUME")
+[ -z "${SCENEPS_SLOTS:-}" ] || args+=(--slots "$SCENEPS_SLOTS")
+[ -z "$KEYS" ] || args+=(--keys "$KEYS")
+[ -z "$HOSTS" ] || args+=(--hosts "$HOSTS")
+[ -z "$METRICS_BASE_PORT" ] || args+=(--metrics-base-port "$METRICS_BASE_PORT")
 exec "$PSCTL" supervise "${args[@]}"

@@ -5,9 +5,11 @@ PyTorch reference's best epoch, on generated logs of several sizes and scene mix
     tools/schedule_study.py [--sets 50k,200k,uneven,1m,5m] [--root data/sched] [--wait-for-reference]
                             [--torch-venv .venv-torch] [--out FILE.md] [--bin DIR]
 
-Each set is a directory ROOT/NAME with log.csv and truth.csv; missing ones are
+Each set is a directory ROOT/NAME with log.csv (and truth.csv); missing ones are
 generated with `psctl gen-data` (users = rows/48, items = rows/24; `uneven`
-has scenes of 62/25/8/5% of the rows). ScenePS: `cluster/local.sh --log` with
+has scenes of 62/25/8/5% of the rows; `mlgen` is `--profile movielens`) or,
+for `ml100k`, built by tools/movielens.py from the real MovieLens-100K that
+PyPI's recbole ships (`pip install --no-deps recbole==1.2.1`). ScenePS: `cluster/local.sh --log` with
 cluster/default.yaml, nothing set per log. The reference: tools/torch_epochs.py
 (train_torch.py's loop, scored on the test split after every epoch), its best
 epoch by overall test AUC — chosen on the test set, the most favourable
@@ -28,7 +30,15 @@ SETS = {  # name: (rows, scene shares, seed, reference epochs)
     "5m": (5_000_000, None, 7, 2),
     "uneven": (300_000, "feed=0.62,search=0.25,live=0.08,shop=0.05", 11, 4),
     "60k-uneven": (60_000, "feed=0.62,search=0.22,live=0.08,shop=0.08", 13, 6),
+    # Ratings logs (issue 21): the real MovieLens-100K (tools/movielens.py, from PyPI recbole's bundled copy;
+    # no truth.csv) and the generator's movielens profile (gen-data --profile movielens, its own sizes).
+    "ml100k": (100_000, "action/comedy/drama by the movie's first genre (real MovieLens-100K)", None, 8),
+    "mlgen": (100_000, "action=0.42,comedy=0.29,drama=0.29 by topic (gen-data --profile movielens)", 7, 8),
 }
+
+# How far under the reference a scene may be: 0.003 on the generated logs of issue 10; 0.005 on the ratings
+# logs of issue 21, whose 10,000 test rows come from ~100-170 users (the AUC of one run moves by ~0.005).
+SCENE_BAR = {"ml100k": 0.005, "mlgen": 0.005}
 
 
 def build():
@@ -39,6 +49,13 @@ def build():
 
 def generate(bin_dir, name, d):
     rows, shares, seed, _ = SETS[name]
+    if name == "ml100k":
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "movielens.py"), "--out", d], check=True)
+        return
+    if name == "mlgen":
+        subprocess.run([os.path.join(bin_dir, "psctl"), "gen-data", "--profile", "movielens", "--out", d,
+                        "--seed", str(seed)], check=True)
+        return
     cmd = [os.path.join(bin_dir, "psctl"), "gen-data", "--out", d, "--rows", str(rows),
            "--users", str(max(1250, rows // 48)), "--items", str(max(2500, rows // 24)), "--seed", str(seed)]
     if shares:
@@ -52,7 +69,9 @@ def scenps(bin_dir, name, d, work, port):
     if os.path.exists(done):   # --work of an earlier, interrupted study
         return json.load(open(done))
     cmd = [os.path.join(ROOT, "cluster", "local.sh"), "--log", os.path.join(d, "log.csv"),
-           "--truth", os.path.join(d, "truth.csv"), "--run-dir", run, "--base-port", str(port)]
+           "--run-dir", run, "--base-port", str(port)]
+    if os.path.exists(os.path.join(d, "truth.csv")):   # a real log has none
+        cmd += ["--truth", os.path.join(d, "truth.csv")]
     t0 = time.time()
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "local.log"), "w") as log:
@@ -99,7 +118,7 @@ def table(name, s, t):
     lines.append(f"ScenePS: {s['examples_per_sec']:.0f} examples/s, {s['_seconds']:.0f} s in all"
                  + (f"; reference: {t['examples_per_sec']:.0f} examples/s." if t.get("examples_per_sec") else ".")
                  + (f" Reference: {t['note']}." if t.get("note") else ""))
-    ok = s["overall"]["auc"] >= ref["overall"]["auc"] and min(diffs) >= -0.003
+    ok = s["overall"]["auc"] >= ref["overall"]["auc"] and min(diffs) >= -SCENE_BAR.get(name, 0.003)
     return "\n".join(lines) + "\n", ok
 
 
@@ -142,7 +161,7 @@ def main():
         all_ok &= ok
         print(text, flush=True)
         md.append(text)
-    md.append(f"At least the reference overall and within 0.003 on every scene, on every set: {'yes' if all_ok else 'NO'}\n")
+    md.append(f"At least the reference overall and within the bar (0.003; 0.005 on ratings logs) on every scene, on every set: {'yes' if all_ok else 'NO'}\n")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     open(out, "w").write("\n".join(md))
     print(f"wrote {out}; runs in {work}")

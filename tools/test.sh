@@ -6,6 +6,7 @@
 # real ps-server, worker and psctl as separate processes), then runs
 # `swift test`.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 tools/gen-protos.sh --check

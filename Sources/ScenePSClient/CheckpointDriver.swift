@@ -53,7 +53,9 @@ public final class CheckpointDriver {
     private var sockets: [ZMQSocket] = []
     private var nextID: UInt64
 
-    public init(endpoints: [String], sender: String = "checkpoint-driver-\(getpid())", logger: Logger) throws {
+    /// - curve: connect as this CURVE client (the admin's: servers refuse checkpoints from a worker key).
+    public init(endpoints: [String], sender: String = "checkpoint-driver-\(getpid())", curve: CurveClientKeys? = nil,
+                logger: Logger) throws {
         guard !endpoints.isEmpty else { throw ScenePSError.invalidArgument("checkpoint needs at least one server endpoint") }
         self.endpoints = endpoints
         self.sender = sender
@@ -61,6 +63,7 @@ public final class CheckpointDriver {
         context = try ZMQContext(ioThreads: 1)
         for e in endpoints {
             let s = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 0)
+            if let curve { try s.makeCurveClient(curve) }
             try s.connect(e)
             sockets.append(s)
         }

@@ -1,4 +1,5 @@
 import ScenePSProtocol
+import ScenePSTransport
 
 public struct PSClientOptions: Sendable {
     /// How long to wait for every server's reply before retrying.
@@ -10,6 +11,8 @@ public struct PSClientOptions: Sendable {
     public var maxMessageBytes: Int = 64 << 20
     /// Messages queued per server socket (ZMQ_SNDHWM/RCVHWM).
     public var highWaterMark: Int32 = 1000
+    /// Connect as this CURVE client (docs/SECURITY.md); nil: plain TCP.
+    public var curve: CurveClientKeys?
     public init() {}
 }
 

@@ -36,8 +36,9 @@ public final class ZMQCoordinatorLink: CoordinatorLink {
     private var nextID: UInt64
     private let logger: Logger
 
+    /// - curve: connect as this CURVE client (nil: plain TCP).
     public init(endpoint: String, sender: String, attemptTimeout: Duration = .seconds(2), patience: Duration = .seconds(60),
-                logger: Logger) throws {
+                curve: CurveClientKeys? = nil, logger: Logger) throws {
         self.endpoint = endpoint
         self.sender = sender
         self.attemptTimeout = attemptTimeout
@@ -46,6 +47,7 @@ public final class ZMQCoordinatorLink: CoordinatorLink {
         context = try ZMQContext(ioThreads: 1)
         socket = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 0)
         try socket.setHighWaterMarks(send: 100, receive: 100)
+        if let curve { try socket.makeCurveClient(curve) }
         try socket.connect(endpoint)
         nextID = UInt64(max(1, Date().timeIntervalSince1970 * 1e6))
     }

@@ -30,6 +30,8 @@ public final class PSClient {
     private var early: [UInt64: [Int: Envelope]] = [:]
     /// Table schemas learned from `declare` or `hello`.
     public private(set) var tables: [UInt32: TableSpec] = [:]
+    /// Prometheus metrics of this client's requests; nil: none kept.
+    public var metrics: ClientMetrics?
 
     /// A client over any transport (`InProcessTransport` in tests).
     public init(transport: ServerTransport, sender: String, options: PSClientOptions = .init(), logger: Logger) throws {
@@ -50,7 +52,7 @@ public final class PSClient {
     public convenience init(endpoints: [String], sender: String, options: PSClientOptions = .init(), logger: Logger) throws {
         guard !endpoints.isEmpty else { throw PSClientError.invalidArgument("PSClient needs at least one server endpoint") }
         let t = try ZMQServerTransport(endpoints: endpoints, maxMessageBytes: options.maxMessageBytes * 2,
-                                       highWaterMark: options.highWaterMark)
+                                       highWaterMark: options.highWaterMark, curve: options.curve)
         try self.init(transport: t, sender: sender, options: options, logger: logger)
     }
 
@@ -318,8 +320,9 @@ public final class PSClient {
     }
 
     /// `shutdownServers` from a short-lived client of its own.
-    public static func shutdown(endpoints: [String], reason: String, logger: Logger) throws {
+    public static func shutdown(endpoints: [String], reason: String, curve: CurveClientKeys? = nil, logger: Logger) throws {
         var options = PSClientOptions()
+        options.curve = curve
         options.timeout = .seconds(5)
         options.retries = 1
         try PSClient(endpoints: endpoints, sender: "psctl-shutdown", options: options, logger: logger)
@@ -406,6 +409,25 @@ public final class PSClient {
     /// request id they already applied from memory, never applying it twice.
     /// An ErrorReply → `.rejected`.
     private func collect(_ r: Request) throws -> [Int: Body] {
+        guard let m = metrics else { return try collectReplies(r) }
+        let t0 = ContinuousClock.now
+        do {
+            let replies = try collectReplies(r)
+            m.completed(r.what, sentAt: r.sentAt, waitFrom: t0, outcome: "ok")
+            return replies
+        } catch {
+            let outcome: String
+            switch error as? PSClientError {
+            case .rejected?: outcome = "rejected"
+            case .timedOut?: outcome = "timeout"
+            default: outcome = "error"
+            }
+            m.completed(r.what, sentAt: r.sentAt, waitFrom: t0, outcome: outcome)
+            throw error
+        }
+    }
+
+    private func collectReplies(_ r: Request) throws -> [Int: Body] {
         defer { outstanding.remove(r.id); early[r.id] = nil }
         var replies: [Int: Body] = [:]
         func accept(_ s: Int, _ env: Envelope) throws {
@@ -427,6 +449,7 @@ public final class PSClient {
                 let again = lost.subtracting(resent).sorted()
                 resent.formUnion(again)
                 if !again.isEmpty {
+                    metrics?.retried(r.what)
                     logger.warning("connection lost, sending the request again", metadata: [
                         "ps.request": "\(r.id)", "ps.kind": "\(r.what)", "ps.servers": "\(again.map { endpoints[$0] })",
                     ])
@@ -441,6 +464,7 @@ public final class PSClient {
                                                  attempts: attempt + 1, timeout: options.timeout)
                 }
                 attempt += 1
+                metrics?.retried(r.what)
                 logger.warning("request timed out, retrying", metadata: [
                     "ps.request": "\(r.id)", "ps.kind": "\(r.what)", "ps.attempt": "\(attempt)",
                     "ps.servers": "\(pending.sorted().map { endpoints[$0] })",

@@ -33,6 +33,17 @@ public struct LeasePlan: Sendable, Equatable {
     }
 }
 
+/// Who decides how many workers a scene has (docs/COORDINATOR.md, "Pools").
+public enum PoolPolicy: String, Sendable, CaseIterable {
+    /// The coordinator holds a pool size per scene (the config's, changed by `psctl scale`); workers over it
+    /// retire, and the launcher that owns the processes (`psctl supervise`) starts workers up to it.
+    case launcher
+    /// A scene's pool is whoever registers for it: an engine outside ScenePS owns the processes (a Kubernetes
+    /// Deployment per scene, `kubectl scale`), so nobody is retired and `psctl scale` is refused with a pointer
+    /// to that engine.
+    case registered
+}
+
 /// Timing of membership.
 public struct MembershipSettings: Sendable, Equatable {
     /// Members send a beat at least this often.
@@ -220,12 +231,18 @@ public final class Coordinator {
     /// restarted coordinator leases again, and the supervisor's REWIND works without a BEGIN.
     public private(set) var recoveringSince: Double?
     public var recoveryTimeout = 300.0
+    public let pools: PoolPolicy
 
-    public init(plan: LeasePlan, settings: MembershipSettings, journal: CoordinatorJournal, now: Double, logger: Logger) {
+    /// With `pools: .registered` the journal's pool sizes are dropped (a scene without one takes every
+    /// worker that registers); they come back only through a coordinator started with `.launcher`.
+    public init(plan: LeasePlan, settings: MembershipSettings, journal: CoordinatorJournal, now: Double, logger: Logger,
+                pools: PoolPolicy = .launcher) {
         self.plan = plan
         self.settings = settings
         self.journal = journal
         self.logger = logger
+        self.pools = pools
+        if pools == .registered { self.journal.targets = [:] }
         for m in journal.members { lastSeen[m.id] = now }
         if self.journal.epochs.isEmpty { startEpochStats(now: now) }
         computeOrder()
@@ -511,6 +528,9 @@ public final class Coordinator {
     }
 
     private func scale(_ r: ScaleRequest, now: Double) -> Body {
+        guard pools == .launcher else {
+            return error(.badRequest, "scene \(r.scene)'s pool is whoever registers for it (coordinator --pools registered): the engine that starts the workers sizes it, e.g. kubectl scale deployment/worker-\(r.scene) --replicas=\(r.workers)")
+        }
         guard sceneIndex(r.scene) != nil else {
             return error(.badRequest, "scene '\(r.scene)' is not in the data set (its scenes: \(plan.scenes.map(\.name).joined(separator: ", ")))")
         }

@@ -15,6 +15,15 @@ public enum CoordinatorFiles {
     public static func journal(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("state.json") }
     /// The endpoint the coordinator listens on (one line), for `psctl scale/status`.
     public static func endpoint(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("endpoint") }
+    /// With CURVE on: the key directory the coordinator was started with (one line), so that
+    /// `psctl status/scale/checkpoint --run-dir` find the admin key by themselves.
+    public static func keys(_ runDir: String) -> String { (dir(runDir) as NSString).appendingPathComponent("keys") }
+    /// The key directory of the job in `runDir`, when it runs with CURVE.
+    public static func keysDir(_ runDir: String) -> String? {
+        guard let text = try? String(contentsOfFile: keys(runDir), encoding: .utf8) else { return nil }
+        let dir = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return dir.isEmpty ? nil : dir
+    }
 }
 
 /// The coordinator process: a `Coordinator` behind a ROUTER socket, its
@@ -24,6 +33,8 @@ public final class CoordinatorService: @unchecked Sendable {
     // @unchecked: `coordinator` and the flags are only touched under `lock`.
     public struct Options: Sendable {
         public var bind: String
+        /// The endpoint members connect to; nil: the bound one (a wildcard host replaced by this host's name).
+        public var advertise: String?
         public var runDir: String
         public var dataDir: String
         public var servers: [String]
@@ -34,6 +45,14 @@ public final class CoordinatorService: @unchecked Sendable {
         public var restoreProgress: String?
         /// After training is over, how long to wait for members to hear it.
         public var drainSeconds: Double = 20
+        /// Who sizes each scene's pool: the config and `psctl scale` (launcher), or whoever registers.
+        public var pools = PoolPolicy.launcher
+        /// Accept only CURVE clients these keys list (docs/SECURITY.md); nil: plain TCP, every peer is admin.
+        public var curve: CurveServerKeys?
+        /// The admin client keys this coordinator reaches the servers with (checkpoints, snapshots, evaluation).
+        public var clientCurve: CurveClientKeys?
+        /// Where the keys came from (recorded for psctl in `CoordinatorFiles.keys`).
+        public var keysDir: String?
         public init(bind: String, runDir: String, dataDir: String, servers: [String]) {
             self.bind = bind
             self.runDir = runDir
@@ -69,6 +88,16 @@ public final class CoordinatorService: @unchecked Sendable {
     private var bestSavePending = false
     private var fatal: String?
     public private(set) var endpoint = ""
+    /// Prometheus metrics (coordinator --metrics-port); nil: none kept. Set before `run`.
+    public private(set) var metrics: CoordinatorMetrics?
+
+    /// Keeps metrics in `registry`; `onScrape` runs their state read before each scrape.
+    public func attachMetrics(_ m: CoordinatorMetrics, onScrape: (@escaping @Sendable () -> Void) -> Void) {
+        metrics = m
+        onScrape { [self] in
+            lock.withLock { m.publish(coordinator, checkpointing: checkpointing, now: Date().timeIntervalSince1970) }
+        }
+    }
 
     public init(options: Options, config: ClusterConfig, logger: Logger) throws {
         self.options = options
@@ -115,7 +144,8 @@ public final class CoordinatorService: @unchecked Sendable {
             journal = CoordinatorJournal(startedAt: now)
             for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
         }
-        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger)
+        coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger,
+                                  pools: options.pools)
         coordinator.persist = { j in try JSONFile.write(j, to: path, sync: false) }
         coordinator.deferPersist = true
         try coordinator.recordStart()
@@ -130,11 +160,21 @@ public final class CoordinatorService: @unchecked Sendable {
     public func run() throws -> Int32 {
         let context = try ZMQContext(ioThreads: 1)
         let socket = try ZMQSocket(context, type: .router, lingerMilliseconds: 500)
+        // The ZAP handler is bound before the socket, and stopped after it closed (defers run in reverse).
+        let zap = try options.curve.map { try ZAPHandler(context: context, keys: $0, logger: logger) }
+        defer { zap?.stop() }
         defer { socket.close() }
+        if let curve = options.curve { try socket.makeCurveServer(curve) }
         try socket.setHighWaterMarks(send: 10_000, receive: 10_000)
         try socket.setMaxMessageSize(1 << 20)
         try socket.bind(options.bind)
-        endpoint = try socket.lastEndpoint()
+        endpoint = Endpoint.advertised(bound: try socket.lastEndpoint(), advertise: options.advertise)
+        if let k = options.keysDir {
+            let abs = URL(fileURLWithPath: k).standardizedFileURL.path
+            try JSONFile.writeAtomically(Data((abs + "\n").utf8), to: CoordinatorFiles.keys(options.runDir))
+        } else {
+            try? FileManager.default.removeItem(atPath: CoordinatorFiles.keys(options.runDir))
+        }
         try JSONFile.writeAtomically(Data((endpoint + "\n").utf8), to: CoordinatorFiles.endpoint(options.runDir))
         if resumedAtBest { try saveBestSnapshot() }
         logger.notice("ready", metadata: ["endpoint": "\(endpoint)", "epoch": "\(coordinator.epoch)",
@@ -151,7 +191,9 @@ public final class CoordinatorService: @unchecked Sendable {
                 var outgoing: [[ZMQOutgoingFrame]] = []
                 while outgoing.count < 256, let frames = try socket.receive(dontWait: true) {
                     guard frames.count >= 2, let payload = frames.last else { continue }
-                    let reply = payload.withUnsafeBytes { handle($0) }
+                    let role: PeerRole? = options.curve == nil ? .admin : payload.userID.flatMap(PeerRole.init(rawValue:))
+                    let peer = frames[0].withUnsafeBytes { b in b.map { String(format: "%02x", $0) }.joined() }
+                    let reply = payload.withUnsafeBytes { handle($0, role: role, peer: peer) }
                     var out: [ZMQOutgoingFrame] = frames.dropLast().map { .bytes($0.bytes) }
                     out.append(.bytes(reply))
                     outgoing.append(out)
@@ -173,6 +215,9 @@ public final class CoordinatorService: @unchecked Sendable {
             let now = Date().timeIntervalSince1970
             if now - lastTick >= 0.1 {
                 lastTick = now
+                for (peer, held) in refusalLog.due() {
+                    logger.warning("requests refused and not logged one by one", metadata: ["peer": "\(peer)", "held_back": "\(held)"])
+                }
                 let (evaluate, phase, members, fatal) = lock.withLock { () -> (Int?, CoordinatorJournal.Phase, Int, String?) in
                     coordinator.tick(now: now)
                     let e = !evaluating ? coordinator.epochToEvaluate : nil
@@ -208,23 +253,43 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    private func handle(_ frame: UnsafeRawBufferPointer) -> [UInt8] {
+    /// Refusals and bad frames logged at most once per peer per interval, with a count.
+    private let refusalLog = LogLimiter(interval: 10)
+
+    private func logRefusal(_ message: Logger.Message, peer: String, _ metadata: Logger.Metadata) {
+        guard case .log(let held) = refusalLog.admit(peer) else { return }
+        logger.warning(message, metadata: metadata.merging(["peer": "\(peer)", "held_back": "\(held)"]) { a, _ in a })
+    }
+
+    private func handle(_ frame: UnsafeRawBufferPointer, role: PeerRole?, peer: String) -> [UInt8] {
         let request: Envelope
         do {
             request = try WireCodec.decode(frame)
         } catch {
-            logger.warning("bad request", metadata: ["error": "\(error.message)", "sender": "\(error.sender)"])
+            logRefusal("bad request", peer: peer, ["error": "\(error.message)", "sender": "\(error.sender)"])
             return WireCodec.encode(Envelope(requestID: error.requestID, sender: "coordinator",
                                              body: .error(ErrorReply(status: error.status, message: error.message))))
         }
         // A retry (same sender, same request id) gets the reply the first
         // attempt got: registrations, leases and reports apply once.
+        // Checked before anything: a refused request changes nothing (and is not cached as another's reply).
+        guard let role, request.body.allowed(for: role) else {
+            let message = request.body.refusal(for: role)
+            logRefusal("request refused", peer: peer, ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
+                                                      "status": "\(Status.permissionDenied)", "error": "\(message)"])
+            return WireCodec.encode(Envelope(requestID: request.requestID, sender: "coordinator",
+                                             body: .error(ErrorReply(status: .permissionDenied, message: message))))
+        }
         if let cached = lastReply[request.sender], cached.id == request.requestID { return cached.bytes }
         let now = Date().timeIntervalSince1970
         let body = lock.withLock { serviceRequest(request.body, now: now) ?? coordinator.handle(request.body, now: now) }
+        if let m = metrics {
+            if case .error(let e) = body { m.request(kind: request.body.kindName, status: "\(e.status)") }
+            else { m.request(kind: request.body.kindName, status: "OK") }
+        }
         if case .error(let e) = body {
-            logger.warning("request refused", metadata: ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
-                                                         "status": "\(e.status)", "error": "\(e.message)"])
+            logRefusal("request refused", peer: peer, ["kind": "\(request.body.kindName)", "sender": "\(request.sender)",
+                                                      "status": "\(e.status)", "error": "\(e.message)"])
         }
         let bytes = WireCodec.encode(Envelope(requestID: request.requestID, sender: "coordinator", body: body))
         if !request.sender.isEmpty {
@@ -309,7 +374,7 @@ public final class CoordinatorService: @unchecked Sendable {
         quiet.logLevel = .warning
         let client = try PSClient.forModel(endpoints: options.servers,
                                            sender: "coordinator-best-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
-                                           config: config, role: "psctl", scene: "", logger: quiet)
+                                           config: config, role: "psctl", scene: "", curve: options.clientCurve, logger: quiet)
         try client.snapshot(.save, name: LearningRateSchedule.bestSnapshot)
     }
 
@@ -365,7 +430,8 @@ public final class CoordinatorService: @unchecked Sendable {
                 o.progress = try journal.checkpointProgress
                 var quiet = logger
                 quiet.logLevel = .warning
-                let driver = try CheckpointDriver(endpoints: options.servers, sender: "coordinator-checkpoint-\(getpid())", logger: quiet)
+                let driver = try CheckpointDriver(endpoints: options.servers, sender: "coordinator-checkpoint-\(getpid())",
+                                                  curve: options.clientCurve, logger: quiet)
                 let r = try driver.checkpoint(o)
                 let name = (r.path as NSString).lastPathComponent
                 let stale = lock.withLock { () -> Bool in
@@ -417,8 +483,9 @@ public final class CoordinatorService: @unchecked Sendable {
             let generation = lock.withLock { rewindGeneration }
             logger.notice("evaluating", metadata: ["epoch": "\(epoch)"])
             do {
-                let eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
+                var eval = EpochEvaluation(config: config, dataDir: options.dataDir, runDir: options.runDir,
                                            servers: options.servers, logger: logger)
+                eval.curve = options.clientCurve
                 let out = try eval.run(epoch: epoch, journal: journal, workers: workers, workerTimes: times)
                 FileHandle.standardOutput.write(Data((out.text + "\n").utf8))
                 let outcome = out.stop ? "stopped after epoch \(epoch): \(out.decision)" : ""

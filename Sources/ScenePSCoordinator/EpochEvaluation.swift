@@ -3,6 +3,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSData
+import ScenePSTransport
 import ScenePSWorker
 
 /// What the coordinator does when every chunk of an epoch is trained: score
@@ -16,6 +17,8 @@ public struct EpochEvaluation {
     public let runDir: String
     public let servers: [String]
     public let logger: Logger
+    /// The admin client keys the coordinator reaches the servers with (it saves and restores the best snapshot).
+    public var curve: CurveClientKeys?
 
     public init(config: ClusterConfig, dataDir: String, runDir: String, servers: [String], logger: Logger) {
         self.config = config
@@ -40,7 +43,7 @@ public struct EpochEvaluation {
         var quiet = logger
         quiet.logLevel = .warning
         let client = try PSClient.forModel(endpoints: servers, sender: "coordinator-evaluate-\(getpid())", config: config,
-                                           role: "psctl", scene: "", logger: quiet)
+                                           role: "psctl", scene: "", curve: curve, logger: quiet)
         let evaluator = try Evaluator(config: config, dataDir: dataDir, client: client, logger: quiet)
         let valid = try evaluator.predict(.valid)
         let test = try evaluator.predict(.test)
@@ -111,7 +114,8 @@ public struct EpochEvaluation {
             text.append("\nresult: epoch \(bestEpoch) of \(epoch), chosen by validation AUC; test metrics (\(path)):")
             text.append(final.table())
         } else {
-            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f)", $0) } ?? ""))
+            text.append("best epoch so far: \(bestEpoch)" + (final.validAUC.map { String(format: " (validation AUC %.4f", $0) } ?? "")
+                        + (final.validAUC == nil ? "" : final.validAUCSE.map { String(format: " ± %.4f)", $0) } ?? ")"))
         }
         return Outcome(schedule: schedule, stop: decision.stop, decision: line, text: text.joined(separator: "\n"))
     }

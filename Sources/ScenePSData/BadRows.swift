@@ -38,6 +38,8 @@ public struct BadRowLog: Sendable {
     public let skip: Bool
     /// In the order first seen.
     public private(set) var groups: [BadRowGroup] = []
+    /// What was read but not used, not an error (a header column no reader needs), in the order seen.
+    public internal(set) var notes: [String] = []
 
     public init(skip: Bool) { self.skip = skip }
 
@@ -81,6 +83,6 @@ public struct BadRowLog: Sendable {
                 lines.append("  \(g.reason.rawValue): \(g.count); first at line \(g.firstLine): \(g.firstDetail)")
             }
         }
-        return lines
+        return notes + lines
     }
 }

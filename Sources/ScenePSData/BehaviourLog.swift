@@ -35,21 +35,11 @@ struct BehaviourLog {
             guard csv.next() else {
                 throw ScenePSError.data("\(path): empty file (expected a header \(columns.joined(separator: ",")))")
             }
-            var col = [Int](repeating: -1, count: columns.count)
-            for f in 0..<csv.fields.count {
-                let name = csv.string(f).trimmingSpaces
-                if let k = columns.firstIndex(of: name) {
-                    guard col[k] < 0 else {
-                        throw ScenePSError.data("\(path):1: column \(name) appears twice in the header")
-                    }
-                    col[k] = f
-                }
-            }
-            let missing = columns.indices.filter { col[$0] < 0 }.map { columns[$0] }
-            guard missing.isEmpty else {
-                throw ScenePSError.data("\(path):1: missing column(s) \(missing.joined(separator: ", ")) in the header (need \(columns.joined(separator: ",")))")
-            }
-            let width = csv.fields.count
+            // Columns by name, in any order; a column the reader does not use is ignored, with a note.
+            let header = try CSVHeader(&csv, path: path, required: columns)
+            if let note = header.note(path: path) { bad.notes.append(note) }
+            let col = header.required
+            let width = header.width
             let (cu, ci, cc, cs, ct, cl) = (col[0], col[1], col[2], col[3], col[4], col[5])
 
             let estimate = max(1024, bytes.count / 40)

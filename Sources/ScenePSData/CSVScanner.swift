@@ -1,7 +1,9 @@
+import ScenePSCore
+
 /// A fast CSV record scanner over bytes in memory (RFC 4180: comma
-/// separated, optional double quotes with `""` escapes, LF or CRLF line
-/// ends). It hands out byte ranges, never Strings, so preparation can hash
-/// ids straight from the file.
+/// separated, optional double quotes with `""` escapes, LF, CRLF or a lone
+/// CR as line end, an optional UTF-8 byte-order mark). It hands out byte
+/// ranges, never Strings, so preparation can hash ids straight from the file.
 ///
 /// Blank lines are skipped (as Python's `csv` module does); `lineNumber` is
 /// the 1-based line of the file where the current record starts (header =
@@ -44,7 +46,8 @@ struct CSVScanner {
         while position < n {
             let b = bytes[position]
             if b == 10 { position += 1; nextLine += 1; continue }
-            if b == 13 && (position + 1 >= n || bytes[position + 1] == 10) {
+            if b == 13 {   // CRLF: the LF counts the line; a lone CR (old Mac files) ends one itself
+                if position + 1 >= n || bytes[position + 1] != 10 { nextLine += 1 }
                 position += 1
                 continue
             }
@@ -65,30 +68,28 @@ struct CSVScanner {
                         closed = true
                         break
                     }
-                    if b == 10 { nextLine += 1 }
+                    if b == 10 || (b == 13 && (q + 1 >= n || bytes[q + 1] != 10)) { nextLine += 1 }
                     q += 1
                 }
                 if !closed { unterminatedQuote = true }
                 fields.append(Field(start: p + 1, end: min(q, n), quoted: escaped))
                 p = min(q + 1, n)
-                // Anything up to the next separator after the closing quote is kept out.
-                while p < n && bytes[p] != 44 && bytes[p] != 10 { p += 1 }
+                // Anything up to the next separator or line end after the closing quote is kept out.
+                while p < n && bytes[p] != 44 && bytes[p] != 10 && bytes[p] != 13 { p += 1 }
             } else {
                 var q = p
                 while q < n {
                     let b = bytes[q]
-                    if b == 44 || b == 10 { break }
+                    if b == 44 || b == 10 || b == 13 { break }
                     q += 1
                 }
-                var end = q
-                if end > p && bytes[end - 1] == 13 && (q >= n || bytes[q] == 10) { end -= 1 }
-                fields.append(Field(start: p, end: end, quoted: false))
+                fields.append(Field(start: p, end: q, quoted: false))
                 p = q
             }
             if p >= n { position = n; break }
             if bytes[p] == 44 { p += 1; continue }
-            // newline
-            position = p + 1
+            // Line end: LF, CRLF or a lone CR.
+            position = bytes[p] == 13 && p + 1 < n && bytes[p + 1] == 10 ? p + 2 : p + 1
             nextLine += 1
             break
         }
@@ -185,6 +186,46 @@ struct CSVScanner {
     private mutating func slowDouble(_ i: Int) -> Double? {
         let s = string(i).trimmingSpaces
         return Double(s)
+    }
+}
+
+/// A header row's columns found by name, in any order: the indices of the
+/// columns a reader needs, and the names of those it does not use (ignored,
+/// and said so), or an error naming the file and the missing column.
+struct CSVHeader {
+    /// Field index of each of `required`, in that order.
+    var required: [Int]
+    /// Field index of each of `optional`, nil when absent.
+    var optional: [Int?]
+    /// Header names that are none of the above.
+    var ignored: [String]
+    /// Fields a data row must have (the header's).
+    var width: Int
+
+    /// Reads the current record of `csv` (the header of `path`).
+    init(_ csv: inout CSVScanner, path: String, required names: [String], optional optionalNames: [String] = []) throws {
+        let header = (0..<csv.fields.count).map { csv.string($0).trimmingSpaces }
+        var seen: [String: Int] = [:]
+        for (i, name) in header.enumerated() where names.contains(name) || optionalNames.contains(name) {
+            guard seen[name] == nil else {
+                throw ScenePSError.data("\(path):1: column \(name) appears twice in the header")
+            }
+            seen[name] = i
+        }
+        let missing = names.filter { seen[$0] == nil }
+        guard missing.isEmpty else {
+            throw ScenePSError.data("\(path):1: missing column(s) \(missing.joined(separator: ", ")) in the header " +
+                                    "(need \((names + optionalNames).joined(separator: ",")), in any order; found \(header.joined(separator: ",")))")
+        }
+        required = names.map { seen[$0]! }
+        optional = optionalNames.map { seen[$0] }
+        ignored = header.filter { seen[$0] == nil }
+        width = header.count
+    }
+
+    /// The note printed for ignored columns, nil when there are none.
+    func note(path: String) -> String? {
+        ignored.isEmpty ? nil : "note: \(path):1: column(s) \(ignored.map { $0.isEmpty ? "\"\"" : $0 }.joined(separator: ", ")) not used, ignored"
     }
 }
 

@@ -52,12 +52,11 @@ enum Catalogue {
         try file.withBytes { bytes in
             var csv = CSVScanner(bytes: bytes)
             guard csv.next() else { throw ScenePSError.data("\(path): empty file (expected a header item_id,category_id,title)") }
-            let header = (0..<csv.fields.count).map { csv.string($0).trimmingSpaces }
-            guard let ci = header.firstIndex(of: "item_id"), let cc = header.firstIndex(of: "category_id") else {
-                throw ScenePSError.data("\(path):1: missing column item_id or category_id in the header (need item_id,category_id,title)")
-            }
-            let ct = header.firstIndex(of: "title")
-            let width = header.count
+            // Columns by name, in any order; a column the reader does not use is ignored, with a note.
+            let header = try CSVHeader(&csv, path: path, required: ["item_id", "category_id"], optional: ["title"])
+            if let note = header.note(path: path) { bad.notes.append(note) }
+            let (ci, cc, ct) = (header.required[0], header.required[1], header.optional[0])
+            let width = header.width
             var any = false
             while csv.next() {
                 any = true

@@ -1,4 +1,5 @@
 import Foundation
+import ScenePSCore
 
 /// Ranking and calibration metrics. Pure functions over arrays, O(n log n).
 public enum Evaluation {
@@ -39,6 +40,30 @@ public enum Evaluation {
             i = j + 1
         }
         return (rankSum - positives * (positives + 1) / 2) / (positives * negatives)
+    }
+
+    /// Standard error of `auc(labels:scores:)` by the grouped (delete-a-group)
+    /// jackknife, users dealt to `groups` groups by their key: rows of one user
+    /// fall together, so a validation set of few users with many rows each (a
+    /// ratings log's) gets the wide error it has, not the one of as many
+    /// independent rows. NaN when fewer than two groups leave both classes.
+    public static func aucStandardError(labels: [Float], scores: [Double], users: [UInt64], groups: Int = 20) -> Double {
+        precondition(labels.count == scores.count && labels.count == users.count && groups >= 2,
+                     "aucStandardError: \(labels.count) labels, \(scores.count) scores, \(users.count) users, \(groups) groups")
+        var members = [[Int]](repeating: [], count: groups)
+        for r in 0..<users.count { members[Int(KeyHash.mix64(users[r]) % UInt64(groups))].append(r) }
+        var estimates: [Double] = []
+        for g in 0..<groups where !members[g].isEmpty {
+            var keep: [Int] = []
+            keep.reserveCapacity(labels.count - members[g].count)
+            for h in 0..<groups where h != g { keep.append(contentsOf: members[h]) }
+            let a = auc(labels: labels, scores: scores, subset: keep[...])
+            if a.isFinite { estimates.append(a) }
+        }
+        let n = Double(estimates.count)
+        guard n >= 2 else { return .nan }
+        let mean = estimates.reduce(0, +) / n
+        return ((n - 1) / n * estimates.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }).squareRoot()
     }
 
     /// Group AUC: the AUC of each user's rows, weighted by the user's number

@@ -3,6 +3,15 @@ import ScenePSCore
 
 /// Options of the synthetic multi-scene generator (docs/ARCHITECTURE.md §4).
 public struct GeneratorOptions: Sendable {
+    /// The generative story: `sessions` (the default data set, below) or
+    /// `movielens` (a ratings log's traits: Generator+Sittings.swift).
+    public enum Profile: String, CaseIterable, Sendable {
+        case sessions = "default"
+        case movielens
+    }
+    public var profile = Profile.sessions
+    /// The `movielens` profile's knobs (unused by the default story).
+    public var sittings = SittingOptions()
     public var rows = 480_000
     public var users = 10_000
     public var items = 20_000
@@ -60,6 +69,12 @@ public struct GeneratorOptions: Sendable {
         }
         guard (0..<1).contains(holdOutItems) else { throw ScenePSError.invalidArgument("hold-out share must be in [0, 1), got \(holdOutItems)") }
         guard (0...1).contains(categoryNoise) else { throw ScenePSError.invalidArgument("category noise must be in [0, 1], got \(categoryNoise)") }
+        if profile == .movielens {
+            guard holdOutItems == 0 && categoryNoise == 0 else {
+                throw ScenePSError.invalidArgument("the movielens profile has no hold-out items or category noise (they belong to the default story)")
+            }
+            try sittings.validate()
+        }
     }
 }
 
@@ -176,8 +191,46 @@ public struct Generator {
         return wins / (positives * negBelow)
     }
 
+    /// items.csv: every item once, its category and a title of 3-5 words from its topic's vocabulary
+    /// (drawn from a stream of its own per item, so titles do not depend on the log's draws).
+    static func writeTitles(to outDirectory: String, itemTopic: [Int32], itemCategory: [Int32], seed: UInt64) throws -> Int {
+        var itemsWritten = 0
+        let itemsOut = try OutputFile(path: outDirectory + "/items.csv")
+        itemsOut.buffer.appendString("item_id,category_id,title\n")
+        let vocab = TopicVocabulary.topics
+        for i in 0..<itemTopic.count {
+            var irng = SplitMix64(seed: KeyHash.mix64(seed ^ 0x7171_7171) ^ UInt64(i))
+            let topic = Int(itemTopic[i])
+            let words = vocab[topic % vocab.count].words
+            let extra = topic / vocab.count   // topics beyond the vocabulary reuse it with a suffix word
+            let n = 3 + Int(irng.next() % 3)
+            var title: [String] = []
+            for _ in 0..<n {
+                if irng.nextUnit() < 0.2 {
+                    title.append(TopicVocabulary.general[Int(irng.next() % UInt64(TopicVocabulary.general.count))])
+                } else {
+                    title.append(words[Int(irng.next() % UInt64(words.count))])
+                }
+            }
+            if extra > 0 { title.append(TopicVocabulary.general[extra % TopicVocabulary.general.count]) }
+            itemsOut.buffer.append(UInt8(ascii: "i"))
+            itemsOut.buffer.appendDecimal(UInt64(i))
+            itemsOut.buffer.append(44)
+            itemsOut.buffer.append(UInt8(ascii: "c"))
+            itemsOut.buffer.appendDecimal(UInt64(itemCategory[i]))
+            itemsOut.buffer.append(44)
+            itemsOut.buffer.appendString(title.joined(separator: " "))
+            itemsOut.buffer.append(10)
+            try itemsOut.flushIfNeeded()
+            itemsWritten += 1
+        }
+        try itemsOut.finish()
+        return itemsWritten
+    }
+
     @discardableResult
     public func run(outDirectory: String) throws -> GeneratorStats {
+        if options.profile == .movielens { return try runSittings(outDirectory: outDirectory) }
         let o = options
         let start = Date()
         try FileSystem.makeDirectory(outDirectory)
@@ -376,39 +429,7 @@ public struct Generator {
         try logOut.finish()
         try truthOut.finish()
 
-        var itemsWritten = 0
-        if o.titles {
-            let itemsOut = try OutputFile(path: outDirectory + "/items.csv")
-            itemsOut.buffer.appendString("item_id,category_id,title\n")
-            let vocab = TopicVocabulary.topics
-            for i in 0..<o.items {
-                var irng = SplitMix64(seed: KeyHash.mix64(o.seed ^ 0x7171_7171) ^ UInt64(i))
-                let topic = Int(itemTopic[i])
-                let words = vocab[topic % vocab.count].words
-                let extra = topic / vocab.count   // topics beyond the vocabulary reuse it with a suffix word
-                let n = 3 + Int(irng.next() % 3)
-                var title: [String] = []
-                for _ in 0..<n {
-                    if irng.nextUnit() < 0.2 {
-                        title.append(TopicVocabulary.general[Int(irng.next() % UInt64(TopicVocabulary.general.count))])
-                    } else {
-                        title.append(words[Int(irng.next() % UInt64(words.count))])
-                    }
-                }
-                if extra > 0 { title.append(TopicVocabulary.general[extra % TopicVocabulary.general.count]) }
-                itemsOut.buffer.append(UInt8(ascii: "i"))
-                itemsOut.buffer.appendDecimal(UInt64(i))
-                itemsOut.buffer.append(44)
-                itemsOut.buffer.append(UInt8(ascii: "c"))
-                itemsOut.buffer.appendDecimal(UInt64(itemCategory[i]))
-                itemsOut.buffer.append(44)
-                itemsOut.buffer.appendString(title.joined(separator: " "))
-                itemsOut.buffer.append(10)
-                try itemsOut.flushIfNeeded()
-                itemsWritten += 1
-            }
-            try itemsOut.finish()
-        }
+        let itemsWritten = o.titles ? try Self.writeTitles(to: outDirectory, itemTopic: itemTopic, itemCategory: itemCategory, seed: o.seed) : 0
 
         let tenth = max(0, o.rows - max(1, o.rows / 10))
         let oracle = Self.binnedAUC(micro: probs, labels: labels, range: 0..<o.rows)

@@ -315,24 +315,24 @@ public enum Preparation {
         try file.withBytes { bytes in
             var csv = CSVScanner(bytes: bytes)
             guard csv.next() else { throw ScenePSError.data("\(path): empty file (expected a header row,p)") }
-            let header = (0..<csv.fields.count).map { csv.string($0).trimmingSpaces }
-            guard header == ["row", "p"] else {
-                throw ScenePSError.data("\(path):1: header is \(header.joined(separator: ",")), expected row,p")
-            }
+            // Columns by name, in any order; a column the reader does not use is ignored, with a note.
+            let header = try CSVHeader(&csv, path: path, required: ["row", "p"])
+            if let note = header.note(path: path) { bad.notes.append(note) }
+            let (cr, cp) = (header.required[0], header.required[1])
             var any = false
             while csv.next() {
                 any = true
                 let line = csv.lineNumber
-                guard csv.fields.count == 2 else {
-                    try bad.report(.badTruthRow, file: path, line: line, "\(csv.fields.count) field(s), expected 2 (row,p)")
+                guard csv.fields.count == header.width else {
+                    try bad.report(.badTruthRow, file: path, line: line, "\(csv.fields.count) field(s), the header has \(header.width)")
                     continue
                 }
-                guard let r = csv.int64(0), r >= 0, r < dataRows else {
-                    try bad.report(.badTruthRow, file: path, line: line, "row \"\(csv.string(0))\" is not a data row index in 0..<\(dataRows)")
+                guard let r = csv.int64(cr), r >= 0, r < dataRows else {
+                    try bad.report(.badTruthRow, file: path, line: line, "row \"\(csv.string(cr))\" is not a data row index in 0..<\(dataRows)")
                     continue
                 }
-                guard let p = csv.double(1), p >= 0, p <= 1 else {
-                    try bad.report(.badTruthRow, file: path, line: line, "p \"\(csv.string(1))\" is not a probability in [0, 1]")
+                guard let p = csv.double(cp), p >= 0, p <= 1 else {
+                    try bad.report(.badTruthRow, file: path, line: line, "p \"\(csv.string(cp))\" is not a probability in [0, 1]")
                     continue
                 }
                 guard out[Int(r)].isNaN else {

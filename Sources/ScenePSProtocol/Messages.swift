@@ -21,6 +21,10 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case unknownMember = 12
     /// Coordinator: a checkpoint ticket it does not hold (it was restarted since, or never issued it).
     case unknownTicket = 13
+    /// The peer's CURVE key (its role) may not send this request; nothing changed.
+    case permissionDenied = 14
+    /// A pull or push would create rows past the table's row cap; nothing created.
+    case tableFull = 15
 
     public var description: String {
         switch self {
@@ -38,6 +42,8 @@ public enum Status: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .shuttingDown: return "SHUTTING_DOWN"
         case .unknownMember: return "UNKNOWN_MEMBER"
         case .unknownTicket: return "UNKNOWN_TICKET"
+        case .permissionDenied: return "PERMISSION_DENIED"
+        case .tableFull: return "TABLE_FULL"
         }
     }
 }

@@ -17,15 +17,33 @@ import ScenePSProtocol
 public struct Adam: Optimizer {
     public let config: AdamConfig
     public var name: String { CheckpointManifest.Optimiser.adamName }
+    public var stateWidth: Int { 2 }
     /// The first and second moments, each one float per weight.
     public var stateNames: [String] { ["m", "v"] }
     public var manifestEntry: CheckpointManifest.Optimiser { CheckpointManifest.Optimiser(adam: config) }
 
     /// A second moment is a running mean of squares: never negative.
-    public func checkRestored(state: UnsafeBufferPointer<Float>, count n: Int) -> (problem: String, check: String)? {
-        var vMin: Float = 0
-        for j in n..<(2 * n) { vMin = min(vMin, state[j]) }
-        return vMin >= 0 ? nil : ("negative second moment", "moments")
+    /// The sign bits of eight lanes at a time, the exact comparison only when
+    /// one is set (-0 is not negative), a whole batch per call: a restore
+    /// checks every row, and a call and a plain loop per row made the check
+    /// 5-6% of a restore's instructions (callgrind).
+    public func checkRestored(state: UnsafePointer<Float>, count n: Int, rows: Int, stride: Int) -> (row: Int, problem: String, check: String)? {
+        guard n > 0 else { return nil }
+        for r in 0..<rows {
+            let v = state + r * stride + n
+            let raw = UnsafeRawPointer(v)
+            var bits = SIMD8<UInt32>(repeating: 0)
+            var i = 0
+            while i + 8 <= n {
+                bits |= raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<UInt32>.self)
+                i += 8
+            }
+            var signs = (bits & 0x8000_0000) != SIMD8<UInt32>(repeating: 0)
+            while i < n { signs = signs || v[i].sign == .minus; i += 1 }
+            guard signs else { continue }
+            for j in 0..<n where v[j] < 0 { return (r, "negative second moment", "moments") }
+        }
+        return nil
     }
 
     /// `1 - b1^t` and `1 - b2^t` for t = 1...biasTableSize: two `powf` per

@@ -365,7 +365,9 @@ final class ShardFileContents {
                 let step = try r.u32(); _ = try r.u32()
                 let weights = try r.floats(Int(count)), state = try r.floats(Int(count) * optimizer.stateWidth)
                 guard allFinite(weights), allFinite(state) else { throw fail("dense table \(id) '\(spec.name)': NaN or Inf", "finite") }
-                if let (problem, check) = state.withUnsafeBufferPointer({ optimizer.checkRestored(state: $0, count: Int(count)) }) {
+                if let (_, problem, check) = state.withUnsafeBufferPointer({ b in
+                    b.baseAddress.flatMap { optimizer.checkRestored(state: $0, count: Int(count), rows: 1, stride: 0) }
+                }) {
                     throw fail("dense table \(id) '\(spec.name)': \(problem)", check)
                 }
                 dense[id] = DenseSection(id: id, denseSize: total, lower: Int(lower), count: Int(count), step: step,
@@ -424,18 +426,23 @@ final class ShardFileContents {
     func checkRows(_ s: SparseSection, name: String, _ batch: UnsafeRawBufferPointer, firstRow: Int) throws {
         let d = s.layout.dim, stateFloats = d * s.layout.stateWidth
         let payload = s.layout.floats - s.layout.weightsOffset
-        for i in 0..<(batch.count / s.recordBytes) {
+        let rows = batch.count / s.recordBytes
+        // The optimiser checks the whole batch's state at once; its first bad row is reported in row order.
+        let stateProblem = rows == 0 ? nil : s.optimizer.checkRestored(
+            state: batch.baseAddress!.assumingMemoryBound(to: Float.self) + s.layout.stateOffset,
+            count: d, rows: rows, stride: s.layout.floats)
+        for i in 0..<rows {
             let rec = batch.baseAddress! + i * s.recordBytes
             let floats = rec.assumingMemoryBound(to: Float.self)
             let key = rec.loadUnaligned(fromByteOffset: s.layout.keyOffset * 4, as: UInt64.self)
             let step = rec.loadUnaligned(fromByteOffset: s.layout.stepOffset * 4, as: UInt32.self)
             let values = UnsafeBufferPointer(start: floats + s.layout.weightsOffset, count: payload)
-            let state = UnsafeBufferPointer(start: floats + s.layout.stateOffset, count: stateFloats)
+            let state = floats + s.layout.stateOffset
             func bad(_ what: String) -> ScenePSError {
                 ScenePSError(.checkpoint, "\(path): table \(s.id) '\(name)' row \(firstRow + i) key \(key): \(what)")
             }
             guard allFinite(values) else { throw bad("NaN or Inf in weights or moments (check: finite)") }
-            if let (problem, check) = s.optimizer.checkRestored(state: state, count: d) { throw bad("\(problem) (check: \(check))") }
+            if let p = stateProblem, p.row == i { throw bad("\(p.problem) (check: \(p.check))") }
             if step == 0 {
                 for j in 0..<stateFloats where state[j] != 0 { throw bad("moments without a step (check: step)") }
             }

@@ -159,10 +159,11 @@ public enum CheckpointRestore {
                 let lo = max(r.lowerBound, sec.lower), hi = min(r.upperBound, sec.lower + sec.count)
                 guard lo < hi else { continue }
                 steps.insert(sec.step)
-                for g in lo..<hi {
-                    let a = g - r.lowerBound, b = g - sec.lower
-                    w[a] = sec.weights[b]
-                    for k in 0..<width { st[k * n + a] = sec.state[k * sec.count + b] }   // state-major
+                // The overlap of the file's slice and this server's, weights and each state row (state-major).
+                let a = lo - r.lowerBound, b = lo - sec.lower, len = hi - lo
+                w.replaceSubrange(a..<(a + len), with: sec.weights[b..<(b + len)])
+                for k in 0..<width {
+                    st.replaceSubrange((k * n + a)..<(k * n + a + len), with: sec.state[(k * sec.count + b)..<(k * sec.count + b + len)])
                 }
                 covered += hi - lo
             }

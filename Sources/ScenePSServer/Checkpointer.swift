@@ -38,6 +38,8 @@ final class Checkpointer: @unchecked Sendable {
     private(set) var appliedPushes: UInt64 = 0
     private var reports: [String: CheckpointReply] = [:]
     private var reportOrder: [String] = []
+    /// When this server last wrote its shard of a checkpoint (Unix time), for the metrics.
+    private var lastWrittenAt: Double?
     let configuredDir: String?
     let logger: Logger
 
@@ -48,6 +50,9 @@ final class Checkpointer: @unchecked Sendable {
     }
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// When this server last wrote its shard of a checkpoint (Unix time); nil: not since it started.
+    var lastCommittedAt: Double? { cond.lock(); defer { cond.unlock() }; return lastWrittenAt }
 
     // MARK: the push gate
 
@@ -267,6 +272,7 @@ final class Checkpointer: @unchecked Sendable {
             cond.lock()
             r.pushStallMs = max(reports[r.name]?.pushStallMs ?? 0, base.pushStallMs) + Double(preserveMax) / 1e6
             remember(r)
+            if r.state == .done { lastWrittenAt = Date().timeIntervalSince1970 }
             phase = .idle
             cond.unlock()
             if r.state == .done {
@@ -297,6 +303,9 @@ final class Checkpointer: @unchecked Sendable {
         logger.warning("checkpoint hold released: no commit in time", metadata: ["ps.checkpoint": "\(n)", "ps.held_pushes": "\(held.count)"])
         return held
     }
+
+    /// How many pushes wait in the current hold (tests: to wait for a push to be held, not for a time).
+    func queuedPushes() -> Int { cond.lock(); defer { cond.unlock() }; return queue.count }
 
     /// The newest report of `name` (tests, tools).
     func report(_ name: String) -> CheckpointReply? { cond.lock(); defer { cond.unlock() }; return reports[name] }

@@ -11,7 +11,11 @@ import ScenePSProtocol
 public protocol Optimizer: Sendable {
     /// The manifest's `optimiser.name` for tables it trains.
     var name: String { get }
-    /// One name per state row of a weight, in record order (Adam: m, v).
+    /// Floats of state per weight (Adam: 2, for m and v). A stored constant,
+    /// not `stateNames.count`: the tables read it for every row they touch.
+    var stateWidth: Int { get }
+    /// One name per state row of a weight, in record order (Adam: m, v);
+    /// `stateWidth` of them.
     var stateNames: [String] { get }
 
     /// One update of `count` weights.
@@ -26,16 +30,13 @@ public protocol Optimizer: Sendable {
     /// Save: this optimiser's settings as the checkpoint manifest records them.
     var manifestEntry: CheckpointManifest.Optimiser { get }
 
-    /// Restore: checks the state of `count` weights read from a checkpoint
-    /// (`stateWidth * count` floats, state-major, already known finite).
-    /// nil when this optimiser can have reached it, else what is wrong and
-    /// the check's name, e.g. ("negative second moment", "moments").
-    func checkRestored(state: UnsafeBufferPointer<Float>, count: Int) -> (problem: String, check: String)?
-}
-
-extension Optimizer {
-    /// Floats of state per weight (Adam: 2, for m and v).
-    public var stateWidth: Int { stateNames.count }
+    /// Restore: checks state read from a checkpoint (already known finite)
+    /// for `rows` groups of `count` weights, group r's `stateWidth * count`
+    /// floats (state-major) starting at `state + r * stride`: a sparse batch
+    /// of records (stride = the record) or one dense slice (rows 1). Returns
+    /// the first group this optimiser cannot have reached, what is wrong and
+    /// the check's name, e.g. (row 3, "negative second moment", "moments").
+    func checkRestored(state: UnsafePointer<Float>, count: Int, rows: Int, stride: Int) -> (row: Int, problem: String, check: String)?
 }
 
 /// The optimiser that trains a table: the one place a `TableSpec` (from a

@@ -25,6 +25,13 @@ public struct PSServerOptions: Sendable {
     /// A file the server keeps its count of applied pushes in, memory-mapped so
     /// that it survives a kill -9 (a supervisor's recovery debt); nil: none.
     public var pushCounterPath: String?
+    /// Accept only CURVE clients whose keys these list, each with its role
+    /// (docs/SECURITY.md); nil: plain TCP, every peer is admin.
+    public var curve: CurveServerKeys?
+    /// Row caps per sparse table (`RowLimits`); unlimited by default here, `ps-server` sets a budget.
+    public var rowLimits = RowLimits.unlimited
+    /// A peer's bad frames and refused requests are logged at most once per this many seconds, with a count.
+    public var logIntervalSeconds: Double = 10
 
     public init(shardIndex: Int, shardCount: Int, bind: String) {
         self.shardIndex = shardIndex
@@ -50,6 +57,8 @@ public final class PSServer: @unchecked Sendable {
     private var started = false
     private let done = DispatchGroup()
     private static let pollMilliseconds = 50
+    /// Decides CURVE handshakes (with `options.curve`).
+    private var zap: ZAPHandler?
     private static let serial = Lock()
     nonisolated(unsafe) private static var nextID = 0
     /// The endpoint actually bound (after `start`).
@@ -61,8 +70,9 @@ public final class PSServer: @unchecked Sendable {
         self.options = options
         self.logger = logger
         registry = TableRegistry(shardIndex: options.shardIndex, shardCount: options.shardCount, stripeBits: options.stripeBits)
+        registry.limits = options.rowLimits
         handler = RequestHandler(registry: registry, maxMessageBytes: options.maxMessageBytes, logger: logger,
-                                 checkpointDir: options.checkpointDir)
+                                 checkpointDir: options.checkpointDir, logInterval: options.logIntervalSeconds)
         if let path = options.pushCounterPath {
             handler.checkpointer.attach(try PushCounterFile(path: path, shard: options.shardIndex, shards: options.shardCount))
         }
@@ -81,6 +91,10 @@ public final class PSServer: @unchecked Sendable {
             let backendAddress = "inproc://ps-backend-\(ProcessInfo.processInfo.processIdentifier)-\(id)"
 
             let frontend = try ZMQSocket(context, type: .router, lingerMilliseconds: 500)
+            if let curve = options.curve {
+                zap = try ZAPHandler(context: context, keys: curve, logger: logger)
+                try frontend.makeCurveServer(curve)
+            }
             try frontend.setHighWaterMarks(send: options.highWaterMark, receive: options.highWaterMark)
             try frontend.setMaxMessageSize(Int64(options.maxMessageBytes) * 2)
             try frontend.setInt(ZMQ_ROUTER_MANDATORY, 0, "zmq_setsockopt(ZMQ_ROUTER_MANDATORY)")
@@ -136,7 +150,9 @@ public final class PSServer: @unchecked Sendable {
     /// Waits until every thread has exited; false on timeout.
     public func wait(timeout: Duration) -> Bool {
         let ns = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        return done.wait(timeout: .now() + .nanoseconds(Int(ns))) == .success
+        guard done.wait(timeout: .now() + .nanoseconds(Int(ns))) == .success else { return false }
+        zap?.stop()
+        return true
     }
 
     /// Stops and waits (bounded).
@@ -162,7 +178,11 @@ public final class PSServer: @unchecked Sendable {
             do {
                 let ready = try ZMQPoll.readable([frontend, backend], timeoutMilliseconds: PSServer.pollMilliseconds)
                 if ready[1] { while try backend.forward(to: frontend) {} }
-                if ready[0] && !stopNow { while try frontend.forward(to: backend) {} }
+                if ready[0] && !stopNow {
+                    // With CURVE the role rides ahead of the frames (a frame's metadata does not cross inproc).
+                    if options.curve != nil { while try frontend.forwardTaggingUserID(to: backend) {} }
+                    else { while try frontend.forward(to: backend) {} }
+                }
             } catch {
                 logger.error("frontend loop failed", metadata: ["ps.endpoint": "\(endpoint)", "ps.error": "\(error)"])
                 stop()
@@ -205,13 +225,25 @@ public final class PSServer: @unchecked Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    private func handleOne(_ frames: [ZMQFrame], _ socket: ZMQSocket) throws {
-        // [routing id, (empty delimiter from REQ peers)..., payload]: echo the prefix.
+    private func handleOne(_ received: [ZMQFrame], _ socket: ZMQSocket) throws {
+        // [routing id, (empty delimiter from REQ peers)..., payload]: echo the prefix. With CURVE, the ZAP
+        // handler named the key's role: on the frames themselves when this handler owns the ROUTER, in a
+        // frame ahead of them when the frontend forwarded them (`forwardTaggingUserID`).
+        var frames = received[...]
+        var role: PeerRole? = .admin
+        if options.curve != nil {
+            if options.threads > 1 {
+                guard let tag = frames.popFirst() else { return }
+                role = PeerRole(rawValue: String(decoding: tag.bytes, as: UTF8.self))
+            } else {
+                role = frames.last?.userID.flatMap(PeerRole.init(rawValue:))
+            }
+        }
         guard frames.count >= 2 else { return }
-        let payload = frames[frames.count - 1]
-        let peer = frames[0].withUnsafeBytes { PSServer.hex($0) }
+        let payload = frames[frames.endIndex - 1]
+        let peer = frames[frames.startIndex].withUnsafeBytes { PSServer.hex($0) }
         let route = frames.dropLast().map(\.bytes)
-        let outcome = payload.withUnsafeBytes { handler.handleRouted(frame: $0, peer: peer, route: route) }
+        let outcome = payload.withUnsafeBytes { handler.handleRouted(frame: $0, peer: peer, role: role, route: route) }
         if let reply = outcome.reply {
             var out: [ZMQOutgoingFrame] = route.map { .bytes($0) }
             out.append(.owned(reply))

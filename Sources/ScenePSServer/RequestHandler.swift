@@ -26,8 +26,12 @@ public final class RequestHandler: @unchecked Sendable {
     private var handleNanos: UInt64 = 0
 
     let checkpointer: Checkpointer
+    /// Prometheus metrics (ps-server --metrics-port); nil: none kept. Set before the server starts.
+    public var metrics: ServerMetrics?
 
-    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil) {
+    /// - logInterval: a peer's refusals are logged at most once per this many seconds, with a count.
+    public init(registry: TableRegistry, maxMessageBytes: Int, logger: Logger, checkpointDir: String? = nil, logInterval: Double = 10) {
+        refusalLog = LogLimiter(interval: logInterval)
         self.registry = registry
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
@@ -42,6 +46,8 @@ public final class RequestHandler: @unchecked Sendable {
         public var deferred = false
         /// Replies to earlier, held pushes, to send now on any handler socket.
         public var extra: [DeferredReply] = []
+        /// The request's type, for the metrics (`Body.kindName`; `undecodable`, `oversized`).
+        public var kind = "undecodable"
         init(reply: Envelope, shutdown: Bool) {
             self.reply = reply
             self.shutdown = shutdown
@@ -51,20 +57,29 @@ public final class RequestHandler: @unchecked Sendable {
     /// Handles one frame and encodes the reply (timed for `StatsReply`).
     /// `route` is the request's routing frames, kept with a held push so it
     /// can be answered later; `reply` is nil for a held push.
-    public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]])
+    /// `role` is what the peer's key may do (nil: CURVE named none: only replies to nothing).
+    public func handleRouted(frame: UnsafeRawBufferPointer, peer: String, role: PeerRole? = .admin, route: [[UInt8]])
         -> (reply: MallocBuffer?, shutdown: Bool, extra: [DeferredReply]) {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let outcome = handle(frame: frame, peer: peer, route: route)
+        let outcome = handle(frame: frame, peer: peer, role: role, route: route)
         let bytes = outcome.deferred ? nil : WireCodec.encodeBuffer(outcome.reply)
         let dt = DispatchTime.now().uptimeNanoseconds &- t0
         counters.withLock { handleNanos &+= dt }
+        if let m = metrics {
+            let status: String
+            if case .error(let e) = outcome.reply.body, !outcome.deferred { status = "\(e.status)" } else { status = "OK" }
+            m.request(kind: outcome.kind, status: status, nanos: dt, bytesIn: frame.count, bytesOut: bytes?.count ?? 0)
+        }
         return (bytes, outcome.shutdown, outcome.extra)
     }
 
     /// Work due without a request: releases a checkpoint hold whose driver
     /// went silent. Returns the replies of the pushes it applied.
     public func tick() -> [DeferredReply] {
-        checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
+        for (peer, held) in refusalLog.due() {
+            logger.warning("requests rejected and not logged one by one", metadata: ["ps.peer": "\(peer)", "ps.held_back": "\(held)"])
+        }
+        return checkpointer.expireHold().map { $0.compactMap(applyHeld) } ?? []
     }
 
     /// Applies a push that was held by a cut and encodes its reply; nil when
@@ -74,6 +89,7 @@ public final class RequestHandler: @unchecked Sendable {
         if case .push(let b) = h.envelope.body {
             outcome = push(h.envelope, b, peer: "held", route: h.route, holdable: true, arrived: h.arrived)
             if outcome.deferred { return nil }
+            metrics?.heldPushApplied(waitedNanos: Checkpointer.now() &- h.arrived)
         } else {
             outcome = fail(h.envelope.requestID, h.envelope.sender, .internalError, "held request is not a push", peer: "held")
         }
@@ -116,12 +132,14 @@ public final class RequestHandler: @unchecked Sendable {
     }
 
     /// Handles one frame from `peer` (a printable id of the connection).
-    public func handle(frame: UnsafeRawBufferPointer, peer: String, route: [[UInt8]] = []) -> Outcome {
+    public func handle(frame: UnsafeRawBufferPointer, peer: String, role: PeerRole? = .admin, route: [[UInt8]] = []) -> Outcome {
         counters.withLock { requests &+= 1 }
         if frame.count > maxMessageBytes {
             let (_, id) = WireCodec.peekHeader(frame)
-            return fail(id, "", .tooLarge,
-                        "message of \(frame.count) bytes exceeds this server's limit of \(maxMessageBytes) bytes", peer: peer)
+            var o = fail(id, "", .tooLarge,
+                         "message of \(frame.count) bytes exceeds this server's limit of \(maxMessageBytes) bytes", peer: peer)
+            o.kind = "oversized"
+            return o
         }
         let request: Envelope
         do {
@@ -129,7 +147,33 @@ public final class RequestHandler: @unchecked Sendable {
         } catch {
             return fail(error.requestID, error.sender, error.status, error.message, peer: peer)
         }
+        var o = dispatch(request, peer: peer, role: role, route: route)
+        o.kind = request.body.kindName
+        if let m = metrics { count(request, o, m) }
+        return o
+    }
+
+    /// Keys pulled and pushed, and retried pushes answered from the de-duplication window.
+    private func count(_ request: Envelope, _ o: Outcome, _ m: ServerMetrics) {
+        if case .error = o.reply.body, !o.deferred { return }
+        switch request.body {
+        case .pull(let b):
+            for blk in b.sparse { m.keys(table: blk.tableID, name: registry.table(blk.tableID)?.spec.name ?? "\(blk.tableID)", push: false, count: blk.keys.count) }
+        case .push(let b):
+            if case .ack(let a) = o.reply.body, a.duplicate { m.dedupHits.increment(); return }
+            for blk in b.sparse { m.keys(table: blk.tableID, name: registry.table(blk.tableID)?.spec.name ?? "\(blk.tableID)", push: true, count: blk.keys.count) }
+        default:
+            break
+        }
+    }
+
+    /// Answers one decoded request.
+    private func dispatch(_ request: Envelope, peer: String, role: PeerRole?, route: [[UInt8]]) -> Outcome {
         let id = request.requestID
+        // Checked before anything is looked at or applied: a refused request changes nothing.
+        guard let role, request.body.allowed(for: role) else {
+            return fail(id, request.sender, .permissionDenied, request.body.refusal(for: role), peer: peer)
+        }
         func reply(_ body: Body) -> Outcome {
             Outcome(reply: Envelope(requestID: id, sender: senderName, body: body), shutdown: false)
         }
@@ -148,6 +192,12 @@ public final class RequestHandler: @unchecked Sendable {
         case .declare(let d):
             if let e = registry.declare(d) { return fail(id, request.sender, e.status, e.message, peer: peer) }
             logger.debug("tables declared", metadata: ["ps.peer": "\(peer)", "ps.tables": "\(d.tables.map(\.name))"])
+            for spec in d.tables where spec.kind == .sparse {
+                if case .sparse(let t)? = registry.table(spec.id), counters.withLock({ capsLogged.insert(spec.id).inserted }) {
+                    logger.info("row cap", metadata: ["ps.table": "\(spec.name)", "ps.max_rows_here": "\(registry.rowCap(t).map(String.init) ?? "none")",
+                                                      "ps.bytes_per_row": "\(RowLimits.bytesPerRow(dim: t.dim, stateWidth: t.optimizer.stateWidth))"])
+                }
+            }
             return reply(.ack(Ack(appliedRows: UInt64(d.tables.count))))
         case .pull(let b):
             switch pull(b) {
@@ -209,12 +259,19 @@ public final class RequestHandler: @unchecked Sendable {
 
     var senderName: String { "ps-server-\(registry.shardIndex)" }
 
+    /// Refusals logged at most once per peer per interval (a flood of garbage costs a line per peer, not per frame).
+    let refusalLog: LogLimiter
+    /// Tables whose cap was logged (the first declaration; the handler threads share it under `counters`).
+    private var capsLogged = Set<UInt32>()
+
     private func fail(_ id: UInt64, _ sender: String, _ status: Status, _ message: String, peer: String) -> Outcome {
         counters.withLock { errors &+= 1 }
-        logger.warning("request rejected", metadata: [
-            "ps.peer": "\(peer)", "ps.sender": "\(sender)", "ps.request": "\(id)",
-            "ps.status": "\(status)", "ps.reason": "\(message)",
-        ])
+        if case .log(let held) = refusalLog.admit(peer) {
+            logger.warning("request rejected", metadata: [
+                "ps.peer": "\(peer)", "ps.sender": "\(sender)", "ps.request": "\(id)",
+                "ps.status": "\(status)", "ps.reason": "\(message)", "ps.held_back": "\(held)",
+            ])
+        }
         return Outcome(reply: Envelope(requestID: id, sender: senderName, body: .error(ErrorReply(status: status, message: message))),
                        shutdown: false)
     }
@@ -232,6 +289,7 @@ public final class RequestHandler: @unchecked Sendable {
             if !blk.values.isEmpty {
                 return .failure(ErrorReply(status: .badRequest, message: "pull of table \(blk.tableID) '\(s.spec.name)' carries \(blk.values.count) values; a pull carries keys only"))
             }
+            if let e = overCap(s, blk.keys, "this pull") { return .failure(e) }
             sparse.append(s)
         }
         var dense: [DenseTable] = []
@@ -260,6 +318,22 @@ public final class RequestHandler: @unchecked Sendable {
             out.dense.append(DenseBlock(tableID: blk.tableID, offset: blk.offset, count: blk.count, values: values))
         }
         return .success(out)
+    }
+
+    /// TABLE_FULL when `keys` would create rows past the table's cap on this server (nothing is created then).
+    private func overCap(_ s: SparseTable, _ keys: [UInt64], _ what: String) -> ErrorReply? {
+        guard let cap = registry.rowCap(s), let over = s.wouldPass(cap: cap, keys: keys) else { return nil }
+        let limits = registry.limits
+        let perRow = RowLimits.bytesPerRow(dim: s.dim, stateWidth: s.optimizer.stateWidth)
+        let origin: String
+        if let total = limits.explicit[s.spec.name] {
+            origin = "max_rows \(total) over \(registry.shardCount) server(s)"
+        } else {
+            let mib = (limits.budgetBytes ?? 0) >> 20
+            origin = "the default: an equal share of this server's \(mib) MiB memory budget, \(perRow) B a row, twice (the best epoch's copy)"
+        }
+        return ErrorReply(status: .tableFull, message:
+            "table \(s.spec.id) '\(s.spec.name)' is full on server \(registry.shardIndex): \(what) would create \(over.new) new rows past its cap of \(cap) rows (it holds \(over.rows)); the cap is \(origin); set tables.\(s.spec.name).max_rows higher (about \(perRow) B a row) or run more servers")
     }
 
     private func unknown(_ id: UInt32) -> ErrorReply {
@@ -310,6 +384,7 @@ public final class RequestHandler: @unchecked Sendable {
             if !allFinite(blk.values) {
                 return .failure(ErrorReply(status: .nonFinite, message: "push to table \(blk.tableID) '\(s.spec.name)' has NaN or Inf in its gradient"))
             }
+            if let e = overCap(s, blk.keys, "this push") { return .failure(e) }
             r.sparse.append(s)
             r.rows += UInt64(blk.keys.count)
         }

@@ -435,6 +435,28 @@ public final class SparseTable: @unchecked Sendable {
     }
 
     public func counts() -> (pulls: UInt64, pushes: UInt64) { counters.withLock { (pulls, pushes) } }
+
+    /// Rows now (one lock per stripe, no row visited).
+    public var rowCount: Int {
+        var n = 0
+        for s in 0..<stripes.count { locks[s].withLock { n += stripes[s].count } }
+        return n
+    }
+
+    /// When a request of `keys` would take the table past `cap` rows: the rows
+    /// now and the new ones it would create; nil when it fits. Cheap far from
+    /// the cap (a count); near it, every key is looked up. Concurrent requests
+    /// may each fit alone and together pass the cap by at most their new rows.
+    public func wouldPass(cap: UInt64, keys: [UInt64]) -> (rows: Int, new: Int)? {
+        let rows = rowCount
+        if UInt64(rows + keys.count) <= cap { return nil }
+        var new = 0
+        for k in keys {
+            let h = hash(k), s = stripeIndex(h)
+            if locks[s].withLock({ stripes[s].find(key: k, hash: h) == nil }) { new += 1 }
+        }
+        return UInt64(rows + new) > cap ? (rows, new) : nil
+    }
 }
 
 /// Every row of a sparse table at one moment (`SparseTable.snapshot`).

@@ -25,10 +25,31 @@ public final class TableRegistry: @unchecked Sendable {
     /// Stripes per sparse table (log2).
     public let stripeBits: Int
 
+    /// Row caps (set before serving; `RowLimits`).
+    public var limits: RowLimits {
+        get { lock.withLock { _limits } }
+        set { lock.withLock { _limits = newValue; caps = [:] } }
+    }
+    private var _limits = RowLimits.unlimited
+    /// Per table id, its cap on this server (nil inside: none), computed on first use.
+    private var caps: [UInt32: UInt64?] = [:]
+
     public init(shardIndex: Int, shardCount: Int, stripeBits: Int = 4) {
         self.shardIndex = shardIndex
         self.shardCount = shardCount
         self.stripeBits = stripeBits
+    }
+
+    /// The most rows sparse table `t` may hold on this server; nil: no cap.
+    /// Fixed at first use (the model's tables are declared together).
+    public func rowCap(_ t: SparseTable) -> UInt64? {
+        lock.withLock {
+            if let c = caps[t.spec.id] { return c }
+            let sparse = tables.values.filter { if case .sparse = $0 { return true } else { return false } }.count
+            let c = _limits.perServerCap(t.spec, shards: shardCount, sparseTables: sparse, stateWidth: t.optimizer.stateWidth)
+            caps[t.spec.id] = .some(c)
+            return c
+        }
     }
 
     public func table(_ id: UInt32) -> ServerTable? { lock.withLock { tables[id] } }

@@ -45,7 +45,8 @@ public final class ZMQServerTransport: ServerTransport {
 
     /// - maxMessageBytes: libzmq drops a peer's larger message (ZMQ_MAXMSGSIZE).
     /// - highWaterMark: messages queued per server (ZMQ_SNDHWM/RCVHWM).
-    public init(endpoints: [String], maxMessageBytes: Int, highWaterMark: Int32) throws {
+    /// - curve: connect as this CURVE client (nil: plain TCP).
+    public init(endpoints: [String], maxMessageBytes: Int, highWaterMark: Int32, curve: CurveClientKeys? = nil) throws {
         self.endpoints = endpoints
         let context = try ZMQContext(ioThreads: 1)
         self.context = context
@@ -53,6 +54,7 @@ public final class ZMQServerTransport: ServerTransport {
             let s = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 200)
             try s.setHighWaterMarks(send: highWaterMark, receive: highWaterMark)
             try s.setMaxMessageSize(Int64(maxMessageBytes))
+            if let curve { try s.makeCurveClient(curve) }
             try s.connect(e)
             return s
         }

@@ -216,6 +216,30 @@ public final class ZMQSocket: @unchecked Sendable {
     }
 }
 
+extension ZMQSocket {
+    /// Like `forward`, but first sends a frame with the message's ZAP user
+    /// id (empty without one): libzmq does not carry a frame's metadata over
+    /// an inproc hop, so the server's frontend hands the role on this way.
+    /// The payload frames still move without copying.
+    public func forwardTaggingUserID(to other: ZMQSocket) throws -> Bool {
+        guard let frames = try receive(dontWait: true) else { return false }
+        let tag = ZMQFrame()
+        let user = Array((frames.last?.userID ?? "").utf8)
+        try zmqCall("zmq_msg_init_size", endpoint: endpoint) { zmq_msg_init_size(&tag.msg, user.count) }
+        if !user.isEmpty { user.withUnsafeBytes { zmq_msg_data(&tag.msg).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        let all = [tag] + frames
+        for (i, f) in all.enumerated() { try f.move(to: other, more: i < all.count - 1) }
+        return true
+    }
+}
+
+extension ZMQFrame {
+    /// Sends this frame's message on `socket` without copying (libzmq empties it).
+    func move(to socket: ZMQSocket, more: Bool) throws {
+        try zmqCall("zmq_msg_send", endpoint: socket.endpoint) { zmq_msg_send(&msg, socket.handle, more ? ZMQ_SNDMORE : 0) }
+    }
+}
+
 /// One event of a monitored socket: libzmq sends a frame of a 16-bit event
 /// id and a 32-bit value, then a frame with the peer's endpoint.
 public struct ZMQMonitorEvent: Sendable {

@@ -5231,7 +5231,7 @@ const ProtobufCEnumDescriptor sceneps__protocol_version__descriptor =
   sceneps__protocol_version__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue sceneps__status__enum_values_by_number[14] =
+static const ProtobufCEnumValue sceneps__status__enum_values_by_number[16] =
 {
   { "STATUS_OK", "SCENEPS__STATUS__STATUS_OK", 0 },
   { "STATUS_BAD_REQUEST", "SCENEPS__STATUS__STATUS_BAD_REQUEST", 1 },
@@ -5247,11 +5247,13 @@ static const ProtobufCEnumValue sceneps__status__enum_values_by_number[14] =
   { "STATUS_SHUTTING_DOWN", "SCENEPS__STATUS__STATUS_SHUTTING_DOWN", 11 },
   { "STATUS_UNKNOWN_MEMBER", "SCENEPS__STATUS__STATUS_UNKNOWN_MEMBER", 12 },
   { "STATUS_UNKNOWN_TICKET", "SCENEPS__STATUS__STATUS_UNKNOWN_TICKET", 13 },
+  { "STATUS_PERMISSION_DENIED", "SCENEPS__STATUS__STATUS_PERMISSION_DENIED", 14 },
+  { "STATUS_TABLE_FULL", "SCENEPS__STATUS__STATUS_TABLE_FULL", 15 },
 };
 static const ProtobufCIntRange sceneps__status__value_ranges[] = {
-{0, 0},{0, 14}
+{0, 0},{0, 16}
 };
-static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[14] =
+static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[16] =
 {
   { "STATUS_BAD_REQUEST", 1 },
   { "STATUS_CONFLICT", 7 },
@@ -5259,7 +5261,9 @@ static const ProtobufCEnumValueIndex sceneps__status__enum_values_by_name[14] =
   { "STATUS_INTERNAL", 9 },
   { "STATUS_NON_FINITE", 5 },
   { "STATUS_OK", 0 },
+  { "STATUS_PERMISSION_DENIED", 14 },
   { "STATUS_SHUTTING_DOWN", 11 },
+  { "STATUS_TABLE_FULL", 15 },
   { "STATUS_TOO_LARGE", 6 },
   { "STATUS_UNAUTHENTICATED", 10 },
   { "STATUS_UNKNOWN_MEMBER", 12 },
@@ -5275,9 +5279,9 @@ const ProtobufCEnumDescriptor sceneps__status__descriptor =
   "Status",
   "Sceneps__Status",
   "sceneps",
-  14,
+  16,
   sceneps__status__enum_values_by_number,
-  14,
+  16,
   sceneps__status__enum_values_by_name,
   1,
   sceneps__status__value_ranges,

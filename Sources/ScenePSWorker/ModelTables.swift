@@ -3,6 +3,7 @@ import Logging
 import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
+import ScenePSTransport
 
 /// The tables of the model on the servers: the declared tables
 /// (`FeatureTable.all`: wire ids, widths) with their settings from the
@@ -70,8 +71,9 @@ extension PSClient {
     /// A client of the model's servers with the config's timeout and
     /// retries, greeted (`hello`), so it knows the tables they hold.
     public static func forModel(endpoints: [String], sender: String, config: ClusterConfig, role: String, scene: String,
-                                logger: Logger) throws -> PSClient {
+                                curve: CurveClientKeys? = nil, logger: Logger) throws -> PSClient {
         var options = PSClientOptions()
+        options.curve = curve
         options.timeout = .milliseconds(Int64(config.training.timeoutSeconds * 1000))
         options.retries = config.training.retries
         let client = try PSClient(endpoints: endpoints, sender: sender, options: options, logger: logger)

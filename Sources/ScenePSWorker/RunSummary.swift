@@ -37,6 +37,10 @@ public struct RunSummary: Codable, Sendable {
     /// The epoch these test metrics belong to, and its validation AUC (null without a validation split).
     public var epoch: Int
     public var validAUC: Double?
+    /// Standard error of `validAUC` (grouped jackknife over users, `Evaluation.aucStandardError`): two
+    /// epochs' validation AUCs closer than about twice this are not told apart by the validation set
+    /// (docs/MODEL-SELECTION.md). Null without a validation split.
+    public var validAUCSE: Double?
     public var validScenes: [String: Double]?
     /// Set in summary.json: the epoch chosen by validation AUC, and how many were trained.
     public var bestEpoch: Int?
@@ -168,7 +172,7 @@ public struct RunSummary: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case scenes, overall, servers, workers, model, ablation, epoch
         case examplesPerSec = "examples_per_sec", wallSeconds = "wall_seconds", trainExamples = "train_examples"
-        case validAUC = "valid_auc", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
+        case validAUC = "valid_auc", validAUCSE = "valid_auc_se", validScenes = "valid_scenes_auc", bestEpoch = "best_epoch", epochsTrained = "epochs_trained"
         case skippedRows = "skipped_rows", catalogue, schedule, leases, scaling, restarts, checkpoints, recoveries
         case workerSeconds = "worker_seconds", waits, busyFraction = "busy_fraction", pipeline
     }
@@ -182,6 +186,8 @@ public struct RunSummary: Codable, Sendable {
         if let valid, valid.count > 0 {
             let v = MetricsReport(valid, sceneNames: sceneNames)
             validAUC = v.overall.auc
+            let se = Evaluation.aucStandardError(labels: valid.label, scores: valid.probability, users: valid.user)
+            validAUCSE = se.isFinite ? se : nil
             validScenes = v.scenes.compactMapValues(\.auc)
         }
         trainExamples = training.examples

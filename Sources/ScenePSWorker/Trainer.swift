@@ -43,6 +43,8 @@ public final class Trainer {
     public private(set) var steps = 0, examples = 0
     let started = Date()
     var declared = false
+    /// Prometheus metrics (worker --metrics-port); nil: none kept.
+    public var metrics: WorkerMetrics?
     /// SCENEPS_SYNC_PUSH=1 waits for every push before going on (the loop before the overlap, to measure
     /// what the overlap buys; BENCHMARKS.md).
     let syncPush = ProcessInfo.processInfo.environment["SCENEPS_SYNC_PUSH"] == "1"
@@ -223,9 +225,11 @@ public final class Trainer {
                 chunkExamples += n
                 lastLoss = Double(loss)
                 progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
+                metrics?.step(examples: n, loss: Double(loss), epoch: epoch)
                 if steps % config.training.logEvery == 0 {
-                    progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
-                                 seconds: Date().timeIntervalSince(started))
+                    let auc = progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
+                                           seconds: Date().timeIntervalSince(started))
+                    metrics?.set(runningAUC: auc)
                 }
             }
             times.count("steps")
@@ -334,7 +338,9 @@ struct Progress {
         if losses.count > 2 * logEvery { losses.removeFirst(losses.count - logEvery) }
     }
 
-    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) {
+    /// Logs a progress line; returns its running AUC.
+    @discardableResult
+    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) -> Double {
         let recent = losses.suffix(logEvery)
         let loss = recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count)
         let auc = Evaluation.auc(labels: Array(labels.suffix(window)), scores: Array(scores.suffix(window)))
@@ -344,5 +350,6 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
+        return auc
     }
 }

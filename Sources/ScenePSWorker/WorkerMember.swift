@@ -153,6 +153,8 @@ public final class WorkerMember {
     }
 
     public var waitedSeconds: Double { state.waitedSeconds }
+    /// Reads `waitedSeconds` from any thread (the metrics' scrape).
+    public var waitedSecondsReader: @Sendable () -> Double { { [state] in state.waitedSeconds } }
 }
 
 /// What the beat thread and the lease loop share.

@@ -34,6 +34,7 @@ struct CheckpointCommand: ParsableCommand {
     @Option(help: "Milliseconds to wait for each server's answer to each step before giving up.") var timeoutMs: Int = 10_000
     @Option(help: "With --run-dir: seconds to wait for the checkpoint to be written (it starts once a checkpoint or an epoch's evaluation under way is over).")
     var waitSeconds: Double = 600
+    @OptionGroup var keys: AdminKeysOption
 
     func validate() throws {
         if let k = keep, k < 1 { throw ValidationError("--keep must be at least 1, got \(k)") }
@@ -66,7 +67,8 @@ struct CheckpointCommand: ParsableCommand {
                 guard let d = FileManager.default.contents(atPath: p) else { throw ScenePSError.io("\(p): cannot read the progress file") }
                 o.progress = try JSONValue.object(from: d, what: p)
             }
-            let driver = try CheckpointDriver(endpoints: servers.split(separator: ",").map(String.init), logger: logger)
+            let driver = try CheckpointDriver(endpoints: servers.split(separator: ",").map(String.init), curve: try keys.admin(),
+                                              logger: logger)
             let r = try driver.checkpoint(o)
             print(String(format: "checkpoint=%@ shards=%d global_step=%llu rows=%llu mb=%.1f push_stall_ms=%.3f cut_ms=%.1f write_s=%.3f mb_per_s=%.0f pruned=%@",
                          r.path, r.manifest.shard_count, r.manifest.global_step, r.manifest.shards.reduce(0) { $0 + $1.rows },
@@ -83,7 +85,7 @@ struct CheckpointCommand: ParsableCommand {
         let askedAt = Date().timeIntervalSince1970
         let end = Date().addingTimeInterval(waitSeconds)
         func ask() throws -> UInt64 {
-            try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint") { calls -> UInt64 in
+            try LiveJob.with(runDir: runDir, sender: "psctl-checkpoint", keys: keys) { calls -> UInt64 in
                 try calls.checkpoint(CoordinatorCheckpointRequest(ticket: 0, tags: tags)).ticket
             }
         }
@@ -91,7 +93,7 @@ struct CheckpointCommand: ParsableCommand {
         while true {
             let r: CoordinatorCheckpointReply
             do {
-                let (calls, _) = try LiveJob.calls(runDir: runDir, sender: "psctl-checkpoint")
+                let (calls, _) = try LiveJob.calls(runDir: runDir, sender: "psctl-checkpoint", keys: keys)
                 r = try calls.checkpoint(CoordinatorCheckpointRequest(ticket: ticket))
             } catch let e as ScenePSError where e.code == .timeout {
                 // The coordinator is away (restarting): keep asking until the wait is over.

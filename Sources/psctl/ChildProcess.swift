@@ -1,4 +1,5 @@
 import Foundation
+import ScenePSCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,11 +16,30 @@ final class Child: @unchecked Sendable {
     private var status: Int32?
     private var pumpDone = false
 
-    init(name: String, executable: String, arguments: [String], log: String, out: PrefixedOutput) throws {
+    /// Where it runs (its command has the host's prefix).
+    let host: HostsFile.Host
+    /// With a prefix: the write end of its standard input, closed to end it (HostsFile.Host.command).
+    private var stdinPipe: Pipe?
+
+    init(name: String, command: [String], host: HostsFile.Host, log: String, out: PrefixedOutput) throws {
         self.name = name
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
+        self.host = host
+        precondition(!command.isEmpty)
+        if command[0].contains("/") {
+            process.executableURL = URL(fileURLWithPath: command[0])
+            process.arguments = Array(command.dropFirst())
+        } else {
+            // A prefix such as `ssh` or `ip`: found on PATH.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = command
+        }
+        if host.via.isEmpty {
+            process.standardInput = FileHandle.nullDevice
+        } else {
+            let p = Pipe()
+            process.standardInput = p
+            stdinPipe = p
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -33,6 +53,7 @@ final class Child: @unchecked Sendable {
         logHandle.seekToEndOfFile()
         try process.run()
         try? pipe.fileHandleForWriting.close()
+        try? stdinPipe?.fileHandleForReading.close()
         let fd = pipe.fileHandleForReading.fileDescriptor
         let prefix = "[\(name)] "
         Thread.detachNewThread { [self] in
@@ -59,8 +80,22 @@ final class Child: @unchecked Sendable {
     var exitStatus: Int32? { lock.lock(); defer { lock.unlock() }; return status }
     var outputDone: Bool { lock.lock(); defer { lock.unlock() }; return pumpDone }
 
-    func terminate() { if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGTERM) } }
-    func kill() { if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGKILL) } }
+    /// SIGTERM to the process (with a prefix: to the prefix process, whose wrapper passes it on, and
+    /// its standard input closed, which a remote wrapper takes as the same request).
+    func terminate() {
+        if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGTERM) }
+        closeInput()
+    }
+    /// SIGKILL (with a prefix: of the local prefix process; the remote process is ended by its wrapper
+    /// when its standard input closes).
+    func kill() {
+        if exitStatus == nil { Glibc.kill(process.processIdentifier, SIGKILL) }
+        closeInput()
+    }
+    private func closeInput() {
+        lock.lock(); let p = stdinPipe; stdinPipe = nil; lock.unlock()
+        try? p?.fileHandleForWriting.close()
+    }
 
     static func describe(_ status: Int32) -> String {
         status > 128 ? "was killed by signal \(status - 128)" : "exited with status \(status)"

@@ -24,6 +24,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Score this checkpoint instead of live servers (a checkpoint directory; no cluster needed: its shards are loaded into one server in this process).")
     var checkpoint: String?
     @Option(help: "Write the metrics as JSON to this file.") var out: String?
+    @OptionGroup var keys: AdminKeysOption
 
     func validate() throws {
         guard (servers == nil) != (checkpoint == nil) else { throw ValidationError("give --servers or --checkpoint (one of them)") }
@@ -49,7 +50,7 @@ struct Evaluate: ParsableCommand {
             } else {
                 let endpoints = self.servers!.split(separator: ",").map(String.init)
                 client = try PSClient.forModel(endpoints: endpoints, sender: "psctl-evaluate-\(getpid())", config: cfg,
-                                               role: "psctl", scene: "", logger: logger)
+                                               role: "psctl", scene: "", curve: try keys.admin(), logger: logger)
                 serverCount = endpoints.count
             }
             let evaluator = try Evaluator(config: cfg, dataDir: data, client: client, logger: logger)
@@ -70,12 +71,14 @@ struct Shutdown: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Ask every server to shut down gracefully.")
     @Option(help: "Comma-separated server endpoints.") var servers: String
     @Option(help: "Reason, logged by the servers.") var reason: String = "psctl shutdown"
+    @OptionGroup var keys: AdminKeysOption
 
     func run() throws {
         try reportingErrors {
             var logger = Logger(label: "psctl.shutdown")
             logger.logLevel = .warning
-            try PSClient.shutdown(endpoints: servers.split(separator: ",").map(String.init), reason: reason, logger: logger)
+            try PSClient.shutdown(endpoints: servers.split(separator: ",").map(String.init), reason: reason,
+                                  curve: try keys.admin(), logger: logger)
         }
     }
 }

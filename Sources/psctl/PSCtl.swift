@@ -22,6 +22,8 @@ struct PSCtl: ParsableCommand {
             Shutdown.self,
             CheckpointCommand.self,
             VerifyCheckpoint.self,
+            Probe.self,
+            Keys.self,
         ]
     )
 }

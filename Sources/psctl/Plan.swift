@@ -18,7 +18,9 @@ struct Plan: ParsableCommand {
     @Option(help: "Number of servers (overrides `servers`).") var servers: Int?
     @Option(help: "Workers for each scene the config does not size (overrides `workers_per_scene`).") var workersPerScene: Int?
     @Option(help: "Server i listens on tcp://127.0.0.1:(base-port + i) (overrides `base_port`).") var basePort: Int?
-    @Option(help: "Host the local endpoints use.") var host: String = "127.0.0.1"
+    @Option(help: "Host the local endpoints use (without --hosts).") var host: String = "127.0.0.1"
+    @Option(help: "Hosts file (YAML, docs/DEPLOY.md): the endpoints are advertised on the hosts it places each process on.")
+    var hosts: String?
 
     func validate() throws {
         if let servers, servers < 1 { throw ValidationError("--servers must be at least 1") }
@@ -29,7 +31,7 @@ struct Plan: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let plan = try ClusterPlan(configPath: config, dataDir: data, servers: servers, workersPerScene: workersPerScene,
-                                       basePort: basePort, host: host)
+                                       basePort: basePort, hosts: try hosts.map(HostsFile.load) ?? .local(address: host))
             print("servers \(plan.servers.count)")
             print("epochs \(plan.config.training.epochs)")
             print("endpoints " + plan.servers.joined(separator: ","))
@@ -39,12 +41,19 @@ struct Plan: ParsableCommand {
     }
 }
 
-/// What a local launcher starts: servers and their endpoints, the
-/// coordinator's, and the workers of every scene. Flags override the config.
+/// What the launcher starts: servers and their endpoints, the coordinator's, and the workers of
+/// every scene, each on its host (`hosts`; one local host without a hosts file). Server i listens
+/// on port base_port + i of its host, the coordinator on base_port + servers. Flags override the config.
 struct ClusterPlan {
     var config: ClusterConfig
+    var hosts: HostsFile
+    /// The servers' advertised endpoints, in shard order (what the coordinator hands to workers).
     var servers: [String]
+    /// The endpoints they bind.
+    var serverBinds: [String]
+    /// The coordinator's advertised endpoint, and the one it binds.
     var coordinator: String
+    var coordinatorBind: String
     /// Scene name → workers, in scene-index order.
     var scenes: [(String, Int)]
     /// The scenes `--workers-per-scene` sized (given, and the config sizes
@@ -52,7 +61,7 @@ struct ClusterPlan {
     /// checkpoint's.
     var sizedByFlag: Set<String> = []
 
-    init(configPath: String, dataDir: String, servers: Int?, workersPerScene: Int?, basePort: Int?, host: String = "127.0.0.1") throws {
+    init(configPath: String, dataDir: String, servers: Int?, workersPerScene: Int?, basePort: Int?, hosts: HostsFile = .local()) throws {
         var cfg = try ClusterConfig.load(path: configPath)
         if let servers { cfg.servers = servers }
         if let workersPerScene { cfg.workersPerScene = workersPerScene }
@@ -62,9 +71,13 @@ struct ClusterPlan {
         for s in cfg.sceneOrder where !names.contains(s) {
             throw ScenePSError.config("\(configPath): scenes.\(s): the data set at \(dataDir) has no rows of scene '\(s)' (its scenes: \(manifest.scenes.map(\.name).joined(separator: ", ")))")
         }
+        try hosts.validate(scenes: manifest.scenes.map(\.name))
         config = cfg
-        self.servers = (0..<cfg.servers).map { "tcp://\(host):\(cfg.basePort + $0)" }
-        coordinator = "tcp://\(host):\(cfg.basePort + cfg.servers)"
+        self.hosts = hosts
+        self.servers = (0..<cfg.servers).map { "tcp://\(hosts.serverHost($0).address):\(cfg.basePort + $0)" }
+        serverBinds = (0..<cfg.servers).map { "tcp://\(hosts.serverHost($0).bind):\(cfg.basePort + $0)" }
+        coordinator = "tcp://\(hosts.coordinatorHost.address):\(cfg.basePort + cfg.servers)"
+        coordinatorBind = "tcp://\(hosts.coordinatorHost.bind):\(cfg.basePort + cfg.servers)"
         scenes = []
         for s in manifest.scenes.sorted(by: { $0.index < $1.index }) {
             let n = cfg.workers(forScene: s.name)

@@ -8,7 +8,7 @@ import ScenePSProtocol
 
 /// The coordinator of a run directory's live job.
 enum LiveJob {
-    static func calls(runDir: String, sender: String) throws -> (CoordinatorCalls, String) {
+    static func calls(runDir: String, sender: String, keys: AdminKeysOption = AdminKeysOption()) throws -> (CoordinatorCalls, String) {
         let file = CoordinatorFiles.endpoint(runDir)
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw ScenePSError.invalidArgument("\(runDir) has no live job: \(file) does not exist (was a job started with this run directory?)")
@@ -17,13 +17,14 @@ enum LiveJob {
         var logger = Logger(label: "psctl")
         logger.logLevel = .error
         let link = try ZMQCoordinatorLink(endpoint: endpoint, sender: "\(sender)-\(getpid())", attemptTimeout: .seconds(1),
-                                          patience: .seconds(3), logger: logger)
+                                          patience: .seconds(3), curve: try keys.admin(runDir: runDir), logger: logger)
         return (CoordinatorCalls(link), endpoint)
     }
 
     /// Runs `body`; a coordinator that does not answer means no live job.
-    static func with<R>(runDir: String, sender: String, _ body: (CoordinatorCalls) throws -> R) throws -> R {
-        let (calls, endpoint) = try calls(runDir: runDir, sender: sender)
+    static func with<R>(runDir: String, sender: String, keys: AdminKeysOption = AdminKeysOption(),
+                        _ body: (CoordinatorCalls) throws -> R) throws -> R {
+        let (calls, endpoint) = try calls(runDir: runDir, sender: sender, keys: keys)
         do { return try body(calls) } catch let e as ScenePSError where e.code == .timeout {
             throw ScenePSError.invalidArgument("\(runDir) has no live job: its coordinator (\(endpoint)) does not answer")
         } catch let e as CoordinatorError {
@@ -46,11 +47,12 @@ struct Scale: ParsableCommand {
     @Option(help: "Run directory of the live job.") var runDir: String
     @Option(help: "The scene whose pool changes.") var scene: String
     @Option(help: "Its new number of workers (0 or more).") var workers: Int
+    @OptionGroup var keys: AdminKeysOption
 
     func run() throws {
         try reportingErrors {
             guard workers >= 0 else { throw ScenePSError.invalidArgument("--workers must be 0 or more, got \(workers)") }
-            let before = try LiveJob.with(runDir: runDir, sender: "psctl-scale") { calls -> Int32 in
+            let before = try LiveJob.with(runDir: runDir, sender: "psctl-scale", keys: keys) { calls -> Int32 in
                 let s = try calls.status()
                 guard let sc = s.scenes.first(where: { $0.name == scene }) else {
                     throw ScenePSError.invalidArgument("scene '\(scene)' is not in this job (its scenes: \(s.scenes.map(\.name).joined(separator: ", ")))")
@@ -68,10 +70,11 @@ struct Status: ParsableCommand {
         abstract: "Show a live job: its epoch, every scene's pool and chunks, every member.")
 
     @Option(help: "Run directory of the live job.") var runDir: String
+    @OptionGroup var keys: AdminKeysOption
 
     func run() throws {
         try reportingErrors {
-            let s = try LiveJob.with(runDir: runDir, sender: "psctl-status") { try $0.status() }
+            let s = try LiveJob.with(runDir: runDir, sender: "psctl-status", keys: keys) { try $0.status() }
             print("epoch \(s.epoch): \(s.phase)")
             print("scene            pool  live  chunks  done  leased")
             for sc in s.scenes {

@@ -12,8 +12,15 @@ import Glibc
 extension Supervisor {
     func run() -> Int32 {
         let signals = SignalWatch()
+        say("== run directory: \(runDir)")
+        if let o = observe {
+            o.endpoint.start()
+            say("== metrics: \(o.endpoint.url) (the supervisor's); every process's in \(o.targetsFile)")
+        }
+        defer { observe?.endpoint.stop() }
         do {
             let resuming = resume != nil   // startCoordinator clears it
+            if let why = checkHosts() { return fail("the hosts file's hosts are not ready:\n  " + why) }
             say("== starting \(plan.servers.count) servers")
             for (i, ep) in plan.servers.enumerated() {
                 servers.append(try startServer(i, restore: resume))
@@ -55,6 +62,7 @@ extension Supervisor {
             if workers.count > 2 * cores {
                 FileHandle.standardError.write(Data("local.sh: note: \(workers.count) workers on \(cores) cores: every pull is many other workers' pushes old when its gradient lands (measured: 16 workers on 2 cores lose ~0.01 AUC against 4-8); fewer workers per scene train as fast here\n".utf8))
             }
+            watch = ServerWatch(endpoints: plan.servers, curve: curve)
             say("== \(workers.count) workers training (" + pools.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + ")")
         } catch {
             return fail("\(error)")
@@ -70,8 +78,20 @@ extension Supervisor {
                 return sig == SIGINT ? 130 : 143
             }
             for (i, s) in servers.enumerated() {
+                if s.exitStatus == nil, let w = watch, w.silence(i) > serverDeadAfter {
+                    // Running, but unheard (a cut link, a frozen host): stopped here and recovered as a
+                    // dead server; its successor takes over its port (docs/DEPLOY.md, "Losing a machine").
+                    let why = String(format: "did not answer at %@ for %.0f s (--server-dead-after)", plan.servers[i], w.silence(i))
+                    FileHandle.standardError.write(Data("local.sh: server-\(i) on host \(s.host.name) \(why): declared dead, stopping it\n".utf8))
+                    silenced[i] = why
+                    s.kill()
+                    let by = Date().addingTimeInterval(15)
+                    while s.exitStatus == nil && Date() < by { Thread.sleep(forTimeInterval: 0.05) }
+                }
                 guard s.exitStatus != nil else { continue }
                 if let why = restartServer(i) { return fail(why) }
+                silenced[i] = nil
+                for j in plan.servers.indices { watch?.reset(j) }   // answered, after a wait the watch did not see
             }
             if let c = coordinator, let st = c.exitStatus {
                 if st == 0 { return finish() }
@@ -87,11 +107,12 @@ extension Supervisor {
                 if let why = restart(w, what: w.name) {
                     return fail(why + serversNotAnswering())
                 }
-                do { try startWorker(scene: w.scene, name: w.memberName) } catch { return fail("restarting \(w.name): \(error)") }
+                do { try startWorker(scene: w.scene, name: w.memberName, on: w.host) } catch { return fail("restarting \(w.name): \(error)") }
             }
             if Date().timeIntervalSince(lastReconcile) > 0.5 {
                 lastReconcile = Date()
                 reconcile()
+                observe?.publish(self)
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -103,7 +124,12 @@ extension Supervisor {
         for sc in s.scenes where sc.target >= 0 {
             let running = workers.filter { $0.scene == sc.name && $0.exitStatus == nil }.count
             if running < Int(sc.target) {
-                for _ in running..<Int(sc.target) {
+                let live = servers.count + 1 + workers.filter { $0.exitStatus == nil }.count
+                let room = slots.map { max(0, $0 - live) } ?? Int.max
+                if room < Int(sc.target) - running {
+                    say("local.sh: scene \(sc.name)'s pool is \(sc.target) but the allocation holds \(slots!) processes (--slots): \(room) more started")
+                }
+                for _ in running..<(running + min(room, Int(sc.target) - running)) {
                     do { try startWorker(scene: sc.name) } catch { say("local.sh: cannot start a worker of \(sc.name): \(error)") }
                 }
                 say("== scene \(sc.name): \(sc.target) workers")
@@ -160,6 +186,7 @@ extension Supervisor {
     }
 
     func stopAll() {
+        watch?.stop()
         let all = servers + workers + [coordinator].compactMap { $0 }
         for c in all where c.exitStatus == nil { c.terminate() }
         let end = Date().addingTimeInterval(5)

@@ -19,7 +19,7 @@ extension Supervisor {
     /// nil when restarted; else why the job must stop.
     func restartServer(_ i: Int) -> String? {
         let s = servers[i]
-        let how = Child.describe(s.exitStatus ?? -1)
+        let how = silenced[i] ?? Child.describe(s.exitStatus ?? -1)
         guard restartOnFailure else { return "server-\(i) \(how) while the job ran" }
         if plan.config.recovery == .global { return recoverGlobally(dead: i) }
         guard let latest = (try? CheckpointDirectory.list(checkpointDir))?.first(where: { $0.manifest != nil }),
@@ -55,7 +55,7 @@ extension Supervisor {
     /// the cut holds is not applied twice. nil when recovered; else why the job must stop.
     func recoverGlobally(dead i: Int) -> String? {
         let s = servers[i]
-        let how = Child.describe(s.exitStatus ?? -1)
+        let how = silenced[i] ?? Child.describe(s.exitStatus ?? -1)
         let reason = "server-\(i) \(how)"
         let coordinatorCalls = link(plan.coordinator, "recovery", attempt: .seconds(1), patience: .seconds(5)).map(CoordinatorCalls.init)
         // 1. No new lease, no new checkpoint; a checkpoint under way ends first (bounded: its own timeouts).

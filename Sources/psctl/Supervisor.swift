@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
 import ScenePSProtocol
 import ScenePSServer
 #if canImport(Glibc)
@@ -32,6 +33,22 @@ final class Supervisor {
     var nextIndex: [String: Int] = [:]
     var restarts: [String: Int] = [:]
     let started = Date()
+    /// The allocation's process count (`--slots`); nil: unbounded.
+    var slots: Int?
+    /// With CURVE: the key directory every child gets (`--keys`), and the supervisor's own admin keys.
+    var keysDir: String?
+    var curve: CurveClientKeys?
+    var keysArguments: [String] { keysDir.map { ["--keys", $0] } ?? [] }
+    /// Every server's row caps (`RowCapPlan`).
+    var serverArguments: [String] = []
+    /// Seconds of silence after which a running server is declared dead (ServerWatch).
+    var serverDeadAfter = 10.0
+    /// Heartbeats to the servers while the job runs (set once they are all up).
+    var watch: ServerWatch?
+    /// Why a server was declared dead while its process ran (its silence), for the recovery's messages.
+    var silenced: [Int: String] = [:]
+    /// Metrics (--metrics-base-port): the supervisor's endpoint and every process's port; nil: off.
+    var observe: SupervisorObservation?
 
     init(bin: String, configPath: String, dataDir: String, runDir: String, plan: ClusterPlan,
          restartOnFailure: Bool, maxRestarts: Int, deadAfter: Double) throws {
@@ -62,8 +79,10 @@ final class Supervisor {
         return 1
     }
 
-    func start(_ name: String, _ exe: String, _ args: [String]) throws -> Child {
-        try Child(name: name, executable: (bin as NSString).appendingPathComponent(exe), arguments: args,
+    /// `exe` of the bin directory started on `host` (the same path there: docs/DEPLOY.md).
+    func start(_ name: String, _ exe: String, _ args: [String], on host: HostsFile.Host) throws -> Child {
+        try Child(name: name, command: host.command([(bin as NSString).appendingPathComponent(exe)] + args + (observe?.arguments(for: name) ?? [])),
+                  host: host,
                   log: (logsDir as NSString).appendingPathComponent("\(name).log"), out: out)
     }
 
@@ -71,9 +90,11 @@ final class Supervisor {
     func startServer(_ i: Int, restore: String?) throws -> Child {
         try FileManager.default.createDirectory(atPath: checkpointDir, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("servers"), withIntermediateDirectories: true)
+        watch?.reset(i)
         return try start("server-\(i)", "ps-server", [
-            "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.servers[i],
-            "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i)] + (restore.map { ["--restore", $0] } ?? []))
+            "--shard-index", "\(i)", "--shard-count", "\(plan.servers.count)", "--bind", plan.serverBinds[i],
+            "--advertise", plan.servers[i], "--checkpoint-dir", checkpointDir, "--push-counter", pushCounterPath(i),
+        ] + (restore.map { ["--restore", $0] } ?? []) + keysArguments + serverArguments, on: plan.hosts.serverHost(i))
     }
 
     /// Where server `i` keeps its count of applied pushes (it outlives the process).
@@ -90,23 +111,30 @@ final class Supervisor {
     func startCoordinator() throws {
         coordinator = try start("coordinator", "coordinator", [
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
-            "--bind", plan.coordinator, "--dead-after", "\(deadAfter)", "--checkpoint-dir", checkpointDir,
-        ] + (resume.map { ["--restore-progress", $0] } ?? []))
+            "--bind", plan.coordinatorBind, "--advertise", plan.coordinator, "--dead-after", "\(deadAfter)",
+            "--checkpoint-dir", checkpointDir,
+        ] + (resume.map { ["--restore-progress", $0] } ?? []) + keysArguments, on: plan.hosts.coordinatorHost)
         resume = nil   // a restarted coordinator continues from its journal
     }
 
-    func startWorker(scene: String, name: String? = nil) throws {
+    /// A new worker of `scene` (the next index, on the hosts file's next host for the scene), or the
+    /// restart of worker `name` on `host`, the one it ran on.
+    func startWorker(scene: String, name: String? = nil, on host: HostsFile.Host? = nil) throws {
         let n: String
-        if let name { n = name } else {
+        let h: HostsFile.Host
+        if let name, let host { n = name; h = host } else {
             let k = nextIndex[scene, default: 0]
             nextIndex[scene] = k + 1
             n = "\(scene)-\(k)"
+            h = plan.hosts.workerHost(scene: scene, index: k)
         }
-        let total = max(plan.scenes.reduce(0) { $0 + $1.1 }, workers.count + 1)
+        // Workers sharing h's cores: the plan's on that host, or more when pools grew.
+        let planned = plan.scenes.reduce(0) { sum, sc in sum + (0..<sc.1).filter { plan.hosts.workerHost(scene: sc.0, index: $0) == h }.count }
+        let total = max(planned, workers.filter { $0.host == h && $0.exitStatus == nil }.count + 1)
         workers.append(try start("worker-\(n)", "worker", [
             "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
             "--host-workers", "\(total)",
-        ]))
+        ] + keysArguments, on: h))
         workers[workers.count - 1].scene = scene
         workers[workers.count - 1].memberName = n
     }
@@ -116,7 +144,7 @@ final class Supervisor {
         var logger = Logger(label: "supervise")
         logger.logLevel = .critical
         return try? ZMQCoordinatorLink(endpoint: endpoint, sender: "supervise-\(purpose)-\(getpid())",
-                                       attemptTimeout: attempt, patience: patience, logger: logger)
+                                       attemptTimeout: attempt, patience: patience, curve: curve, logger: logger)
     }
 
     /// Asks `endpoint` for a heartbeat until it answers or `child` exits.
@@ -129,7 +157,9 @@ final class Supervisor {
             if let status = child.exitStatus { return "\(child.name) \(Child.describe(status)) before it was ready" }
             if (try? link.call(body)) != nil { return nil }
         }
-        return "\(child.name) did not answer at \(endpoint) within \(Int(seconds)) s"
+        if child.host.via.isEmpty { return "\(child.name) did not answer at \(endpoint) within \(Int(seconds)) s" }
+        return "\(child.name) runs on host \(child.host.name) but nobody answers at its advertised endpoint \(endpoint) within \(Int(seconds)) s: "
+            + "check that \(child.host.address) (the hosts file's address) reaches that host from here and from every other host, and that the port is open"
     }
 
     func coordinatorStatus() -> StatusReply? { try? coordinatorCalls?.status() }

@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import ScenePSClient
 import ScenePSCore
+import ScenePSTransport
+import ScenePSMetrics
 import ScenePSWorker
 
 @main
@@ -45,6 +47,10 @@ struct Worker: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
+    var keys: String?
+    @OptionGroup var metrics: MetricsOptions
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard !coordinator.isEmpty else { throw ValidationError("--coordinator needs an endpoint") }
@@ -57,14 +63,21 @@ struct Worker: ParsableCommand {
         var logger = Logger(label: "worker.\(me)")
         logger.logLevel = Logger.Level(rawValue: logLevel)!
         var member: WorkerMember?
+        let endpoint: MetricsEndpoint?
+        do { endpoint = try metrics.endpoint(logger: logger) } catch {
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { endpoint?.stop() }
         do {
+            let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
             cfg.training.prefetch = cfg.training.prefetchEnabled(hostWorkers: hostWorkers,
                                                                  cores: ProcessInfo.processInfo.activeProcessorCount)
             let sender = "worker-\(me)-\(getpid())"
             func link(_ suffix: String, attempt: Duration, patience: Duration) throws -> ZMQCoordinatorLink {
                 try ZMQCoordinatorLink(endpoint: coordinator, sender: sender + suffix, attemptTimeout: attempt,
-                                       patience: patience, logger: logger)
+                                       patience: patience, curve: curve, logger: logger)
             }
             let m = WorkerMember(name: me, scene: scene,
                                  link: try link("", attempt: .seconds(2), patience: .milliseconds(Int64(coordinatorPatience * 1000))),
@@ -80,8 +93,15 @@ struct Worker: ParsableCommand {
                                                "compute_threads": "\(cfg.training.computeThreads)",
                                                "prefetch": "\(cfg.training.prefetch!)", "host_workers": "\(hostWorkers)"])
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
-                                               logger: logger)
+                                               curve: curve, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger, times: m.times)
+            if let e = endpoint {
+                let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
+                client.metrics = wm.client
+                trainer.metrics = wm
+                wm.collect(alignmentWaited: m.waitedSecondsReader, on: e.onScrape)
+                e.startAnnounced()
+            }
             var lastEpoch = 0
             let end = try m.serve(lead: cfg.training.maxProgressLead) { lease, pace in
                 lastEpoch = Int(lease.epoch)

@@ -17,20 +17,23 @@ final class CoordinatorTests: XCTestCase {
         ], servers: ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"], seed: 7, maxProgressLead: lead)
     }
 
-    func make(_ plan: LeasePlan, journal: CoordinatorJournal? = nil, targets: [String: Int] = [:]) -> Coordinator {
+    func make(_ plan: LeasePlan, journal: CoordinatorJournal? = nil, targets: [String: Int] = [:],
+              pools: PoolPolicy = .launcher) -> Coordinator {
         var j = journal ?? CoordinatorJournal(startedAt: now)
         if journal == nil { j.targets = targets }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let c = Coordinator(plan: plan, settings: MembershipSettings(heartbeatMs: 100, deadAfterSeconds: 3), journal: j,
-                            now: now, logger: logger)
+                            now: now, logger: logger, pools: pools)
         c.persist = { [unowned self] in self.persisted.append($0) }
         return c
     }
 
     func register(_ c: Coordinator, _ name: String, _ scene: String, incarnation: String = "1") throws -> UInt64 {
-        guard case .registerReply(let r) = c.handle(.register(Register(name: name, scene: scene, incarnation: incarnation)), now: now) else {
-            throw XCTSkip("registration refused")
+        let reply = c.handle(.register(Register(name: name, scene: scene, incarnation: incarnation)), now: now)
+        guard case .registerReply(let r) = reply else {
+            // A refusal is a regression, not a reason to skip: the thrown error fails the test.
+            throw ScenePSError(.internalError, "registration of \(name) (scene \(scene)) refused: \(reply)")
         }
         XCTAssertEqual(r.servers.count, 2)
         return r.memberID
@@ -154,6 +157,61 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertEqual(c.journal.epochs[0].released, 0, "a retirement re-leases nothing")
         XCTAssertEqual(c.journal.scaling.last?.workers, 1)
         XCTAssertNil(c.journal.restarts["home-0"])
+    }
+
+    /// `--pools registered` (a Kubernetes Deployment per scene): whoever registers is the scene's pool. The
+    /// config's sizes (here 1 per scene, also from a journal written by a launcher-owned run) retire nobody,
+    /// a worker joining mid-epoch leases at once, one leaving gives its chunk back, `psctl scale` is refused
+    /// with a pointer to the engine, and every chunk still counts exactly once.
+    func testRegisteredPoolsTakeWhoeverRegisters() throws {
+        var old = CoordinatorJournal(startedAt: now)
+        old.targets = ["home": 1, "shop": 1]
+        let c = make(plan(home: 6), journal: old, pools: .registered)
+        XCTAssertEqual(c.journal.targets, [:], "a launcher's pool sizes do not hold under registered pools")
+        XCTAssertEqual(c.status(now: now).scenes.map(\.target), [-1, -1], "status reports no pool size")
+        let h0 = try register(c, "worker-home-abc", "home"), h1 = try register(c, "worker-home-def", "home")
+        let s0 = try register(c, "worker-shop-xyz", "shop")
+        var held: [UInt64: LeaseReply] = [:]
+        var trained: [String] = []
+        func round(_ members: [UInt64]) {
+            for m in members {
+                let r = lease(c, m, done: held[m])
+                XCTAssertNotEqual(r.kind, .retire, "nobody is retired under registered pools")
+                held[m] = nil
+                if r.kind == .chunk { trained.append(r.chunkFile); held[m] = r }
+            }
+        }
+        round([h0, h1, s0])
+        XCTAssertEqual(trained.count, 3, "two home workers where the config says one: both lease")
+        // kubectl scale --replicas=3: a third pod registers and leases at once.
+        let h2 = try register(c, "worker-home-ghi", "home")
+        round([h2])
+        XCTAssertEqual(trained.count, 4)
+        XCTAssertEqual(c.status(now: now).scenes.first { $0.name == "home" }?.liveWorkers, 3)
+        // Scaled down: a pod goes away with its chunk in hand (SIGTERM, then gone); its chunk goes back.
+        guard case .ack = c.handle(.leave(LeaveRequest(memberID: h2, reason: "pod deleted")), now: now) else {
+            return XCTFail("leave refused")
+        }
+        held[h2] = nil
+        guard case .error(let e) = c.handle(.scale(ScaleRequest(scene: "home", workers: 5)), now: now) else {
+            return XCTFail("scale accepted under registered pools")
+        }
+        XCTAssertEqual(e.status, .badRequest)
+        XCTAssertTrue(e.message.contains("kubectl scale deployment/worker-home --replicas=5"), e.message)
+        XCTAssertEqual(c.journal.scaling, [], "a refused scale records nothing")
+        for _ in 0..<20 { round([h0, h1, s0]) }
+        XCTAssertEqual(c.epochToEvaluate, 1)
+        XCTAssertEqual(c.journal.epochs[0].done, 8)
+        XCTAssertEqual(Set(trained).count, 8, "every chunk trained")
+        XCTAssertEqual(trained.count, 9, "the departed pod's chunk once more, by another worker")
+    }
+
+    /// The same requests under launcher pools: one of two home workers, over the config's size of one, retires.
+    func testLauncherPoolsRetireWorkersOverTheSize() throws {
+        let c = make(plan(), targets: ["home": 1, "shop": 1])
+        let h0 = try register(c, "home-0", "home"), h1 = try register(c, "home-1", "home")
+        XCTAssertEqual(Set([lease(c, h0).kind, lease(c, h1).kind]), [.retire, .chunk], "one of the two retires")
+        guard case .ack = c.handle(.scale(ScaleRequest(scene: "home", workers: 2)), now: now) else { return XCTFail("scale refused") }
     }
 
     /// A scene scaled to zero is reported waiting; the others finish their part and wait for it.

@@ -38,6 +38,21 @@ final class CSVScannerTests: XCTestCase {
         }
     }
 
+    /// A lone CR ends a line (files from old Mac tools) as LF and CRLF do; inside quotes it is data.
+    func testCROnlyLineEndsAndLineNumbers() {
+        scan("\u{FEFF}a,b\r\rx,\"q\ry\"\r\"z\"\rmixed,1\r\nlf,2\nlast,3\r") { csv in
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 1); XCTAssertEqual(csv.string(0), "a", "the BOM is skipped")
+            XCTAssertEqual(csv.string(1), "b")
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 3); XCTAssertEqual(csv.fields.count, 2)
+            XCTAssertEqual(csv.string(0), "x"); XCTAssertEqual(csv.string(1), "q\ry")
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 5); XCTAssertEqual(csv.fields.count, 1); XCTAssertEqual(csv.string(0), "z")
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 6); XCTAssertEqual(csv.int64(1), 1)
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 7); XCTAssertEqual(csv.string(0), "lf"); XCTAssertEqual(csv.int64(1), 2)
+            XCTAssertTrue(csv.next()); XCTAssertEqual(csv.lineNumber, 8); XCTAssertEqual(csv.string(0), "last"); XCTAssertEqual(csv.int64(1), 3)
+            XCTAssertFalse(csv.next())
+        }
+    }
+
     func testIntegersAndLabels() {
         scan("12,-7, 5 ,9223372036854775808,1.0,0,2,01,\n") { csv in
             XCTAssertTrue(csv.next())

@@ -93,4 +93,46 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(input.user, [5, 6])
         XCTAssertEqual(input.cold, [false, true])
     }
+
+    /// Hanley & McNeil's standard error of an AUC over independent rows.
+    func hanleyMcNeil(_ a: Double, positives: Double, negatives: Double) -> Double {
+        let q1 = a / (2 - a), q2 = 2 * a * a / (1 + a)
+        return ((a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (positives * negatives)).squareRoot()
+    }
+
+    func testAUCStandardErrorSeesUsersNotRows() {
+        var rng = SplitMix64(seed: 3)
+        // Independent rows (one user each): the jackknife agrees with Hanley-McNeil.
+        var labels: [Float] = [], scores: [Double] = [], users: [UInt64] = []
+        for r in 0..<4_000 {
+            let y: Float = rng.nextUnit() < 0.5 ? 1 : 0
+            labels.append(y); scores.append(rng.nextUnit() + 0.3 * Double(y)); users.append(UInt64(r))
+        }
+        let a = Evaluation.auc(labels: labels, scores: scores)
+        let pos = Double(labels.filter { $0 == 1 }.count), neg = Double(labels.count) - pos
+        let hm = hanleyMcNeil(a, positives: pos, negatives: neg)
+        let se = Evaluation.aucStandardError(labels: labels, scores: scores, users: users)
+        XCTAssertEqual(se / hm, 1, accuracy: 0.5, "independent rows: jackknife \(se), Hanley-McNeil \(hm)")
+
+        // The same number of rows from 40 users whose rows share a score offset and a positive rate:
+        // the rows are not independent, and the error is several times the rows' one.
+        labels = []; scores = []; users = []
+        for u in 0..<40 {
+            let rate = rng.nextUnit(), offset = 0.5 * (rng.nextUnit() - 0.5)
+            for _ in 0..<100 {
+                let y: Float = rng.nextUnit() < rate ? 1 : 0
+                labels.append(y); scores.append(rng.nextUnit() + 0.3 * Double(y) + offset); users.append(UInt64(1_000 + u))
+            }
+        }
+        let a2 = Evaluation.auc(labels: labels, scores: scores)
+        let p2 = Double(labels.filter { $0 == 1 }.count)
+        let hm2 = hanleyMcNeil(a2, positives: p2, negatives: Double(labels.count) - p2)
+        let se2 = Evaluation.aucStandardError(labels: labels, scores: scores, users: users)
+        XCTAssertGreaterThan(se2, 2 * hm2, "clustered rows: jackknife \(se2), Hanley-McNeil \(hm2)")
+
+        // Perfect separation: no spread; one user only: no estimate.
+        XCTAssertEqual(Evaluation.aucStandardError(labels: [0, 1, 0, 1, 0, 1], scores: [0.1, 0.9, 0.2, 0.8, 0.3, 0.7],
+                                                   users: [1, 2, 3, 4, 5, 6], groups: 3), 0, accuracy: 1e-12)
+        XCTAssertTrue(Evaluation.aucStandardError(labels: [0, 1, 0, 1], scores: [0.1, 0.9, 0.4, 0.3], users: [7, 7, 7, 7]).isNaN)
+    }
 }

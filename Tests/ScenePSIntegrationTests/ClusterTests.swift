@@ -1,4 +1,5 @@
 import Foundation
+import ScenePSData
 import XCTest
 
 /// End to end: cluster/local.sh starts real ps-server and worker processes
@@ -66,10 +67,18 @@ final class ClusterTests: XCTestCase {
         }
         let auc = try XCTUnwrap(overall["auc"] as? Double)
         let oracle = try XCTUnwrap(overall["oracle_auc"] as? Double)
-        XCTAssertGreaterThan(auc, 0.58, "asynchronous training must learn: test AUC \(auc), oracle \(oracle)")
+        // The bar is measured in this test: item popularity on the same split (what a model that learnt
+        // nothing else reaches), with the margins derived at `popularityMargin`.
+        let pop = try Popularity(data: run.appendingPathComponent("data"))
+        print(String(format: "cluster e2e: baseline %.4f (%@), popularity %.4f (%@), oracle %.4f", auc,
+                     scenes.keys.sorted().map { "\($0) \(String(format: "%.4f", scenes[$0]?["auc"] as? Double ?? 0))" }.joined(separator: ", "),
+                     pop.best, scenes.keys.sorted().map { "\($0) \(String(format: "%.4f", pop.best($0)))" }.joined(separator: ", "), oracle))
+        XCTAssertGreaterThan(auc, pop.best + Self.popularityMargin,
+                             "asynchronous training must learn more than item popularity \(pop.best): test AUC \(auc), oracle \(oracle)")
         XCTAssertLessThan(auc, oracle + 0.01, "no model beats the oracle")
         for (name, m) in scenes {
-            XCTAssertGreaterThan(m["auc"] as? Double ?? 0, 0.54, "scene \(name): \(r.output.suffix(3000))")
+            XCTAssertGreaterThan(m["auc"] as? Double ?? 0, pop.best(name) + Self.scenePopularityMargin,
+                                 "scene \(name) against its item popularity \(pop.best(name)): \(r.output.suffix(3000))")
         }
 
         // Where the workers' time went: every step stage and the waits by reason, summed over the workers.
@@ -112,6 +121,16 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(journal["phase"] as? String, "done")
         XCTAssertEqual(((journal["schedule"] as? [String: Any])?["epochs"] as? [Any])?.count, epochs)
     }
+
+    /// Margins over item popularity for the baseline model of `testTwoServersThreeWorkersTrainBaselineAboveChance`.
+    /// Measured (3 runs, AMD EPYC 2 cores, load 5-14; popularity is deterministic: 0.5481, home 0.5580,
+    /// shop 0.5243): baseline 0.6290 0.6284 0.6410 overall, home 0.6335 0.6347 0.6447, shop 0.6020
+    /// 0.5991 0.6190, i.e. 0.080-0.093 above popularity overall and 0.075-0.095 per scene, the runs
+    /// spreading by 0.013 overall and 0.02 per scene. Overall margin 0.05: the weakest run passes by
+    /// 0.03 (over twice the spread); per scene 0.04: by 0.035. A model that learnt only item popularity
+    /// (or less: a broken one), or no more than ~60% of what the baseline learns beyond it, fails.
+    static let popularityMargin = 0.05
+    static let scenePopularityMargin = 0.04
 
     /// A second run into the same run directory replaces the first one's
     /// results: its schedule starts at epoch 1 and only its workers count.
@@ -192,15 +211,21 @@ final class ClusterTests: XCTestCase {
                                                           "--servers", "2", "--base-port", "\(port)"], cwd: Harness.root)
         XCTAssertTrue(launcher.waitFor("workers training", timeout: 120), launcher.output)
         Thread.sleep(forTimeInterval: 1)
-        let victim = try Harness.run("/usr/bin/pkill", ["-KILL", "-f", "ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)"], timeout: 10)
-        XCTAssertEqual(victim.status, 0, "the server process was found and killed: \(launcher.output.suffix(3000))")
+        // The processes of this job only (below the launcher, which execs the supervisor): a `pkill -f`
+        // pattern would also match other jobs' processes on the machine.
+        let job = Harness.descendants(of: launcher.process.processIdentifier)
+        let victim = try Harness.signalDescendants(of: launcher.process.processIdentifier,
+                                                   matching: "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)",
+                                                   signal: SIGKILL)
+        XCTAssertEqual(victim.count, 1, "the server process was found and killed: \(job) \(launcher.output.suffix(3000))")
         let status = launcher.waitExit(timeout: 60)
         XCTAssertNotNil(status, "the launcher must stop by itself when a server dies: \(launcher.output.suffix(3000))")
         XCTAssertNotEqual(status, 0, launcher.output.suffix(3000).description)
         XCTAssertTrue(launcher.output.contains("server-1"), launcher.output.suffix(3000).description)
         XCTAssertTrue(launcher.output.contains("killed by signal 9"), launcher.output.suffix(3000).description)
         // Every other process was stopped too.
-        let left = try Harness.run("/usr/bin/pgrep", ["-a", "-f", "tcp://127.0.0.1:(\(port)|\(port + 1))([^0-9]|$)"], timeout: 10)
-        XCTAssertNotEqual(left.status, 0, "no process of the cluster is left running: \(left.output)")
+        XCTAssertGreaterThanOrEqual(job.count, 4, "two servers, a coordinator and workers were running: \(job)")
+        let left = job.filter { Harness.isAlive($0.pid) }
+        XCTAssertEqual(left.map(\.command), [], "no process of the cluster is left running")
     }
 }

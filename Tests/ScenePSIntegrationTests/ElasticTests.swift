@@ -17,7 +17,7 @@ final class ElasticTests: XCTestCase {
     /// One data set for every test of this class: 60K rows, two scenes. A fixed schedule (4 epochs at
     /// the full rate, the best kept): the tests compare AUCs between runs, and the schedule's data-driven
     /// rollbacks and decays, landing on different epochs in different runs, added to the runs' spread.
-    static let shared: (dir: URL, ok: Bool) = {
+    static let shared: (dir: URL, failure: String?) = {
         let dir = (try? Harness.tempDir("elastic")) ?? URL(fileURLWithPath: "/tmp/sceneps-elastic-\(getpid())")
         let psctl = Harness.bin.appendingPathComponent("psctl").path
         let r = try? Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "60000", "--scene-shares", "home=0.7,shop=0.3",
@@ -28,7 +28,9 @@ final class ElasticTests: XCTestCase {
             scenes: {home: 2, shop: 1}
             """
         try? config.write(to: dir.appendingPathComponent("config.yaml"), atomically: true, encoding: .utf8)
-        return (dir, r?.status == 0)
+        let failure = r.map { $0.status == 0 ? nil : "psctl gen-data exited \($0.status): \($0.output.suffix(2000))" }
+            ?? "psctl gen-data could not be started"
+        return (dir, failure)
     }()
 
     override class func tearDown() {
@@ -53,21 +55,39 @@ final class ElasticTests: XCTestCase {
         return url
     }
 
-    /// A run without failure, once per test process (the reference AUCs).
+    /// A run without failure, once per test process (the reference AUCs). It must itself have learnt:
+    /// its overall test AUC beats item popularity on the same split by `popularityMargin`.
     nonisolated(unsafe) static var baseline: [String: Any]?   // XCTest runs one test at a time
     func baselineSummary() throws -> [String: Any] {
         if let b = Self.baseline { return b }
         let run = try Harness.tempDir("elastic-baseline")
+        defer { try? FileManager.default.removeItem(at: run) }
         let r = try Harness.run(launcher, args(run, slot: 8), timeout: 600)
         XCTAssertEqual(r.status, 0, String(r.output.suffix(4000)))
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
+        let pop = try Popularity(data: run.appendingPathComponent("data"))
+        let auc = (s["overall"] as? [String: Any])?["auc"] as? Double ?? 0
+        let scenes = s["scenes"] as? [String: [String: Any]] ?? [:]
+        print(String(format: "elastic baseline: overall %.4f (%@), popularity %.4f (%@)", auc,
+                     scenes.keys.sorted().map { "\($0) \(String(format: "%.4f", scenes[$0]?["auc"] as? Double ?? 0))" }.joined(separator: ", "),
+                     pop.best, scenes.keys.sorted().map { "\($0) \(String(format: "%.4f", pop.best($0)))" }.joined(separator: ", ")))
+        XCTAssertGreaterThan(auc, pop.best + Self.popularityMargin,
+                             "the run without failure must learn more than item popularity (\(pop.best)): \(auc)")
         Self.baseline = s
         return s
     }
 
+    /// How far the run without failure (the fusion model, 4 epochs) beats item popularity, overall test
+    /// AUC. Measured (3 runs, AMD EPYC 2 cores, load 5-18): 0.7364, 0.7274, 0.7285 against popularity 0.5794
+    /// (deterministic), 0.148-0.157 above it; 0.10 passes the weakest by 0.048, about five times the runs'
+    /// spread, and fails a model that learnt two thirds of that or less (FusionTrainingTests shows
+    /// broken experts or gate land far below).
+    static let popularityMargin = 0.10
+
     func requireData() throws {
         try Harness.requireBinaries()
-        guard Self.shared.ok else { throw XCTSkip("generating the data set failed") }
+        // A generator that fails is a regression, not a reason to skip: the thrown error fails each test.
+        if let failure = Self.shared.failure { throw ScenePSError(.internalError, "generating the elastic tests' data failed: \(failure)") }
     }
 
     /// Every epoch: every chunk done exactly once, all its training examples counted once.
@@ -102,7 +122,6 @@ final class ElasticTests: XCTestCase {
         let o = (s["overall"] as? [String: Any])?["auc"] as? Double ?? 0
         let ob = (b["overall"] as? [String: Any])?["auc"] as? Double ?? 1
         XCTAssertEqual(o, ob, accuracy: overallTolerance, "overall: \(o) against \(ob) without failure", file: file, line: line)
-        XCTAssertGreaterThan(o, 0.6, "training learnt something", file: file, line: line)
     }
 
     func waitForTraining(_ l: Harness.Running, worker: String, file: StaticString = #filePath, line: UInt = #line) {
@@ -112,9 +131,13 @@ final class ElasticTests: XCTestCase {
         Thread.sleep(forTimeInterval: 1)
     }
 
-    func pkill(_ pattern: String, signal: String = "-KILL") throws {
-        let r = try Harness.run("/usr/bin/pkill", [signal, "-f", pattern], timeout: 10)
-        XCTAssertEqual(r.status, 0, "a process matching \(pattern) was found")
+    /// Sends `signal` to the one process of this test's job (below the launcher `l`, which execs the
+    /// supervisor) whose command line matches `pattern`: never to another job's processes on the machine.
+    func signalOne(_ l: Harness.Running, _ pattern: String, _ signal: Int32 = SIGKILL,
+                   file: StaticString = #filePath, line: UInt = #line) throws {
+        let hit = try Harness.signalDescendants(of: l.process.processIdentifier, matching: pattern, signal: signal)
+        XCTAssertEqual(hit.count, 1, "one process of this job matches \(pattern): \(Harness.descendants(of: l.process.processIdentifier))",
+                       file: file, line: line)
     }
 
     /// 1. kill -9 a worker mid-epoch: its lease goes to another worker (or its restarted self); the job
@@ -126,7 +149,7 @@ final class ElasticTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: run) }
         let l = try Harness.Running(launcher, args(run, slot: 9, extra: ["--restart-on-failure"]), cwd: Harness.root)
         waitForTraining(l, worker: "worker-home-1")
-        try pkill("worker .*--name home-1 ")
+        try signalOne(l, "/worker .*--name home-1( |$)")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
         XCTAssertTrue(l.output.contains("worker-home-1 was killed by signal 9; restarting it"), String(l.output.suffix(3000)))
@@ -150,7 +173,7 @@ final class ElasticTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: run) }
         let l = try Harness.Running(launcher, args(run, slot: 10, extra: ["--restart-on-failure"]), cwd: Harness.root)
         waitForTraining(l, worker: "worker-shop-0")
-        try pkill("coordinator .*--run-dir \(run.path) ")
+        try signalOne(l, "/coordinator ")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
         XCTAssertTrue(l.output.contains("restarting from the journal"), String(l.output.suffix(3000)))
@@ -200,11 +223,57 @@ final class ElasticTests: XCTestCase {
         XCTAssertEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 0, "scaling re-leases nothing: \(leases)")
         let scaling = s["scaling"] as? [[String: Any]] ?? []
         XCTAssertEqual(scaling.map { "\($0["scene"] ?? "")=\($0["workers"] ?? "")" }, ["home=1", "shop=2", "shop=0", "shop=1"])
-        XCTAssertGreaterThan((s["overall"] as? [String: Any])?["auc"] as? Double ?? 0, 0.6)
+        assertAUCClose(s, to: try baselineSummary())
         // No live job any more: a clear error.
         let after = try Harness.run(psctl, ["scale", "--run-dir", run.path, "--scene", "home", "--workers", "1"], timeout: 30)
         XCTAssertNotEqual(after.status, 0)
         XCTAssertTrue(after.output.contains("no live job"), after.output)
+    }
+
+    /// Issue 21: a server killed before the job's first checkpoint cannot be restored: with
+    /// --restart-on-failure the job stops and says why (no checkpoint yet), and no process is left.
+    func testAServerDyingBeforeAnyCheckpointStopsTheJobSayingWhy() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-no-checkpoint")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let port = Harness.basePort(slot: 18)
+        let a = args(run, slot: 18, config: try config("config-no-checkpoint.yaml", adding: "checkpoint: {every_seconds: 3600}"),
+                     extra: ["--restart-on-failure"])
+        let l = try Harness.Running(launcher, a, cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-0")
+        let job = Harness.descendants(of: l.process.processIdentifier)
+        XCTAssertFalse((try? CheckpointDirectory.list(run.appendingPathComponent("checkpoints").path))?.contains { $0.manifest != nil } ?? false,
+                       "no checkpoint yet")
+        try signalOne(l, "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)")
+        let status = l.waitExit(timeout: 120)
+        XCTAssertEqual(status, 1, String(l.output.suffix(4000)))
+        XCTAssertTrue(l.output.contains("FAILED: server-1 was killed by signal 9, and no checkpoint exists yet to restore its shard from"),
+                      String(l.output.suffix(4000)))
+        XCTAssertFalse(l.output.contains("restores its shard from"), "nothing was restored")
+        XCTAssertEqual(job.filter { Harness.isAlive($0.pid) }.map(\.command), [], "no process of the job is left running")
+    }
+
+    /// Issue 21: a crash loop ends at --max-restarts: a worker killed, restarted once (the limit), and
+    /// killed again stops the job naming the limit, instead of restarting it forever.
+    func testAWorkerKilledMoreOftenThanMaxRestartsStopsTheJob() throws {
+        try requireData()
+        let run = try Harness.tempDir("elastic-max-restarts")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let l = try Harness.Running(launcher, args(run, slot: 19, extra: ["--restart-on-failure", "--max-restarts", "1"]), cwd: Harness.root)
+        waitForTraining(l, worker: "worker-home-1")
+        try signalOne(l, "/worker .*--name home-1( |$)")
+        let restarted = "worker-home-1 was killed by signal 9; restarting it (1 of 1)"
+        XCTAssertTrue(l.waitFor(restarted, timeout: 60), String(l.output.suffix(3000)))
+        // The restarted worker (a new process) trains, then dies too.
+        XCTAssertTrue(l.waitFor("[worker-home-1] ", after: restarted, timeout: 120), String(l.output.suffix(3000)))
+        let job = Harness.descendants(of: l.process.processIdentifier)
+        try signalOne(l, "/worker .*--name home-1( |$)")
+        let status = l.waitExit(timeout: 120)
+        XCTAssertEqual(status, 1, String(l.output.suffix(4000)))
+        XCTAssertTrue(l.output.contains("FAILED: worker-home-1 was killed by signal 9, and was restarted 1 times already (--max-restarts)"),
+                      String(l.output.suffix(4000)))
+        XCTAssertFalse(l.output.contains("restarting it (2 of 1)"))
+        XCTAssertEqual(job.filter { Harness.isAlive($0.pid) }.map(\.command), [], "no process of the job is left running")
     }
 
     /// 5. SIGSTOP a server longer than the request timeout, then SIGCONT: workers do not hang or crash
@@ -217,10 +286,10 @@ final class ElasticTests: XCTestCase {
         let port = Harness.basePort(slot: 12)
         let l = try Harness.Running(launcher, args(run, slot: 12), cwd: Harness.root)
         waitForTraining(l, worker: "worker-home-0")
-        let pattern = "ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)"
-        try pkill(pattern, signal: "-STOP")
+        let pattern = "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)"
+        try signalOne(l, pattern, SIGSTOP)
         Thread.sleep(forTimeInterval: 5)   // timeout 1 s, 1 retry: every worker has given up
-        try pkill(pattern, signal: "-CONT")
+        try signalOne(l, pattern, SIGCONT)
         let status = l.waitExit(timeout: 300)
         XCTAssertNotNil(status, "the job does not hang")
         if status == 0 {
@@ -243,8 +312,9 @@ final class ElasticTests: XCTestCase {
         let a = args(run, slot: 13, config: try config("config-ckpt.yaml", adding: "checkpoint: {every_seconds: 3}"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root)
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
-        Thread.sleep(forTimeInterval: 1)
-        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        // Pushes applied after the cut (what the restore undoes): a worker's progress line after it, not a sleep.
+        XCTAssertTrue(l.waitFor(" progress\n", after: "checkpoint ckpt-", timeout: 120), String(l.output.suffix(3000)))
+        try signalOne(l, "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
         XCTAssertTrue(l.output.contains("server-1 restores its shard from"), String(l.output.suffix(3000)))
@@ -282,8 +352,9 @@ final class ElasticTests: XCTestCase {
         let a = args(run, slot: 16, config: try config("config-global.yaml", adding: "checkpoint: {every_seconds: 3}\nrecovery: global"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root)
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
-        Thread.sleep(forTimeInterval: 1.5)   // chunks are done after that cut: the rewind undoes them
-        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        // Training after that cut (what the rewind undoes): a worker's progress line after it, not a sleep.
+        XCTAssertTrue(l.waitFor(" progress\n", after: "checkpoint ckpt-", timeout: 120), String(l.output.suffix(3000)))
+        try signalOne(l, "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
         XCTAssertTrue(l.output.contains("global recovery: every server rolls back to"), String(l.output.suffix(3000)))
@@ -420,8 +491,8 @@ final class ElasticTests: XCTestCase {
         let a = args(run, slot: 5, config: try config("config-global-coordinator.yaml", adding: "checkpoint: {every_seconds: 3}\nrecovery: global"), extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root, environment: ["SCENEPS_FAULT_SUPERVISOR": "kill-coordinator-before-rewind"])
         XCTAssertTrue(l.waitFor("[coordinator] ", timeout: 180) && l.waitFor("checkpoint ckpt-", timeout: 180), String(l.output.suffix(3000)))
-        Thread.sleep(forTimeInterval: 1)
-        try pkill("ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1) ")
+        XCTAssertTrue(l.waitFor(" progress\n", after: "checkpoint ckpt-", timeout: 120), String(l.output.suffix(3000)))
+        try signalOne(l, "/ps-server --shard-index 1 --shard-count 2 --bind tcp://127.0.0.1:\(port + 1)( |$)")
         let status = l.waitExit(timeout: 600)
         XCTAssertEqual(status, 0, String(l.output.suffix(5000)))
         for line in ["global recovery: every server rolls back to", "coordinator was killed by signal 9; restarting it", "rewound to checkpoint",
@@ -465,7 +536,6 @@ final class ElasticTests: XCTestCase {
         let base = try baselineSummary()
         let run = try Harness.tempDir("elastic-resume")
         defer { try? FileManager.default.removeItem(at: run) }
-        let port = Harness.basePort(slot: 14)
         // Pools sized by workers_per_scene (1), not by name: the resume's --workers-per-scene 2 resizes them.
         let config = data.appendingPathComponent("config-resume.yaml")
         try String(contentsOf: data.appendingPathComponent("config.yaml"), encoding: .utf8)
@@ -474,13 +544,19 @@ final class ElasticTests: XCTestCase {
         let l = try Harness.Running(launcher, args(run, slot: 14, config: config), cwd: Harness.root)
         XCTAssertTrue(l.waitFor("epoch 2: every chunk trained", timeout: 300), String(l.output.suffix(3000)))
         XCTAssertTrue(l.waitFor("checkpoint ckpt-", timeout: 60), String(l.output.suffix(3000)))
-        // Every process stopped first, then killed: under load the job must not go on (and even end)
-        // while the kills reach its processes one pattern at a time.
-        for signal in ["-STOP", "-KILL"] {
-            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "psctl supervise .*--run-dir \(run.path)"], timeout: 10)
-            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "tcp://127.0.0.1:(\(port)|\(port + 1)|\(port + 2))( |,|$)"], timeout: 10)
-            _ = try Harness.run("/usr/bin/pkill", [signal, "-f", "--data \(run.path)/data"], timeout: 10)
+        // Every process of this job (the supervisor the launcher exec'd and everything below it) stopped
+        // first, then killed: under load the job must not go on (and even end) while the kills reach its
+        // processes one at a time. The supervisor is stopped first so that it starts nothing new.
+        let supervisor = l.process.processIdentifier
+        kill(supervisor, SIGSTOP)
+        let job = Harness.descendants(of: supervisor)
+        XCTAssertEqual(job.filter { $0.command.contains("/ps-server ") }.count, 2, "the job's servers: \(job)")
+        XCTAssertTrue(job.contains { $0.command.contains("/coordinator ") }, "the job's coordinator: \(job)")
+        XCTAssertGreaterThanOrEqual(job.filter { $0.command.contains("/worker ") }.count, 2, "the job's workers: \(job)")
+        for signal in [SIGSTOP, SIGKILL] {
+            for p in job { kill(p.pid, signal) }
         }
+        kill(supervisor, SIGKILL)
         _ = l.waitExit(timeout: 60)
         // Bad input first: a run directory without checkpoints is refused before anything starts.
         let empty = try Harness.tempDir("elastic-resume-empty")

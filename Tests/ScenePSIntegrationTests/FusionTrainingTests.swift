@@ -32,45 +32,6 @@ final class FusionTrainingTests: XCTestCase {
         return (try XCTUnwrap(overall["auc"] as? Double, "\(model) overall auc"), run.appendingPathComponent("data"), r.output)
     }
 
-    /// Popularity predictors fitted on the training rows (train + validation)
-    /// of a prepared data set and scored on its test rows: the item's smoothed
-    /// click rate, and its number of impressions. Returns the better AUC.
-    func popularityAUC(_ data: URL) throws -> (ctr: Double, count: Double, testRows: Int) {
-        let m = try DatasetManifest.load(directory: data.path)
-        func read(_ refs: [ChunkRef], _ body: (SampleBatch) -> Void) throws {
-            for ref in refs {
-                let c = try ChunkFile(path: data.appendingPathComponent(ref.file).path)
-                var b = SampleBatch(lLong: c.lLong, capacity: c.count)
-                c.append(0..<c.count, to: &b)
-                body(b)
-            }
-        }
-        var shown: [UInt64: Double] = [:], clicked: [UInt64: Double] = [:]
-        var positives = 0.0, rows = 0.0
-        for s in m.scenes {
-            try read(s.train + s.valid) { b in
-                for i in 0..<b.count {
-                    shown[b.item[i], default: 0] += 1
-                    clicked[b.item[i], default: 0] += Double(b.label[i])
-                    positives += Double(b.label[i]); rows += 1
-                }
-            }
-        }
-        let prior = positives / max(rows, 1), strength = 20.0
-        var labels: [Float] = [], ctr: [Double] = [], count: [Double] = []
-        for s in m.scenes {
-            try read(s.test) { b in
-                for i in 0..<b.count {
-                    let n = shown[b.item[i]] ?? 0, k = clicked[b.item[i]] ?? 0
-                    labels.append(b.label[i])
-                    ctr.append((k + strength * prior) / (n + strength))
-                    count.append(n)
-                }
-            }
-        }
-        return (Evaluation.auc(labels: labels, scores: ctr), Evaluation.auc(labels: labels, scores: count), labels.count)
-    }
-
     /// 80K generated rows over 3 scenes, 1 server, 1 worker per scene, same
     /// budget for both models (3 epochs, early stopping). The fusion model runs
     /// with l_short 1, so that its long-term attention, not the Transformer
@@ -104,8 +65,8 @@ final class FusionTrainingTests: XCTestCase {
         XCTAssertEqual(gen.status, 0, gen.output)
         let fusion = try train(dir, model: "msif", port: Harness.basePort(slot: 3))
         let baseline = try train(dir, model: "baseline", port: Harness.basePort(slot: 3) + 2)
-        let pop = try popularityAUC(fusion.data)
-        let popularity = max(pop.ctr, pop.count)
+        let pop = try Popularity(data: fusion.data)
+        let popularity = pop.best
         print(String(format: "fusion e2e: fusion %.4f, baseline %.4f, popularity %.4f (click rate %.4f, impressions %.4f) over %d test rows, %.0f s",
                      fusion.auc, baseline.auc, popularity, pop.ctr, pop.count, pop.testRows, Date().timeIntervalSince(started)))
         XCTAssertGreaterThan(pop.testRows, 5000)

@@ -29,11 +29,11 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 18 slots of 5 ports: 90 ports per process, 140 disjoint process ranges, the highest port
-    /// 20_000 + 139 * 90 + 17 * 5 + 4 = 32_599.
+    /// 30 slots of 5 ports: 150 ports per process, 84 disjoint process ranges, the highest port
+    /// 20_000 + 83 * 150 + 29 * 5 + 4 = 32_599. Slots in use: grep 'basePort(slot:' Tests.
     static func basePort(slot: Int) -> Int {
-        precondition((0..<18).contains(slot), "18 slots of 5 ports per test process")
-        return 20_000 + Int(getpid() % 140) * 90 + slot * 5
+        precondition((0..<30).contains(slot), "30 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 84) * 150 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {
@@ -103,6 +103,23 @@ enum Harness {
             return false
         }
 
+        /// Waits until `text` appears in the output after the first `marker` (an event after another,
+        /// e.g. training progress after a checkpoint); false on timeout or exit.
+        func waitFor(_ text: String, after marker: String, timeout: TimeInterval) -> Bool {
+            let end = Date().addingTimeInterval(timeout)
+            func seen() -> Bool {
+                let o = output
+                guard let m = o.range(of: marker) else { return false }
+                return o.range(of: text, range: m.upperBound..<o.endIndex) != nil
+            }
+            while Date() < end {
+                if seen() { return true }
+                if !process.isRunning { return seen() }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return false
+        }
+
         /// Waits for exit; kills the process group and returns nil on timeout.
         func waitExit(timeout: TimeInterval) -> Int32? {
             let end = Date().addingTimeInterval(timeout)
@@ -129,6 +146,55 @@ enum Harness {
             return (-1, r.output)
         }
         return (status, r.output)
+    }
+
+    /// The processes below `root` in the process tree (children, their children, ...), with their command
+    /// lines (arguments joined by single spaces), read from /proc. Only what this test started is in it,
+    /// unlike a `pkill -f` pattern, which matches any other job's processes on the machine.
+    static func descendants(of root: pid_t) -> [(pid: pid_t, command: String)] {
+        var parent: [pid_t: pid_t] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // "pid (comm) state ppid ...": the command name may hold spaces and parentheses.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let ppid = pid_t(fields[1]) { parent[pid] = ppid }
+        }
+        var below: Set<pid_t> = [root], grew = true
+        while grew {
+            grew = false
+            for (pid, ppid) in parent where below.contains(ppid) && !below.contains(pid) {
+                below.insert(pid)
+                grew = true
+            }
+        }
+        below.remove(root)
+        return below.sorted().compactMap { pid in
+            guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !raw.isEmpty else { return nil }
+            let args = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            return (pid, args.joined(separator: " ").trimmingCharacters(in: .whitespaces))
+        }
+    }
+
+    /// Whether `pid` is a live process (a zombie waiting to be reaped is not).
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first ?? "X"
+        return state != "Z" && state != "X"
+    }
+
+    /// Sends `signal` to every process below `root` whose command line matches the regular expression
+    /// `pattern`; returns the pids signalled (the caller checks how many it expected).
+    @discardableResult
+    static func signalDescendants(of root: pid_t, matching pattern: String, signal: Int32) throws -> [pid_t] {
+        let re = try NSRegularExpression(pattern: pattern)
+        let hits = descendants(of: root).filter { p in
+            re.firstMatch(in: p.command, range: NSRange(p.command.startIndex..., in: p.command)) != nil
+        }
+        for p in hits { kill(p.pid, signal) }
+        return hits.map(\.pid)
     }
 
     static func readJSON(_ url: URL) throws -> [String: Any] {

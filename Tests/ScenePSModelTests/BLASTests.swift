@@ -7,7 +7,10 @@ import XCTest
 final class BLASTests: XCTestCase {
     private let sizes = [1, 7, 39]
 
-    private func checkGemm<T: BLASScalar>(_: T.Type, tol: Double) {
+    /// Tolerance: the round-off bound of each element's own sum (`roundOffBound`): k products, the
+    /// α scaling and the β·C term, whatever order and fused multiply-adds the chosen OpenBLAS kernel
+    /// uses. Against a plain loop that is the most two correct computations may differ by.
+    private func checkGemm<T: BLASScalar>(_: T.Type) {
         var rnd = TestRandom(seed: 11)
         for m in sizes {
             for n in sizes {
@@ -30,7 +33,21 @@ final class BLASTests: XCTestCase {
                                     BLASKernels.gemmNaive(ta, tb, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                                                           beta: beta, c: c.baseAddress!, ldc: ldc)
                                 }
-                                assertClose(fast, slow, tol: tol, "gemm \(T.self) m\(m) n\(n) k\(k) \(ta)\(tb) α\(alpha) β\(beta)")
+                                // Σ_l |α a_il b_lj| + |β c_ij| per element, from the same (row-major, strided) operands.
+                                var bounds = [Double](repeating: 0, count: m * ldc)
+                                for i in 0..<m {
+                                    for j in 0..<n {
+                                        var mag = abs(Double(beta) * Double(c0[i * ldc + j]))
+                                        for l in 0..<k {
+                                            let x = ta == .no ? a[i * lda + l] : a[l * lda + i]
+                                            let y = tb == .no ? b[l * ldb + j] : b[j * ldb + l]
+                                            mag += abs(Double(alpha) * Double(x) * Double(y))
+                                        }
+                                        bounds[i * ldc + j] = roundOffBound(T.self, terms: k + 2, magnitude: mag)
+                                    }
+                                }
+                                // Columns beyond n of each row of C are untouched: equal.
+                                assertWithin(fast, slow, bounds: bounds, "gemm \(T.self) m\(m) n\(n) k\(k) \(ta)\(tb) α\(alpha) β\(beta)")
                             }
                         }
                     }
@@ -40,8 +57,8 @@ final class BLASTests: XCTestCase {
     }
 
     func testGemmMatchesReference() {
-        checkGemm(Double.self, tol: 1e-13)
-        checkGemm(Float.self, tol: 1e-5)
+        checkGemm(Double.self)
+        checkGemm(Float.self)
     }
 
     func testGemmWithEmptyInnerDimensionScalesC() {
@@ -53,7 +70,8 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(c, [0.5, 1, 1.5, 2])
     }
 
-    private func checkGemvAxpy<T: BLASScalar>(_: T.Type, tol: Double) {
+    /// Tolerance: the round-off bound of each element's own sum, as for gemm.
+    private func checkGemvAxpy<T: BLASScalar>(_: T.Type) {
         var rnd = TestRandom(seed: 12)
         for m in sizes {
             for n in sizes {
@@ -70,7 +88,14 @@ final class BLASTests: XCTestCase {
                         slow.withUnsafeMutableBufferPointer {
                             BLASKernels.gemvNaive(tr, m: m, n: n, alpha: alpha, a: a, lda: lda, x: x, beta: beta, y: $0.baseAddress!)
                         }
-                        assertClose(fast, slow, tol: tol, "gemv \(T.self) m\(m) n\(n) \(tr)")
+                        let bounds = (0..<y0.count).map { r -> Double in
+                            var mag = abs(Double(beta) * Double(y0[r]))
+                            for c in 0..<x.count {
+                                mag += abs(Double(alpha) * Double(tr == .no ? a[r * lda + c] : a[c * lda + r]) * Double(x[c]))
+                            }
+                            return roundOffBound(T.self, terms: x.count + 2, magnitude: mag)
+                        }
+                        assertWithin(fast, slow, bounds: bounds, "gemv \(T.self) m\(m) n\(n) \(tr)")
                     }
                 }
             }
@@ -79,14 +104,16 @@ final class BLASTests: XCTestCase {
             fast.withUnsafeMutableBufferPointer { T.axpy(n: m, alpha: T(0.3), x: x, y: $0.baseAddress!) }
             slow.withUnsafeMutableBufferPointer { BLASKernels.axpyNaive(n: m, alpha: T(0.3), x: x, y: $0.baseAddress!) }
             inline.withUnsafeMutableBufferPointer { BLASKernels.axpy(m, T(0.3), x, $0.baseAddress!) }
-            assertClose(fast, slow, tol: tol, "axpy \(T.self) n\(m)")
-            assertClose(inline, slow, tol: tol, "inline axpy \(T.self) n\(m)")
+            // One multiply-add per element (fused or not): two terms.
+            let bounds = (0..<m).map { roundOffBound(T.self, terms: 2, magnitude: abs(0.3 * Double(x[$0])) + abs(Double(y0[$0]))) }
+            assertWithin(fast, slow, bounds: bounds, "axpy \(T.self) n\(m)")
+            assertWithin(inline, slow, bounds: bounds, "inline axpy \(T.self) n\(m)")
         }
     }
 
     func testGemvAndAxpyMatchReference() {
-        checkGemvAxpy(Double.self, tol: 1e-13)
-        checkGemvAxpy(Float.self, tol: 1e-5)
+        checkGemvAxpy(Double.self)
+        checkGemvAxpy(Float.self)
     }
 
     func testSIMDDotMatchesPlainSum() {
@@ -96,9 +123,14 @@ final class BLASTests: XCTestCase {
             var plain = 0.0
             for i in 0..<n { plain += a[i] * b[i] }
             let fast = BLASKernels.dot(a, b, n)
-            XCTAssertLessThanOrEqual(abs(fast - plain), 1e-13 * max(1, abs(plain)), "dot n=\(n)")
+            // Tolerance: the round-off bound of n products (any summation order), in Double.
+            let mag = (0..<n).map { abs(a[$0] * b[$0]) }.reduce(0, +)
+            assertWithin([fast], [plain], bounds: [roundOffBound(Double.self, terms: n, magnitude: mag)], "dot n=\(n)")
             let af = a.map { Float($0) }, bf = b.map { Float($0) }
-            XCTAssertLessThanOrEqual(abs(Double(BLASKernels.dot(af, bf, n)) - plain), 1e-5 * Double(n), "dot Float n=\(n)")
+            // Float against the exact (Double) sum of the Float inputs: the Float sum's own bound, once.
+            let exactF = (0..<n).map { Double(af[$0]) * Double(bf[$0]) }.reduce(0, +)
+            assertWithin([Double(BLASKernels.dot(af, bf, n))], [exactF],
+                         bounds: [roundOffBound(Float.self, terms: n, magnitude: mag) / 2 * 1.01], "dot Float n=\(n)")
         }
     }
 }

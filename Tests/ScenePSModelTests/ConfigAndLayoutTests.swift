@@ -84,6 +84,8 @@ final class ConfigAndLayoutTests: XCTestCase {
                 // U(−b, b): variance b²/3; loose bounds for the sample size.
                 let mean = v.reduce(0, +) / Double(v.count)
                 let variance = v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count)
+                // Sampling, not round-off (seeded, no BLAS): the ratio's sd is √(0.8/n) for n uniform draws,
+                // 0.028 at n = 1000, 0.22 at n = 16; the bounds are ≥ 2.2 sd, and a wrong scale (×2 = ratio 4) fails.
                 XCTAssertEqual(variance / (bound * bound / 3), 1, accuracy: e.count >= 1000 ? 0.1 : 0.5, e.name)
                 XCTAssertLessThan(abs(mean), bound * (e.count >= 1000 ? 0.1 : 0.5), e.name)
             }

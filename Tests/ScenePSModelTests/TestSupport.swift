@@ -26,14 +26,84 @@ func relativeError<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b
     return diff.squareRoot() / max(ref.squareRoot(), 1e-300)
 }
 
-func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B], tol: Double, _ what: String,
+/// ||a − b|| ≤ tol · ||b|| + atol, after checking the lengths (docs/TESTING.md, "Tolerance classes").
+///
+/// `tol` is the relative part; `atol` an absolute floor for a `b` whose norm can be far below the
+/// magnitudes it was computed from (a sum that cancels: its round-off scales with the terms, not with
+/// the result). Pass `atol` as a small multiple of that magnitude, never of ||b|| itself (a floor of the
+/// form tol + |b| passes an all-zero output), and keep it far below ||b|| so a zero output still fails.
+func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B], tol: Double, atol: Double = 0,
+                                                                 _ what: String,
                                                                  file: StaticString = #filePath, line: UInt = #line) {
-    guard let e = relativeError(a, b) else {
+    guard a.count == b.count else {
         XCTFail("\(what): length \(a.count) != expected \(b.count)", file: file, line: line)
         return
     }
-    XCTAssertLessThanOrEqual(e, tol, "\(what): relative error \(e)", file: file, line: line)
-    XCTAssertFalse(e.isNaN, "\(what): NaN", file: file, line: line)
+    var diff = 0.0, ref = 0.0
+    for i in 0..<a.count {
+        let x = Double(a[i]), y = Double(b[i])
+        diff += (x - y) * (x - y)
+        ref += y * y
+    }
+    let bound = tol * ref.squareRoot() + atol
+    XCTAssertFalse(diff.isNaN, "\(what): NaN", file: file, line: line)
+    XCTAssertLessThanOrEqual(diff.squareRoot(), bound,
+                             "\(what): error \(diff.squareRoot()) above \(tol) × \(ref.squareRoot()) + \(atol) "
+                             + "(relative \(diff.squareRoot() / max(ref.squareRoot(), 1e-300)))", file: file, line: line)
+    ToleranceReport.record(what, used: diff.squareRoot() / bound, file: file, line: line)
+}
+
+/// The worst fraction of its tolerance each comparison used, printed at the end of the test process
+/// when SCENEPS_TOLERANCE_REPORT is set: how near the edge a tolerance sits under a given BLAS kernel
+/// (run with OPENBLAS_CORETYPE=...; docs/TESTING.md).
+enum ToleranceReport {
+    nonisolated(unsafe) private static var worst: [String: (used: Double, what: String)] = [:]   // XCTest runs one test at a time
+    private static let enabled = ProcessInfo.processInfo.environment["SCENEPS_TOLERANCE_REPORT"] != nil
+    nonisolated(unsafe) private static var registered = false
+
+    static func record(_ what: String, used: Double, file: StaticString, line: UInt) {
+        guard enabled else { return }
+        if !registered {
+            registered = true
+            atexit {
+                for (site, w) in ToleranceReport.worst.sorted(by: { $0.value.used > $1.value.used }) {
+                    print(String(format: "tolerance used %.4f at %@ (%@)", w.used, site, w.what))
+                }
+            }
+        }
+        let site = "\(URL(fileURLWithPath: "\(file)").lastPathComponent):\(line)"
+        if used > (worst[site]?.used ?? -1) { worst[site] = (used, what) }
+    }
+}
+
+/// Round-off bound for a dot product or sum of `n` terms, computed in any order and with or without
+/// fused multiply-adds (any BLAS kernel, any instruction set): |computed − exact| ≤ γ_n · Σ|terms|,
+/// γ_n = n·u / (1 − n·u), u the unit round-off of T (Higham, "Accuracy and Stability of Numerical
+/// Algorithms", §3.1). Two such computations differ by at most twice that.
+func roundOffBound<T: BinaryFloatingPoint>(_: T.Type, terms n: Int, magnitude: Double) -> Double {
+    let nu = Double(n) * Double(T.ulpOfOne) / 2
+    precondition(nu < 0.1, "too many terms for the bound")
+    return 2 * nu / (1 - nu) * magnitude
+}
+
+/// Element by element |a[i] − b[i]| ≤ bound[i], after checking the lengths: for comparisons whose
+/// error is bounded per element (`roundOffBound` of each element's own terms).
+func assertWithin<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B], bounds: [Double], _ what: String,
+                                                                  file: StaticString = #filePath, line: UInt = #line) {
+    guard a.count == b.count, b.count == bounds.count else {
+        XCTFail("\(what): lengths \(a.count), \(b.count), \(bounds.count) differ", file: file, line: line)
+        return
+    }
+    var worst = 0.0
+    for i in 0..<a.count {
+        let err = abs(Double(a[i]) - Double(b[i]))
+        guard err <= bounds[i] else {
+            XCTFail("\(what)[\(i)]: \(a[i]) vs \(b[i]), error \(err) above the round-off bound \(bounds[i])", file: file, line: line)
+            return
+        }
+        if bounds[i] > 0 { worst = max(worst, err / bounds[i]) }
+    }
+    ToleranceReport.record(what, used: worst, file: file, line: line)
 }
 
 /// A named slice of the flat vector a gradient check perturbs.

@@ -66,10 +66,28 @@ extension CheckpointTests {
         let adam = Optimizers.make(for: item)
         XCTAssertEqual(adam.name, "adam")
         XCTAssertEqual(adam.stateNames, ["m", "v"])
+        XCTAssertEqual(adam.stateWidth, adam.stateNames.count, "one name per state float of a weight")
         XCTAssertEqual(adam.stateWidth, 2)
         XCTAssertEqual(adam.manifestEntry, CheckpointManifest.Optimiser(adam: item.adam))
-        XCTAssertNil([0.5, -0.5, 0, 2].withUnsafeBufferPointer { adam.checkRestored(state: $0, count: 2) })
-        XCTAssertEqual([0.5, 0.5, 0, -2].withUnsafeBufferPointer { adam.checkRestored(state: $0, count: 2) }?.check, "moments")
+        // State-major groups [m(count) | v(count)] at a stride: only v must not be negative (-0 is not).
+        func check(_ st: [Float], count: Int, rows: Int, stride: Int) -> (row: Int, problem: String, check: String)? {
+            st.withUnsafeBufferPointer { adam.checkRestored(state: $0.baseAddress!, count: count, rows: rows, stride: stride) }
+        }
+        XCTAssertNil(check([0.5, -0.5, 0, 2], count: 2, rows: 1, stride: 0))
+        XCTAssertEqual(check([0.5, 0.5, 0, -2], count: 2, rows: 1, stride: 0)?.check, "moments")
+        XCTAssertNil(check([0, 0, -0.0, 0], count: 2, rows: 1, stride: 0), "-0 is not negative")
+        // Widths across the eight-lane blocks (1, 7, 8, 9, 17), the bad value in each position, rows at a stride.
+        for n in [1, 7, 8, 9, 17] {
+            let stride = 2 * n + 3
+            for bad in 0..<n {
+                var st = [Float](repeating: 0.25, count: 3 * stride)
+                XCTAssertNil(check(st, count: n, rows: 3, stride: stride), "n \(n)")
+                st[2 * stride + n + bad] = -1e-30
+                let p = check(st, count: n, rows: 3, stride: stride)
+                XCTAssertEqual(p?.row, 2, "n \(n) bad \(bad)")
+                XCTAssertEqual(p?.problem, "negative second moment")
+            }
+        }
         let layout = SparseTable(spec: item, optimizer: adam).layout
         XCTAssertEqual(layout, SparseRecordLayout(dim: 4, stateWidth: 2))
         XCTAssertEqual(layout.bytes, (2 + 1 + 4 * 3) * 4, "key u64, step u32, weights, m, v")

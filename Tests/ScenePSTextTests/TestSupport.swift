@@ -123,3 +123,40 @@ func floatBytes(_ v: [Float]) -> [UInt8] {
 func writeBytes(_ path: String, _ bytes: [UInt8]) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
+
+/// Round-off bound of a sum of `n` Float terms computed in any order, with or without fused
+/// multiply-adds (any BLAS kernel, any instruction set): γ_n · Σ|terms|, γ_n = n·u / (1 − n·u)
+/// (Higham, "Accuracy and Stability of Numerical Algorithms", §3.1); docs/TESTING.md.
+func floatRoundOff(terms n: Int, magnitude: Double) -> Double {
+    let nu = Double(n) * Double(Float.ulpOfOne) / 2
+    return nu / (1 - nu) * magnitude
+}
+
+/// |a − b| ≤ bound, naming what was compared and by how much it missed.
+func assertWithin(_ a: Double, _ b: Double, _ bound: Double, _ what: @autoclosure () -> String,
+                  file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertLessThanOrEqual(abs(a - b), bound, "\(what()): \(a) vs \(b), error \(abs(a - b)) above \(bound)", file: file, line: line)
+    if bound > 0 { ToleranceReport.record(what(), used: abs(a - b) / bound, file: file, line: line) }
+}
+
+/// The worst fraction of its bound each comparison site used, printed at the end of the test process
+/// when SCENEPS_TOLERANCE_REPORT is set (the model tests keep the same report; docs/TESTING.md).
+enum ToleranceReport {
+    nonisolated(unsafe) private static var worst: [String: (used: Double, what: String)] = [:]   // XCTest runs one test at a time
+    private static let enabled = ProcessInfo.processInfo.environment["SCENEPS_TOLERANCE_REPORT"] != nil
+    nonisolated(unsafe) private static var registered = false
+
+    static func record(_ what: @autoclosure () -> String, used: Double, file: StaticString, line: UInt) {
+        guard enabled else { return }
+        if !registered {
+            registered = true
+            atexit {
+                for (site, w) in ToleranceReport.worst.sorted(by: { $0.value.used > $1.value.used }) {
+                    print(String(format: "tolerance used %.4f at %@ (%@)", w.used, site, w.what))
+                }
+            }
+        }
+        let site = "\(URL(fileURLWithPath: "\(file)").lastPathComponent):\(line)"
+        if used > (worst[site]?.used ?? -1) { worst[site] = (used, what()) }
+    }
+}

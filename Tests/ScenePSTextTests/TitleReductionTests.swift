@@ -47,6 +47,8 @@ final class TitleReductionTests: XCTestCase {
         XCTAssertTrue(computed)
         XCTAssertEqual(meta.k, k)
         XCTAssertEqual(meta.source.count, rows)
+        // Rank-10 vectors rounded to Float: the rounding's energy outside the subspace is ~(6e-8)² per element,
+        // and the decomposition runs in Double: 1e-6 is far above both and far below a lost component.
         XCTAssertEqual(meta.energyKept, 1, accuracy: 1e-6, "rank-\(rank) vectors: \(k) components keep everything")
         let red = dir + "/pca-\(k)"
         XCTAssertEqual(TitleReduction.directory(of: dir, k: k), red)
@@ -60,19 +62,34 @@ final class TitleReductionTests: XCTestCase {
             XCTAssertGreaterThan(pa.max()!, -pa.min()!)
             for b in 0..<k {
                 let dot = zip(pa, p.values[(b * Self.n)..<((b + 1) * Self.n)]).map { Double($0) * Double($1) }.reduce(0, +)
+                // Unit components computed in Double, stored as Float: each product is off by ≤ 2u relative, so
+                // |pa·pb − δab| ≤ 2u·||pa||·||pb|| ≈ 2.4e-7 (Cauchy-Schwarz); 1e-5 leaves 40× for the decomposition.
                 XCTAssertEqual(dot, a == b ? 1 : 0, accuracy: 1e-5)
             }
         }
         // Row i = P · x_i, and Pᵀ P x_i = x_i (the subspace is kept): dot products, hence W_text · P · x, are those of x.
         for r in [0, 1, 57, rows - 1] {
             let xr = x[(r * Self.n)..<((r + 1) * Self.n)]
+            var yBound = [Double](repeating: 0, count: k), magnitude = yBound
             for a in 0..<k {
-                let dot = zip(xr, p.values[(a * Self.n)..<((a + 1) * Self.n)]).map { Double($0) * Double($1) }.reduce(0, +)
-                XCTAssertEqual(Double(y.values[r * k + a]), dot, accuracy: 1e-5)
+                let terms = zip(xr, p.values[(a * Self.n)..<((a + 1) * Self.n)]).map { Double($0) * Double($1) }
+                let dot = terms.reduce(0, +)
+                // y = X·Pᵀ is OpenBLAS's sgemm: the round-off bound of its n Float products, whatever the kernel.
+                magnitude[a] = terms.map { abs($0) }.reduce(0, +)
+                yBound[a] = floatRoundOff(terms: Self.n, magnitude: magnitude[a])
+                assertWithin(Double(y.values[r * k + a]), dot, yBound[a], "y[\(r), \(a)]")
             }
             var back = [Double](repeating: 0, count: Self.n)
             for a in 0..<k { for i in 0..<Self.n { back[i] += Double(y.values[r * k + a]) * Double(p.values[a * Self.n + i]) } }
-            for i in 0..<Self.n { XCTAssertEqual(back[i], Double(xr[xr.startIndex + i]), accuracy: 1e-4) }
+            for i in 0..<Self.n {
+                // Pᵀ P x = x up to, first order in u: each y's bound and the Float rounding of the components
+                // (≤ u relative, in P and in Pᵀ: 2u of each y's magnitude) carried through |p_ai|, plus x's own
+                // rounding to Float, which leaves the rank-10 subspace (u·|x_i|, counted twice); doubled.
+                let u = Double(Float.ulpOfOne) / 2
+                let bound = 2 * ((0..<k).map { (yBound[$0] + 2 * u * magnitude[$0]) * abs(Double(p.values[$0 * Self.n + i])) }.reduce(0, +)
+                                 + 2 * u * abs(Double(xr[xr.startIndex + i])) + 1e-12)
+                assertWithin(back[i], Double(xr[xr.startIndex + i]), bound, "Pᵀ P x[\(r), \(i)]")
+            }
         }
         XCTAssertEqual(Array(y.values[0..<k]), [Float](repeating: 0, count: k), "a zero vector (no title) stays zero")
         XCTAssertEqual(try String(contentsOfFile: red + "/item_ids.txt", encoding: .utf8),

@@ -58,6 +58,9 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var frozen = false
         /// Per-table optimiser; nil = the `optimizer.sparse` settings.
         public var adam: Adam?
+        /// Most rows of this table over all servers (`max_rows`); nil = a share of each server's memory
+        /// budget (docs/SECURITY.md, "Limits"). A pull or push that would create more is refused (TABLE_FULL).
+        public var maxRows: Int?
         public init(initKind: InitKind, initScale: Double) { self.initKind = initKind; self.initScale = initScale }
     }
 
@@ -317,7 +320,8 @@ extension ClusterConfig {
 
     private static func parseTable(_ r: ConfigReader, base: Table, sparse: Adam) throws -> Table {
         var t = base
-        let k = try r.keys(allowed: ["init", "init_scale", "frozen", "optimizer"])
+        let k = try r.keys(allowed: ["init", "init_scale", "frozen", "optimizer", "max_rows"])
+        if let n = k["max_rows"] { t.maxRows = try r.int("max_rows", n, min: 1) }
         if let n = k["init"] { t.initKind = InitKind(rawValue: try r.string("init", n, oneOf: InitKind.allCases.map(\.rawValue)))! }
         if let n = k["init_scale"] { t.initScale = try r.double("init_scale", n, min: 0, max: 100) }
         if let n = k["frozen"] { t.frozen = try r.bool("frozen", n) }

@@ -100,7 +100,15 @@ typedef enum _Sceneps__Status {
   /*
    * coordinator: an on-demand checkpoint ticket it does not hold (restarted since, or never issued)
    */
-  SCENEPS__STATUS__STATUS_UNKNOWN_TICKET = 13
+  SCENEPS__STATUS__STATUS_UNKNOWN_TICKET = 13,
+  /*
+   * the peer's CURVE key (its role) may not send this request; nothing changed
+   */
+  SCENEPS__STATUS__STATUS_PERMISSION_DENIED = 14,
+  /*
+   * a pull or push would create rows past the table's row cap; nothing created
+   */
+  SCENEPS__STATUS__STATUS_TABLE_FULL = 15
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SCENEPS__STATUS)
 } Sceneps__Status;
 typedef enum _Sceneps__TableKind {
