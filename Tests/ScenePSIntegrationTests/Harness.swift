@@ -29,11 +29,12 @@ enum Harness {
     /// ephemeral ports start: a listening port there can be taken by any
     /// outgoing connection's source port (seen: the coordinator's bind failing
     /// with "Address already in use" after other tests' connections).
-    /// 30 slots of 5 ports: 150 ports per process, 84 disjoint process ranges, the highest port
-    /// 20_000 + 83 * 150 + 29 * 5 + 4 = 32_599. Slots in use: grep 'basePort(slot:' Tests.
+    /// 40 slots of 5 ports: 200 ports per process, 63 disjoint process ranges, the highest port
+    /// 20_000 + 62 * 200 + 39 * 5 + 4 = 32_599. Each test class has slots of its own (a slot is
+    /// reused only within a class, whose tests run one after another): grep 'slot: ' Tests.
     static func basePort(slot: Int) -> Int {
-        precondition((0..<30).contains(slot), "30 slots of 5 ports per test process")
-        return 20_000 + Int(getpid() % 84) * 150 + slot * 5
+        precondition((0..<40).contains(slot), "40 slots of 5 ports per test process")
+        return 20_000 + Int(getpid() % 63) * 200 + slot * 5
     }
 
     static func tempDir(_ name: String) throws -> URL {

@@ -39,7 +39,7 @@ final class LimitProcessTests: XCTestCase {
         let g = try Harness.run(psctl, ["gen-data", "--out", dir.path, "--rows", "20000", "--scene-shares", "home=0.75,shop=0.25",
                                         "--users", "2000", "--items", "3000", "--seed", "5"], timeout: 120)
         XCTAssertEqual(g.status, 0, g.output)
-        let base = Harness.basePort(slot: 22)
+        let base = Harness.basePort(slot: 30)
         // Another job's server: a listener on the second server's port.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)

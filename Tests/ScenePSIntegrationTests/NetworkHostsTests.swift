@@ -88,7 +88,7 @@ final class NetworkHostsTests: XCTestCase {
         if let b = Self.loopback { return b }
         let run = try Harness.tempDir("netns-loopback")
         defer { try? FileManager.default.removeItem(at: run) }
-        let r = try Harness.run(launcher, args(run, slot: 9, hosts: nil), timeout: 600)
+        let r = try Harness.run(launcher, args(run, slot: 31, hosts: nil), timeout: 600)
         XCTAssertEqual(r.status, 0, String(r.output.suffix(4000)))
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
         Self.loopback = s
@@ -124,7 +124,7 @@ final class NetworkHostsTests: XCTestCase {
         let reference = try loopbackSummary()
         let run = try Harness.tempDir("netns-job")
         defer { try? FileManager.default.removeItem(at: run) }
-        let l = try launchOnHosts(args(run, slot: 10, hosts: try hostsFile(run)))
+        let l = try launchOnHosts(args(run, slot: 32, hosts: try hostsFile(run)))
         let s = try finish(l, run)
         let out = l.output
         let port = Harness.basePort(slot: 10)
@@ -147,7 +147,7 @@ final class NetworkHostsTests: XCTestCase {
         let reference = try loopbackSummary()
         let run = try Harness.tempDir("netns-cut-worker")
         defer { try? FileManager.default.removeItem(at: run) }
-        let l = try launchOnHosts(args(run, slot: 10, hosts: try hostsFile(run), extra: ["--restart-on-failure", "--max-restarts", "10"]))
+        let l = try launchOnHosts(args(run, slot: 32, hosts: try hostsFile(run), extra: ["--restart-on-failure", "--max-restarts", "10"]))
         XCTAssertTrue(l.waitFor("workers training", timeout: 180) && l.waitFor("progress", timeout: 60), String(l.output.suffix(4000)))
         Thread.sleep(forTimeInterval: 2)
         XCTAssertEqual(try Harness.run(netns, ["cut", prefix, "d"], timeout: 10).status, 0)
@@ -171,7 +171,7 @@ final class NetworkHostsTests: XCTestCase {
     func testServerHostCutLongerThanDeathTimeoutIsRecoveredAsADeadServer() throws {
         let run = try Harness.tempDir("netns-cut-server")
         defer { try? FileManager.default.removeItem(at: run) }
-        let l = try launchOnHosts(args(run, slot: 10, hosts: try hostsFile(run),
+        let l = try launchOnHosts(args(run, slot: 32, hosts: try hostsFile(run),
                                        extra: ["--restart-on-failure", "--max-restarts", "12", "--server-dead-after", "8"]))
         XCTAssertTrue(l.waitFor("workers training", timeout: 180), String(l.output.suffix(4000)))
         XCTAssertTrue(l.waitFor("checkpoint ckpt-", timeout: 120), "a checkpoint to recover from:\n\(l.output.suffix(4000))")
@@ -205,7 +205,7 @@ final class NetworkHostsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: run) }
         let ghost = try hostsFile(run, servers: "[a, gone]", extraHosts: "  gone: {address: 192.168.77.200, via: \"ip netns exec \(prefix)-gone\"}\n")
         let t0 = Date()
-        let r = try Harness.run("/usr/bin/env", ["ip", "netns", "exec", "\(prefix)-ctl", launcher] + args(run, slot: 10, hosts: ghost),
+        let r = try Harness.run("/usr/bin/env", ["ip", "netns", "exec", "\(prefix)-ctl", launcher] + args(run, slot: 32, hosts: ghost),
                                 timeout: 120, environment: ["SCENEPS_BIN": Harness.bin.path])
         XCTAssertEqual(r.status, 1, r.output)
         XCTAssertTrue(r.output.contains("host gone cannot be reached with `ip netns exec \(prefix)-gone`"), r.output)
@@ -215,7 +215,7 @@ final class NetworkHostsTests: XCTestCase {
         // Server-1 binds every interface on b but advertises an address no host has.
         let wrong = try hostsFile(run, servers: "[a, b2]",
                                   extraHosts: "  b2: {address: 192.168.77.201, bind: 0.0.0.0, via: \"ip netns exec \(prefix)-b\"}\n")
-        let r2 = try Harness.run("/usr/bin/env", ["ip", "netns", "exec", "\(prefix)-ctl", launcher] + args(run, slot: 10, hosts: wrong),
+        let r2 = try Harness.run("/usr/bin/env", ["ip", "netns", "exec", "\(prefix)-ctl", launcher] + args(run, slot: 32, hosts: wrong),
                                  timeout: 180, environment: ["SCENEPS_BIN": Harness.bin.path])
         XCTAssertEqual(r2.status, 1, r2.output)
         XCTAssertTrue(r2.output.contains("server-1 runs on host b2 but nobody answers at its advertised endpoint tcp://192.168.77.201:"), r2.output)

@@ -32,7 +32,7 @@ final class RegisteredPoolsProcessTests: XCTestCase {
         let prep = try Harness.run(exe("psctl"), ["prepare", "--config", config.path, "--log", dir.appendingPathComponent("log.csv").path,
                                                   "--out", data], timeout: 120)
         XCTAssertEqual(prep.status, 0, prep.output)
-        let port = Harness.basePort(slot: 27)
+        let port = Harness.basePort(slot: 33)
         let server = "tcp://127.0.0.1:\(port)", coordinator = "tcp://127.0.0.1:\(port + 1)"
         let checkpoints = run + "/checkpoints"
         try FileManager.default.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
