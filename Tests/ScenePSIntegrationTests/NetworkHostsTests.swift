@@ -127,7 +127,7 @@ final class NetworkHostsTests: XCTestCase {
         let l = try launchOnHosts(args(run, slot: 32, hosts: try hostsFile(run)))
         let s = try finish(l, run)
         let out = l.output
-        let port = Harness.basePort(slot: 10)
+        let port = Harness.basePort(slot: 32)
         XCTAssertTrue(out.contains("ready shard=0 endpoint=tcp://\(address("a")):\(port) "), String(out.prefix(6000)))
         XCTAssertTrue(out.contains("ready shard=1 endpoint=tcp://\(address("b")):\(port + 1) "), String(out.prefix(6000)))
         XCTAssertTrue(out.contains("starting the coordinator at tcp://\(address("c")):\(port + 2)"), String(out.prefix(6000)))
