@@ -238,7 +238,7 @@ final class ElasticTests: XCTestCase {
         let run = try Harness.tempDir("elastic-no-checkpoint")
         defer { try? FileManager.default.removeItem(at: run) }
         let port = Harness.basePort(slot: 18)
-        let a = args(run, slot: 18, config: try config("config-no-checkpoint.yaml", adding: "checkpoint: {every_seconds: 3600}"),
+        let a = args(run, slot: 18, config: try config("config-no-checkpoint.yaml", adding: "checkpoint: {every_seconds: 0, at_epoch_end: false}"),
                      extra: ["--restart-on-failure"])
         let l = try Harness.Running(launcher, a, cwd: Harness.root)
         waitForTraining(l, worker: "worker-home-0")
