@@ -15,6 +15,8 @@ struct BehaviourLog {
     var userKeys: [UInt64] = []
     var itemKeys: [UInt64] = []
     var itemByKey: [UInt64: Int32] = [:]
+    /// Item ids as written, by item index (only with `keepItemIDs`).
+    var itemIDs: [String] = []
     /// Scene names in index order.
     var sceneNames: [String] = []
     /// Number of data rows in the file, including skipped ones.
@@ -26,8 +28,10 @@ struct BehaviourLog {
 
     /// Reads `path`. With `scenes` given, the scene index is the position in
     /// that list and any other scene is bad input; otherwise scenes are those
-    /// found, indexed in sorted (UTF-8 byte) order of their names.
-    static func read(path: String, scenes listed: [String]?, bad: inout BadRowLog) throws -> BehaviourLog {
+    /// found, indexed in sorted (UTF-8 byte) order of their names. `keepItemIDs`
+    /// also keeps each item's id text (`psctl recommend` names items by it).
+    static func read(path: String, scenes listed: [String]?, bad: inout BadRowLog,
+                     keepItemIDs: Bool = false) throws -> BehaviourLog {
         let file = try MappedFile(path: path)
         var log = BehaviourLog()
         try file.withBytes { bytes in
@@ -109,6 +113,7 @@ struct BehaviourLog {
                 let i: Int32
                 if let x = log.itemByKey[ik] { i = x } else {
                     i = Int32(log.itemKeys.count); log.itemByKey[ik] = i; log.itemKeys.append(ik)
+                    if keepItemIDs { log.itemIDs.append(csv.string(ci)) }
                 }
                 log.userIndex.append(u); log.itemIndex.append(i); log.categoryKey.append(ck)
                 log.scene.append(s); log.timestamp.append(ts); log.label.append(y)

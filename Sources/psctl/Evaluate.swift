@@ -38,14 +38,9 @@ struct Evaluate: ParsableCommand {
             let client: PSClient
             let serverCount: Int
             if let checkpoint {
-                // One server in this process holding every shard of the checkpoint (re-sharded onto 1),
-                // reached without sockets.
-                let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "inproc://unused"), logger: logger)
-                let s = try CheckpointRestore.restore(path: checkpoint, into: server)
+                let (c, s) = try CheckpointModel.client(checkpoint, runDir: nil, sender: "psctl-evaluate-\(getpid())", logger: logger)
                 print("checkpoint \(s.path): \(s.rows) rows, global step \(s.manifest.global_step), created \(s.manifest.created)")
-                client = try PSClient(transport: InProcessTransport(servers: [server]), sender: "psctl-evaluate-\(getpid())",
-                                      logger: logger)
-                try client.hello(role: "psctl", scene: "")
+                client = c
                 serverCount = 1
             } else {
                 let endpoints = self.servers!.split(separator: ",").map(String.init)
@@ -63,6 +58,21 @@ struct Evaluate: ParsableCommand {
             if let out { try JSONFile.write(summary, to: out) }
             print(summary.table())
         }
+    }
+}
+
+/// A checkpoint's model without a cluster: one server in this process holding every shard of the
+/// checkpoint (re-sharded onto 1), reached without sockets (`psctl evaluate --checkpoint`, `psctl recommend`).
+enum CheckpointModel {
+    /// `which`: a checkpoint directory, or `latest` / `latest-good` of RUN_DIR/checkpoints (with `runDir`).
+    static func client(_ which: String, runDir: String?, sender: String, logger: Logger) throws -> (PSClient, CheckpointRestore.Summary) {
+        let path = try CheckpointRestore.resolve(which, dir: runDir.map { ($0 as NSString).appendingPathComponent("checkpoints") },
+                                                 logger: logger) { _ in }
+        let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "inproc://unused"), logger: logger)
+        let s = try CheckpointRestore.restore(path: path, into: server)
+        let client = try PSClient(transport: InProcessTransport(servers: [server]), sender: sender, logger: logger)
+        try client.hello(role: "psctl", scene: "")
+        return (client, s)
     }
 }
 

@@ -14,6 +14,7 @@ struct PSCtl: ParsableCommand {
             Prepare.self,
             Plan.self,
             Evaluate.self,
+            Recommend.self,
             Scale.self,
             Status.self,
             Supervise.self,
