@@ -136,6 +136,9 @@ let package = Package(
         .testTarget(name: "ScenePSCoordinatorTests", dependencies: ["ScenePSCoordinator", "ScenePSClient", "ScenePSProtocol", "ScenePSCore",
                                                                   "ScenePSServer", "ScenePSWorker", "ScenePSData"]),
         // The checkpoint tests push to real server processes through the client library.
-        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport"]),
+        // The recommend test scores the test rows with the worker's Evaluator on a checkpoint loaded in-process.
+        .testTarget(name: "ScenePSIntegrationTests", dependencies: ["ScenePSCore", "ScenePSData", "ScenePSClient", "ScenePSProtocol", "ScenePSTransport",
+                                                                  "ScenePSServer", "ScenePSWorker",
+                                                                  .product(name: "Logging", package: "swift-log")]),
     ]
 )
