@@ -64,10 +64,11 @@ struct Evaluate: ParsableCommand {
 /// A checkpoint's model without a cluster: one server in this process holding every shard of the
 /// checkpoint (re-sharded onto 1), reached without sockets (`psctl evaluate --checkpoint`, `psctl recommend`).
 enum CheckpointModel {
-    /// `which`: a checkpoint directory, or `latest` / `latest-good` of RUN_DIR/checkpoints (with `runDir`).
+    /// `which`: a checkpoint directory, or with `runDir` also `latest` / `latest-good` of RUN_DIR/checkpoints.
     static func client(_ which: String, runDir: String?, sender: String, logger: Logger) throws -> (PSClient, CheckpointRestore.Summary) {
-        let path = try CheckpointRestore.resolve(which, dir: runDir.map { ($0 as NSString).appendingPathComponent("checkpoints") },
-                                                 logger: logger) { _ in }
+        let path = try runDir.map {
+            try CheckpointRestore.resolve(which, dir: ($0 as NSString).appendingPathComponent("checkpoints"), logger: logger) { _ in }
+        } ?? which
         let server = try PSServer(options: PSServerOptions(shardIndex: 0, shardCount: 1, bind: "inproc://unused"), logger: logger)
         let s = try CheckpointRestore.restore(path: path, into: server)
         let client = try PSClient(transport: InProcessTransport(servers: [server]), sender: sender, logger: logger)
