@@ -128,8 +128,17 @@ final class SlurmJobTests: XCTestCase {
         let s = try Harness.readJSON(run.appendingPathComponent("summary.json"))
         let leases = s["leases"] as? [[String: Any]] ?? []
         XCTAssertEqual(leases.count, 3, "three epochs: \(leases)")
-        XCTAssertGreaterThanOrEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, 1,
-                                    "the cancelled step's chunk was taken back and leased again: \(leases)")
+        // The cancelled step's lease, if it held one, is taken back and leased again. Whether it held one
+        // is up to the moment of the scancel (on this small data a worker spends much of an epoch waiting
+        // at its end for the evaluation, holding none; a full-suite run saw released 0): the coordinator's
+        // note on dropping home-0 says which chunks went back, and `released` must count exactly those.
+        let drops = out.split(separator: "\n").filter { $0.contains("[coordinator]") && $0.contains("home-0 (member ") }
+        XCTAssertFalse(drops.isEmpty, "the coordinator dropped the cancelled worker's member: \(out.suffix(4000))")
+        let back = drops.reduce(0) { n, line in
+            n + (line.range(of: "; ").map { line[$0.upperBound...].components(separatedBy: " of home").count - 1 } ?? 0)
+        }
+        XCTAssertEqual(leases.reduce(0) { $0 + ($1["released"] as? Int ?? 0) }, back,
+                       "released counts the chunks the dropped member held (\(drops)): \(leases)")
         for l in leases {
             XCTAssertEqual(l["done"] as? Int, l["chunks"] as? Int, "every chunk of the epoch done once: \(l)")
             XCTAssertEqual((l["leased"] as? Int ?? 0), (l["chunks"] as? Int ?? -1) + (l["released"] as? Int ?? 0), "\(l)")
