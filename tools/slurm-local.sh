@@ -24,6 +24,21 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 conf="$dir/slurm.conf"
 
+# Starts a daemon with no descriptor of this script but stdin/stdout/stderr, those on /dev/null or a log
+# file. Whoever runs this script may have handed it more: Foundation's Process (the test harness) passes
+# a socket whose closing tells it the child exited, and a daemon that keeps it (munged does) makes this
+# script look alive until the daemon dies; the output pipe likewise would never reach EOF.
+daemon() {
+  local log=$1; shift
+  (
+    for p in /proc/$BASHPID/fd/*; do
+      fd=${p##*/}
+      case "$fd" in 0|1|2|*[!0-9]*) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+    done
+    exec "$@" </dev/null >>"$log" 2>&1
+  )
+}
+
 stop() {
   for d in slurmd slurmctld; do
     [ -f "$dir/$d.pid" ] || continue
@@ -58,7 +73,7 @@ chown -R munge:munge /etc/munge /var/lib/munge /var/log/munge 2>/dev/null || tru
 chmod 0700 /etc/munge; chmod 0400 /etc/munge/munge.key
 mkdir -p /run/munge; chown munge:munge /run/munge; chmod 0755 /run/munge
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  runuser -u munge -- /usr/sbin/munged || cant "munged did not start (see /var/log/munge/munged.log)"
+  daemon "$dir/munged.out" runuser -u munge -- /usr/sbin/munged || cant "munged did not start (see /var/log/munge/munged.log)"
   for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
   munge -n | unmunge >/dev/null 2>&1 || cant "munged runs but a credential does not round-trip"
 fi
@@ -111,8 +126,8 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=sceneps Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 EOF
 export SLURM_CONF="$conf"
-/usr/sbin/slurmctld -f "$conf" || cant "slurmctld did not start (see $dir/slurmctld.log)"
-/usr/sbin/slurmd -f "$conf" || cant "slurmd did not start (see $dir/slurmd.log)"
+daemon "$dir/slurmctld.out" /usr/sbin/slurmctld -f "$conf" || cant "slurmctld did not start (see $dir/slurmctld.log)"
+daemon "$dir/slurmd.out" /usr/sbin/slurmd -f "$conf" || cant "slurmd did not start (see $dir/slurmd.log)"
 for _ in $(seq 100); do
   state=$(sinfo -h -N -o '%t' 2>/dev/null | head -1 || true)
   case "$state" in idle|mix|alloc) break ;; esac

@@ -38,10 +38,10 @@ final class SlurmJobTests: XCTestCase {
 
     override class func tearDown() {
         // The data set is made only after the cluster came up (requireSlurm): do not make it here to delete it.
-        if cluster.conf != nil {
-            _ = try? Harness.run(Harness.root.appendingPathComponent("tools/slurm-local.sh").path, ["stop", cluster.dir.path], timeout: 60)
-            try? FileManager.default.removeItem(at: data.dir)
-        }
+        // Stopped whether or not the start succeeded: a start that timed out may have left daemons running,
+        // and once the directory with their pid files is gone nothing would find them.
+        _ = try? Harness.run(Harness.root.appendingPathComponent("tools/slurm-local.sh").path, ["stop", cluster.dir.path], timeout: 60)
+        if cluster.conf != nil { try? FileManager.default.removeItem(at: data.dir) }
         try? FileManager.default.removeItem(at: cluster.dir)
         super.tearDown()
     }
