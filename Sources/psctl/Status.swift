@@ -38,7 +38,7 @@ struct Status: ParsableCommand {
             let probe = try JobProbe(runDir: runDir, keys: keys)
             let terminal = isatty(1) == 1
             var previous = probe.serverStats()
-            if !watch { Thread.sleep(forTimeInterval: interval) }
+            Thread.sleep(forTimeInterval: interval)   // requests/s needs two readings
             var readings = 0
             repeat {
                 if readings > 0 { Thread.sleep(forTimeInterval: interval) }
