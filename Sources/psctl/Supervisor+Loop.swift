@@ -157,7 +157,8 @@ extension Supervisor {
         // The coordinator printed the results before the workers and servers stopped; the last thing a user
         // sees is them again, not the processes' shutdown lines.
         if let summary = try? JSONFile.read(RunSummary.self, from: summaryPath) {
-            say("== test metrics at epoch \(summary.bestEpoch ?? summary.epoch) of \(summary.epochsTrained ?? summary.epoch), chosen by validation AUC:")
+            let how = summary.validAUC == nil ? "the last (no validation split)" : "chosen by validation AUC"
+            say("== test metrics at epoch \(summary.bestEpoch ?? summary.epoch) of \(summary.epochsTrained ?? summary.epoch), \(how):")
             for line in summary.table().split(separator: "\n") { say("   " + line) }
         }
         return 0
