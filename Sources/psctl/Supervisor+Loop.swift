@@ -76,6 +76,7 @@ extension Supervisor {
                 checkpointBeforeStopping(signals)
                 FileHandle.standardError.write(Data("local.sh: \(what), stopping every process\n".utf8))
                 stopAll()
+                writeReport()
                 return sig == SIGINT ? 130 : 143
             }
             for (i, s) in servers.enumerated() {
@@ -152,7 +153,21 @@ extension Supervisor {
         stopAll()
         out.flush(children: servers + workers + [coordinator].compactMap { $0 })
         say("== done in \(Int(Date().timeIntervalSince(started))) s; results: \((runDir as NSString).appendingPathComponent("summary.json"))")
+        writeReport()
         return 0
+    }
+
+    /// RUN_DIR/report.html (psctl report), at the end of a job however it ended; a report that cannot be
+    /// written is said, and changes nothing about the job's exit status.
+    func writeReport() {
+        let path = (runDir as NSString).appendingPathComponent("report.html")
+        do {
+            let r = try RunReport.load(runDir: runDir)
+            try r.write(to: path)
+            say("== report: \(path)" + (r.notes.isEmpty ? "" : " (\(r.notes.count) part\(r.notes.count == 1 ? "" : "s") missing or damaged, listed at its top)"))
+        } catch {
+            say("== no report: \(error)")
+        }
     }
 
     /// How long a stop (Ctrl-C, SIGTERM) waits for its checkpoint.
