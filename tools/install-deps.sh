@@ -7,7 +7,8 @@
 #                                   and exits 3 instead of failing
 set -euo pipefail
 # protobuf-compiler: the CURVE test compiles protos/ for its independent Python client (Tests/.../CurveProcessTests).
-pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler)
+# chromium: ReportTests opens RUN_DIR/report.html in headless Chromium and checks its screenshot (tools/report_screenshot.py).
+pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler chromium)
 optional=""
 if [ "${1:-}" = "--slurm" ]; then pkgs=(slurm-wlm munge); optional=1; fi
 missing=()

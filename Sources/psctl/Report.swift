@@ -75,6 +75,10 @@ struct RunReport {
             r.epochs.sort { $0.0 < $1.0 }
         }
         if r.epochs.isEmpty { r.notes.append("epochs/: no epoch evaluations (epoch-N.json): no AUC curves") }
+        else if let last = r.epochs.last?.0 {
+            let gaps = Set(1...max(1, last)).subtracting(r.epochs.map(\.0)).sorted()
+            if !gaps.isEmpty { r.notes.append("epochs/: no evaluation of epoch \(gaps.map(String.init).joined(separator: ", ")) (of 1-\(last)): the curves skip it") }
+        }
         let workerDir = (runDir as NSString).appendingPathComponent("workers")
         let files = ((try? fm.contentsOfDirectory(atPath: workerDir)) ?? []).filter { $0.hasSuffix(".jsonl") }.sorted()
         for f in files { r.readProgress("workers/\(f)") }
