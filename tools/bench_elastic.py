@@ -58,6 +58,44 @@ def psctl(bin_dir, *args):
     return subprocess.run([os.path.join(bin_dir, "psctl")] + list(args), capture_output=True, text=True)
 
 
+def kill_descendant(root_pid, executable, *words):
+    """SIGKILLs the one process below `root_pid` (this job's launcher) that runs `executable` (e.g. "worker")
+    with `words` one after the other among its arguments (e.g. "--name", "home-1"), read from /proc; another job's processes on the machine are never touched (a `pkill -f`
+    pattern would match them too). Returns whether one was found."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(entry)] = int(fields[1])
+    below, grew = {root_pid}, True
+    while grew:
+        grew = False
+        for pid, ppid in parent.items():
+            if ppid in below and pid not in below:
+                below.add(pid)
+                grew = True
+    below.discard(root_pid)
+    for pid in sorted(below):
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        argv = [a.decode(errors="replace") for a in args if a]
+        n = len(words)
+        if argv and os.path.basename(argv[0]) == executable and any(tuple(argv[i:i + n]) == words for i in range(len(argv) - n + 1)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                return True
+            except ProcessLookupError:
+                continue
+    return False
+
+
 def wait_training(run_dir, t0, timeout=900):
     out = os.path.join(run_dir, "launcher.out")
     while time.time() - t0 < timeout:
@@ -96,7 +134,8 @@ def killed(bin_dir):
             if not m or m.group(2) == "0":
                 continue
             name, lease = m.group(1), m.group(2)
-            subprocess.run(["pkill", "-KILL", "-f", f"worker .*--name {name} "])
+            if not kill_descendant(p.pid, "worker", "--name", name):
+                continue
             t_kill = time.time()
             chunk_back = None
             # The killed lease is gone once another member holds a new lease of the chunk: poll the journal.
@@ -133,7 +172,7 @@ def server_killed(kill_after):
         if p.poll() is not None:
             return {"kill": "the job ended first"}
         # This job's server only (its --checkpoint-dir is in the run directory).
-        if subprocess.run(["pkill", "-KILL", "-f", f"ps-server --shard-index 1 .*--checkpoint-dir {run_dir}/checkpoints"]).returncode != 0:
+        if not kill_descendant(p.pid, "ps-server", "--shard-index", "1"):
             sys.exit(f"{run_dir}: no server-1 process of this job to kill")
         t_kill = time.time()
         first = None

@@ -159,6 +159,39 @@ final class CoordinatorTests: XCTestCase {
         XCTAssertNil(c.journal.restarts["home-0"])
     }
 
+    /// Scale down, and the worker that would retire dies with its chunk in hand before it asks again: the
+    /// chunk is released and trained by the worker that stays, every chunk of the epoch counts once, and the
+    /// pool is the new size (nobody is owed a replacement for the dead one).
+    func testARetiringWorkerThatDiesWithItsLeaseGivesTheChunkBack() throws {
+        let c = make(plan(), targets: ["home": 2, "shop": 1])
+        let a = try register(c, "home-0", "home"), b = try register(c, "home-1", "home")
+        let la = lease(c, a), lb = lease(c, b)
+        XCTAssertEqual([la.kind, lb.kind], [.chunk, .chunk])
+        guard case .ack = c.handle(.scale(ScaleRequest(scene: "home", workers: 1)), now: now) else { return XCTFail("scale refused") }
+        _ = c.handle(.memberBeat(MemberBeat(memberID: a, leaseID: la.leaseID, leaseExamples: 25)), now: now)
+        for _ in 0..<4 {   // a goes silent (killed), b keeps beating
+            now += 1
+            _ = c.handle(.memberBeat(MemberBeat(memberID: b, leaseID: lb.leaseID)), now: now)
+        }
+        c.tick(now: now)
+        XCTAssertNil(c.journal.members.first { $0.id == a }, "the retiring worker is declared dead")
+        XCTAssertEqual(c.journal.epochs[0].released, 1, "its chunk is taken back")
+        XCTAssertEqual(c.journal.epochs[0].retrained, 25)
+        var seen = [lb.chunkFile]
+        var held: LeaseReply? = lb
+        for _ in 0..<10 {
+            let r = lease(c, b, done: held)
+            XCTAssertNotEqual(r.kind, .retire, "the worker that stays is within the new size")
+            held = r.kind == .chunk ? r : nil
+            if let held { seen.append(held.chunkFile) }
+        }
+        XCTAssertTrue(seen.contains(la.chunkFile), "the dead worker's chunk is trained by the one that stays")
+        XCTAssertEqual(seen.count, Set(seen).count, "no chunk twice by the survivor")
+        XCTAssertEqual(c.journal.epochs[0].done, 4, "every chunk of the epoch done once")
+        XCTAssertEqual(c.status(now: now).scenes.first { $0.name == "home" }?.liveWorkers, 1)
+        XCTAssertEqual(c.journal.died, ["home-0"])
+    }
+
     /// `--pools registered` (a Kubernetes Deployment per scene): whoever registers is the scene's pool. The
     /// config's sizes (here 1 per scene, also from a journal written by a launcher-owned run) retire nobody,
     /// a worker joining mid-epoch leases at once, one leaving gives its chunk back, `psctl scale` is refused
