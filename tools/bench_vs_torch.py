@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ScenePS against the PyTorch reference (../shared/reference), same data, same sitting: issue 23's table.
+"""ScenePS against the PyTorch reference (tools/reference), same data, same sitting: issue 23's table.
 
     tools/bench_vs_torch.py [--data DIR] [--rows N] [--torch-venv DIR] [--torch-steps 400] [--skip-torch]
                             [--quality] [--port 18700] [--bin DIR]
@@ -18,7 +18,7 @@ time from the job's start to the end of the evaluation of its first epoch whose 
 (RUN_DIR/epochs/epoch-N.json). The reference's time is its training time of that epoch (its test
 scoring is not timed by it; ScenePS's evaluation is counted). Both exclude data preparation. Per-scene test AUC of both is printed beside the oracle.
 
-TensorFlow is not among the peers: neither the project nor ../shared/reference has a TensorFlow
+TensorFlow is not among the peers: neither the project nor its reference (tools/reference) has a TensorFlow
 implementation of the model (issue 23's TensorFlow rows were measured with code outside both), and a
 second reference implementation is a project of its own. The reference needs torch: it is installed
 into --torch-venv (default .venv-torch, gitignored) with pip on first use.
@@ -27,7 +27,7 @@ Results are also written to runs/bench-DATE.json.
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF = os.path.normpath(os.path.join(ROOT, "..", "shared", "reference"))
+REF = os.path.join(ROOT, "tools", "reference")
 
 
 def sh(cmd, **kw):

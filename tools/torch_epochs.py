@@ -3,7 +3,7 @@
 
     .venv-torch/bin/python tools/torch_epochs.py DATA_DIR --epochs N [--patience 1] [--threads 2] [--out FILE.json]
 
-Runs the reference (../shared/reference/train_torch.py: the same model, the
+Runs the reference (tools/reference/train_torch.py: the same model, the
 same time split, SparseAdam + Adam, batch 256) exactly as
 `train_torch.py --epochs k` would for every k <= N in one run: the training
 loop and its seeds are the reference's, and scoring between epochs changes
@@ -17,7 +17,7 @@ output after every epoch, so an interrupted run keeps the epochs it did.
 import argparse, json, os, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REF = os.path.normpath(os.path.join(ROOT, "..", "shared", "reference"))
+REF = os.path.join(ROOT, "tools", "reference")
 sys.path.insert(0, REF)
 
 import numpy as np  # noqa: E402

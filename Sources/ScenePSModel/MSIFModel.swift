@@ -1,5 +1,5 @@
 /// The multi-scene interest-fusion model of docs/ARCHITECTURE.md §3 over gathered
-/// embeddings, forward and backward by hand (reference: shared/reference/msif.py).
+/// embeddings, forward and backward by hand (reference: tools/reference/msif.py).
 ///
 /// A step is a fixed sequence over buffers sized for `maxBatch` at init:
 ///

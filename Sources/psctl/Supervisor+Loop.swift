@@ -5,6 +5,7 @@ import ScenePSClient
 import ScenePSCore
 import ScenePSProtocol
 import ScenePSServer
+import ScenePSWorker
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -152,8 +153,15 @@ extension Supervisor {
         while servers.contains(where: { $0.exitStatus == nil }) && Date() < stopBy { Thread.sleep(forTimeInterval: 0.1) }
         stopAll()
         out.flush(children: servers + workers + [coordinator].compactMap { $0 })
-        say("== done in \(Int(Date().timeIntervalSince(started))) s; results: \((runDir as NSString).appendingPathComponent("summary.json"))")
+        let summaryPath = (runDir as NSString).appendingPathComponent("summary.json")
+        say("== done in \(Int(Date().timeIntervalSince(started))) s; results: \(summaryPath)")
         writeReport()
+        // The coordinator printed the results before the workers and servers stopped; the last thing a user
+        // sees is them again, not the processes' shutdown lines.
+        if let summary = try? JSONFile.read(RunSummary.self, from: summaryPath) {
+            say("== test metrics at epoch \(summary.bestEpoch ?? summary.epoch) of \(summary.epochsTrained ?? summary.epoch), chosen by validation AUC:")
+            for line in summary.table().split(separator: "\n") { say("   " + line) }
+        }
         return 0
     }
 

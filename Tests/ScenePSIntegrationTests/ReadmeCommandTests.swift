@@ -17,7 +17,7 @@ final class ReadmeCommandTests: XCTestCase {
     }
 
     /// Programs the README may show that are not this project's (not checked).
-    static let external: Set<String> = ["swift", "git", "sudo", "apt-get", "cd", "export", "kill", "python3", "pip"]
+    static let external: Set<String> = ["swift", "git", "sudo", "apt-get", "cd", "export", "kill", "python3", "pip", "sbatch", "kubectl"]
 
     /// The `sh`/`bash` code blocks' commands: continuation lines joined,
     /// comments dropped, `&&`, `||`, `|`, `;` and `$(…)` split into separate
