@@ -2,6 +2,7 @@
 # Installs the Debian packages ScenePS builds against, when missing.
 # Safe to run repeatedly: does nothing when everything is there.
 #   tools/install-deps.sh           the build's packages
+#   tools/install-deps.sh --test    the build's packages and the test suite's (chromium, headless)
 #   tools/install-deps.sh --slurm   Slurm and munge (slurm-wlm munge), for the Slurm test
 #                                   (tools/slurm-local.sh); without root or sudo it says so
 #                                   and exits 3 instead of failing
@@ -10,6 +11,9 @@ set -euo pipefail
 pkgs=(libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev protobuf-compiler)
 optional=""
 if [ "${1:-}" = "--slurm" ]; then pkgs=(slurm-wlm munge); optional=1; fi
+# chromium: ReportTests opens RUN_DIR/report.html in headless Chromium and checks its screenshot
+# (tools/report_screenshot.py). Only for the test suite (tools/test.sh): not in images or on every launch.
+if [ "${1:-}" = "--test" ]; then pkgs+=(chromium); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

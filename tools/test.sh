@@ -8,7 +8,7 @@
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
-tools/install-deps.sh
+tools/install-deps.sh --test
 tools/gen-protos.sh --check
 # ScenePSTextTests run the real all-MiniLM-L6-v2 (issue 13): fetch it once into the cache (idempotent).
 tools/fetch-minilm.sh

@@ -221,16 +221,29 @@ extension StatsReply: WireMessage {
         c.uptime_seconds = uptimeSeconds
         c.handle_seconds = handleSeconds
         c.push_apply_seconds = pushApplySeconds
-        return WireC.withTableStats(tables, strings) { stats in
-            c.n_tables = tables.count
-            c.tables = stats
-            return body(&c)
+        return handleBucketBounds.withUnsafeBufferPointer { bounds in
+            handleBucketCounts.withUnsafeBufferPointer { counts in
+                c.n_handle_bucket_bounds = bounds.count
+                c.handle_bucket_bounds = UnsafeMutablePointer(mutating: bounds.baseAddress)
+                c.n_handle_bucket_counts = counts.count
+                c.handle_bucket_counts = UnsafeMutablePointer(mutating: counts.baseAddress)
+                return WireC.withTableStats(tables, strings) { stats in
+                    c.n_tables = tables.count
+                    c.tables = stats
+                    return body(&c)
+                }
+            }
         }
     }
     init(c: Sceneps__StatsReply, _ wire: WireDecoding) throws(WireDecodingError) {
+        let bounds: [Double] = c.n_handle_bucket_bounds > 0 && c.handle_bucket_bounds != nil
+            ? Array(UnsafeBufferPointer(start: c.handle_bucket_bounds, count: c.n_handle_bucket_bounds)) : []
+        let counts: [UInt64] = c.n_handle_bucket_counts > 0 && c.handle_bucket_counts != nil
+            ? Array(UnsafeBufferPointer(start: c.handle_bucket_counts, count: c.n_handle_bucket_counts)) : []
         self.init(shardIndex: c.shard_index, tables: try WireC.tableStats(c.tables, c.n_tables, "table stats", wire),
                   requests: c.requests, errors: c.errors, uptimeSeconds: c.uptime_seconds,
-                  handleSeconds: c.handle_seconds, pushApplySeconds: c.push_apply_seconds)
+                  handleSeconds: c.handle_seconds, pushApplySeconds: c.push_apply_seconds,
+                  handleBucketBounds: bounds, handleBucketCounts: counts)
     }
     var body: Body { .statsReply(self) }
 }

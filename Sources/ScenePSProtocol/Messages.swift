@@ -274,8 +274,16 @@ public struct StatsReply: Sendable, Equatable {
     public var handleSeconds: Double
     /// Of which applying pushes (row lookup + optimiser).
     public var pushApplySeconds: Double
+    /// Handling-time histogram over the server's life: `handleBucketCounts[i]` requests took at most
+    /// `handleBucketBounds[i]` seconds (and more than the bound before); the last count is for the rest
+    /// (one more count than bounds; not cumulative). Both empty from older servers.
+    public var handleBucketBounds: [Double] = []
+    public var handleBucketCounts: [UInt64] = []
     public init(shardIndex: UInt32, tables: [TableStats], requests: UInt64, errors: UInt64, uptimeSeconds: Double,
-                handleSeconds: Double = 0, pushApplySeconds: Double = 0) {
+                handleSeconds: Double = 0, pushApplySeconds: Double = 0,
+                handleBucketBounds: [Double] = [], handleBucketCounts: [UInt64] = []) {
+        self.handleBucketBounds = handleBucketBounds
+        self.handleBucketCounts = handleBucketCounts
         self.shardIndex = shardIndex
         self.tables = tables
         self.requests = requests

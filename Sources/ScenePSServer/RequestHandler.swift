@@ -24,6 +24,8 @@ public final class RequestHandler: @unchecked Sendable {
     private var applyNanos: UInt64 = 0
     /// Time spent in `handle` (ns).
     private var handleNanos: UInt64 = 0
+    /// Requests by handling time (`HandleHistogram`'s buckets), for StatsReply's p50/p99.
+    private var handleBuckets = [UInt64](repeating: 0, count: HandleHistogram.bounds.count + 1)
 
     let checkpointer: Checkpointer
     /// Prometheus metrics (ps-server --metrics-port); nil: none kept. Set before the server starts.
@@ -64,7 +66,8 @@ public final class RequestHandler: @unchecked Sendable {
         let outcome = handle(frame: frame, peer: peer, role: role, route: route)
         let bytes = outcome.deferred ? nil : WireCodec.encodeBuffer(outcome.reply)
         let dt = DispatchTime.now().uptimeNanoseconds &- t0
-        counters.withLock { handleNanos &+= dt }
+        let bucket = HandleHistogram.bucket(nanos: dt)
+        counters.withLock { handleNanos &+= dt; handleBuckets[bucket] &+= 1 }
         if let m = metrics {
             let status: String
             if case .error(let e) = outcome.reply.body, !outcome.deferred { status = "\(e.status)" } else { status = "OK" }
@@ -449,10 +452,11 @@ public final class RequestHandler: @unchecked Sendable {
                                   pulls: c.pulls, pushes: c.pushes)
             }
         }
-        let (req, err, handle, apply) = counters.withLock { (requests, errors, handleNanos, applyNanos) }
+        let (req, err, handle, apply, buckets) = counters.withLock { (requests, errors, handleNanos, applyNanos, handleBuckets) }
         return StatsReply(shardIndex: UInt32(registry.shardIndex), tables: tables, requests: req, errors: err,
                           uptimeSeconds: Date().timeIntervalSince(started),
-                          handleSeconds: Double(handle) / 1e9, pushApplySeconds: Double(apply) / 1e9)
+                          handleSeconds: Double(handle) / 1e9, pushApplySeconds: Double(apply) / 1e9,
+                          handleBucketBounds: HandleHistogram.bounds, handleBucketCounts: buckets)
     }
 
     /// Total time spent applying pushes (optimiser + lookup), in seconds.

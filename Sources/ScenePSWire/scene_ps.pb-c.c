@@ -2710,7 +2710,7 @@ const ProtobufCMessageDescriptor sceneps__table_stats__descriptor =
   (ProtobufCMessageInit) sceneps__table_stats__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[7] =
+static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[9] =
 {
   {
     "shard_index",
@@ -2796,9 +2796,35 @@ static const ProtobufCFieldDescriptor sceneps__stats_reply__field_descriptors[7]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "handle_bucket_bounds",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Sceneps__StatsReply, n_handle_bucket_bounds),
+    offsetof(Sceneps__StatsReply, handle_bucket_bounds),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "handle_bucket_counts",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Sceneps__StatsReply, n_handle_bucket_counts),
+    offsetof(Sceneps__StatsReply, handle_bucket_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned sceneps__stats_reply__field_indices_by_name[] = {
   3,   /* field[3] = errors */
+  7,   /* field[7] = handle_bucket_bounds */
+  8,   /* field[8] = handle_bucket_counts */
   5,   /* field[5] = handle_seconds */
   6,   /* field[6] = push_apply_seconds */
   2,   /* field[2] = requests */
@@ -2809,7 +2835,7 @@ static const unsigned sceneps__stats_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange sceneps__stats_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor =
 {
@@ -2819,7 +2845,7 @@ const ProtobufCMessageDescriptor sceneps__stats_reply__descriptor =
   "Sceneps__StatsReply",
   "sceneps",
   sizeof(Sceneps__StatsReply),
-  7,
+  9,
   sceneps__stats_reply__field_descriptors,
   sceneps__stats_reply__field_indices_by_name,
   1,  sceneps__stats_reply__number_ranges,

@@ -45,6 +45,8 @@ public final class Trainer {
     var declared = false
     /// Prometheus metrics (worker --metrics-port); nil: none kept.
     public var metrics: WorkerMetrics?
+    /// Progress as JSON lines (worker --progress-file), for psctl report; nil: none written.
+    public var progressFile: ProgressFile?
     /// SCENEPS_SYNC_PUSH=1 waits for every push before going on (the loop before the overlap, to measure
     /// what the overlap buys; BENCHMARKS.md).
     let syncPush = ProcessInfo.processInfo.environment["SCENEPS_SYNC_PUSH"] == "1"
@@ -227,8 +229,7 @@ public final class Trainer {
                 progress.record(labels: labels[0..<n], logits: logits[0..<n], loss: Double(loss))
                 metrics?.step(examples: n, loss: Double(loss), epoch: epoch)
                 if steps % config.training.logEvery == 0 {
-                    let auc = progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples,
-                                           seconds: Date().timeIntervalSince(started))
+                    let auc = logProgressLine(epoch: epoch)
                     metrics?.set(runningAUC: auc)
                 }
             }
@@ -241,9 +242,18 @@ public final class Trainer {
         return ChunkResult(examples: chunkExamples, steps: chunkSteps, seconds: Date().timeIntervalSince(t0), loss: lastLoss)
     }
 
+    /// A progress line in the log and in the progress file; returns its running AUC.
+    @discardableResult
+    func logProgressLine(epoch: Int) -> Double {
+        let seconds = Date().timeIntervalSince(started)
+        let line = progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples, seconds: seconds)
+        progressFile?.progress(epoch: epoch, step: steps, examples: examples, seconds: seconds, line: line)
+        return line.auc
+    }
+
     /// A progress line now (at the end of the process).
     public func logProgress(epoch: Int) {
-        progress.log(logger, worker: name, epoch: epoch, step: steps, examples: examples, seconds: Date().timeIntervalSince(started))
+        logProgressLine(epoch: epoch)
         for c in caches {
             let table = tables.table(c.table).name
             if c.zeroKeys > 0 {
@@ -338,9 +348,9 @@ struct Progress {
         if losses.count > 2 * logEvery { losses.removeFirst(losses.count - logEvery) }
     }
 
-    /// Logs a progress line; returns its running AUC.
+    /// Logs a progress line; returns its values.
     @discardableResult
-    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) -> Double {
+    func log(_ logger: Logger, worker: String, epoch: Int, step: Int, examples: Int, seconds: Double) -> ProgressLine {
         let recent = losses.suffix(logEvery)
         let loss = recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count)
         let auc = Evaluation.auc(labels: Array(labels.suffix(window)), scores: Array(scores.suffix(window)))
@@ -350,6 +360,11 @@ struct Progress {
             "examples_per_sec": "\(Int(rate))", "loss": "\(String(format: "%.4f", loss))",
             "running_auc": "\(String(format: "%.4f", auc))",
         ])
-        return auc
+        return ProgressLine(loss: loss, auc: auc, rate: rate)
     }
+}
+
+/// The values of one progress line.
+struct ProgressLine {
+    var loss: Double, auc: Double, rate: Double
 }

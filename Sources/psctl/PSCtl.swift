@@ -17,6 +17,7 @@ struct PSCtl: ParsableCommand {
             Recommend.self,
             Scale.self,
             Status.self,
+            Report.self,
             Supervise.self,
             EmbedTitles.self,
             ReduceTitles.self,

@@ -119,6 +119,16 @@ struct JobView {
         return Double(b.requests - a.requests) / tb.timeIntervalSince(ta)
     }
 
+    /// The `q` quantile of server `i`'s handling time in milliseconds, over the requests since the previous
+    /// reading (all of the server's life when it had none, or restarted meanwhile); nil when unknown (an older
+    /// server, or no request).
+    func handleQuantileMs(_ i: Int, _ q: Double) -> Double? {
+        guard let (b, _) = stats[i] else { return nil }
+        let a = i < previous.count ? previous[i].map { $0.0 } : nil
+        let since = a.flatMap { $0.handleBucketBounds == b.handleBucketBounds && $0.uptimeSeconds <= b.uptimeSeconds ? $0.handleBucketCounts : nil }
+        return HandleHistogram.quantile(q, bounds: b.handleBucketBounds, counts: b.handleBucketCounts, since: since).map { $0 * 1000 }
+    }
+
     var json: [String: Any] {
         var o: [String: Any] = [
             "epoch": Int(status.epoch), "phase": status.phase, "last_event": status.message,
@@ -139,6 +149,8 @@ struct JobView {
                 "tables": s.tables.map { ["name": $0.name, "rows": Int($0.rows), "bytes": Int($0.bytes)] as [String: Any] },
             ]
             if let r = rate(i) { e["requests_per_sec"] = r }
+            if let p = handleQuantileMs(i, 0.5) { e["p50_handle_ms"] = p }
+            if let p = handleQuantileMs(i, 0.99) { e["p99_handle_ms"] = p }
             return e
         }
         if let c = checkpoint {
@@ -165,7 +177,9 @@ struct JobView {
             let mb = Double(s.tables.reduce(0) { $0 + $1.bytes }) / 1_048_576
             let rate = self.rate(i).map { String(format: "%.0f req/s", $0) } ?? "- req/s"
             let mean = s.requests > 0 ? s.handleSeconds / Double(s.requests) * 1000 : 0
-            out += String(format: "server-%d %@: %@, mean %.3f ms, %llu errors, tables %.1f MiB (", i, ep, rate, mean, s.errors, mb)
+            let quantiles = [(0.5, "p50"), (0.99, "p99")].map { q, name in
+                handleQuantileMs(i, q).map { String(format: "%@ %.3f ms", name, $0) } ?? "\(name) -" }.joined(separator: ", ")
+            out += String(format: "server-%d %@: %@, mean %.3f ms, %@, %llu errors, tables %.1f MiB (", i, ep, rate, mean, quantiles, s.errors, mb)
             out += s.tables.map { "\($0.name) \($0.rows)" }.joined(separator: ", ") + " rows)\n"
         }
         if let c = checkpoint {

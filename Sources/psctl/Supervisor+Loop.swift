@@ -77,6 +77,7 @@ extension Supervisor {
                 checkpointBeforeStopping(signals)
                 FileHandle.standardError.write(Data("local.sh: \(what), stopping every process\n".utf8))
                 stopAll()
+                writeReport()
                 return sig == SIGINT ? 130 : 143
             }
             for (i, s) in servers.enumerated() {
@@ -154,6 +155,7 @@ extension Supervisor {
         out.flush(children: servers + workers + [coordinator].compactMap { $0 })
         let summaryPath = (runDir as NSString).appendingPathComponent("summary.json")
         say("== done in \(Int(Date().timeIntervalSince(started))) s; results: \(summaryPath)")
+        writeReport()
         // The coordinator printed the results before the workers and servers stopped; the last thing a user
         // sees is them again, not the processes' shutdown lines.
         if let summary = try? JSONFile.read(RunSummary.self, from: summaryPath) {
@@ -162,6 +164,19 @@ extension Supervisor {
             for line in summary.table().split(separator: "\n") { say("   " + line) }
         }
         return 0
+    }
+
+    /// RUN_DIR/report.html (psctl report), at the end of a job however it ended; a report that cannot be
+    /// written is said, and changes nothing about the job's exit status.
+    func writeReport() {
+        let path = (runDir as NSString).appendingPathComponent("report.html")
+        do {
+            let r = try RunReport.load(runDir: runDir)
+            try r.write(to: path)
+            say("== report: \(path)" + (r.notes.isEmpty ? "" : " (\(r.notes.count) part\(r.notes.count == 1 ? "" : "s") missing or damaged, listed at its top)"))
+        } catch {
+            say("== no report: \(error)")
+        }
     }
 
     /// How long a stop (Ctrl-C, SIGTERM) waits for its checkpoint.

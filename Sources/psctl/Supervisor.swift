@@ -76,6 +76,7 @@ final class Supervisor {
     func fail(_ why: String) -> Int32 {
         FileHandle.standardError.write(Data("local.sh: FAILED: \(why)\nlocal.sh: logs in \(logsDir)\n".utf8))
         stopAll()
+        if coordinator != nil { writeReport() }   // what it trained before it failed
         return 1
     }
 
@@ -133,11 +134,14 @@ final class Supervisor {
         let total = max(planned, workers.filter { $0.host == h && $0.exitStatus == nil }.count + 1)
         workers.append(try start("worker-\(n)", "worker", [
             "--config", configPath, "--data", dataDir, "--coordinator", plan.coordinator, "--scene", scene, "--name", n,
-            "--host-workers", "\(total)",
+            "--host-workers", "\(total)", "--progress-file", progressPath(n),
         ] + keysArguments, on: h))
         workers[workers.count - 1].scene = scene
         workers[workers.count - 1].memberName = n
     }
+
+    /// Where worker `name` appends its progress (JSON lines, for psctl report); the same file across restarts.
+    func progressPath(_ name: String) -> String { (runDir as NSString).appendingPathComponent("workers/\(name).jsonl") }
 
     /// One request/reply socket to any ScenePS peer (servers answer a Heartbeat and a Shutdown too).
     func link(_ endpoint: String, _ purpose: String, attempt: Duration, patience: Duration) -> ZMQCoordinatorLink? {
@@ -183,6 +187,8 @@ final class Supervisor {
     }
 
     var recoveries: [[String: String]] = []
+    /// Every restart of a process, in order: `process`, `time` (Unix seconds), `why` (how it ended).
+    var restartEvents: [[String: Any]] = []
     /// The checkpoint a resumed job starts from.
     var resume: String?
 
@@ -202,7 +208,7 @@ final class Supervisor {
     /// What only the supervisor knows, for the coordinator's summary.json: restarts of every process it
     /// started again, and each server recovery.
     func writeSupervisorState() {
-        let state: [String: Any] = ["restarts": restarts, "recoveries": recoveries]
+        let state: [String: Any] = ["restarts": restarts, "recoveries": recoveries, "restart_events": restartEvents]
         if let d = try? JSONSerialization.data(withJSONObject: state, options: [.sortedKeys]) {
             try? FileManager.default.createDirectory(atPath: (runDir as NSString).appendingPathComponent("coordinator"),
                                                      withIntermediateDirectories: true)
@@ -217,6 +223,8 @@ final class Supervisor {
         let n = restarts[child.name, default: 0]
         guard n < maxRestarts else { return "\(child.name) \(how), and was restarted \(n) times already (--max-restarts)" }
         restarts[child.name] = n + 1
+        restartEvents.append(["process": child.name, "time": Date().timeIntervalSince1970, "why": how])
+        writeSupervisorState()
         FileHandle.standardError.write(Data("local.sh: \(child.name) \(how); restarting it (\(n + 1) of \(maxRestarts))\n".utf8))
         return nil
     }

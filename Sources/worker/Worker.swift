@@ -49,6 +49,8 @@ struct Worker: ParsableCommand {
 
     @Option(help: "Job key directory (psctl keys --out DIR): talk CURVE to the coordinator and the servers with its worker.key and server.pub (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
+    @Option(help: ArgumentHelp("Append this worker's progress to FILE as JSON lines (a start line, then one per progress line: time, epoch, step, examples, examples_per_sec, loss, running_auc), for `psctl report`; cluster/local.sh gives RUN_DIR/workers/NAME.jsonl.", valueName: "FILE"))
+    var progressFile: String?
     @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
@@ -69,6 +71,12 @@ struct Worker: ParsableCommand {
             throw ExitCode(1)
         }
         defer { endpoint?.stop() }
+        // Opened before anything starts: a progress file that cannot be written is an error naming it.
+        let progress: ProgressFile?
+        do { progress = try progressFile.map { try ProgressFile(path: $0, worker: me, scene: scene) } } catch {
+            FileHandle.standardError.write(Data("worker \(me): error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         do {
             let curve = try keys.map { try CurveKeys.client(dir: $0, role: .worker) }
             var cfg = try ClusterConfig.load(path: config)
@@ -95,6 +103,7 @@ struct Worker: ParsableCommand {
             let client = try PSClient.forModel(endpoints: reg.servers, sender: sender, config: cfg, role: "worker", scene: scene,
                                                curve: curve, logger: logger)
             let trainer = try Trainer(config: cfg, dataDir: data, name: me, client: client, logger: logger, times: m.times)
+            trainer.progressFile = progress
             if let e = endpoint {
                 let wm = WorkerMetrics(registry: e.registry, worker: me, scene: scene)
                 client.metrics = wm.client

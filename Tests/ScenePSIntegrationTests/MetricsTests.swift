@@ -128,6 +128,11 @@ final class MetricsTests: XCTestCase {
         let srv = try XCTUnwrap((o["servers"] as? [[String: Any]])?.first, st.output)
         XCTAssertEqual(srv["answering"] as? Bool, true, st.output)
         XCTAssertGreaterThan(srv["requests_per_sec"] as? Double ?? 0, 0, "the servers are busy: \(st.output)")
+        // Handling-time quantiles over the interval, from the server's StatsReply histogram.
+        let p50 = try XCTUnwrap(srv["p50_handle_ms"] as? Double, st.output), p99 = try XCTUnwrap(srv["p99_handle_ms"] as? Double, st.output)
+        XCTAssertGreaterThan(p50, 0, st.output)
+        XCTAssertLessThanOrEqual(p50, p99, st.output)
+        XCTAssertLessThan(p99, 5000, st.output)
         let item = (srv["tables"] as? [[String: Any]])?.first { $0["name"] as? String == "item" }
         XCTAssertGreaterThan(item?["rows"] as? Int ?? 0, 100, st.output)
         // --watch when not a terminal: successive readings, one JSON object a line.

@@ -509,10 +509,21 @@ struct  Sceneps__StatsReply
    * of which applying pushes (lookup + optimiser)
    */
   double push_apply_seconds;
+  /*
+   * Handling-time histogram over the server's life (psctl status takes p50/p99
+   * from the difference of two readings): handle_bucket_counts[i] requests took
+   * at most handle_bucket_bounds[i] seconds and more than bound i-1; the last
+   * count is for the rest (above the last bound), so there is one more count than
+   * bounds. Counts are not cumulative. Empty from servers older than these fields.
+   */
+  size_t n_handle_bucket_bounds;
+  double *handle_bucket_bounds;
+  size_t n_handle_bucket_counts;
+  uint64_t *handle_bucket_counts;
 };
 #define SCENEPS__STATS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&sceneps__stats_reply__descriptor) \
-    , 0, 0,NULL, 0, 0, 0, 0, 0 }
+    , 0, 0,NULL, 0, 0, 0, 0, 0, 0,NULL, 0,NULL }
 
 
 /*
