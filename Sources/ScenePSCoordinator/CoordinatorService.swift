@@ -49,6 +49,9 @@ public final class CoordinatorService: @unchecked Sendable {
         public var drainSeconds: Double = 20
         /// Who sizes each scene's pool: the config and `psctl scale` (launcher), or whoever registers.
         public var pools = PoolPolicy.launcher
+        /// Each scene's pool size for a job without a journal (the launcher's plan, which flags may have
+        /// changed); a scene not listed gets the config's size.
+        public var workers: [String: Int] = [:]
         /// Accept only CURVE clients these keys list (docs/SECURITY.md); nil: plain TCP, every peer is admin.
         public var curve: CurveServerKeys?
         /// The admin client keys this coordinator reaches the servers with (checkpoints, snapshots, evaluation).
@@ -144,7 +147,11 @@ public final class CoordinatorService: @unchecked Sendable {
             ])
         } else {
             journal = CoordinatorJournal(startedAt: now)
-            for s in plan.scenes { journal.targets[s.name] = config.workers(forScene: s.name) }
+            for name in options.workers.keys.sorted() where !plan.scenes.contains(where: { $0.name == name }) {
+                throw ScenePSError.config("--workers: the data set has no scene '\(name)' (its scenes: \(plan.scenes.map(\.name).joined(separator: ", ")))")
+            }
+            let rows = Dictionary(uniqueKeysWithValues: plan.scenes.map { ($0.name, $0.examples) })
+            for s in plan.scenes { journal.targets[s.name] = options.workers[s.name] ?? config.workers(forScene: s.name, sceneRows: rows) }
         }
         coordinator = Coordinator(plan: plan, settings: options.membership, journal: journal, now: now, logger: logger,
                                   pools: options.pools)

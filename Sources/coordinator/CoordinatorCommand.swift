@@ -37,6 +37,8 @@ struct CoordinatorCommand: ParsableCommand {
     var restoreProgress: String?
     @Option(help: "Who sizes each scene's pool of workers: `launcher` (the config's workers_per_scene/scenes, changed by psctl scale; workers over the size retire; psctl supervise starts the rest) or `registered` (whoever registers for a scene is its pool and nobody is retired: for an engine that owns the processes, e.g. a Kubernetes Deployment per scene sized by kubectl scale; psctl scale is then refused).")
     var pools: String = PoolPolicy.launcher.rawValue
+    @Option(help: "Each scene's pool size for a new job, e.g. home=2,shop=1 (psctl supervise passes its plan: the config's `scenes` and `workers_per_scene`, or --workers-per-scene); scenes not listed get the config's. A journal or --restore-progress keeps its own sizes.")
+    var workers: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
     @Option(help: "Job key directory (psctl keys --out DIR): accept only CURVE clients its `authorized` file lists (workers may register, lease, beat and leave; only the admin key may scale, checkpoint or recover), and reach the servers with admin.key (docs/SECURITY.md). Without it, plain TCP.")
     var keys: String?
@@ -55,9 +57,24 @@ struct CoordinatorCommand: ParsableCommand {
             }
         }
         if let a = advertise, let why = Endpoint.problemAsAdvertised(a) { throw ValidationError("--advertise: \(why)") }
+        _ = try workerSizes()
         guard PoolPolicy(rawValue: pools) != nil else {
             throw ValidationError("--pools must be one of \(PoolPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(pools)'")
         }
+    }
+
+    /// `--workers home=2,shop=1` as scene → size.
+    func workerSizes() throws -> [String: Int] {
+        var sizes: [String: Int] = [:]
+        for part in (workers ?? "").split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard kv.count == 2, !kv[0].isEmpty, let n = Int(kv[1]), (0...64).contains(n) else {
+                throw ValidationError("--workers: '\(part)' is not SCENE=N with N in 0...64 (e.g. home=2,shop=1)")
+            }
+            guard sizes[kv[0]] == nil else { throw ValidationError("--workers: scene '\(kv[0])' given twice") }
+            sizes[kv[0]] = n
+        }
+        return sizes
     }
 
     var endpoints: [String] { servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -81,6 +98,7 @@ struct CoordinatorCommand: ParsableCommand {
             options.checkpointDir = checkpointDir.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             options.restoreProgress = restoreProgress
             options.pools = PoolPolicy(rawValue: pools)!
+            options.workers = try workerSizes()
             options.curve = curve
             options.clientCurve = clientCurve
             options.keysDir = keys

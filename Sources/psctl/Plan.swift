@@ -64,7 +64,7 @@ struct ClusterPlan {
     init(configPath: String, dataDir: String, servers: Int?, workersPerScene: Int?, basePort: Int?, hosts: HostsFile = .local()) throws {
         var cfg = try ClusterConfig.load(path: configPath)
         if let servers { cfg.servers = servers }
-        if let workersPerScene { cfg.workersPerScene = workersPerScene }
+        if let workersPerScene { cfg.workersPerScene = workersPerScene; cfg.workersByRows = false }
         if let basePort { cfg.basePort = basePort }
         let manifest = try DatasetManifest.load(directory: dataDir)
         let names = Set(manifest.scenes.map(\.name))
@@ -79,8 +79,9 @@ struct ClusterPlan {
         coordinator = "tcp://\(hosts.coordinatorHost.address):\(cfg.basePort + cfg.servers)"
         coordinatorBind = "tcp://\(hosts.coordinatorHost.bind):\(cfg.basePort + cfg.servers)"
         scenes = []
+        let rows = Dictionary(uniqueKeysWithValues: manifest.scenes.map { ($0.name, $0.trainCount) })
         for s in manifest.scenes.sorted(by: { $0.index < $1.index }) {
-            let n = cfg.workers(forScene: s.name)
+            let n = cfg.workers(forScene: s.name, sceneRows: rows)
             // More workers than chunks would leave some idle: say so, do not fail.
             if n > s.train.count {
                 FileHandle.standardError.write(Data("psctl: scene \(s.name) has \(s.train.count) training chunks for \(n) workers; \(n - s.train.count) will idle (lower chunk_size to share it finer)\n".utf8))

@@ -113,7 +113,7 @@ final class Supervisor {
         coordinator = try start("coordinator", "coordinator", [
             "--config", configPath, "--data", dataDir, "--servers", plan.servers.joined(separator: ","), "--run-dir", runDir,
             "--bind", plan.coordinatorBind, "--advertise", plan.coordinator, "--dead-after", "\(deadAfter)",
-            "--checkpoint-dir", checkpointDir,
+            "--checkpoint-dir", checkpointDir, "--workers", plan.scenes.map { "\($0.0)=\($0.1)" }.joined(separator: ","),
         ] + (resume.map { ["--restore-progress", $0] } ?? []) + keysArguments, on: plan.hosts.coordinatorHost)
         resume = nil   // a restarted coordinator continues from its journal
     }

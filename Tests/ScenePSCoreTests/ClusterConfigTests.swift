@@ -35,8 +35,26 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.tables["item"]?.initKind, .normal)
         XCTAssertEqual(c.tables["item"]?.frozen, true)
         XCTAssertEqual(c.sceneOrder, ["home", "shop"])
-        XCTAssertEqual(c.workers(forScene: "home"), 2)
-        XCTAssertEqual(c.workers(forScene: "video"), 1)
+        XCTAssertEqual(c.workers(forScene: "home", sceneRows: [:]), 2)
+        XCTAssertEqual(c.workers(forScene: "video", sceneRows: [:]), 1)
+    }
+
+    /// `workers_per_scene: by_rows`: the scene's share of the rows times the scene count, rounded, at least 1;
+    /// `scenes` still wins, and a number is the same for every scene.
+    func testWorkersByRowsFollowTheScenesShares() throws {
+        let rows = ["home": 164_092, "search": 102_413, "video": 102_956, "shop": 40_939]   // the default log
+        let c = try ClusterConfig.parse(yaml: "workers_per_scene: by_rows\n", file: "c.yaml")
+        XCTAssertEqual(rows.keys.sorted().map { c.workers(forScene: $0, sceneRows: rows) }, [2, 1, 1, 1], "home search shop video")
+        let skewed = ["a": 700, "b": 200, "c": 100]
+        XCTAssertEqual(["a", "b", "c"].map { c.workers(forScene: $0, sceneRows: skewed) }, [2, 1, 1])
+        let sized = try ClusterConfig.parse(yaml: "workers_per_scene: by_rows\nscenes: {a: 5, b: 1, c: 1}\n", file: "c.yaml")
+        XCTAssertEqual(sized.workers(forScene: "a", sceneRows: skewed), 5, "scenes wins")
+        let flat = try ClusterConfig.parse(yaml: "workers_per_scene: 3\n", file: "c.yaml")
+        XCTAssertEqual(["a", "b", "c"].map { flat.workers(forScene: $0, sceneRows: skewed) }, [3, 3, 3])
+        let def = try ClusterConfig.load(path: Self.defaultConfigPath)
+        XCTAssertTrue(def.workersByRows, "cluster/default.yaml sizes pools by rows")
+        assertConfigError("workers_per_scene: lots\n", contains: ["workers_per_scene", "by_rows", "lots"])
+        assertConfigError("workers_per_scene: 0\n", contains: ["workers_per_scene", "1...64"])
     }
 
     func assertConfigError(_ yaml: String, contains parts: [String], file: StaticString = #filePath, line: UInt = #line) {

@@ -159,8 +159,11 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         public var keep = 3
         public init() {}
     }
-    /// Workers of each scene not named in `scenes`.
+    /// Workers of each scene not named in `scenes` when `workersByRows` is false (`workers_per_scene: N`).
     public var workersPerScene = 1
+    /// `workers_per_scene: by_rows`: each scene not named in `scenes` gets workers in proportion to its
+    /// training rows, the average scene one (`workers(forScene:sceneRows:)`).
+    public var workersByRows = true
     /// Scene name → workers. Empty: the scenes found in the log.
     public var scenes: [String: Int] = [:]
     /// Scene names in the order they were listed (YAML mapping order).
@@ -176,8 +179,19 @@ public struct ClusterConfig: Sendable, Equatable, Codable {
         Dictionary(uniqueKeysWithValues: FeatureTable.all.map { ($0.name, $0.defaults) })
     }
 
-    /// Workers for a scene, by its name.
-    public func workers(forScene name: String) -> Int { scenes[name] ?? workersPerScene }
+    /// Workers for a scene: the size `scenes` gives it, else `workers_per_scene`. With `by_rows`, a scene's
+    /// share of the training rows times the number of scenes, rounded, at least 1: the average scene gets one
+    /// worker, one with twice the average's rows two (the default log's home, 40% of four scenes' rows).
+    /// One worker is one core's worth of compute, so a scene with more rows than its workers can train in
+    /// the time the others take holds every other scene back (progress alignment) while cores idle.
+    /// `sceneRows`: every scene's training rows (the data set's manifest; the coordinator's lease plan).
+    public func workers(forScene name: String, sceneRows: [String: Int]) -> Int {
+        if let n = scenes[name] { return n }
+        guard workersByRows else { return workersPerScene }
+        let total = sceneRows.values.reduce(0, +)
+        guard total > 0, let rows = sceneRows[name] else { return 1 }
+        return max(1, Int((Double(sceneRows.count) * Double(rows) / Double(total)).rounded()))
+    }
 }
 
 extension ClusterConfig {
@@ -220,7 +234,17 @@ extension ClusterConfig {
         if let n = top["servers"] { c.servers = try r.int("servers", n, min: 1, max: 256) }
         if let n = top["base_port"] { c.basePort = try r.int("base_port", n, min: 1024, max: 65_000) }
         if let n = top["seed"] { c.seed = UInt64(try r.int("seed", n, min: 0)) }
-        if let n = top["workers_per_scene"] { c.workersPerScene = try r.int("workers_per_scene", n, min: 1, max: 64) }
+        if let n = top["workers_per_scene"] {
+            if n.string == "by_rows" {
+                c.workersByRows = true
+            } else {
+                guard n.scalar != nil, n.int != nil else {
+                    throw r.error("workers_per_scene", "expected an integer in 1...64 or by_rows, found '\(n.any)'", at: n)
+                }
+                c.workersPerScene = try r.int("workers_per_scene", n, min: 1, max: 64)
+                c.workersByRows = false
+            }
+        }
         if let n = top["model"] { c.model = try parseModel(r.child("model", n), base: c.model) }
         if let n = top["optimizer"] {
             let o = r.child("optimizer", n)
