@@ -6,9 +6,9 @@
 
 Speed (examples/s of training, preparation and evaluation excluded):
   - the reference trainer (SparseAdam + Adam, batch 256, 2 threads), --torch-steps steps;
-  - ScenePS, the quickstart's layout (cluster/local.sh: 2 servers, one worker per scene, the default
+  - ScenePS, the quickstart's layout (cluster/local.sh: 2 servers, the default pools (by rows), the default
     config, one epoch);
-  - ScenePS with 1 server and one worker per scene (one epoch).
+  - ScenePS with 1 server and the default pools (one epoch).
 Each row gives the ratio to the reference, the workers' busy fraction (summary.json) and the machine's
 CPU busy fraction over the run (/proc/stat: every process on the machine, ours or not).
 
@@ -128,10 +128,10 @@ def main():
         return s
 
     q = scene_ps("quick", 2, 1, a.port)
-    rows.append(("ScenePS, 2 servers, 1 worker per scene (quickstart layout)", q["examples_per_sec"], q.get("busy_fraction"),
+    rows.append(("ScenePS, 2 servers, pools by rows (quickstart layout)", q["examples_per_sec"], q.get("busy_fraction"),
                  q["_machine_busy"]))
     one = scene_ps("one", 1, 1, a.port + 10)
-    rows.append(("ScenePS, 1 server, 1 worker per scene", one["examples_per_sec"], one.get("busy_fraction"), one["_machine_busy"]))
+    rows.append(("ScenePS, 1 server, pools by rows", one["examples_per_sec"], one.get("busy_fraction"), one["_machine_busy"]))
     results["sceneps_quickstart"] = {k: q.get(k) for k in ("examples_per_sec", "busy_fraction", "waits", "worker_seconds", "pipeline")}
     results["sceneps_1server"] = {k: one.get(k) for k in ("examples_per_sec", "busy_fraction", "waits", "worker_seconds", "pipeline")}
 
