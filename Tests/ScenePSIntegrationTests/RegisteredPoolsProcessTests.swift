@@ -69,12 +69,17 @@ final class RegisteredPoolsProcessTests: XCTestCase {
                                                                 "--scene", scene, "--name", name])
         }
         defer { for w in workers.values { w.process.terminate() } }
-        var members = 0
+        // Each worker counts once its probe has said ready: a worker seen earlier may have finished since (a
+        // full-suite run saw the first ones done before the last one was probed, and counted 0 of 3).
+        var probedReady: Set<String> = []
         let by = Date().addingTimeInterval(60)
-        while members < 3 && Date() < by {
-            members = try workers.keys.filter { try probe(["--endpoint", coordinator, "--member", $0]).status == 0 }.count
-            if members < 3 { Thread.sleep(forTimeInterval: 0.3) }
+        while probedReady.count < 3 && Date() < by {
+            for name in workers.keys where !probedReady.contains(name) {
+                if try probe(["--endpoint", coordinator, "--member", name]).status == 0 { probedReady.insert(name) }
+            }
+            if probedReady.count < 3 { Thread.sleep(forTimeInterval: 0.1) }
         }
+        let members = probedReady.count
         XCTAssertEqual(members, 3, "every worker ready (registered): \(c.output.suffix(3000))")
         let scale = try Harness.run(exe("psctl"), ["scale", "--run-dir", run, "--scene", "home", "--workers", "3"], timeout: 30)
         XCTAssertEqual(scale.status, 1, scale.output)
