@@ -5,7 +5,7 @@ import XCTest
 /// End to end: cluster/local.sh starts real ps-server and worker processes
 /// on loopback, trains, evaluates and writes summary.json.
 final class ClusterTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
     /// Two scenes of a small generated log, one of them sparse.

@@ -11,7 +11,7 @@ import XCTest
 /// what was re-leased, restarts, scaling, and the AUC against a run without
 /// failure on the same data.
 final class ElasticTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
     /// One data set for every test of this class: 60K rows, two scenes. A fixed schedule (4 epochs at

@@ -7,7 +7,7 @@ import XCTest
 /// beat an item-popularity predictor and the baseline model, trained on the
 /// same data with the same budget, by margins a broken part would miss.
 final class FusionTrainingTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
     /// Overall test AUC of one launcher run of `model`.

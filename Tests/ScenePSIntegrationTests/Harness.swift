@@ -8,6 +8,9 @@ enum Harness {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    /// `cluster/local.sh`, the launcher the integration tests run jobs with.
+    static var launcher: String { root.appendingPathComponent("cluster/local.sh").path }
+
     /// Release binaries built by tools/test.sh (SCENEPS_BIN), else .build/release.
     static var bin: URL {
         if let b = ProcessInfo.processInfo.environment["SCENEPS_BIN"] { return URL(fileURLWithPath: b) }

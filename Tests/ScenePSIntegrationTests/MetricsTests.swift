@@ -5,7 +5,7 @@ import XCTest
 /// (PyPI prometheus-client's, through tools/scrape-metrics.sh): every process
 /// serves the Prometheus text format, and the counters move while it trains.
 final class MetricsTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
     var scraper: String { Harness.root.appendingPathComponent("tools/scrape-metrics.sh").path }
 

@@ -8,7 +8,7 @@ import XCTest
 /// faults only a network has: a worker host's link cut for 5 s, a server host's link cut for longer
 /// than --server-dead-after. Needs root and `ip netns`; skipped otherwise (and says why).
 final class NetworkHostsTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var netns: String { Harness.root.appendingPathComponent("tools/netns-hosts.sh").path }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 

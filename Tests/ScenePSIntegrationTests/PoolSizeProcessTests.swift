@@ -6,7 +6,7 @@ import XCTest
 /// The coordinator must hold the launcher's sizes (`coordinator --workers`), or it retires the workers over
 /// the config's sizes: before that flag a fresh `--workers-per-scene 2` trained with one worker per scene.
 final class PoolSizeProcessTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
 
     func testFreshJobsGetPoolsByRowsOrTheFlagsSize() throws {
         try Harness.requireBinaries()

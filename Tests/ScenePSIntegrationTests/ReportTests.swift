@@ -8,7 +8,7 @@ import XCTest
 /// hold the series the run's files say they must (points per scene and epoch, per worker and progress
 /// line, markers per checkpoint and restart), and a real browser (headless Chromium) draws them.
 final class ReportTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
     /// What one SVG draws: series name → points, and the kinds of its markers.

@@ -11,7 +11,7 @@ import XCTest
 /// random (--category-noise 1), so the test rows of held-out items are
 /// `cold` and only their titles say what they are. Port slot 6.
 final class TitleFeatureTrainingTests: XCTestCase {
-    var launcher: String { Harness.root.appendingPathComponent("cluster/local.sh").path }
+    var launcher: String { Harness.launcher }
     var psctl: String { Harness.bin.appendingPathComponent("psctl").path }
 
     func train(_ dir: URL, text: Bool, port: Int, cache: URL, round: Int, items: String = "items.csv") throws
